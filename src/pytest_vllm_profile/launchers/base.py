@@ -1,0 +1,76 @@
+"""One small interface for every way of getting a vLLM server: start -> wait healthy ->
+base URL, trace dir, logs -> stop.
+
+Implementations: `process.ProcessLauncher` (local `vllm serve`), `docker.DockerLauncher`
+(container through the docker SDK, Docker or Podman socket), `url.UrlLauncher` (attach to
+a running server). The profiler (torch or nsys) is part of the `ServerSpec`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ServerSpec:
+    """Everything needed to boot one server. Equal specs can share one server."""
+
+    model: str
+    served_model_name: str | None = None
+    server_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    profiler: str = "torch"  # "torch" or "nsys"
+    trace_dir: Path | None = None  # where the profiler writes; launcher creates one if None
+    host: str = "127.0.0.1"
+    port: int | None = None  # None: pick a free port
+    gpus: tuple[int, ...] | None = None  # CUDA_VISIBLE_DEVICES for this server; None: leave as is
+    tensor_parallel_size: int = 1
+    health_timeout_s: float = 900.0
+    log_path: Path | None = None
+
+
+@dataclass
+class RunningServer:
+    """What a started server offers to the capture step."""
+
+    base_url: str  # e.g. http://127.0.0.1:8011
+    trace_dir: Path  # folder (on this machine) where trace files appear
+    log_path: Path | None
+    profiler: str  # "torch" or "nsys"
+    model_name: str  # name to put in requests
+    vllm_version: str | None = None
+
+
+class Launcher(abc.ABC):
+    """Start and stop one vLLM server. Use as a context manager."""
+
+    def __init__(self, spec: ServerSpec) -> None:
+        self.spec = spec
+        self.server: RunningServer | None = None
+
+    @abc.abstractmethod
+    def start(self) -> RunningServer:
+        """Boot (or attach), wait until /health answers, and return the running server.
+
+        Raises LauncherError with the log tail when the server dies or never gets healthy.
+        """
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Tear down; idempotent; leaves no orphan process or container."""
+
+    def log_tail(self, lines: int = 60) -> str:
+        """Last lines of the server log (for error messages)."""
+        return ""
+
+    def collect_traces(self) -> Path:
+        """Post-process after /stop_profile if needed (nsys export) and return the trace location."""
+        assert self.server is not None
+        return self.server.trace_dir
+
+    def __enter__(self) -> RunningServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

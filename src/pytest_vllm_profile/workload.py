@@ -1,0 +1,114 @@
+"""`Workload`: what a `@pytest.mark.vllm_workload(...)` marker declares, validated.
+
+No pytest imports: the plugin passes the marker's args/kwargs to `Workload.from_marker_kwargs`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .errors import WorkloadError
+
+DEFAULT_PROMPT = "What is the capital of France?"
+
+
+@dataclass(frozen=True)
+class Workload:
+    model: str
+    max_tokens: int = 10
+    prompts: tuple[str, ...] = (DEFAULT_PROMPT,)
+    repeats: int | None = None  # None: use --vllm-repeats
+    warmup_requests: int = 1
+    temperature: float = 0.0
+    ignore_eos: bool = True
+    batch: bool = True  # all prompts in one completion request (vLLM batches them into one step)
+    server_args: tuple[str, ...] = ()  # extra `vllm serve` arguments, e.g. ("--enforce-eager",)
+    env: tuple[tuple[str, str], ...] = ()  # extra server environment
+    served_model_name: str | None = None
+    tensor_parallel_size: int = 1
+    expected_layers: int | None = None  # decoder layers per step, if the test wants it checked structurally
+
+    @classmethod
+    def from_marker_kwargs(cls, test_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> "Workload":
+        """Validate a marker's arguments; every error names the test and the argument."""
+        if args:
+            raise WorkloadError(f"{test_id}: vllm_workload takes keyword arguments only, got positional {args!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise WorkloadError(
+                f"{test_id}: unknown vllm_workload argument(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(known))}"
+            )
+        if "model" not in kwargs:
+            raise WorkloadError(f"{test_id}: vllm_workload needs model=... (a model name or local folder)")
+        kw = dict(kwargs)
+        try:
+            if isinstance(kw.get("prompts"), str):
+                raise WorkloadError(f"{test_id}: vllm_workload prompts= must be a list of strings, not one string")
+            if "prompts" in kw:
+                kw["prompts"] = tuple(kw["prompts"])
+            if "server_args" in kw:
+                if isinstance(kw["server_args"], str):
+                    raise WorkloadError(f"{test_id}: vllm_workload server_args= must be a list, e.g. ['--enforce-eager']")
+                kw["server_args"] = tuple(str(a) for a in kw["server_args"])
+            if "env" in kw:
+                kw["env"] = tuple(sorted((str(k), str(v)) for k, v in dict(kw["env"]).items()))
+        except (TypeError, ValueError) as exc:
+            raise WorkloadError(f"{test_id}: invalid vllm_workload argument: {exc}") from None
+        wl = cls(**kw)
+        wl._validate(test_id)
+        return wl
+
+    def _validate(self, test_id: str) -> None:
+        def bad(arg: str, why: str) -> WorkloadError:
+            return WorkloadError(f"{test_id}: vllm_workload {arg}={getattr(self, arg)!r}: {why}")
+
+        if not isinstance(self.model, str) or not self.model:
+            raise bad("model", "must be a non-empty string")
+        if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool) or self.max_tokens < 1:
+            raise bad("max_tokens", "must be a positive integer")
+        if not self.prompts or not all(isinstance(p, str) and p for p in self.prompts):
+            raise bad("prompts", "must be a non-empty list of non-empty strings")
+        if self.repeats is not None and (not isinstance(self.repeats, int) or self.repeats < 1):
+            raise bad("repeats", "must be a positive integer")
+        if not isinstance(self.warmup_requests, int) or self.warmup_requests < 0:
+            raise bad("warmup_requests", "must be an integer >= 0")
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise bad("temperature", "must be a number >= 0")
+        if not isinstance(self.tensor_parallel_size, int) or self.tensor_parallel_size < 1:
+            raise bad("tensor_parallel_size", "must be a positive integer")
+
+    @property
+    def model_name(self) -> str:
+        """The name requests use (`--served-model-name` if set, else the model argument)."""
+        return self.served_model_name or self.model
+
+    def server_key(self) -> str:
+        """Identity of the server this workload needs: workloads with equal keys share one server."""
+        ident = {
+            "model": self.model,
+            "served_model_name": self.served_model_name,
+            "server_args": list(self.server_args),
+            "env": list(self.env),
+            "tensor_parallel_size": self.tensor_parallel_size,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+    def completion_requests(self) -> list[dict[str, Any]]:
+        """The OpenAI-compatible /v1/completions bodies of one profiled pass."""
+        base = {"model": self.model_name, "max_tokens": self.max_tokens, "temperature": self.temperature,
+                "ignore_eos": self.ignore_eos}
+        if self.batch:
+            prompt: Any = self.prompts[0] if len(self.prompts) == 1 else list(self.prompts)
+            return [dict(base, prompt=prompt)]
+        return [dict(base, prompt=p) for p in self.prompts]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["prompts"] = list(self.prompts)
+        d["server_args"] = list(self.server_args)
+        d["env"] = dict(self.env)
+        return d
