@@ -59,9 +59,12 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        # The CLI contract: new/missing kernels are also given as plain name lists.
-        d["new_kernel_names"] = [k.name for k in self.new_kernels]
-        d["missing_kernel_names"] = [k.name for k in self.missing_kernels]
+        # The CLI contract: `new_kernels` / `missing_kernels` are plain lists of kernel names;
+        # the details travel beside them.
+        d["new_kernel_details"] = d.pop("new_kernels")
+        d["missing_kernel_details"] = d.pop("missing_kernels")
+        d["new_kernels"] = [k.name for k in self.new_kernels]
+        d["missing_kernels"] = [k.name for k in self.missing_kernels]
         return d
 
     def explain(self, limit: int = 5) -> str:
