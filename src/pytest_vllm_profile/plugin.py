@@ -1,0 +1,1 @@
+"""pytest hooks: a thin layer over the library (being written by the plugin owner)."""
