@@ -28,3 +28,7 @@ def eager_mixed_trace(shared_traces: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
+
+
+# Real vLLM CPU server fixtures (one shared eager server per session); see tests/cpu_vllm.py.
+from cpu_vllm import cpu_vllm_python, cpu_vllm_server, tiny_qwen3_model  # noqa: E402,F401

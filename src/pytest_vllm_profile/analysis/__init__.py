@@ -1,0 +1,28 @@
+"""Trace analysis: steps ("token peaks"), decoder layers ("layer peaks"), kernel statistics,
+roofline, and `summarize` which puts them into a `ProfileSummary`."""
+from __future__ import annotations
+
+from .kernels import KERNEL_CLASSES, KernelStats, kernel_class, short_kernel_name
+from .layers import LayerDetection, LayerDetector
+from .roofline import decode_roofline, estimate_weight_bytes_from_config, peak_bandwidth_gbps
+from .steps import DetectedStep, StepDetection, StepDetector
+from .summarize import load_trace_set, summarize, summarize_path, summarize_trace
+
+__all__ = [
+    "KERNEL_CLASSES",
+    "DetectedStep",
+    "KernelStats",
+    "LayerDetection",
+    "LayerDetector",
+    "StepDetection",
+    "StepDetector",
+    "decode_roofline",
+    "estimate_weight_bytes_from_config",
+    "kernel_class",
+    "load_trace_set",
+    "peak_bandwidth_gbps",
+    "short_kernel_name",
+    "summarize",
+    "summarize_path",
+    "summarize_trace",
+]

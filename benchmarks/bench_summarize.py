@@ -1,0 +1,307 @@
+"""Speed and peak memory of summarizing a vLLM torch trace, against HTA and a bare JSON load.
+
+    python benchmarks/bench_summarize.py [--quick] [--trace PATH] [--big-gb 1.0] [--no-write]
+
+Each contender runs in its own subprocess; its peak RSS is that process' `ru_maxrss` from
+`os.wait4` (the interpreter and its imports included, children included), its time is the wall
+time of the operation alone (imports excluded, printed separately). Contenders:
+
+- summarize: `pytest_vllm_profile.analysis.summarize_path(path)`; while that does not exist,
+  `pytest_vllm_profile.trace.read_trace_set(path)` and the row says "reader only".
+- hta: HolisticTraceAnalysis `TraceAnalysis(trace_dir=...)` + `get_gpu_kernel_breakdown()`, run
+  with the separate venv `.venv-bench` (it pins its own torch/pandas).
+- bare-msgspec / bare-orjson: gunzip + one generic JSON load of the whole file, nothing else.
+
+Traces: the real 352 K-event eager H100 trace (shared/traces/eager-mixed.rank0.pt.trace.json.gz)
+and a ~1 GB (uncompressed JSON) trace this script builds by replicating that trace's events
+in time (timestamps shifted, correlation / External id / flow / Python ids offset so they stay
+unique and consistent), written in Kineto's layout to a temp dir. --quick skips the big trace.
+Results are printed and written to benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TRACE = REPO.parent / "shared" / "traces" / "eager-mixed.rank0.pt.trace.json.gz"
+BENCH_VENV_PY = REPO / ".venv-bench" / "bin" / "python"
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+BIG_DIR = Path(tempfile.gettempdir()) / "pytest-vllm-profile-bench"
+
+# ----------------------------------------------------------------------------- workers
+# Each worker is a small program run with `python -c`; it prints one JSON line.
+
+_WORKER_PRELUDE = """
+import json, os, resource, sys, time
+t_import = time.perf_counter()
+"""
+
+_WORKER_EPILOGUE = """
+print(json.dumps({"seconds": seconds, "import_seconds": import_seconds, "note": note,
+                  "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+WORKERS: dict[str, str] = {
+    "summarize": """
+note = ""
+try:
+    from pytest_vllm_profile.analysis import summarize_path
+    run = lambda p: summarize_path(p)
+except ImportError:
+    from pytest_vllm_profile.trace import read_trace_set
+    run = lambda p: read_trace_set(p)
+    note = "reader only (analysis.summarize_path not available yet)"
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+result = run(sys.argv[1])
+seconds = time.perf_counter() - t0
+""",
+    "hta": """
+import tempfile, pathlib, logging
+logging.disable(logging.WARNING)
+from hta.trace_analysis import TraceAnalysis
+import_seconds = time.perf_counter() - t_import
+src = pathlib.Path(sys.argv[1])
+d = pathlib.Path(tempfile.mkdtemp())
+(d / src.name).symlink_to(src.resolve())
+t0 = time.perf_counter()
+analyzer = TraceAnalysis(trace_dir=str(d))
+breakdown = analyzer.get_gpu_kernel_breakdown()
+seconds = time.perf_counter() - t0
+note = f"kernel-type rows: {len(breakdown[0])}"
+""",
+    "bare-msgspec": """
+import gzip, msgspec
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+with gzip.open(sys.argv[1]) as fh:
+    doc = msgspec.json.decode(fh.read())
+seconds = time.perf_counter() - t0
+note = f"{len(doc['traceEvents'])} events"
+""",
+    "bare-orjson": """
+import gzip, orjson
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+with gzip.open(sys.argv[1]) as fh:
+    doc = orjson.loads(fh.read())
+seconds = time.perf_counter() - t0
+note = f"{len(doc['traceEvents'])} events"
+""",
+}
+
+
+def run_worker(kind: str, trace: Path, timeout_s: float) -> dict[str, object]:
+    python = str(BENCH_VENV_PY) if kind == "hta" else sys.executable
+    if kind == "hta" and not BENCH_VENV_PY.exists():
+        return {"error": f"{BENCH_VENV_PY} missing: create it (see benchmarks/RESULTS.md, 'HTA setup')"}
+    code = _WORKER_PRELUDE + textwrap.dedent(WORKERS[kind]) + _WORKER_EPILOGUE
+    with tempfile.TemporaryFile("w+") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen([python, "-c", code, str(trace)], stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = started + timeout_s
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -9
+                return {"error": f"did not finish within {timeout_s:.0f} s", "maxrss_mb": usage.ru_maxrss / 1024}
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        text = out.read()
+    lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(text.strip().splitlines()[-6:])
+        return {"error": f"exit {proc.returncode}: {tail}", "maxrss_mb": usage.ru_maxrss / 1024}
+    result: dict[str, object] = json.loads(lines[-1])
+    result["maxrss_mb"] = usage.ru_maxrss / 1024  # whole process tree that was waited for
+    result["process_wall_seconds"] = wall
+    return result
+
+
+# ----------------------------------------------------------------------------- big trace
+
+
+def _kineto_event_bytes(event: dict, dumps) -> bytes:
+    # Kineto layout: each event opens with "  {" and closes with "  }" at two-space indent.
+    return b"  " + dumps(event).replace(b"\n", b"\n  ")
+
+
+def build_big_trace(source: Path, target_bytes: int, dest: Path) -> Path:
+    """Replicate `source`'s events in time until the JSON is ~target_bytes; Kineto layout."""
+    import orjson
+
+    dumps = lambda ev: orjson.dumps(ev, option=orjson.OPT_INDENT_2)  # noqa: E731
+    raw = gzip.decompress(source.read_bytes())
+    doc = orjson.loads(raw)
+    events = doc.pop("traceEvents")
+    copies = max(1, round(target_bytes / len(raw)))
+    once = [e for e in events if e.get("ph") in ("M", "i") or e.get("cat") == "Trace"]
+    repeat = [e for e in events if not (e.get("ph") in ("M", "i") or e.get("cat") == "Trace")]
+
+    def span(key_fn) -> int:
+        vals = [v for v in map(key_fn, repeat) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return int(max(vals) - min(vals) + 1) if vals else 0
+
+    ts_min = min(e["ts"] for e in repeat)
+    ts_max = max(e["ts"] + e.get("dur", 0) for e in repeat)
+    time_shift = (ts_max - ts_min) + 1000.0  # 1 ms idle gap between replicas
+    id_shift = {
+        key: span(lambda e, k=key: (e.get("args") or {}).get(k))
+        for key in ("External id", "correlation", "Python id", "Python parent id", "Ev Idx")
+    }
+    id_shift["Python parent id"] = id_shift["Python id"] = max(id_shift["Python id"], id_shift["Python parent id"])
+    flow_shift = span(lambda e: e.get("id") if e.get("ph") in ("s", "f") else None)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".partial")
+    header = orjson.dumps(doc, option=orjson.OPT_INDENT_2)[:-2]  # drop the closing "\n}"
+    with gzip.open(tmp, "wb", compresslevel=1) as fh:
+        fh.write(header + b',\n  "traceEvents": [\n')
+        first = True
+        for copy in range(copies):
+            parts = []
+            for ev in repeat:
+                if copy:
+                    ev["ts"] += time_shift
+                    args = ev.get("args")
+                    if args:
+                        for key, shift in id_shift.items():
+                            if key in args and isinstance(args[key], int) and args[key] >= 0:
+                                args[key] += shift
+                    if ev.get("ph") in ("s", "f") and isinstance(ev.get("id"), int):
+                        ev["id"] += flow_shift
+                parts.append(_kineto_event_bytes(ev, dumps))
+            fh.write((b"" if first else b",\n") + b",\n".join(parts))
+            first = False
+        for ev in once:
+            if ev.get("cat") == "Trace":
+                ev["dur"] = ev.get("dur", 0) + time_shift * (copies - 1)
+            fh.write(b",\n" + _kineto_event_bytes(ev, dumps))
+        fh.write(b'\n  ]\n}\n')
+    tmp.rename(dest)
+    return dest
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "nproc": str(os.cpu_count()),
+        "ram": f"{ram_gb:.1f} GiB",
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def _fmt(row: dict[str, object]) -> tuple[str, str, str]:
+    if "seconds" in row:
+        return f"{row['seconds']:.2f}", f"{row['maxrss_mb']:.0f}", str(row.get("note", ""))
+    mem = f"{row['maxrss_mb']:.0f}" if "maxrss_mb" in row else "-"
+    return "failed", mem, str(row.get("error", "")).replace("\n", " / ")[:300]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="only the real eager trace, no 1 GB trace")
+    ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    ap.add_argument("--big-gb", type=float, default=1.0, help="uncompressed JSON size of the built trace")
+    ap.add_argument("--hta-timeout", type=float, default=600.0)
+    ap.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    if not args.trace.is_file():
+        print(f"trace not found: {args.trace}", file=sys.stderr)
+        return 2
+
+    traces = [("eager-mixed (real, 352 K events)", args.trace)]
+    if not args.quick:
+        big = BIG_DIR / f"replicated-{args.big_gb:g}gb.rank0.pt.trace.json.gz"
+        if not big.exists():
+            print(f"building {big} ...", flush=True)
+            t0 = time.perf_counter()
+            build_big_trace(args.trace, int(args.big_gb * 1e9), big)
+            print(f"  built in {time.perf_counter() - t0:.0f} s ({big.stat().st_size / 1e6:.0f} MB gzip)", flush=True)
+        traces.append((f"replicated ~{args.big_gb:g} GB JSON", big))
+
+    results: dict[str, dict[str, dict[str, object]]] = {}
+    for label, path in traces:
+        results[label] = {}
+        for kind in ("summarize", "bare-msgspec", "bare-orjson", "hta"):
+            print(f"[{label}] {kind} ...", flush=True)
+            row = run_worker(kind, path, args.hta_timeout if kind == "hta" else 1800)
+            results[label][kind] = row
+            secs, mem, note = _fmt(row)
+            print(f"    {secs} s, peak RSS {mem} MB  {note}", flush=True)
+
+    lines = render(results, traces)
+    print("\n".join(lines))
+    if not args.no_write:
+        RESULTS.write_text("\n".join(lines) + "\n")
+        print(f"\nwritten to {RESULTS}")
+    return 0
+
+
+def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[str, Path]]) -> list[str]:
+    m = machine()
+    out = [
+        "# Benchmark: summarize vs HTA vs bare JSON load",
+        "",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
+        "Command: `python benchmarks/bench_summarize.py` (each contender in its own subprocess; time = the",
+        "operation alone, imports excluded; peak RSS = `ru_maxrss` of the process tree, imports included).",
+        "",
+    ]
+    for label, path in traces:
+        rows = results[label]
+        size = path.stat().st_size / 1e6
+        out += [f"## {label}", "", f"`{path}` ({size:.0f} MB gzip)", "", "| contender | seconds | peak RSS MB | note |", "|---|---|---|---|"]
+        for kind, row in rows.items():
+            secs, mem, note = _fmt(row)
+            out.append(f"| {kind} | {secs} | {mem} | {note} |")
+        ok = {k: r for k, r in rows.items() if "seconds" in r}
+        out.append("")
+        if "summarize" in ok:
+            s = float(ok["summarize"]["seconds"])  # type: ignore[arg-type]
+            bare = [float(ok[k]["seconds"]) for k in ("bare-msgspec", "bare-orjson") if k in ok]  # type: ignore[arg-type]
+            if "hta" in ok:
+                ratio = float(ok["hta"]["seconds"]) / s  # type: ignore[arg-type]
+                out.append(f"- HTA / summarize: **{ratio:.1f}x** (target >= 8x)")
+            if bare:
+                out.append(f"- summarize / fastest bare JSON load: **{s / min(bare):.2f}x** (target <= 1.5x)")
+            out.append(f"- summarize peak RSS: **{float(ok['summarize']['maxrss_mb']):.0f} MB** (target for the 1 GB trace: <= 2048 MB)")  # type: ignore[arg-type]
+            if ok["summarize"].get("note"):
+                out.append(f"- summarize row is {ok['summarize']['note']}: the lead re-runs once analysis lands")
+        out.append("")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

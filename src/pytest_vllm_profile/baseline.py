@@ -1,0 +1,326 @@
+"""`BaselineStore`: the accepted profile of each test, one JSON file per test.
+
+Layout: `<root>/<test file path without .py>/<test name, params sanitized>.json`, holding
+`{"schema_version": 1, "test": nodeid, "entries": {<gpu>: {<vllm version>: entry}}}`, where an
+entry is `{"created", "commit", "workload", "repeats", "summary", "spread"}` (schema:
+`schemas/baseline.schema.json`). GPU "cpu" and vLLM "unknown" are the keys of CPU runs and
+unknown versions.
+
+Every read and write is validated against the schema; an invalid or corrupt file is reported
+(file, JSON pointer, schema message) and never overwritten. Writes are atomic (temp file in
+the same folder + `os.replace`) and serialized by an `fcntl` lock on a sibling lock file, so
+pytest-xdist workers can update different GPUs' entries of one file concurrently.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import BaselineError
+from .repeats import RepeatSpread
+from .schemas import SchemaValidationError, validate_baseline
+from .summary import ProfileSummary
+
+BASELINE_SCHEMA_VERSION = 1
+CPU_GPU_KEY = "cpu"
+UNKNOWN_VLLM_KEY = "unknown"
+
+_SAFE = re.compile(r"[^A-Za-z0-9._\-\[\]=+,]")
+_MAX_NAME = 120
+
+
+def gpu_key(gpu: str | None) -> str:
+    """The entry key of a GPU model ("cpu" when there is none)."""
+    return gpu.strip() if gpu and gpu.strip() else CPU_GPU_KEY
+
+
+def vllm_key(version: str | None) -> str:
+    return version.strip() if version and version.strip() else UNKNOWN_VLLM_KEY
+
+
+def keys_for_summary(summary: ProfileSummary) -> tuple[str, str]:
+    """(gpu, vllm version) keys a summary would be stored under."""
+    gpu = summary.device.name if summary.timing_domain == "gpu" else None
+    return gpu_key(gpu), vllm_key(summary.runtime.vllm_version)
+
+
+def _sanitize(part: str) -> str:
+    """A file-name-safe form of `part`; a hash suffix keeps distinct names distinct."""
+    clean = _SAFE.sub("_", part).strip(".") or "_"
+    if clean != part or len(clean) > _MAX_NAME:
+        digest = hashlib.sha1(part.encode()).hexdigest()[:8]
+        clean = f"{clean[:_MAX_NAME]}-{digest}"
+    return clean
+
+
+def baseline_relpath(nodeid: str) -> Path:
+    """`tests/test_x.py::TestA::test_b[p]` -> `tests/test_x/TestA.test_b[p].json`."""
+    if not nodeid or not nodeid.strip():
+        raise BaselineError("cannot name a baseline file for an empty test node id")
+    file_part, sep, test_part = nodeid.partition("::")
+    if not sep:
+        test_part, file_part = file_part, ""
+    if file_part.endswith(".py"):
+        file_part = file_part[: -len(".py")]
+    dirs = [_sanitize(p) for p in file_part.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+    name = _sanitize(test_part.replace("::", ".")) if test_part else "_module"
+    return Path(*dirs, name + ".json") if dirs else Path(name + ".json")
+
+
+@dataclass
+class BaselineEntry:
+    """One stored baseline: the median summary of `repeats` profiles on one GPU / vLLM version."""
+
+    gpu: str
+    vllm_version: str
+    created: str
+    commit: str | None
+    workload: dict[str, Any]
+    repeats: int
+    summary: ProfileSummary
+    spread: RepeatSpread | None
+    path: Path | None = None
+    test: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry's JSON form inside a baseline file."""
+        return {
+            "created": self.created,
+            "commit": self.commit,
+            "workload": self.workload,
+            "repeats": self.repeats,
+            "summary": self.summary.to_dict(),
+            "spread": self.spread.to_dict() if self.spread is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, gpu: str, vllm_version: str, data: dict[str, Any], path: Path | None = None,
+                  test: str | None = None) -> "BaselineEntry":
+        return cls(
+            gpu=gpu,
+            vllm_version=vllm_version,
+            created=data["created"],
+            commit=data.get("commit"),
+            workload=dict(data.get("workload") or {}),
+            repeats=int(data["repeats"]),
+            summary=ProfileSummary.from_dict(data["summary"]),
+            spread=RepeatSpread.from_dict(data["spread"]) if data.get("spread") is not None else None,
+            path=path,
+            test=test,
+        )
+
+
+@dataclass
+class BaselineLookup:
+    """What the store holds for one test on one GPU / vLLM version, and why not when it does not.
+
+    `entry` is the exact match. When there is none, `fallback` is the entry of the newest other
+    vLLM version on the same GPU (None if there is none), and `message` says what exists.
+    """
+
+    path: Path
+    entry: BaselineEntry | None
+    fallback: BaselineEntry | None = None
+    other_versions: list[str] = field(default_factory=list)  # vLLM versions stored for this GPU
+    other_gpus: list[str] = field(default_factory=list)  # GPUs that have entries
+    message: str = ""
+
+
+def read_baseline_file(path: Path) -> dict[str, Any]:
+    """Parse and validate one baseline file; `BaselineError` naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read baseline file: {exc.strerror or exc}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"{path}: baseline file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+            "fix or delete it, it is never overwritten automatically"
+        ) from None
+    try:
+        validate_baseline(document, str(path))
+    except SchemaValidationError as exc:
+        raise BaselineError(
+            f"{path}: baseline file does not match baseline.schema.json at JSON pointer "
+            f"'{exc.pointer or '/'}': {exc.problem}; fix or delete it, it is never overwritten automatically"
+        ) from None
+    return document
+
+
+def entries_of(document: dict[str, Any], path: Path | None = None) -> list[BaselineEntry]:
+    """Every entry of a parsed baseline file, GPU then vLLM version order."""
+    return [
+        BaselineEntry.from_dict(gpu, version, data, path=path, test=document.get("test"))
+        for gpu, versions in sorted(document["entries"].items())
+        for version, data in sorted(versions.items())
+    ]
+
+
+def _version_sort_key(version: str) -> tuple[Any, ...]:
+    # "0.10.1" sorts after "0.9.2": compare numeric dotted parts as numbers.
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+\-]", version))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class BaselineStore:
+    """Baselines of every test under one folder (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, nodeid: str) -> Path:
+        return self.root / baseline_relpath(nodeid)
+
+    def _read(self, nodeid: str) -> dict[str, Any] | None:
+        path = self.path_for(nodeid)
+        if not path.exists():
+            return None
+        document = read_baseline_file(path)
+        if document["test"] != nodeid:
+            raise BaselineError(
+                f"{path}: baseline file belongs to test {document['test']!r}, not {nodeid!r} "
+                "(two node ids map to one file name; rename one of the tests)"
+            )
+        return document
+
+    def load(self, nodeid: str, gpu: str | None, vllm_version: str | None) -> BaselineEntry | None:
+        """The entry for this test, GPU and vLLM version; None when the file or entry is absent."""
+        document = self._read(nodeid)
+        if document is None:
+            return None
+        data = document["entries"].get(gpu_key(gpu), {}).get(vllm_key(vllm_version))
+        if data is None:
+            return None
+        return BaselineEntry.from_dict(gpu_key(gpu), vllm_key(vllm_version), data,
+                                       path=self.path_for(nodeid), test=nodeid)
+
+    def lookup(self, nodeid: str, gpu: str | None, vllm_version: str | None) -> BaselineLookup:
+        """Like `load`, but when nothing matches, say what does exist (and offer a fallback)."""
+        path = self.path_for(nodeid)
+        gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
+        document = self._read(nodeid)
+        if document is None:
+            return BaselineLookup(path, None, message=f"no baseline file {path} for {nodeid}")
+        entries = document["entries"]
+        versions = entries.get(gpu_k, {})
+        if vllm_k in versions:
+            entry = BaselineEntry.from_dict(gpu_k, vllm_k, versions[vllm_k], path=path, test=nodeid)
+            return BaselineLookup(path, entry, other_versions=sorted(versions, key=_version_sort_key),
+                                  other_gpus=sorted(entries), message="")
+        other_gpus = sorted(entries)
+        if not versions:
+            return BaselineLookup(
+                path, None, other_gpus=other_gpus,
+                message=(f"{path}: no baseline for GPU {gpu_k!r}; the file has entries for GPU(s) "
+                         f"{', '.join(other_gpus) or 'none'}"),
+            )
+        ordered = sorted(versions, key=_version_sort_key)
+        newest = ordered[-1]
+        fallback = BaselineEntry.from_dict(gpu_k, newest, versions[newest], path=path, test=nodeid)
+        return BaselineLookup(
+            path, None, fallback=fallback, other_versions=ordered, other_gpus=other_gpus,
+            message=(f"{path}: no baseline for vLLM {vllm_k} on {gpu_k}; baselines exist for vLLM "
+                     f"{', '.join(ordered)} on this GPU (record one for {vllm_k} by updating the baseline)"),
+        )
+
+    # Alias under the name the plugin's design uses.
+    lookup_fallback = lookup
+
+    def entries(self, nodeid: str) -> list[BaselineEntry]:
+        document = self._read(nodeid)
+        return [] if document is None else entries_of(document, self.path_for(nodeid))
+
+    def save(
+        self,
+        nodeid: str,
+        gpu: str | None,
+        vllm_version: str | None,
+        summary: ProfileSummary,
+        *,
+        workload: dict[str, Any] | None = None,
+        repeats: int = 1,
+        spread: RepeatSpread | None = None,
+        commit: str | None = None,
+        created: str | None = None,
+    ) -> bool:
+        """Write (or replace) this test's entry for the GPU / vLLM version; True if content changed.
+
+        `created` is ignored when deciding whether anything changed, so re-recording an identical
+        profile leaves the file untouched.
+        """
+        path = self.path_for(nodeid)
+        gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
+        entry = BaselineEntry(gpu_k, vllm_k, created or _now(), commit, dict(workload or {}), int(repeats),
+                              summary, spread)
+        new_data = entry.to_dict()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise BaselineError(f"{path.parent}: cannot create the baseline folder: {exc.strerror or exc}") from None
+        with self._locked(path):
+            document = self._read(nodeid)  # raises on invalid/corrupt: never overwritten silently
+            if document is None:
+                document = {"schema_version": BASELINE_SCHEMA_VERSION, "test": nodeid, "entries": {}}
+            old = document["entries"].get(gpu_k, {}).get(vllm_k)
+            # Compare through JSON so tuples/lists and float formatting do not count as changes.
+            if old is not None and _without_created(old) == _without_created(json.loads(json.dumps(new_data))):
+                return False
+            document["entries"].setdefault(gpu_k, {})[vllm_k] = new_data
+            try:
+                validate_baseline(document, str(path))
+            except SchemaValidationError as exc:
+                raise BaselineError(
+                    f"{path}: refusing to write a baseline that does not match baseline.schema.json at "
+                    f"JSON pointer '{exc.pointer or '/'}': {exc.problem}"
+                ) from None
+            self._atomic_write(path, json.dumps(document, indent=1, sort_keys=False) + "\n")
+        return True
+
+    @contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        lock_path = path.with_name(f".{path.name}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise BaselineError(f"{lock_path}: cannot create the baseline lock file: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @staticmethod
+    def _atomic_write(path: Path, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise BaselineError(f"{path}: cannot write baseline file: {exc.strerror or exc}") from None
+
+
+def _without_created(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != "created"}

@@ -1,0 +1,238 @@
+"""`ProfileCapture`: drive one profiled pass of a workload over HTTP and collect its traces.
+
+warmup requests -> POST /start_profile -> the workload's completion requests (concurrently,
+so vLLM batches them) -> POST /stop_profile -> wait until the new trace files are complete
+-> move them into `trace_dir/capture-<n>/`, so repeated captures never mix and nothing is
+deleted.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .errors import CaptureError
+from .launchers.base import Launcher, RunningServer
+from .results import RequestResult
+from .workload import Workload
+
+CAPTURE_PREFIX = "capture-"
+# Files a profiler run produces that readers open; everything else new (e.g. vLLM's
+# `profiler_out_*.txt` tables) is moved along and listed in `other_files`.
+TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz", ".json", ".json.gz", ".nsys-rep", ".sqlite")
+
+PROFILER_HINT = (
+    "the server must run with the torch profiler on: start it with "
+    "--profiler-config '{{\"profiler\": \"torch\", \"torch_profiler_dir\": \"{trace_dir}\"}}' "
+    "(older vLLM: VLLM_TORCH_PROFILER_DIR={trace_dir})"
+)
+
+
+@dataclass
+class CaptureResult:
+    """The trace files of one profiled pass and how its requests went."""
+
+    trace_files: list[Path]  # profiler traces (rank traces first), inside trace_root
+    trace_root: Path  # trace_dir/capture-<n>: this capture's own folder
+    requests: list[RequestResult]
+    start_profile_s: float  # duration of POST /start_profile
+    stop_profile_s: float  # duration of POST /stop_profile (traces are flushed in it)
+    workload_s: float  # wall time of the profiled requests
+    wait_s: float  # time spent waiting for the files to be complete after /stop_profile
+    other_files: list[Path] = field(default_factory=list)
+
+    @property
+    def rank_trace_files(self) -> list[Path]:
+        """Worker traces (`rank<i>.*`), the ones holding the model's steps."""
+        return [p for p in self.trace_files if p.name.startswith("rank")]
+
+
+def is_trace_file(path: Path) -> bool:
+    return path.name.endswith(TRACE_SUFFIXES)
+
+
+def _listing(root: Path) -> dict[Path, int]:
+    """Every file under `root` (not inside earlier capture folders) -> its size."""
+    found: dict[Path, int] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if not d.startswith(CAPTURE_PREFIX)]
+        for name in filenames:
+            path = Path(dirpath) / name
+            try:
+                found[path] = path.stat().st_size
+            except FileNotFoundError:  # renamed between listing and stat (temp file)
+                continue
+    return found
+
+
+def gzip_complete(path: Path) -> bool:
+    """True when `path` is one or more complete gzip members (a half-written file is not)."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+        return True
+    except (EOFError, OSError, zlib.error):
+        return False
+
+
+class ProfileCapture:
+    """One profiled pass of `workload` against `server`.
+
+    launcher: when given, its `collect_traces()` tells where the traces are after
+    /stop_profile (nsys export); otherwise `server.trace_dir` is watched.
+    timeout_s: limit of each HTTP request (a big /stop_profile flush takes minutes).
+    """
+
+    def __init__(
+        self,
+        server: RunningServer,
+        workload: Workload,
+        timeout_s: float = 600.0,
+        launcher: Launcher | None = None,
+        poll_interval_s: float = 1.0,
+        stable_polls: int = 2,
+        trace_timeout_s: float | None = None,
+    ) -> None:
+        self.server = server
+        self.workload = workload
+        self.timeout_s = timeout_s
+        self.launcher = launcher
+        self.poll_interval_s = poll_interval_s
+        self.stable_polls = stable_polls
+        # How long the files may take to appear after /stop_profile returned.
+        self.trace_timeout_s = timeout_s if trace_timeout_s is None else trace_timeout_s
+        self.trace_dir = Path(server.trace_dir)
+
+    # ---- HTTP -------------------------------------------------------------------------------
+    def _post(self, client: httpx.Client, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        url = self.server.base_url.rstrip("/") + path
+        try:
+            answer = client.post(url, json=body) if body is not None else client.post(url)
+        except httpx.TimeoutException:
+            raise CaptureError(f"POST {url} got no answer within {self.timeout_s:.0f} s") from None
+        except httpx.HTTPError as exc:
+            raise CaptureError(f"POST {url} failed: {type(exc).__name__}: {exc}") from None
+        if answer.status_code >= 400:
+            message = f"POST {url} answered HTTP {answer.status_code}: {answer.text[:1000]}"
+            if path in ("/start_profile", "/stop_profile") and answer.status_code in (404, 405):
+                message += "\n" + PROFILER_HINT.format(trace_dir=self.trace_dir)
+            raise CaptureError(message)
+        return answer
+
+    def _complete(self, client: httpx.Client, body: dict[str, Any]) -> RequestResult:
+        started = time.perf_counter()
+        answer = self._post(client, "/v1/completions", body)
+        latency = time.perf_counter() - started
+        try:
+            usage = answer.json().get("usage") or {}
+        except ValueError:
+            raise CaptureError(f"/v1/completions answered non-JSON: {answer.text[:300]}") from None
+        return RequestResult(latency_s=latency, prompt_tokens=usage.get("prompt_tokens"),
+                             completion_tokens=usage.get("completion_tokens"))
+
+    def _run_requests(self, client: httpx.Client, bodies: list[dict[str, Any]]) -> list[RequestResult]:
+        if len(bodies) == 1:
+            return [self._complete(client, bodies[0])]
+        # All at once, so the server schedules them into shared steps (continuous batching).
+        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+            return list(pool.map(lambda b: self._complete(client, b), bodies))
+
+    # ---- the pass ---------------------------------------------------------------------------
+    def run(self) -> CaptureResult:
+        if not self.trace_dir.is_dir():
+            raise CaptureError(f"trace folder {self.trace_dir} of the server at {self.server.base_url} does not exist")
+        bodies = self.workload.completion_requests()
+        for body in bodies:
+            body["model"] = self.server.model_name
+        with httpx.Client(timeout=self.timeout_s) as client:
+            for _ in range(self.workload.warmup_requests):
+                self._run_requests(client, bodies)
+            before = _listing(self.trace_dir)
+
+            t0 = time.perf_counter()
+            self._post(client, "/start_profile")
+            start_s = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            try:
+                requests = self._run_requests(client, bodies)
+            except BaseException:
+                # Leave the server's profiler off again, or the next capture's /start_profile fails.
+                try:
+                    self._post(client, "/stop_profile")
+                except CaptureError:
+                    pass
+                raise
+            workload_s = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            self._post(client, "/stop_profile")
+            stop_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        watch_dir = Path(self.launcher.collect_traces()) if self.launcher is not None else self.trace_dir
+        if watch_dir != self.trace_dir:
+            before = {}  # a launcher-made folder (e.g. nsys export) holds only this capture's files
+        new_files = self._wait_for_traces(watch_dir, before)
+        wait_s = time.perf_counter() - t0
+        root, moved = self._move_into_capture_folder(watch_dir, new_files)
+        traces = sorted((p for p in moved if is_trace_file(p)), key=lambda p: (not p.name.startswith("rank"), p.name))
+        others = sorted(p for p in moved if not is_trace_file(p))
+        return CaptureResult(trace_files=traces, trace_root=root, requests=requests, start_profile_s=start_s,
+                             stop_profile_s=stop_s, workload_s=workload_s, wait_s=wait_s, other_files=others)
+
+    def _wait_for_traces(self, watch_dir: Path, before: dict[Path, int]) -> list[Path]:
+        """New files under `watch_dir`, once sizes hold still and gzip streams are complete."""
+        deadline = time.monotonic() + self.trace_timeout_s
+        previous: dict[Path, int] | None = None
+        stable = 0
+        checked: dict[Path, int] = {}  # gzip files already read through at this size
+        while True:
+            new = {p: s for p, s in _listing(watch_dir).items() if p not in before}
+            if new and new == previous and any(is_trace_file(p) for p in new):
+                stable += 1
+            else:
+                stable = 0
+            previous = new
+            if stable >= self.stable_polls - 1 and new and any(is_trace_file(p) for p in new):
+                pending = [p for p, s in new.items() if p.name.endswith(".gz") and checked.get(p) != s]
+                complete = [p for p in pending if gzip_complete(p)]
+                checked.update({p: new[p] for p in complete})
+                if len(complete) == len(pending):
+                    return sorted(new)
+            if time.monotonic() >= deadline:
+                there = sorted(str(p.relative_to(watch_dir)) for p in _listing(watch_dir))
+                raise CaptureError(
+                    f"no complete trace appeared in {watch_dir} within {self.trace_timeout_s:.0f} s after /stop_profile; "
+                    f"new files: {sorted(str(p.relative_to(watch_dir)) for p in new) or 'none'}; "
+                    f"folder holds: {there[:20] or 'nothing'}. Does the server write its traces to this folder "
+                    f"(torch_profiler_dir as seen from this machine)?"
+                )
+            time.sleep(self.poll_interval_s)
+
+    def _move_into_capture_folder(self, watch_dir: Path, files: list[Path]) -> tuple[Path, list[Path]]:
+        n = 0
+        while True:
+            root = self.trace_dir / f"{CAPTURE_PREFIX}{n}"
+            try:
+                root.mkdir(parents=True)
+                break
+            except FileExistsError:
+                n += 1
+        moved = []
+        for path in files:
+            dest = root / path.relative_to(watch_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(dest))  # a rename on one filesystem, copy+remove across
+            moved.append(dest)
+        return root, moved

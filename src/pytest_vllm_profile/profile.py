@@ -1,0 +1,293 @@
+"""`VllmProfile`: what the `vllm_profile` fixture hands a test, and its baseline check.
+
+A test reads the median-of-repeats `ProfileSummary` through one-line helpers
+(`profile.token_steps == 10`, `profile.layer_count == 36`, `profile.kernel(name)`,
+`profile.steps_of("decode")`) and may call `profile.assert_matches_baseline()` itself;
+otherwise the plugin runs the same check after the test body passed.
+
+Baseline flow (`check_baseline` / `update_baseline`):
+
+* normal run: load the baseline of (test node id, GPU, vLLM version); none -> a failure
+  telling how to create one; else `compare.compare_summaries` -> a failure carrying
+  `Comparison.explain()` when the verdict is "fail" (with fail-on-drift off, new or missing
+  kernels are reported but do not fail the verdict);
+* `--update-baselines`: write the baseline (only ever called for a test whose body passed),
+  noting whether the file changed; no comparison.
+
+No pytest imports: failures are `BaselineMismatch` (an AssertionError, so a test that calls
+`assert_matches_baseline()` fails like with any assert); the plugin turns them into pytest
+failures.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .baseline import BaselineStore
+from .capture import ProfileCapture
+from .compare import Tolerances, compare_summaries
+from .comparison import Comparison
+from .errors import BaselineError, VllmProfileError
+from .pool import CAPTURE_LOCK_NAME, PooledServer, exclusive_lock
+from .repeats import combine_repeats
+from .results import RequestResult
+from .summary import KernelSummary, ProfileSummary, StepSummary
+from .workload import Workload
+
+
+class BaselineMismatch(AssertionError):
+    """The profile does not match its baseline, or there is no baseline to match."""
+
+
+class KernelNotFoundError(VllmProfileError, LookupError):
+    """`VllmProfile.kernel(name)` found no kernel of that name."""
+
+
+def gpu_key(summary: ProfileSummary) -> str:
+    """Baseline key of the device: the GPU model name, or "cpu" for CPU traces / unknown devices."""
+    if summary.timing_domain == "cpu":
+        return "cpu"
+    return summary.device.name or "cpu"
+
+
+def vllm_version_key(server_version: str | None, summary: ProfileSummary) -> str:
+    """Baseline key of the vLLM version: the server's, else the trace's, else "unknown"."""
+    return server_version or summary.runtime.vllm_version or "unknown"
+
+
+@dataclass
+class BaselineSettings:
+    """How the session treats baselines (from the command line / ini)."""
+
+    root: Path
+    update: bool = False
+    rel_tol: float | None = None  # None: compare.Tolerances' default
+    abs_floor_us: float | None = None
+    fail_on_drift: bool = True  # new / missing kernels fail the verdict (else only reported)
+    commit: str | None = None
+
+
+@dataclass
+class BaselineOutcome:
+    """What the baseline step did for one test."""
+
+    verdict: str  # "pass", "fail", "updated", "no-baseline"
+    message: str = ""
+    baseline_path: Path | None = None
+    baseline_changed: bool = False
+    comparison: Comparison | None = None
+    baseline_summary: ProfileSummary | None = None
+    fails_test: bool = False
+
+
+@dataclass
+class VllmProfile:
+    """The profile of one test's workload: median of its repeats, plus everything behind it."""
+
+    nodeid: str
+    workload: Workload
+    summary: ProfileSummary
+    spread: Any = None  # repeats.RepeatSpread
+    repeat_summaries: list[ProfileSummary] = field(default_factory=list)
+    requests: list[RequestResult] = field(default_factory=list)
+    trace_paths: list[Path] = field(default_factory=list)
+    server_vllm_version: str | None = None
+    comparison: Comparison | None = None  # set once compared (by the test or by the plugin)
+    baseline_outcome: BaselineOutcome | None = None
+    baseline_settings: BaselineSettings | None = None
+
+    # ---- one-line helpers ---------------------------------------------------------------
+    @property
+    def token_steps(self) -> int:
+        return self.summary.token_steps
+
+    @property
+    def layer_count(self) -> int:
+        return self.summary.layer_count
+
+    @property
+    def steps(self) -> list[StepSummary]:
+        return self.summary.steps
+
+    @property
+    def kernels(self) -> list[KernelSummary]:
+        return self.summary.kernels
+
+    @property
+    def gpu(self) -> str:
+        return gpu_key(self.summary)
+
+    @property
+    def vllm_version(self) -> str:
+        return vllm_version_key(self.server_vllm_version, self.summary)
+
+    def step_time_us(self, kind: str) -> float | None:
+        """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""
+        stats = self.summary.step_kinds.get(kind)
+        return stats.median_gpu_time_us if stats is not None else None
+
+    @property
+    def decode_step_us(self) -> float | None:
+        return self.step_time_us("decode")
+
+    def steps_of(self, kind: str) -> list[StepSummary]:
+        return self.summary.steps_of(kind)
+
+    def kernel(self, name: str) -> KernelSummary:
+        """The kernel with this full or short name; raises KernelNotFoundError naming close matches."""
+        found = self.summary.kernel(name)
+        if found is not None:
+            return found
+        names = [k.short_name for k in self.summary.kernels] + [k.name for k in self.summary.kernels]
+        close = [n for n in names if name.lower() in n.lower()][:5] or difflib.get_close_matches(name, names, n=5)
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile ({len(self.summary.kernels)} kernels){hint}")
+
+    # ---- baseline -------------------------------------------------------------------------
+    def assert_matches_baseline(self) -> Comparison | None:
+        """Compare with the stored baseline now; raise BaselineMismatch with the explanation.
+
+        Under --update-baselines this does nothing (returns None): the plugin writes the
+        baseline after the test body passed. Returns the Comparison otherwise.
+        """
+        if self.baseline_settings is None:
+            raise BaselineError(f"{self.nodeid}: this profile has no baseline settings (made outside the plugin)")
+        if self.baseline_settings.update:
+            return None
+        outcome = check_baseline(self, self.baseline_settings)
+        self.baseline_outcome = outcome
+        if outcome.fails_test:
+            raise BaselineMismatch(outcome.message)
+        return outcome.comparison
+
+
+def make_store(settings: BaselineSettings) -> BaselineStore:
+    return BaselineStore(settings.root)
+
+
+def make_tolerances(settings: BaselineSettings) -> Tolerances:
+    kwargs: dict[str, Any] = {"fail_on_drift": settings.fail_on_drift}
+    if settings.rel_tol is not None:
+        kwargs["rel_time"] = settings.rel_tol
+    if settings.abs_floor_us is not None:
+        kwargs["abs_floor_us"] = settings.abs_floor_us
+    return Tolerances(**kwargs)
+
+
+def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
+    """Compare `profile` with its stored baseline (never writes). Raises BaselineError on a bad file."""
+    store = make_store(settings)
+    gpu, version = profile.gpu, profile.vllm_version
+    lookup = store.lookup(profile.nodeid, gpu, version)
+    path = Path(lookup.path)
+    if lookup.entry is None:
+        what_exists = f" ({lookup.message})" if lookup.message and lookup.other_gpus else ""
+        return BaselineOutcome(
+            verdict="no-baseline",
+            fails_test=True,
+            baseline_path=path,
+            message=(
+                f"no baseline for {profile.nodeid} on {gpu}/vLLM {version} in {path}{what_exists}; "
+                "run with --update-baselines to record one"
+            ),
+        )
+    base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
+    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread, profile.spread)
+    profile.comparison = comparison
+    if comparison.passed:
+        verdict, message = "pass", ""
+    else:
+        verdict = "fail"
+        message = (
+            f"{profile.nodeid}: profile regressed against the baseline for {gpu}/vLLM {version} ({path})\n"
+            f"{comparison.explain()}\n"
+            "(if the change is intended, re-record with --update-baselines)"
+        )
+    return BaselineOutcome(
+        verdict=verdict,
+        message=message,
+        baseline_path=path,
+        comparison=comparison,
+        baseline_summary=base_summary,
+        fails_test=verdict == "fail",
+    )
+
+
+def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
+    """Write `profile` as the baseline of its (test, GPU, vLLM version); note whether the file changed."""
+    store = make_store(settings)
+    path = Path(store.path_for(profile.nodeid))
+    existed = path.is_file()
+    changed = store.save(
+        profile.nodeid,
+        profile.gpu,
+        profile.vllm_version,
+        profile.summary,
+        spread=profile.spread,
+        workload=profile.workload.to_dict(),
+        repeats=max(1, len(profile.repeat_summaries)),
+        commit=settings.commit,
+    )
+    verb = "created" if not existed else ("updated" if changed else "unchanged")
+    return BaselineOutcome(
+        verdict="updated",  # baseline_changed tells whether the file's content changed
+        message=f"baseline {verb} for {profile.gpu}/vLLM {profile.vllm_version}: {path}",
+        baseline_path=path,
+        baseline_changed=changed,
+    )
+
+
+@dataclass
+class CaptureSettings:
+    """How the fixture drives captures (from the command line / ini)."""
+
+    repeats: int = 1  # used when the workload does not say
+    timeout_s: float = 600.0
+    poll_interval_s: float = 1.0
+
+
+def profile_workload(
+    nodeid: str,
+    workload: Workload,
+    pooled: PooledServer,
+    capture: CaptureSettings,
+    baseline: BaselineSettings | None = None,
+) -> VllmProfile:
+    """Capture `workload` on the pooled server `repeats` times, summarize each, combine them.
+
+    Captures on one server are serialized through a lock file in its trace folder, so xdist
+    workers attached to one shared server (url launcher) never see each other's traces.
+    """
+    from .analysis import summarize_path  # heavy (pandas); only needed once a test runs
+
+    repeats = workload.repeats or capture.repeats
+    summaries: list[ProfileSummary] = []
+    requests: list[RequestResult] = []
+    trace_paths: list[Path] = []
+    for _ in range(repeats):
+        with exclusive_lock(Path(pooled.server.trace_dir) / CAPTURE_LOCK_NAME):
+            result = ProfileCapture(
+                pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
+                poll_interval_s=capture.poll_interval_s,
+            ).run()
+        ranks = result.rank_trace_files
+        # One worker trace: read it alone (the folder also holds the API-server's CPU trace);
+        # several ranks (tensor parallel): the folder is one multi-rank profile.
+        target = ranks[0] if len(ranks) == 1 else result.trace_root
+        summaries.append(summarize_path(target))
+        requests.extend(result.requests)
+        trace_paths.extend(result.trace_files)
+    combined, spread = combine_repeats(summaries)
+    return VllmProfile(
+        nodeid=nodeid,
+        workload=workload,
+        summary=combined,
+        spread=spread,
+        repeat_summaries=summaries,
+        requests=requests,
+        trace_paths=trace_paths,
+        server_vllm_version=pooled.server.vllm_version,
+        baseline_settings=baseline,
+    )

@@ -1,0 +1,90 @@
+"""The GitHub job summary: a Markdown digest of a run (verdicts, step-time deltas, offenders, drift).
+
+GitHub renders job summaries as GitHub-flavoured Markdown with inline HTML allowed, so names
+from traces are escaped for both (`<`, `>`, `&`, and `|` which would split a table cell).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..results import RunResults
+from .tables import VERDICT_LABELS, ReportInputError, TestView, fmt_pct, fmt_us, views_of
+
+VERDICT_ICONS = {"pass": "✅", "fail": "❌", "updated": "🔄", "no-baseline": "⚪", "error": "⚠️", "skipped": "⏭️"}
+
+
+def md_escape(text: object) -> str:
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return s.replace("|", "\\|").replace("`", "&#96;").replace("\n", " ")
+
+
+def _verdict(v: str) -> str:
+    return f"{VERDICT_ICONS.get(v, '')} {VERDICT_LABELS.get(v, v)}".strip()
+
+
+def _step_cell(view: TestView, kind: str) -> str:
+    r = view.step_time(kind)
+    if r is None:
+        return "–"
+    if r.delta_pct is None:
+        return fmt_us(r.current_us)
+    return f"{fmt_us(r.current_us)} ({fmt_pct(r.delta_pct)})"
+
+
+def render_job_summary(results: RunResults, top: int = 5) -> str:
+    views = views_of(results)
+    failed = sum(v.verdict in ("fail", "error") for v in views)
+    head = "❌" if failed else "✅"
+    meta = ", ".join(f"{k} `{md_escape(v)}`" for k, v in (
+        ("commit", (results.commit or "")[:12]), ("GPU", results.gpu), ("vLLM", results.vllm_version)) if v)
+    lines = [f"## {head} vLLM profile: {len(views)} test(s), {failed} failed", ""]
+    if meta:
+        lines += [meta, ""]
+    lines += ["| test | verdict | prefill step (Δ) | decode step (Δ) |", "| --- | --- | ---: | ---: |"]
+    for v in views:
+        lines.append(f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)} | {_step_cell(v, 'prefill')} "
+                     f"| {_step_cell(v, 'decode')} |")
+    for v in views:
+        if not (v.regressions or v.new_kernels or v.missing_kernels) and v.verdict not in ("fail", "error"):
+            continue
+        lines += ["", f"### {_verdict(v.verdict)} {md_escape(v.nodeid)}", ""]
+        if v.regressions:
+            lines.append("Top offenders:")
+            lines.append("")
+            for f in v.regressions[:top]:
+                lines.append(f"1. {md_escape(f.message or f.metric)} (allowed {md_escape(f.allowed)})")
+            if len(v.regressions) > top:
+                lines.append(f"\n…and {len(v.regressions) - top} more regressions.")
+            lines.append("")
+        if v.new_kernels or v.missing_kernels:
+            lines += ["| drift | kernel | class | per step | share | fails |", "| --- | --- | --- | ---: | ---: | --- |"]
+            for label, ks in (("new", v.new_kernels), ("missing", v.missing_kernels)):
+                for k in ks:
+                    lines.append(f"| {label} | {md_escape(k.short_name)} | {md_escape(k.kernel_class)} "
+                                 f"| {fmt_us(k.us_per_step)} / {md_escape(k.step_kind)} step "
+                                 f"| {100 * k.share_of_step:.1f}% | {'yes' if k.fails else 'no'} |")
+            lines.append("")
+        if v.test.message and not v.regressions:
+            lines += ["```", v.test.message.replace("```", "'''")[:2000], "```"]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_job_summary(results: RunResults, path: str | Path, append: bool = False) -> Path:
+    """Write (or append) the Markdown job summary of `results` to `path`."""
+    path = Path(path)
+    text = render_job_summary(results)
+    try:
+        with open(path, "a" if append else "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ReportInputError(f"{path}: cannot write the job summary: {exc}") from None
+    return path
+
+
+def maybe_write_github_summary(results: RunResults) -> Path | None:
+    """Append the job summary to $GITHUB_STEP_SUMMARY when running in GitHub Actions."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    return write_job_summary(results, target, append=True)

@@ -1,0 +1,135 @@
+"""PNG plots of the HTML report, drawn with matplotlib's Agg canvas.
+
+Static PNGs keep the report a folder of files that opens offline with no JavaScript (see
+docs/reports.md). Figures are built with `matplotlib.figure.Figure` + `FigureCanvasAgg`
+rather than pyplot: no global backend switch, no figure registry to leak in a long pytest
+session. Each function returns the written path, or None when there is nothing to draw.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import VllmProfileError
+from ..summary import ProfileSummary
+
+BASELINE_COLOR = "#9e9e9e"
+CURRENT_COLOR = "#1f6feb"
+KIND_MARKERS = {"prefill": "^", "decode": "o", "mixed": "s"}
+KIND_COLORS = {"prefill": "#d97706", "decode": "#1f6feb", "mixed": "#7c3aed"}
+
+
+def _figure(width: float, height: float) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise VllmProfileError(
+            "the HTML report draws its plots with matplotlib, which is not installed: "
+            "pip install 'pytest-vllm-profile[report]'"
+        ) from None
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _clock(summary: ProfileSummary) -> str:
+    return "CPU op" if summary.timing_domain == "cpu" else "GPU kernel"
+
+
+def step_time_plot(current: ProfileSummary | None, baseline: ProfileSummary | None, path: Path,
+                   title: str = "") -> Path | None:
+    """Time of every step, baseline vs current; markers say which steps are prefill/decode/mixed."""
+    sides = [(s, label, color) for s, label, color in
+             ((baseline, "baseline", BASELINE_COLOR), (current, "current", CURRENT_COLOR)) if s and s.steps]
+    if not sides:
+        return None
+    fig = _figure(9.0, 3.4)
+    ax = fig.add_subplot()
+    for summary, label, color in sides:
+        xs = [s.index for s in summary.steps]
+        ys = [s.gpu_time_us / 1000 for s in summary.steps]
+        ax.plot(xs, ys, color=color, linewidth=1.4, label=label,
+                linestyle="--" if label == "baseline" else "-", zorder=2)
+        for kind, marker in KIND_MARKERS.items():
+            pts = [(s.index, s.gpu_time_us / 1000) for s in summary.steps if s.kind == kind]
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=36, zorder=3,
+                           color=KIND_COLORS[kind] if label == "current" else BASELINE_COLOR,
+                           label=f"{kind} ({label})")
+    ref = current or baseline
+    assert ref is not None
+    ax.set_xlabel("engine step (token peak)")
+    ax.set_ylabel(f"{_clock(ref)} time per step (ms)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, ncols=2)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: str,
+                    path: Path, title: str = "") -> Path | None:
+    """Median time of each decoder layer in `kind` steps, baseline vs current side by side."""
+    series = []
+    for summary, label, color in ((baseline, "baseline", BASELINE_COLOR), (current, "current", CURRENT_COLOR)):
+        stats = summary.step_kinds.get(kind) if summary else None
+        if stats is not None and stats.median_layer_time_us:
+            series.append((label, color, stats.median_layer_time_us))
+    if not series:
+        return None
+    n = max(len(s[2]) for s in series)
+    width = 0.8 / len(series)
+    fig = _figure(9.0, 3.2)
+    ax = fig.add_subplot()
+    for i, (label, color, values) in enumerate(series):
+        offset = (i - (len(series) - 1) / 2) * width
+        ax.bar([x + offset for x in range(len(values))], values, width=width, color=color, label=label)
+    ref = current or baseline
+    assert ref is not None
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel(f"median {_clock(ref)} µs per {kind} step")
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def trend_plot(series: dict[str, list[tuple[str, float]]], path: Path, kind: str = "decode",
+               title: str = "") -> Path | None:
+    """Per test, median `kind`-step time over runs (one panel per test: their scales differ).
+
+    `series`: test id -> [(run label, µs)], oldest first. Drifts smaller than the comparison's
+    tolerance stay invisible run to run; over weeks they show here.
+    """
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig = _figure(9.0, 1.0 + 2.0 * len(series))
+    axes = fig.subplots(len(series), 1, squeeze=False)[:, 0]
+    for ax, (test, points) in zip(axes, series.items()):
+        xs = list(range(len(points)))
+        ys = [p[1] / 1000 for p in points]
+        ax.plot(xs, ys, marker="o", color=CURRENT_COLOR, linewidth=1.4)
+        ax.scatter([xs[-1]], [ys[-1]], s=70, color="#d97706", zorder=3, label="this run")
+        step = max(1, len(points) // 12)
+        ax.set_xticks(xs[::step], [points[i][0] for i in xs[::step]], fontsize=7, rotation=20)
+        ax.set_ylabel(f"{kind} step (ms)", fontsize=8)
+        lo, hi = min(ys), max(ys)
+        pad = max((hi - lo) * 0.5, hi * 0.01, 1e-3)
+        ax.set_ylim(lo - pad, hi + pad)  # zoomed: the point is to see small drifts
+        ax.grid(True, alpha=0.3)
+        ax.set_title(test, fontsize=9, loc="left")
+        ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)

@@ -1,0 +1,258 @@
+"""The numbers every report shows, shaped once from a `RunResults` (HTML and Markdown share them).
+
+A `TestView` is one test's results with its summaries and comparison rebuilt as objects;
+rows (`StepTimeRow`, `KernelRow`) are plain data the renderers only format.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..comparison import Finding, KernelDrift, StepTimeChange
+from ..errors import VllmProfileError
+from ..results import RESULTS_SCHEMA_VERSION, RunResults, TestResult
+from ..summary import STEP_KINDS, ProfileSummary
+
+
+class ReportInputError(VllmProfileError):
+    """A results or history file cannot be read into a report."""
+
+
+# How each verdict reads and which colour class it gets (HTML) — one place for both renderers.
+VERDICT_LABELS: dict[str, str] = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "updated": "BASELINE UPDATED",
+    "no-baseline": "NO BASELINE",
+    "error": "ERROR",
+    "skipped": "SKIPPED",
+}
+
+
+@dataclass
+class StepTimeRow:
+    kind: str
+    steps: int
+    baseline_us: float | None
+    current_us: float | None
+
+    @property
+    def delta_pct(self) -> float | None:
+        if self.baseline_us in (None, 0.0) or self.current_us is None:
+            return None
+        return 100.0 * (self.current_us - self.baseline_us) / self.baseline_us
+
+
+@dataclass
+class KernelRow:
+    """One kernel's cost per step of one step kind, baseline vs current."""
+
+    name: str
+    short_name: str
+    kernel_class: str
+    step_kind: str
+    launches_per_step: float | None  # current (baseline when the kernel is missing now)
+    baseline_us: float | None
+    current_us: float | None
+
+    @property
+    def delta_pct(self) -> float | None:
+        if not self.baseline_us or self.current_us is None:
+            return None
+        return 100.0 * (self.current_us - self.baseline_us) / self.baseline_us
+
+
+@dataclass
+class RequestStats:
+    count: int
+    median_latency_s: float | None
+    max_latency_s: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass
+class TestView:
+    test: TestResult
+    verdict: str  # a key of VERDICT_LABELS
+    current: ProfileSummary | None
+    baseline: ProfileSummary | None
+    step_times: list[StepTimeRow] = field(default_factory=list)
+    regressions: list[Finding] = field(default_factory=list)
+    improvements: list[Finding] = field(default_factory=list)
+    new_kernels: list[KernelDrift] = field(default_factory=list)
+    missing_kernels: list[KernelDrift] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def nodeid(self) -> str:
+        return self.test.nodeid
+
+    @property
+    def clock(self) -> str:
+        s = self.current or self.baseline
+        return "CPU" if s is not None and s.timing_domain == "cpu" else "GPU"
+
+    def step_time(self, kind: str) -> StepTimeRow | None:
+        return next((r for r in self.step_times if r.kind == kind), None)
+
+
+def load_results(path: str | Path) -> RunResults:
+    """Read a results file written by the plugin; every failure names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReportInputError(f"{path}: results file not found (the plugin writes it with --vllm-results PATH)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportInputError(f"{path}: not a readable JSON results file: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("tests", []), list):
+        raise ReportInputError(f"{path}: not a vllm-profile results file (expected an object with a 'tests' list)")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > RESULTS_SCHEMA_VERSION:
+        raise ReportInputError(f"{path}: results schema_version {version} is newer than this "
+                               f"pytest-vllm-profile understands ({RESULTS_SCHEMA_VERSION}); upgrade it")
+    try:
+        return RunResults.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ReportInputError(f"{path}: results file does not match the RunResults layout: {exc}") from None
+
+
+def _summary(data: dict[str, Any] | None, what: str, nodeid: str) -> ProfileSummary | None:
+    if not data:
+        return None
+    try:
+        return ProfileSummary.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ReportInputError(f"test {nodeid}: its {what} is not a ProfileSummary: {exc}") from None
+
+
+def _verdict(test: TestResult) -> str:
+    if test.outcome in ("error", "skipped") and test.verdict in (None, ""):
+        return test.outcome
+    if test.verdict in VERDICT_LABELS:
+        return str(test.verdict)
+    return "fail" if test.outcome == "failed" else ("pass" if test.outcome == "passed" else "error")
+
+
+def _objects(cls: type, items: Any) -> list[Any]:
+    return [cls(**i) for i in items or [] if isinstance(i, dict)]
+
+
+def view_of(test: TestResult) -> TestView:
+    current = _summary(test.summary, "summary", test.nodeid)
+    baseline = _summary(test.baseline_summary, "baseline_summary", test.nodeid)
+    comp = test.comparison or {}
+    try:
+        view = TestView(
+            test=test, verdict=_verdict(test), current=current, baseline=baseline,
+            regressions=_objects(Finding, comp.get("regressions")),
+            improvements=_objects(Finding, comp.get("improvements")),
+            new_kernels=_objects(KernelDrift, comp.get("new_kernel_details")),
+            missing_kernels=_objects(KernelDrift, comp.get("missing_kernel_details")),
+            notes=[str(n) for n in comp.get("notes", [])],
+        )
+        changes = _objects(StepTimeChange, comp.get("step_times"))
+    except TypeError as exc:
+        raise ReportInputError(f"test {test.nodeid}: its comparison is not a Comparison.to_dict(): {exc}") from None
+    view.step_times = step_time_rows(current, baseline, changes)
+    return view
+
+
+def views_of(results: RunResults) -> list[TestView]:
+    return [view_of(t) for t in results.tests]
+
+
+def median_step_us(summary: ProfileSummary | None, kind: str) -> float | None:
+    if summary is None:
+        return None
+    stats = summary.step_kinds.get(kind)
+    if stats is not None and stats.count:
+        return stats.median_gpu_time_us
+    times = [s.gpu_time_us for s in summary.steps_of(kind)]
+    return statistics.median(times) if times else None
+
+
+def step_time_rows(current: ProfileSummary | None, baseline: ProfileSummary | None,
+                   changes: list[StepTimeChange] | None = None) -> list[StepTimeRow]:
+    """Median step time per step kind; the comparison's numbers win where it has them."""
+    by_kind = {c.kind: c for c in changes or []}
+    rows = []
+    for kind in STEP_KINDS:
+        cur, base = median_step_us(current, kind), median_step_us(baseline, kind)
+        if kind in by_kind:
+            base, cur = by_kind[kind].baseline_us, by_kind[kind].candidate_us
+        if cur is None and base is None:
+            continue
+        s = current if cur is not None else baseline
+        steps = len(s.steps_of(kind)) if s is not None else 0
+        rows.append(StepTimeRow(kind, steps, base, cur))
+    return rows
+
+
+def main_step_kind(*summaries: ProfileSummary | None) -> str | None:
+    """The step kind a report leads with: decode (the token peaks) when there is any."""
+    for kind in ("decode", "mixed", "prefill"):
+        if any(s is not None and s.step_kinds.get(kind) and s.step_kinds[kind].count for s in summaries):
+            return kind
+    return None
+
+
+def _per_step(summary: ProfileSummary | None, kind: str) -> dict[str, tuple[float, float]]:
+    """Kernel name -> (µs per step, launches per step) over the steps of `kind`."""
+    if summary is None:
+        return {}
+    stats = summary.step_kinds.get(kind)
+    if stats is None or not stats.count:
+        return {}
+    out = {}
+    for k in summary.kernels:
+        ks = k.per_step_kind.get(kind)
+        if ks is not None:
+            launches = stats.kernels_per_step.get(k.name, ks.count / stats.count)
+            out[k.name] = (ks.total_us / stats.count, launches)
+    return out
+
+
+def kernel_rows(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: str,
+                top: int = 15) -> list[KernelRow]:
+    """The `top` kernels of `kind` steps by current time per step (baseline time for missing ones)."""
+    cur, base = _per_step(current, kind), _per_step(baseline, kind)
+    info = {}
+    for s in (baseline, current):
+        for k in s.kernels if s is not None else []:
+            info[k.name] = (k.short_name or k.name, k.kernel_class)
+    rows = []
+    for name in set(cur) | set(base):
+        short, klass = info.get(name, (name, "other"))
+        launches = cur[name][1] if name in cur else base[name][1]
+        rows.append(KernelRow(name, short, klass, kind, launches,
+                              base[name][0] if name in base else None,
+                              cur[name][0] if name in cur else None))
+    rows.sort(key=lambda r: (r.current_us if r.current_us is not None else r.baseline_us or 0.0), reverse=True)
+    return rows[:top]
+
+
+def request_stats(test: TestResult) -> RequestStats | None:
+    if not test.requests:
+        return None
+    lat = [r.latency_s for r in test.requests]
+
+    def total(attr: str) -> int | None:
+        vals = [getattr(r, attr) for r in test.requests]
+        return None if any(v is None for v in vals) else sum(vals)
+
+    return RequestStats(len(lat), statistics.median(lat), max(lat), total("prompt_tokens"), total("completion_tokens"))
+
+
+def fmt_us(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value / 1000:.2f} ms" if value >= 10_000 else f"{value:.1f} µs"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}%"

@@ -1,0 +1,97 @@
+"""The "vllm-profile" section of pytest's terminal summary, rendered from a `RunResults`.
+
+Per test: the verdict, each step kind's time against the baseline, the top offenders of a
+regression; then the baseline files that changed. Plain text lines, no pytest imports.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..results import RunResults, TestResult
+
+VERDICT_LABEL = {
+    "pass": "PASS",
+    "fail": "FAIL",
+    "updated": "UPDATED",
+    "no-baseline": "NO BASELINE",
+    "error": "ERROR",
+}
+TOP_OFFENDERS = 3
+
+
+def _verdict_label(test: TestResult) -> str:
+    if test.verdict == "updated" and not test.baseline_changed:
+        return "UNCHANGED"
+    if test.verdict:
+        return VERDICT_LABEL.get(test.verdict, test.verdict.upper())
+    return test.outcome.upper()
+
+
+def _unit(summary: dict[str, Any] | None) -> str:
+    return "CPU µs" if summary and summary.get("timing_domain") == "cpu" else "µs"
+
+
+def step_time_lines(test: TestResult) -> list[str]:
+    """One line per step kind: candidate time, and the baseline and change when compared."""
+    unit = _unit(test.summary)
+    compared = {st["kind"]: st for st in (test.comparison or {}).get("step_times", [])}
+    lines = []
+    kinds = (test.summary or {}).get("step_kinds", {})
+    for kind in sorted(set(kinds) | set(compared)):
+        st = compared.get(kind)
+        if st is not None:
+            lines.append(f"{kind} step {st['candidate_us']:.1f} {unit} vs baseline {st['baseline_us']:.1f} "
+                         f"({st['delta_pct']:+.2f}%)")
+        else:
+            stats = kinds[kind]
+            lines.append(f"{kind} step {stats['median_gpu_time_us']:.1f} {unit} (x{stats['count']})")
+    return lines
+
+
+def offender_lines(test: TestResult, limit: int = TOP_OFFENDERS) -> list[str]:
+    """The regressions that explain most of the step-time change, largest first."""
+    comparison = test.comparison or {}
+    regressions = sorted(comparison.get("regressions", []), key=lambda f: -(f.get("contribution_us") or 0.0))
+    lines = [f.get("message") or f.get("metric", "?") for f in regressions[:limit]]
+    for drift in comparison.get("new_kernel_details", [])[: max(0, limit - len(lines))]:
+        lines.append(f"new kernel {drift['short_name']} ({drift['us_per_step']:.1f} µs/{drift['step_kind']} step)")
+    for drift in comparison.get("missing_kernel_details", [])[: max(0, limit - len(lines))]:
+        lines.append(f"missing kernel {drift['short_name']} (was {drift['us_per_step']:.1f} µs/{drift['step_kind']} step)")
+    return lines
+
+
+def render_terminal_summary(results: RunResults) -> list[str]:
+    lines: list[str] = []
+    counts: dict[str, int] = {}
+    for test in results.tests:
+        label = _verdict_label(test)
+        counts[label] = counts.get(label, 0) + 1
+        head = f"{label:<11} {test.nodeid}"
+        if test.summary:
+            head += f"  [{test.summary.get('token_steps')} steps x {test.summary.get('layer_count')} layers]"
+        lines.append(head)
+        if test.outcome == "skipped":
+            continue
+        lines.extend(f"    {line}" for line in step_time_lines(test))
+        offenders = offender_lines(test)
+        if offenders:
+            lines.append("    top offenders:")
+            lines.extend(f"      {i}. {text}" for i, text in enumerate(offenders, start=1))
+        if test.verdict in ("no-baseline",) or (test.outcome in ("failed", "error") and not offenders):
+            first = (test.message or "").strip().splitlines()
+            if first:
+                lines.append(f"    {first[0][:200]}")
+    changed = [t for t in results.tests if t.baseline_changed and t.baseline_path]
+    if changed:
+        lines.append(f"baseline files updated ({len(changed)}):")
+        lines.extend(f"    {t.baseline_path}  ({t.nodeid})" for t in changed)
+    elif any(t.verdict == "updated" for t in results.tests):
+        lines.append("baseline files updated: none (profiles identical to the stored baselines)")
+    where = []
+    if results.gpu:
+        where.append(f"GPU {results.gpu}")
+    if results.vllm_version:
+        where.append(f"vLLM {results.vllm_version}")
+    tally = ", ".join(f"{n} {label.lower()}" for label, n in sorted(counts.items()))
+    lines.append(f"{len(results.tests)} vLLM workload test(s): {tally}" + (f" ({', '.join(where)})" if where else ""))
+    return lines

@@ -1,0 +1,46 @@
+"""The seeds' workload on a real GPU: Qwen3-8B shape, "What is the capital of France?",
+max_tokens=10 — 10 token steps (1 prefill + 9 decode), 36 decoder layers in each — compared
+with the stored H100 baseline; plus a batched workload (4 prompts in one request).
+
+Run on a GPU runner:  pytest tests/gpu --vllm-profile [--update-baselines]
+Change the server, not the code, to see a regression caught:
+    pytest tests/gpu --vllm-profile --vllm-server-arg=--attention-backend=TRITON_ATTN
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Written by tests/gpu/conftest.py when missing (config + tokenizer; dummy weights).
+MODEL_DIR = Path(os.environ.get("VLLM_PROFILE_GPU_MODEL", "/tmp/qwen3-8b-shape"))
+
+# Two servers on one GPU under `-n 2` need a lower share of GPU memory each.
+GPU_MEMORY_UTILIZATION = os.environ.get("VLLM_PROFILE_GPU_MEMORY_UTILIZATION", "0.85")
+SERVER_ARGS = ["--load-format", "dummy", "--max-model-len", "4096",
+               "--gpu-memory-utilization", GPU_MEMORY_UTILIZATION]
+SEED_PROMPT = "What is the capital of France?"
+BATCH_PROMPTS = [SEED_PROMPT, "The quick brown fox jumps over the lazy dog.",
+                 "Profiling a vLLM inference server on a GPU.", "What is the capital of Italy?"]
+
+
+@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name="qwen3-8b-shape", max_tokens=10,
+                           prompts=[SEED_PROMPT], server_args=SERVER_ARGS)
+def test_seed_workload_token_and_layer_peaks(vllm_profile):
+    assert vllm_profile.token_steps == 10
+    assert vllm_profile.layer_count == 36
+    kinds = [s.kind for s in vllm_profile.steps]
+    assert kinds == ["prefill"] + ["decode"] * 9
+    assert vllm_profile.summary.timing_domain == "gpu"
+
+
+@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name="qwen3-8b-shape", max_tokens=10,
+                           prompts=BATCH_PROMPTS, server_args=SERVER_ARGS)
+def test_batched_four_prompts(vllm_profile):
+    # All four prompts arrive in one request, so vLLM schedules them together:
+    # one prefill step for the four, then nine decode steps of four sequences.
+    assert vllm_profile.token_steps == 10
+    assert vllm_profile.layer_count == 36
+    decode = vllm_profile.steps_of("decode")
+    assert decode and all(s.decode_requests == 4 for s in decode)

@@ -1,0 +1,143 @@
+"""ProfileCapture against the real vLLM CPU server (plus one HTTP double for a missing profiler)."""
+from __future__ import annotations
+
+import gzip
+import shutil
+import threading
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pytest_vllm_profile.capture import CAPTURE_PREFIX, ProfileCapture, gzip_complete
+from pytest_vllm_profile.errors import CaptureError
+from pytest_vllm_profile.launchers.base import RunningServer
+from pytest_vllm_profile.trace.torch_reader import read_torch_trace
+from pytest_vllm_profile.workload import Workload
+
+IDLE_STEP = "execute_context_0(0)_generation_0(0)"  # an engine step with no request in it
+
+
+def _step_annotations(trace_path: Path) -> list[str]:
+    events = read_torch_trace(trace_path).events
+    names = events.loc[events["category"] == "user_annotation", "name"]
+    return [n for n in names if n.startswith("execute_context_") and n != IDLE_STEP]
+
+
+# ---- no server -------------------------------------------------------------------------------
+def test_gzip_complete_tells_whole_from_half_written_real_trace(data_dir: Path, tmp_path: Path) -> None:
+    real = data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz"
+    assert gzip_complete(real)
+    half = tmp_path / "half.pt.trace.json.gz"
+    half.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    assert not gzip_complete(half)
+
+
+class _NoProfilerHandler(BaseHTTPRequestHandler):
+    """Answers like a vLLM server started without a profiler: no /start_profile route."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"detail":"Not Found"}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def no_profiler_double_server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoProfilerHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_start_profile_404_double_server_gives_profiler_hint(no_profiler_double_server: str, tmp_path: Path) -> None:
+    server = RunningServer(base_url=no_profiler_double_server, trace_dir=tmp_path, log_path=None,
+                           profiler="torch", model_name="m")
+    with pytest.raises(CaptureError) as info:
+        ProfileCapture(server, Workload(model="m", warmup_requests=0)).run()
+    message = str(info.value)
+    assert "/start_profile answered HTTP 404" in message and "Not Found" in message
+    assert f'"torch_profiler_dir": "{tmp_path}"' in message and "--profiler-config" in message
+
+
+def test_missing_trace_folder_is_named(tmp_path: Path) -> None:
+    server = RunningServer(base_url="http://127.0.0.1:1", trace_dir=tmp_path / "nope", log_path=None,
+                           profiler="torch", model_name="m")
+    with pytest.raises(CaptureError, match="nope does not exist"):
+        ProfileCapture(server, Workload(model="m")).run()
+
+
+# ---- the real server ---------------------------------------------------------------------------
+@pytest.mark.cpu_vllm
+def test_capture_writes_real_traces_with_ten_steps(cpu_vllm_server) -> None:
+    launcher, server = cpu_vllm_server
+    result = ProfileCapture(server, Workload(model="tiny", max_tokens=10), launcher=launcher).run()
+
+    assert result.trace_root.parent == server.trace_dir and result.trace_root.name.startswith(CAPTURE_PREFIX)
+    names = [p.name for p in result.trace_files]
+    assert any(n.startswith("rank0.") and n.endswith(".pt.trace.json.gz") for n in names), names
+    assert any(".async_llm." in n and n.endswith(".pt.trace.json.gz") for n in names), names  # API-server trace
+    assert all(p.parent == result.trace_root and p.is_file() for p in result.trace_files + result.other_files)
+    assert not [p for p in server.trace_dir.iterdir() if p.is_file()]  # everything new was moved
+
+    rank0 = result.rank_trace_files[0]
+    steps = _step_annotations(rank0)
+    assert len(steps) == 10, steps  # 1 prefill + 9 decode steps for max_tokens=10
+    assert steps[0].startswith("execute_context_1(")  # the prefill carries the prompt
+    layers = read_torch_trace(rank0).events["name"].str.startswith("nn.Module: Qwen3DecoderLayer_").sum()
+    assert layers == 40  # 10 steps x 4 layers under --enforce-eager
+
+    (req,) = result.requests
+    assert req.completion_tokens == 10 and req.prompt_tokens and req.prompt_tokens > 0
+    assert req.latency_s > 0 and result.stop_profile_s > 0
+
+
+@pytest.mark.cpu_vllm
+def test_repeated_captures_get_own_folders_and_concurrent_requests(cpu_vllm_server) -> None:
+    launcher, server = cpu_vllm_server
+    first = ProfileCapture(server, Workload(model="tiny", max_tokens=3, warmup_requests=0), launcher=launcher).run()
+    first_files = {p: p.stat().st_size for p in first.trace_files}
+    workload = Workload(model="tiny", max_tokens=5, prompts=("What is the capital of France?", "The quick brown fox"),
+                        batch=False, warmup_requests=0)
+    second = ProfileCapture(server, workload, launcher=launcher).run()
+
+    assert second.trace_root != first.trace_root
+    assert {p: p.stat().st_size for p in first.trace_files} == first_files  # the first capture is untouched
+    assert len(second.requests) == 2 and [r.completion_tokens for r in second.requests] == [5, 5]
+    assert len(_step_annotations(first.rank_trace_files[0])) == 3
+    # two requests of 5 tokens each: at least 5 steps with work, at most 10 if never batched together
+    assert 5 <= len(_step_annotations(second.rank_trace_files[0])) <= 10
+
+
+@pytest.mark.cpu_vllm
+def test_failed_request_names_server_answer_and_leaves_profiler_stopped(cpu_vllm_server) -> None:
+    launcher, server = cpu_vllm_server
+    wrong = replace(server, model_name="not-served")
+    with pytest.raises(CaptureError, match=r"/v1/completions answered HTTP 404: .*not-served"):
+        ProfileCapture(wrong, Workload(model="x", warmup_requests=0)).run()
+    # the capture above stopped the profiler again, so a new one can start
+    ok = ProfileCapture(server, Workload(model="tiny", max_tokens=2, warmup_requests=0), launcher=launcher).run()
+    assert ok.requests[0].completion_tokens == 2
+
+
+@pytest.mark.cpu_vllm
+def test_no_trace_in_watched_folder_names_folder(cpu_vllm_server, tmp_path: Path) -> None:
+    _, server = cpu_vllm_server
+    elsewhere = tmp_path / "not-the-server-dir"
+    elsewhere.mkdir()
+    (elsewhere / "old.txt").write_text("x")
+    capture = ProfileCapture(replace(server, trace_dir=elsewhere), Workload(model="tiny", max_tokens=2,
+                                                                                   warmup_requests=0),
+                             trace_timeout_s=2.0, poll_interval_s=0.5)
+    with pytest.raises(CaptureError) as info:
+        capture.run()
+    message = str(info.value)
+    assert f"no complete trace appeared in {elsewhere}" in message
+    assert "new files: none" in message and "old.txt" in message

@@ -1,0 +1,334 @@
+"""compare_summaries: exact counts, noise-aware time tolerances, kernel-set drift.
+
+Two kinds of tests: ones on summaries BUILT in the test to a known shape (`built_` in the name:
+every number is chosen here, nothing is claimed to be measured), and ones on REAL summaries of
+the two H100 profiles tests/data/base-rep0 / base-rep1 (same workload, same server).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from pytest_vllm_profile.compare import (
+    IncomparableSummariesError,
+    Tolerances,
+    compare_summaries,
+    kernel_deltas,
+)
+from pytest_vllm_profile.errors import AnalysisError, VllmProfileError
+from pytest_vllm_profile.repeats import RepeatSpread, combine_repeats, kernel_us_per_step
+from pytest_vllm_profile.summary import (
+    KernelKindStats,
+    KernelSummary,
+    LayerTiming,
+    ProfileSummary,
+    StepKindStats,
+    StepSummary,
+)
+
+# ---------------------------------------------------------------------------------------------
+# A summary built to a known shape: 1 prefill + 9 decode steps, 4 layers, three kernels.
+# ---------------------------------------------------------------------------------------------
+
+BUILT_KERNELS = {  # name -> (short, class, launches per step, µs per launch in prefill, in decode)
+    "void flash::attn_fwd<128>(Params)": ("attn_fwd", "attention", 4, 50.0, 20.0),
+    "nvjet_gemm_64x8_TNT": ("nvjet_gemm_64x8_TNT", "gemm", 8, 200.0, 120.0),
+    "triton_red_fused_rms_norm_0": ("triton_red_fused_rms_norm_0", "norm", 8, 6.0, 5.0),
+}
+LAYERS = 4
+
+
+def built_summary(scale: dict[str, float] | None = None, layers: int = LAYERS, domain: str = "gpu",
+                  kernels: dict[str, tuple[str, str, int, float, float]] | None = None) -> ProfileSummary:
+    """A self-consistent summary; `scale` multiplies times per step kind (e.g. {"decode": 1.03})."""
+    scale = scale or {}
+    kernels = BUILT_KERNELS if kernels is None else kernels
+    step_count = {"prefill": 1, "decode": 9}
+    per_launch_index = {"prefill": 3, "decode": 4}
+    step_time = {kind: sum(n * spec[per_launch_index[kind]] for (_, _, n, *_), spec in
+                           ((v, v) for v in kernels.values())) * scale.get(kind, 1.0)
+                 for kind in step_count}
+    launches = sum(v[2] for v in kernels.values())
+    steps = []
+    t = 0.0
+    for i in range(10):
+        kind = "prefill" if i == 0 else "decode"
+        steps.append(StepSummary(
+            index=i, kind=kind, name=f"step{i}", start_us=t, wall_time_us=step_time[kind] * 1.1,
+            gpu_time_us=step_time[kind], kernel_count=launches,
+            layers=[LayerTiming(j, step_time[kind] / layers, launches // layers) for j in range(layers)],
+        ))
+        t += step_time[kind] * 1.2
+    summaries = []
+    total = sum(step_time[k] * step_count[k] for k in step_count)
+    for name, (short, cls, n, pre_us, dec_us) in kernels.items():
+        per_kind = {}
+        for kind, us in (("prefill", pre_us), ("decode", dec_us)):
+            count = n * step_count[kind]
+            kt = us * scale.get(kind, 1.0) * count
+            per_kind[kind] = KernelKindStats(count=count, total_us=kt, mean_us=kt / count)
+        ktotal = sum(s.total_us for s in per_kind.values())
+        kcount = sum(s.count for s in per_kind.values())
+        summaries.append(KernelSummary(
+            name=name, short_name=short, kernel_class=cls, count=kcount, total_us=ktotal, mean_us=ktotal / kcount,
+            median_us=dec_us, p90_us=pre_us, min_us=dec_us, max_us=pre_us, share=ktotal / total,
+            per_step_kind=per_kind,
+        ))
+    step_kinds = {
+        kind: StepKindStats(
+            count=step_count[kind], median_gpu_time_us=step_time[kind], mean_gpu_time_us=step_time[kind],
+            min_gpu_time_us=step_time[kind], max_gpu_time_us=step_time[kind],
+            median_layer_time_us=[step_time[kind] / layers] * layers,
+            kernels_per_step={name: float(v[2]) for name, v in kernels.items()},
+        )
+        for kind in step_count
+    }
+    return ProfileSummary(
+        schema_version=1, source=["built-in-test"], timing_domain=domain, step_method="annotation",
+        layer_method="kernel_pattern", token_steps=10, layer_count=layers, total_kernel_us=total,
+        steps=steps, kernels=summaries, step_kinds=step_kinds,
+    )
+
+
+def test_built_identical_summaries_pass_with_no_findings() -> None:
+    result = compare_summaries(built_summary(), built_summary(), Tolerances())
+    assert result.verdict == "pass"
+    assert result.regressions == [] and result.improvements == []
+    assert [s.kind for s in result.step_times] == ["prefill", "decode"]
+
+
+def test_built_decode_slowdown_of_3_percent_fails_and_ranks_step_first() -> None:
+    result = compare_summaries(built_summary(), built_summary({"decode": 1.03}), Tolerances())
+    assert result.verdict == "fail"
+    top = result.regressions[0]
+    assert top.metric == "step.decode.gpu_time_us"
+    assert top.message.startswith("decode step GPU time ")
+    assert "(+3.00%, allowed ±2.0%)" in top.message
+    # the gemm carries most of the step, so it explains most of the change among the kernels
+    kernel_findings = [f for f in result.regressions if f.metric.startswith("kernel[")]
+    assert kernel_findings[0].metric == "kernel[nvjet_gemm_64x8_TNT].decode.us_per_step"
+    assert "kernel nvjet_gemm_64x8_TNT in decode steps" in kernel_findings[0].message
+    contributions = [f.contribution_us for f in result.regressions]
+    assert contributions == sorted(contributions, reverse=True)
+    assert not any(f.metric.startswith("step.prefill") for f in result.regressions)
+
+
+def test_built_slowdown_within_observed_noise_passes_when_spread_is_given() -> None:
+    # 3 % slower, but the repeats themselves spread by 1.5 %: 3 x 1.5 % = 4.5 % tolerance.
+    noisy = RepeatSpread(repeats=3, total_kernel_us=0.015, step_gpu_time_us={"decode": 0.015, "prefill": 0.015},
+                         kernel_us_per_step={"decode": {n: 0.015 for n in BUILT_KERNELS}},
+                         layer_time_us={"decode": [0.015] * LAYERS})
+    result = compare_summaries(built_summary(), built_summary({"decode": 1.03}), Tolerances(), baseline_spread=noisy)
+    assert result.verdict == "pass", result.explain()
+    # without the spread the same pair fails
+    assert compare_summaries(built_summary(), built_summary({"decode": 1.03})).verdict == "fail"
+
+
+def test_built_faster_run_is_an_improvement_and_passes() -> None:
+    result = compare_summaries(built_summary(), built_summary({"decode": 0.95}), Tolerances())
+    assert result.verdict == "pass"
+    assert result.regressions == []
+    assert any(f.metric == "step.decode.gpu_time_us" and f.delta < 0 for f in result.improvements)
+    assert result.step_times[1].delta_pct == pytest.approx(-5.0)
+
+
+def test_built_layer_count_change_fails_exactly() -> None:
+    result = compare_summaries(built_summary(layers=4), built_summary(layers=3), Tolerances())
+    assert result.verdict == "fail"
+    finding = next(f for f in result.regressions if f.metric == "layer_count")
+    assert (finding.kind, finding.baseline, finding.candidate, finding.allowed) == ("count", 4, 3, "exact")
+    assert "decoder layers per step changed 4 -> 3" in finding.message
+    assert not any(f.metric.startswith("layer[") for f in result.regressions)
+
+
+def test_built_kernel_launch_count_change_names_the_kernel() -> None:
+    changed = dict(BUILT_KERNELS)
+    changed["triton_red_fused_rms_norm_0"] = ("triton_red_fused_rms_norm_0", "norm", 9, 6.0, 5.0)
+    result = compare_summaries(built_summary(), built_summary(kernels=changed), Tolerances())
+    assert result.verdict == "fail"
+    finding = next(f for f in result.regressions if f.kind == "count")
+    assert finding.metric == "kernel[triton_red_fused_rms_norm_0].prefill.launches_per_step"
+    assert "triton_red_fused_rms_norm_0" in finding.message and "8 -> 9" in finding.message
+
+
+def test_built_replaced_kernel_is_new_and_missing_drift_and_fails() -> None:
+    renamed = {("void flash::attn_fwd_v2<128>(Params)" if k.startswith("void flash::attn_fwd<") else k): v
+               for k, v in BUILT_KERNELS.items()}
+    renamed["void flash::attn_fwd_v2<128>(Params)"] = ("attn_fwd_v2", "attention", 4, 50.0, 20.0)
+    result = compare_summaries(built_summary(), built_summary(kernels=renamed), Tolerances())
+    assert result.verdict == "fail"
+    assert [k.short_name for k in result.new_kernels] == ["attn_fwd_v2"]
+    assert [k.short_name for k in result.missing_kernels] == ["attn_fwd"]
+    assert result.new_kernels[0].fails and result.missing_kernels[0].fails
+    text = result.explain()
+    assert "NEW kernel attn_fwd_v2" in text and "MISSING kernel attn_fwd" in text
+    drift = [f for f in result.regressions if f.kind == "drift"]
+    assert {f.metric for f in drift} == {"kernel[attn_fwd_v2].new", "kernel[attn_fwd].missing"}
+    d = result.to_dict()
+    assert d["new_kernels"] == ["void flash::attn_fwd_v2<128>(Params)"]
+    assert d["missing_kernels"] == ["void flash::attn_fwd<128>(Params)"]
+
+
+def test_built_replaced_kernel_passes_with_fail_on_drift_off_but_is_reported() -> None:
+    renamed = {("x_attn" if k.startswith("void flash::attn_fwd<") else k): v for k, v in BUILT_KERNELS.items()}
+    result = compare_summaries(built_summary(), built_summary(kernels=renamed), Tolerances(fail_on_drift=False))
+    assert result.verdict == "pass"
+    assert len(result.new_kernels) == 1 and len(result.missing_kernels) == 1
+    assert any("not failing" in n for n in result.notes)
+
+
+def test_built_small_new_kernel_under_one_percent_is_reported_and_passes() -> None:
+    extra = dict(BUILT_KERNELS)
+    # 1 launch of 5 µs per decode step of ~1200 µs: 0.4 % of the step
+    extra["tiny_copy_kernel"] = ("tiny_copy_kernel", "memory", 1, 5.0, 5.0)
+    result = compare_summaries(built_summary(), built_summary(kernels=extra), Tolerances())
+    assert [k.name for k in result.new_kernels] == ["tiny_copy_kernel"]
+    drift = result.new_kernels[0]
+    assert not drift.fails and 0 < drift.share_of_step < 0.01
+    assert not any(f.kind == "drift" for f in result.regressions)
+    # the extra 5 µs per step is within the step-time tolerance, so nothing else fails either
+    assert result.verdict == "pass", result.explain()
+
+
+def test_built_cpu_summaries_compare_the_same_way() -> None:
+    result = compare_summaries(built_summary(domain="cpu"), built_summary({"decode": 1.10}, domain="cpu"))
+    assert result.verdict == "fail"
+    assert result.regressions[0].message.startswith("decode step CPU time ")
+
+
+def test_built_gpu_against_cpu_is_an_error_explaining_why() -> None:
+    with pytest.raises(IncomparableSummariesError, match="GPU kernel time and CPU op time") as info:
+        compare_summaries(built_summary(domain="gpu"), built_summary(domain="cpu"))
+    assert isinstance(info.value, VllmProfileError)
+
+
+def test_built_absolute_floor_keeps_tiny_kernel_jitter_from_failing() -> None:
+    # the norm kernel takes 40 µs per decode step; +4 µs (10 %) is under the 5 µs floor
+    kernels = dict(BUILT_KERNELS)
+    kernels["triton_red_fused_rms_norm_0"] = ("triton_red_fused_rms_norm_0", "norm", 8, 6.0, 5.5)
+    result = compare_summaries(built_summary(), built_summary(kernels=kernels))
+    assert not any("rms_norm" in f.metric for f in result.regressions)
+    # with a 1 µs floor the same change is a regression, with a message in µs per step
+    strict = compare_summaries(built_summary(), built_summary(kernels=kernels), Tolerances(abs_floor_us=1.0))
+    finding = next(f for f in strict.regressions if f.metric == "kernel[triton_red_fused_rms_norm_0].decode.us_per_step")
+    assert finding.message == ("kernel triton_red_fused_rms_norm_0 in decode steps 40.0 µs/step -> 44.0 µs/step "
+                               "(+10.00%, allowed ±1.0 µs)")
+
+
+def test_tolerances_reject_negative_values() -> None:
+    with pytest.raises(VllmProfileError, match="rel_time"):
+        Tolerances(rel_time=-0.1)
+
+
+def test_built_combine_repeats_medians_and_spread() -> None:
+    reps = [built_summary({"decode": f}) for f in (1.00, 1.02, 1.01)]
+    median, spread = combine_repeats(reps)
+    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(reps[2].step_kinds["decode"].median_gpu_time_us)
+    assert spread.repeats == 3
+    assert spread.step_gpu_time_us["decode"] == pytest.approx(0.02 / 1.01)
+    assert spread.step_gpu_time_us["prefill"] == 0.0
+    gemm = "nvjet_gemm_64x8_TNT"
+    assert spread.kernel_us_per_step["decode"][gemm] == pytest.approx(0.02 / 1.01)
+    assert kernel_us_per_step(median, "decode")[gemm] == pytest.approx(8 * 120.0 * 1.01)
+    assert median.source == ["built-in-test"] * 3
+
+
+def test_built_combine_repeats_rejects_different_counts() -> None:
+    with pytest.raises(AnalysisError, match="not deterministic") as info:
+        combine_repeats([built_summary(layers=4), built_summary(layers=3)])
+    assert "layer_count" in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real summaries of the H100 profiles base-rep0 / base-rep1 (same config).
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_pair(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
+    analysis = pytest.importorskip("pytest_vllm_profile.analysis")
+    if not hasattr(analysis, "summarize_path"):
+        pytest.skip("analysis.summarize_path is not available yet")
+    return (analysis.summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
+            analysis.summarize_path(data_dir / "base-rep1.pt.trace.json.gz"))
+
+
+def scaled_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
+    """`summary` with every decode-step kernel time multiplied by `factor` (and the sums that include them)."""
+    out = copy.deepcopy(summary)
+    added = 0.0
+    for k in out.kernels:
+        stats = k.per_step_kind.get("decode")
+        if stats is None:
+            continue
+        extra = stats.total_us * (factor - 1)
+        added += extra
+        stats.total_us *= factor
+        stats.mean_us *= factor
+        k.total_us += extra
+        k.mean_us = k.total_us / k.count if k.count else k.mean_us
+    out.total_kernel_us += added
+    for s in out.steps:
+        if s.kind == "decode":
+            s.gpu_time_us *= factor
+            for layer in s.layers:
+                layer.time_us *= factor
+    d = out.step_kinds["decode"]
+    d.median_gpu_time_us *= factor
+    d.mean_gpu_time_us *= factor
+    d.min_gpu_time_us *= factor
+    d.max_gpu_time_us *= factor
+    d.median_layer_time_us = [t * factor for t in d.median_layer_time_us]
+    return out
+
+
+def test_real_base_rep0_vs_rep1_same_config_passes(real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    rep0, rep1 = real_pair
+    result = compare_summaries(rep0, rep1, Tolerances())
+    assert result.verdict == "pass", result.explain()
+    assert result.new_kernels == [] and result.missing_kernels == []
+    decode = next(s for s in result.step_times if s.kind == "decode")
+    assert abs(decode.delta_pct) < 0.5  # the pair is ~0.24 % apart: the noise the defaults must absorb
+
+
+def test_real_base_rep0_with_decode_kernels_scaled_by_1_03_fails(
+        real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    rep0, rep1 = real_pair
+    slower = scaled_decode(rep0, 1.03)
+    result = compare_summaries(rep1, slower, Tolerances())
+    assert result.verdict == "fail"
+    top = result.regressions[0]
+    assert top.metric == "step.decode.gpu_time_us"
+    assert top.message.startswith("decode step GPU time ") and "allowed ±2.0%" in top.message
+    # the biggest kernel regression is a decode-step kernel, named by its short name
+    kernel = next(f for f in result.regressions if f.metric.startswith("kernel["))
+    assert kernel.metric.endswith(".decode.us_per_step")
+    short = kernel.metric[len("kernel["):-len("].decode.us_per_step")]
+    assert short in {k.short_name for k in rep0.kernels}
+    assert f"kernel {short} in decode steps" in kernel.message
+    assert not any(f.metric.startswith("step.prefill") for f in result.regressions)
+
+
+def test_real_base_rep0_vs_itself_scaled_by_1_03_fails_against_itself(
+        real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    rep0, _ = real_pair
+    result = compare_summaries(rep0, scaled_decode(rep0, 1.03))
+    assert result.verdict == "fail"
+    assert result.step_times[-1].delta_pct == pytest.approx(3.0) or any(
+        s.kind == "decode" and s.delta_pct == pytest.approx(3.0) for s in result.step_times)
+
+
+def test_real_repeats_combined_then_compared_pass(real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    rep0, rep1 = real_pair
+    median, spread = combine_repeats([rep0, rep1])
+    assert 0 < spread.step_gpu_time_us["decode"] < 0.01
+    result = compare_summaries(median, rep1, Tolerances(), baseline_spread=spread)
+    assert result.verdict == "pass", result.explain()
+
+
+def test_real_kernel_deltas_table_rows(real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    rep0, rep1 = real_pair
+    rows = kernel_deltas(rep0, rep1)
+    assert rows and abs(rows[0].delta_us) >= abs(rows[-1].delta_us)
+    assert {r.step_kind for r in rows} >= {"decode", "prefill"}

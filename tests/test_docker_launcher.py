@@ -1,0 +1,302 @@
+"""The container launcher against a REAL Podman API (started by the session) and real containers.
+
+What is real: the Podman service and its Docker-compatible API, image lookup, container
+create/start/stop/remove, the published port, the read-write trace mount, labels, env and
+logs. The server inside the container is the host's Python (bind-mounted read-only into a
+local busybox image) running either the recorded-trace double (`..._double_...` tests:
+speaks vLLM's endpoints and copies a real recorded vLLM trace on /stop_profile) or a real
+vLLM CPU server (`test_real_vllm_cpu_server_in_container...`, also marked cpu_vllm).
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from podman_service import (  # noqa: F401 - fixtures
+    TEST_IMAGE,
+    host_python,
+    host_python_volumes,
+    podman_api,
+    podman_client,
+    write_double_server,
+)
+from pytest_vllm_profile.errors import LauncherError
+from pytest_vllm_profile.launchers.base import ServerSpec
+from pytest_vllm_profile.launchers.docker import (
+    LABEL,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_SESSION,
+    ContainerOptions,
+    DockerLauncher,
+    cleanup_leftovers,
+    engine_of,
+    resolve_engine_url,
+)
+from pytest_vllm_profile.launchers.vllm_args import ENV_STYLE, PROFILER_CONFIG_STYLE
+
+DATA = Path(__file__).parent / "data"
+RECORDED_TRACE = DATA / "cpu-eager-tiny4.rank0.pt.trace.json.gz"
+FAKE_TOKEN = "hf_pvpTestSecret0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _time_each_test(request: pytest.FixtureRequest):
+    """Report each container test's wall time (docs/containers.md quotes these)."""
+    started = time.monotonic()
+    yield
+    print(f"\n[timing] {request.node.name}: {time.monotonic() - started:.2f} s")
+
+
+@pytest.fixture
+def double_options(tmp_path: Path, podman_api: str) -> ContainerOptions:
+    """Run the recorded-trace double with the host's Python inside the busybox image."""
+    script_dir = tmp_path / "double"
+    write_double_server(script_dir)
+    volumes = host_python_volumes()
+    volumes[str(script_dir)] = "/double"
+    volumes[str(RECORDED_TRACE.parent.resolve())] = "/recorded"
+    return ContainerOptions(
+        image=TEST_IMAGE, base_url=podman_api, entrypoint=(str(host_python()), "/double/vllm_double_server.py"),
+        model_as_flag=True, profiler_style=PROFILER_CONFIG_STYLE, shm_size="64m", volumes=volumes,
+        extra_env={"DOUBLE_RECORDED_TRACE": f"/recorded/{RECORDED_TRACE.name}"}, stop_timeout_s=2,
+        session_id="test-session",
+    )
+
+
+def _spec(tmp_path: Path, **overrides) -> ServerSpec:
+    values = dict(model="tiny-model", served_model_name="tiny", trace_dir=tmp_path / "traces", gpus=(),
+                  health_timeout_s=30.0, log_path=tmp_path / "server.log")
+    values.update(overrides)
+    return ServerSpec(**values)
+
+
+def _ours(client) -> list:
+    return client.containers.list(all=True, filters={"label": f"{LABEL}=1"})
+
+
+# -- engine URL and engine detection ------------------------------------------------------
+
+def test_engine_url_order_explicit_then_docker_host_then_podman_socket_then_default(tmp_path: Path):
+    runtime = tmp_path / "run"
+    (runtime / "podman").mkdir(parents=True)
+    env = {"XDG_RUNTIME_DIR": str(runtime)}
+    assert resolve_engine_url(None, env) in ("unix:///var/run/docker.sock", "unix:///run/podman/podman.sock")
+    with socket.socket(socket.AF_UNIX) as listening:  # a real socket file where Podman puts it
+        listening.bind(str(runtime / "podman" / "podman.sock"))
+        assert resolve_engine_url(None, env) == f"unix://{runtime}/podman/podman.sock"
+        assert resolve_engine_url(None, {**env, "DOCKER_HOST": "tcp://10.0.0.1:2375"}) == "tcp://10.0.0.1:2375"
+        assert resolve_engine_url("unix:///x.sock", {**env, "DOCKER_HOST": "tcp://h:1"}) == "unix:///x.sock"
+
+
+@pytest.mark.podman
+def test_real_podman_api_is_detected_as_podman(podman_client, podman_api: str):
+    assert engine_of(podman_client.version()) == "podman"
+    launcher = DockerLauncher(_spec(Path("/tmp")), ContainerOptions(base_url=podman_api))
+    assert launcher.detect_engine() == "podman"
+
+
+def test_engine_of_docker_version_answer_is_docker():
+    docker_answer = {"Platform": {"Name": "Docker Engine - Community"},
+                     "Components": [{"Name": "Engine"}, {"Name": "containerd"}, {"Name": "runc"}]}
+    assert engine_of(docker_answer) == "docker"
+
+
+def test_unreachable_engine_gives_clear_error(tmp_path: Path):
+    launcher = DockerLauncher(_spec(tmp_path), ContainerOptions(base_url=f"unix://{tmp_path}/none.sock"))
+    with pytest.raises(LauncherError, match=r"cannot reach a container engine at unix://.*none\.sock"):
+        launcher.start()
+
+
+# -- image presence, GPU requests ---------------------------------------------------------
+
+@pytest.mark.podman
+def test_missing_image_is_not_pulled_and_error_says_how(tmp_path: Path, podman_api: str, podman_client):
+    before = {c.id for c in podman_client.containers.list(all=True)}
+    options = ContainerOptions(image="localhost/pvp-absent", tag="9", base_url=podman_api, profiler_style=ENV_STYLE)
+    with pytest.raises(LauncherError) as info:
+        DockerLauncher(_spec(tmp_path), options).start()
+    assert str(info.value) == ("image localhost/pvp-absent:9 not present locally; "
+                               "pull it yourself or pass --vllm-allow-pull")
+    assert {c.id for c in podman_client.containers.list(all=True)} == before
+
+
+@pytest.mark.podman
+def test_present_image_passes_the_check(podman_api: str, tmp_path: Path):
+    DockerLauncher(_spec(tmp_path), ContainerOptions(image=TEST_IMAGE, base_url=podman_api)).ensure_image()
+
+
+@pytest.mark.podman
+def test_gpu_requests_per_engine_and_none_for_cpu(tmp_path: Path, podman_api: str, podman_client):
+    on_podman = DockerLauncher(_spec(tmp_path, gpus=(0, 2)), ContainerOptions(base_url=podman_api))
+    (request,) = on_podman._gpu_kwargs()["device_requests"]
+    assert request["Driver"] == "cdi" and request["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=2"]
+    all_gpus = DockerLauncher(_spec(tmp_path, gpus=None), ContainerOptions(base_url=podman_api))
+    assert all_gpus._gpu_kwargs()["device_requests"][0]["DeviceIDs"] == ["nvidia.com/gpu=all"]
+    on_docker = DockerLauncher(_spec(tmp_path, gpus=None), ContainerOptions(base_url=podman_api, gpu_request="nvidia"))
+    (request,) = on_docker._gpu_kwargs()["device_requests"]
+    assert request["Count"] == -1 and request["Capabilities"] == [["gpu"]]
+    assert DockerLauncher(_spec(tmp_path, gpus=()), ContainerOptions(base_url=podman_api))._gpu_kwargs() == {}
+    # The real API takes the CDI request at create time (no GPU here to run with it).
+    created = podman_client.containers.create(TEST_IMAGE, ["true"], labels={LABEL: "1"}, **on_podman._gpu_kwargs())
+    try:
+        assert created.id
+    finally:
+        created.remove(force=True)
+
+
+# -- a served container (recorded-trace double) -------------------------------------------
+
+@pytest.mark.podman
+def test_container_serves_recorded_trace_double_through_port_mount_labels(
+        tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    launcher = DockerLauncher(_spec(tmp_path), double_options)
+    server = launcher.start()
+    try:
+        assert server.base_url.startswith("http://127.0.0.1:")
+        assert server.trace_dir == tmp_path / "traces" and server.model_name == "tiny"
+        models = httpx.get(f"{server.base_url}/v1/models", timeout=5).json()
+        assert models["data"][0]["id"] == "tiny"
+        assert httpx.post(f"{server.base_url}/start_profile", timeout=5).status_code == 200
+        assert httpx.post(f"{server.base_url}/stop_profile", timeout=5).status_code == 200
+        (written,) = server.trace_dir.glob("rank0.*.pt.trace.json.gz")
+        assert written.read_bytes() == RECORDED_TRACE.read_bytes()  # written in the container, read here
+        assert "traceEvents" in json.loads(gzip.decompress(written.read_bytes()))
+
+        container = podman_client.containers.get(launcher.container_name)
+        labels = container.labels
+        assert labels[LABEL] == "1" and labels[LABEL_SESSION] == "test-session"
+        assert labels[LABEL_OWNER_PID] == str(os.getpid()) and labels[LABEL_OWNER_HOST] == socket.gethostname()
+        port = int(server.base_url.rsplit(":", 1)[1])
+        binding = container.attrs["HostConfig"]["PortBindings"]["8000/tcp"][0]
+        assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) == port
+        args = container.attrs["Args"]
+        assert args[args.index("--port") + 1] == "8000" and args[args.index("--model") + 1] == "tiny-model"
+        config = json.loads(args[args.index("--profiler-config") + 1])
+        assert config["torch_profiler_dir"] == "/vllm-traces"
+        # HF_TOKEN reaches the server but none of our reprs.
+        assert f"HF_TOKEN={FAKE_TOKEN}" in container.attrs["Config"]["Env"]
+        assert FAKE_TOKEN not in repr(launcher) and FAKE_TOKEN not in repr(launcher.env)
+        assert launcher.env.redacted()["HF_TOKEN"] == "***"
+        assert not container.attrs["HostConfig"].get("DeviceRequests")  # gpus=(): CPU only
+    finally:
+        launcher.stop()
+    assert _ours(podman_client) == []
+    assert "request:" in (tmp_path / "server.log").read_text()  # container log kept on stop
+    launcher.stop()  # idempotent
+
+
+@pytest.mark.podman
+def test_leftover_of_dead_owner_removed_live_owner_kept(tmp_path: Path, double_options: ContainerOptions,
+                                                       podman_client):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    common = {LABEL: "1", LABEL_SESSION: "crashed", LABEL_OWNER_HOST: socket.gethostname()}
+    orphan = podman_client.containers.create(TEST_IMAGE, ["sleep", "300"], name="pvp-orphan",
+                                             labels={**common, LABEL_OWNER_PID: str(dead.pid)})
+    orphan.start()
+    alive = podman_client.containers.create(TEST_IMAGE, ["sleep", "300"], name="pvp-alive-owner",
+                                            labels={**common, LABEL_OWNER_PID: str(os.getpid())})
+    other_host = podman_client.containers.create(
+        TEST_IMAGE, ["true"], name="pvp-other-host",
+        labels={**common, LABEL_OWNER_PID: str(dead.pid), LABEL_OWNER_HOST: "another-host"})
+    try:
+        launcher = DockerLauncher(_spec(tmp_path), double_options)
+        launcher.start()
+        launcher.stop()
+        names = {c.name for c in podman_client.containers.list(all=True)}
+        assert "pvp-orphan" not in names
+        assert {"pvp-alive-owner", "pvp-other-host"} <= names
+        assert cleanup_leftovers(podman_client) == []  # nothing dead left
+    finally:
+        for c in (alive, other_host, orphan):
+            try:
+                c.remove(force=True)
+            except Exception:
+                pass
+
+
+@pytest.mark.podman
+def test_server_exiting_at_once_gives_log_tail_with_token_redacted_double(
+        tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    double_options.extra_env["DOUBLE_MODE"] = "exit"
+    launcher = DockerLauncher(_spec(tmp_path), double_options)
+    with pytest.raises(LauncherError) as info:
+        launcher.start()
+    message = str(info.value)
+    assert "exited (code 3)" in message
+    assert "fatal: cannot load model; token in use was ***" in message
+    assert FAKE_TOKEN not in message
+    assert FAKE_TOKEN not in (tmp_path / "server.log").read_text()
+    assert _ours(podman_client) == []
+
+
+@pytest.mark.podman
+def test_never_healthy_server_hits_deadline_and_container_is_removed_double(
+        tmp_path: Path, double_options: ContainerOptions, podman_client):
+    double_options.extra_env["DOUBLE_MODE"] = "never-healthy"
+    launcher = DockerLauncher(_spec(tmp_path, health_timeout_s=3.0), double_options)
+    with pytest.raises(LauncherError, match=r"not healthy at http://127\.0\.0\.1:\d+/health within 3 s; "
+                                            r"container removed;[\s\S]*request: \"GET /health"):
+        launcher.start()
+    assert _ours(podman_client) == []
+
+
+# -- a real vLLM CPU server in the container ----------------------------------------------
+
+VLLM_VENV = Path(__file__).resolve().parents[1] / ".venv-vllm-cpu"
+TINY_MODEL_SCRIPT = Path(__file__).resolve().parents[1] / "src" / "pytest_vllm_profile" / "tiny_model.py"
+
+
+@pytest.mark.podman
+@pytest.mark.cpu_vllm
+def test_real_vllm_cpu_server_in_container_writes_torch_trace_to_host(tmp_path: Path, podman_api: str, podman_client):
+    python = VLLM_VENV / "bin" / "python"
+    if not (VLLM_VENV / "lib").is_dir() or not list(VLLM_VENV.glob("lib/python*/site-packages/vllm/__init__.py")):
+        pytest.skip(f"no vLLM CPU environment at {VLLM_VENV}; run scripts/setup-vllm-cpu.sh")
+    model = tmp_path / "tiny"
+    # -P: the script's folder must not shadow stdlib modules (the package has a profile.py).
+    made = subprocess.run([str(python), "-P", str(TINY_MODEL_SCRIPT), str(model)], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr[-2000:]
+    options = ContainerOptions(
+        image=TEST_IMAGE, base_url=podman_api, python_in_image=str(python),
+        entrypoint=(str(python), "-m", "vllm.entrypoints.openai.api_server"), model_as_flag=True,
+        profiler_style="auto", shm_size="1g", volumes=host_python_volumes(VLLM_VENV.resolve()),
+        extra_env={"HOME": "/tmp", "VLLM_CPU_KVCACHE_SPACE": "1"}, stop_timeout_s=10,
+    )
+    spec = _spec(tmp_path, model=str(model), server_args=("--max-model-len", "256", "--enforce-eager"),
+                 health_timeout_s=300.0)
+    launcher = DockerLauncher(spec, options)
+    try:
+        server = launcher.start()
+        assert server.vllm_version == "0.32.0"  # asked of the image in a throwaway container
+        args = podman_client.containers.get(launcher.container_name).attrs["Args"]
+        assert args[args.index("--model") + 1] == "/models/tiny"  # local folder mounted read-only
+        assert "--profiler-config" in args  # style detected from the image's vllm files
+        request = {"model": "tiny", "prompt": "What is the capital of France?", "max_tokens": 10,
+                   "temperature": 0, "ignore_eos": True}
+        assert httpx.post(f"{server.base_url}/start_profile", timeout=60).status_code == 200
+        assert httpx.post(f"{server.base_url}/v1/completions", json=request, timeout=120).status_code == 200
+        assert httpx.post(f"{server.base_url}/stop_profile", timeout=300).status_code == 200
+        deadline = time.monotonic() + 30
+        while not list(server.trace_dir.glob("rank0.*.pt.trace.json.gz")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        (trace,) = server.trace_dir.glob("rank0.*.pt.trace.json.gz")
+        events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+        steps = [e for e in events if str(e.get("name", "")).startswith("execute_context_")]
+        layers = [e for e in events if str(e.get("name", "")).startswith("nn.Module: Qwen3DecoderLayer_")]
+        assert len(steps) == 10 and len(layers) == 40  # 10 steps x 4 layers, --enforce-eager
+    finally:
+        launcher.stop()
+    assert _ours(podman_client) == []

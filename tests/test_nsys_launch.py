@@ -1,0 +1,210 @@
+"""launchers/nsys.py: command wrapping, finding nsys, waiting for and exporting the report.
+
+Real nsys cannot run here (no NVIDIA GPU, no Nsight Systems install): the export tests put a
+fake `nsys` shell script first on PATH (tests named `..._fake_nsys_script_...`); PATH is
+changed for real through the environment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_vllm_profile.errors import LauncherError
+from pytest_vllm_profile.launchers import nsys
+
+SERVER = ["vllm", "serve", "Qwen/Qwen3-8B", "--port", "8011"]
+
+
+def test_wrap_command_puts_nsys_profile_with_the_capture_range_flags_before_the_server():
+    cmd = nsys.wrap_command(SERVER, Path("/traces/run1.nsys-rep"))
+    assert cmd == [
+        "nsys", "profile",
+        "--trace-fork-before-exec=true",
+        "--cuda-graph-trace=node",
+        "--trace=cuda,nvtx,osrt",
+        "--capture-range=cudaProfilerApi",
+        "--capture-range-end=stop",
+        "--output=/traces/run1",
+        "--force-overwrite=true",
+        "--",
+        *SERVER,
+    ]
+
+
+def test_wrap_command_passes_extra_flags_before_the_separator():
+    cmd = nsys.wrap_command(SERVER, Path("/traces/run1"), extra=["--sample=none", "--cpuctxsw=none"])
+    sep = cmd.index("--")
+    assert cmd[sep - 2:sep] == ["--sample=none", "--cpuctxsw=none"]
+    assert cmd[sep + 1:] == SERVER
+    assert "--output=/traces/run1" in cmd
+
+
+def test_wrap_command_rejects_an_empty_server_command():
+    with pytest.raises(LauncherError, match="empty server command"):
+        nsys.wrap_command([], Path("/traces/x"))
+
+
+def test_report_paths_accept_base_or_suffixed_names():
+    assert nsys.report_file(Path("/t/a")) == Path("/t/a.nsys-rep")
+    assert nsys.report_file(Path("/t/a.nsys-rep")) == Path("/t/a.nsys-rep")
+    assert nsys.sqlite_file(Path("/t/a.nsys-rep")) == Path("/t/a.sqlite")
+
+
+@pytest.mark.parametrize(
+    ("version", "style", "expected"),
+    [
+        ("0.26.0", None, (["--profiler-config", '{"profiler": "cuda"}'], {})),
+        ("0.13.0", None, (["--profiler-config", '{"profiler": "cuda"}'], {})),
+        ("0.12.0", None, ([], {"VLLM_TORCH_CUDA_PROFILE": "1"})),
+        ("0.11.1rc2", None, ([], {"VLLM_TORCH_CUDA_PROFILE": "1"})),
+        (None, None, (["--profiler-config", '{"profiler": "cuda"}'], {})),
+        ("deadbeef", None, (["--profiler-config", '{"profiler": "cuda"}'], {})),
+        ("0.26.0", "env", ([], {"VLLM_TORCH_CUDA_PROFILE": "1"})),
+        ("0.12.0", "profiler-config", (["--profiler-config", '{"profiler": "cuda"}'], {})),
+    ],
+)
+def test_cuda_profiler_server_args_by_version_and_style(version, style, expected):
+    args, env = nsys.cuda_profiler_server_args(version, style=style)
+    assert (args, env) == expected
+    if args:
+        assert json.loads(args[1]) == {"profiler": "cuda"}
+
+
+def test_cuda_profiler_server_args_rejects_unknown_style():
+    with pytest.raises(LauncherError, match="unknown vLLM profiler style"):
+        nsys.cuda_profiler_server_args("0.26.0", style="magic")
+
+
+@pytest.fixture
+def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH holding only an empty folder: no nsys anywhere."""
+    folder = tmp_path / "bin-empty"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", str(folder))
+    return folder
+
+
+def test_require_nsys_without_nsys_on_path_explains_how_to_fix_it(empty_path: Path):
+    assert nsys.nsys_path() is None
+    for explicit in (True, False):
+        with pytest.raises(nsys.NsysNotFoundError) as info:
+            nsys.require_nsys(explicit=explicit)
+        message = str(info.value)
+        assert message.startswith("nsys not on PATH")
+        assert "install Nsight Systems" in message and "--vllm-profiler torch" in message
+        assert isinstance(info.value, LauncherError)
+    with pytest.raises(nsys.NsysNotFoundError, match="you asked for --vllm-profiler nsys"):
+        nsys.require_nsys(explicit=True)
+    with pytest.raises(nsys.NsysNotFoundError, match="selected by default"):
+        nsys.require_nsys(explicit=False)
+
+
+def _fake_nsys(folder: Path, body: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    script = folder / "nsys"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return script
+
+
+def test_require_nsys_finds_the_fake_nsys_script_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = _fake_nsys(tmp_path / "bin", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    assert nsys.require_nsys(explicit=True) == str(script)
+
+
+def test_export_sqlite_reports_stderr_tail_when_fake_nsys_script_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = _fake_nsys(tmp_path / "bin", 'echo "line one" >&2\necho "ERROR: report is corrupted" >&2\nexit 3\n')
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    report = tmp_path / "run.nsys-rep"
+    report.write_bytes(b"not really a report")
+    with pytest.raises(nsys.NsysExportError) as info:
+        nsys.export_sqlite(report, timeout_s=30)
+    message = str(info.value)
+    assert str(report) in message and "exit code 3" in message
+    assert "ERROR: report is corrupted" in message
+    assert "--type sqlite" in message
+
+
+def test_export_sqlite_with_fake_nsys_script_that_succeeds_returns_the_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # The fake writes the file named after --output, as nsys does, and logs its arguments.
+    script = _fake_nsys(tmp_path / "bin", f"""
+echo "$@" > {tmp_path}/args.txt
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--output" ]; then shift; printf 'x' > "$1"; fi
+  shift
+done
+exit 0
+""")
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    report = tmp_path / "run.nsys-rep"
+    report.write_bytes(b"report")
+    out = nsys.export_sqlite(report, timeout_s=30)
+    assert out == tmp_path / "run.sqlite" and out.is_file()
+    args = (tmp_path / "args.txt").read_text().split()
+    assert args[:3] == ["export", "--type", "sqlite"]
+    assert args[-1] == str(report)
+
+
+def test_export_sqlite_fake_nsys_script_exits_zero_but_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    script = _fake_nsys(tmp_path / "bin", "exit 0\n")
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    report = tmp_path / "run.nsys-rep"
+    report.write_bytes(b"report")
+    with pytest.raises(nsys.NsysExportError, match="was not written"):
+        nsys.export_sqlite(report, timeout_s=30)
+
+
+def test_export_sqlite_without_nsys_on_path(tmp_path: Path, empty_path: Path):
+    report = tmp_path / "run.nsys-rep"
+    report.write_bytes(b"report")
+    with pytest.raises(nsys.NsysNotFoundError):
+        nsys.export_sqlite(report, timeout_s=30)
+
+
+def test_export_sqlite_of_a_missing_report(tmp_path: Path):
+    with pytest.raises(nsys.NsysExportError, match="no such nsys report"):
+        nsys.export_sqlite(tmp_path / "absent.nsys-rep", timeout_s=5)
+
+
+def test_wait_for_report_returns_once_the_file_stops_growing(tmp_path: Path):
+    report = tmp_path / "run.nsys-rep"
+
+    def writer() -> None:  # nsys writing its report in pieces after the capture range stopped
+        with open(report, "wb") as fh:
+            for _ in range(3):
+                fh.write(b"x" * 1000)
+                fh.flush()
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        found = nsys.wait_for_report(tmp_path / "run", timeout_s=30, poll_s=0.1)
+    finally:
+        thread.join()
+    assert found == report and found.stat().st_size == 3000
+
+
+def test_wait_for_report_times_out_with_a_clear_message(tmp_path: Path):
+    with pytest.raises(nsys.NsysExportError) as info:
+        nsys.wait_for_report(tmp_path / "never", timeout_s=0.2, poll_s=0.05)
+    assert "never.nsys-rep" in str(info.value) and "does not exist" in str(info.value)
+
+
+def test_collect_returns_an_existing_sqlite_in_a_folder(tmp_path: Path):
+    db = tmp_path / "vllm-nsys.sqlite"
+    sqlite3.connect(db).close()
+    assert nsys.collect(tmp_path) == db
+
+
+def test_collect_in_an_empty_folder_says_what_it_looked_for(tmp_path: Path):
+    with pytest.raises(nsys.NsysExportError, match="expected one nsys report"):
+        nsys.collect(tmp_path)

