@@ -2,9 +2,8 @@
 
     python benchmarks/bench_summarize.py [--quick] [--trace PATH] [--big-gb 1.0] [--no-write]
 
-Each contender runs in its own subprocess; its peak RSS is that process' `ru_maxrss` from
-`os.wait4` (the interpreter and its imports included, children included), its time is the wall
-time of the operation alone (imports excluded, printed separately). Contenders:
+Each contender runs in its own subprocess; its time is the wall time of the operation alone (imports excluded). Peak RSS is the process' own VmHWM (Linux
+carries a parent's ru_maxrss across fork+exec, so that is not used). Contenders:
 
 - summarize: `pytest_vllm_profile.analysis.summarize_path(path)`; while that does not exist,
   `pytest_vllm_profile.trace.read_trace_set(path)` and the row says "reader only".
@@ -48,9 +47,13 @@ import json, os, resource, sys, time
 t_import = time.perf_counter()
 """
 
+# VmHWM is the peak RSS of this process image (reset by exec); ru_maxrss is not: Linux carries
+# the parent's high-water mark across fork+exec, which would charge the parent's memory here.
 _WORKER_EPILOGUE = """
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
 print(json.dumps({"seconds": seconds, "import_seconds": import_seconds, "note": note,
-                  "self_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": int(hwm[0].split()[1]) / 1024 if hwm else None,
+                  "children_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
 WORKERS: dict[str, str] = {
@@ -131,7 +134,8 @@ def run_worker(kind: str, trace: Path, timeout_s: float) -> dict[str, object]:
         tail = "\n".join(text.strip().splitlines()[-6:])
         return {"error": f"exit {proc.returncode}: {tail}", "maxrss_mb": usage.ru_maxrss / 1024}
     result: dict[str, object] = json.loads(lines[-1])
-    result["maxrss_mb"] = usage.ru_maxrss / 1024  # whole process tree that was waited for
+    # The process' own peak, or a child's (HTA may parse in worker processes) if that is larger.
+    result["maxrss_mb"] = max(float(result.get("peak_rss_mb") or 0), float(result.get("children_maxrss_mb") or 0))
     result["process_wall_seconds"] = wall
     return result
 
@@ -230,6 +234,9 @@ def _fmt(row: dict[str, object]) -> tuple[str, str, str]:
 
 
 def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--_build":
+        build_big_trace(Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="only the real eager trace, no 1 GB trace")
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
@@ -247,7 +254,12 @@ def main() -> int:
         if not big.exists():
             print(f"building {big} ...", flush=True)
             t0 = time.perf_counter()
-            build_big_trace(args.trace, int(args.big_gb * 1e9), big)
+            # In a subprocess: building needs GBs, and the parent's peak would leak into
+            # every later child's ru_maxrss.
+            subprocess.run(
+                [sys.executable, __file__, "--_build", str(args.trace), str(int(args.big_gb * 1e9)), str(big)],
+                check=True,
+            )
             print(f"  built in {time.perf_counter() - t0:.0f} s ({big.stat().st_size / 1e6:.0f} MB gzip)", flush=True)
         traces.append((f"replicated ~{args.big_gb:g} GB JSON", big))
 
@@ -276,7 +288,8 @@ def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
         "Command: `python benchmarks/bench_summarize.py` (each contender in its own subprocess; time = the",
-        "operation alone, imports excluded; peak RSS = `ru_maxrss` of the process tree, imports included).",
+        "operation alone, imports excluded; peak RSS = the process' VmHWM, imports included, or its",
+        "largest child's if larger).",
         "",
     ]
     for label, path in traces:

@@ -199,3 +199,22 @@ def test_concurrent_processes_do_not_lose_entries(tmp_path: Path) -> None:
         assert last == 9 * 6007.0
         assert BaselineStore(tmp_path).load(f"tests/perf/test_w{w}.py::test_x", "H100", "0.26.0") is not None
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_real_repeats_saved_as_baseline_round_trip(tmp_path: Path, data_dir: Path) -> None:
+    from pytest_vllm_profile.analysis import summarize_path
+    from pytest_vllm_profile.repeats import combine_repeats
+
+    reps = [summarize_path(data_dir / f"base-rep{i}.pt.trace.json.gz") for i in (0, 1)]
+    median, spread = combine_repeats(reps)
+    gpu, vllm = keys_for_summary(median)
+    assert gpu == reps[0].device.name and gpu != "cpu"
+    store = BaselineStore(tmp_path)
+    assert store.save(NODEID, gpu, vllm, median, repeats=2, spread=spread, workload={"max_tokens": 10}) is True
+    entry = store.load(NODEID, gpu, vllm)
+    assert entry is not None and entry.summary == median and entry.spread == spread
+    assert entry.summary.token_steps == 10 and entry.summary.layer_count == 36
+    # the median of two repeats lies between them
+    lo, hi = sorted(r.step_kinds["decode"].median_gpu_time_us for r in reps)
+    assert lo <= entry.summary.step_kinds["decode"].median_gpu_time_us <= hi
+    assert 0 < entry.spread.step_gpu_time_us["decode"] < 0.01

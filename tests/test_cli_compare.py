@@ -174,3 +174,16 @@ def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1
     code, out, err = run_cli(capsys, str(data_dir / "base-rep1.pt.trace.json.gz"), str(slower))
     assert code == 1, err
     assert "REGRESSION decode step GPU time" in out
+
+
+def test_real_baseline_file_of_two_repeats_against_real_trace_exits_0(
+        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_vllm_profile.analysis import summarize_path
+    from pytest_vllm_profile.repeats import combine_repeats
+
+    median, spread = combine_repeats([summarize_path(data_dir / f"base-rep{i}.pt.trace.json.gz") for i in (0, 1)])
+    store = BaselineStore(tmp_path)
+    store.save(NODEID, median.device.name, median.runtime.vllm_version, median, repeats=2, spread=spread)
+    code, out, err = run_cli(capsys, str(store.path_for(NODEID)), str(data_dir / "base-rep1.pt.trace.json.gz"))
+    assert code == 0, err + out
+    assert "2 repeat(s)" in out and "verdict: pass" in out

@@ -195,7 +195,9 @@ def test_built_small_new_kernel_under_one_percent_is_reported_and_passes() -> No
 def test_built_cpu_summaries_compare_the_same_way() -> None:
     result = compare_summaries(built_summary(domain="cpu"), built_summary({"decode": 1.10}, domain="cpu"))
     assert result.verdict == "fail"
-    assert result.regressions[0].message.startswith("decode step CPU time ")
+    decode = next(f for f in result.regressions if f.metric == "step.decode.gpu_time_us")
+    assert decode.message.startswith("decode step CPU time ") and "(+10.00%, allowed ±2.0%)" in decode.message
+    assert not any(f.metric == "step.prefill.gpu_time_us" for f in result.regressions)
 
 
 def test_built_gpu_against_cpu_is_an_error_explaining_why() -> None:
@@ -332,3 +334,26 @@ def test_real_kernel_deltas_table_rows(real_pair: tuple[ProfileSummary, ProfileS
     rows = kernel_deltas(rep0, rep1)
     assert rows and abs(rows[0].delta_us) >= abs(rows[-1].delta_us)
     assert {r.step_kind for r in rows} >= {"decode", "prefill"}
+
+
+@pytest.fixture(scope="module")
+def real_cpu(data_dir: Path) -> ProfileSummary:
+    from pytest_vllm_profile.analysis import summarize_path
+
+    return summarize_path(data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz")
+
+
+def test_real_cpu_trace_compares_the_same_way(real_cpu: ProfileSummary) -> None:
+    assert real_cpu.timing_domain == "cpu"
+    assert compare_summaries(real_cpu, copy.deepcopy(real_cpu)).verdict == "pass"
+    result = compare_summaries(real_cpu, scaled_decode(real_cpu, 1.10))
+    assert result.verdict == "fail"
+    decode = next(f for f in result.regressions if f.metric == "step.decode.gpu_time_us")
+    assert decode.message.startswith("decode step CPU time ") and "(+10.00%, allowed ±20.0 µs)" in decode.message
+    assert not any(f.metric == "step.prefill.gpu_time_us" for f in result.regressions)
+
+
+def test_real_cpu_trace_against_real_gpu_trace_is_an_error(
+        real_cpu: ProfileSummary, real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    with pytest.raises(IncomparableSummariesError, match="cannot compare a gpu-timed summary .* cpu-timed one"):
+        compare_summaries(real_pair[0], real_cpu)

@@ -424,6 +424,9 @@ def run_compare(args: argparse.Namespace) -> int:
     except VllmProfileError as exc:
         print(f"vllm-profile compare: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unreadable file, bad gzip: still "unusable input", not a regression
+        print(f"vllm-profile compare: error: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=1))
     else:

@@ -279,6 +279,11 @@ class ProcessLauncher(Launcher):
         self._stopped = True
         try:
             self._terminate_group()
+            # The leader may have turned zombie between poll() and the /proc scan: reap it.
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         finally:
             with _LIVE_LOCK:
                 _LIVE.discard(self)

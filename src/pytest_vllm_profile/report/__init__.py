@@ -42,10 +42,12 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """Exit code 0 when the report was written, 2 on bad input (the message says why)."""
+    """Exit code 0 when the report was written, 1 when the input cannot be rendered, 2 on a
+    usage error (the cli's convention); the message on stderr says why."""
+    if args.append_history and args.history is None:
+        print("vllm-profile report: error: --append-history needs --history FILE", file=sys.stderr)
+        return 2
     try:
-        if args.append_history and args.history is None:
-            raise ReportInputError("--append-history needs --history FILE")
         results = load_results(args.results)
         if args.append_history:
             append_run(args.history, results)
@@ -55,6 +57,6 @@ def run_report(args: argparse.Namespace) -> int:
             write_job_summary(results, args.job_summary, append=True)
     except VllmProfileError as exc:
         print(f"vllm-profile report: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(f"vllm-profile report: wrote {index}")
     return 0

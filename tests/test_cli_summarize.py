@@ -1,0 +1,70 @@
+"""`vllm-profile summarize` through `cli.main` (and once through the installed script)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_vllm_profile.cli import main
+
+
+def test_json_output_has_the_documented_fields(data_dir, capsys):
+    assert main(["summarize", str(data_dir / "base-rep0.pt.trace.json.gz"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["token_steps"] == 10 and data["layer_count"] == 36
+    assert isinstance(data["total_kernel_us"], float)
+    assert all({"kind", "gpu_time_us", "layers"} <= set(s) for s in data["steps"])
+    assert all({"name", "count", "total_us"} <= set(k) for k in data["kernels"])
+    assert data["roofline"] is None
+
+
+def test_model_bytes_gives_roofline(data_dir, capsys):
+    assert main(["summarize", str(data_dir / "base-rep0.pt.trace.json.gz"), "--json", "--model-bytes", "16381470720"]) == 0
+    assert 0.78 < json.loads(capsys.readouterr().out)["roofline"]["fraction"] < 0.83
+
+
+def test_table_output(data_dir, capsys):
+    assert main(["summarize", str(data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz")]) == 0
+    out = capsys.readouterr().out
+    assert "Token steps: 10" in out and "layers per step: 4" in out
+    assert "CPU op" in out and "prefill" in out
+
+
+def test_no_argument_runs_on_the_embedded_example(capsys):
+    assert main(["summarize"]) == 0
+    out = capsys.readouterr().out
+    assert "Embedded example" in out
+    assert "Token steps: 10" in out and "layers per step: 36" in out
+    assert "flash::FlashAttnFwdSm90" in out and "% of the memory-bandwidth bound" in out
+
+
+def test_missing_file_exit_1_message_on_stderr(tmp_path, capsys):
+    assert main(["summarize", str(tmp_path / "nope.json.gz")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.json.gz" in err and "Traceback" not in err
+
+
+def test_not_a_trace_exit_1(tmp_path, capsys):
+    bad = tmp_path / "bad.pt.trace.json"
+    bad.write_text("{not json")
+    assert main(["summarize", str(bad)]) == 1
+    assert "bad.pt.trace.json" in capsys.readouterr().err
+
+
+def test_usage_error_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["summarize", "--model-bytes", "many"])
+    assert info.value.code == 2
+
+
+def test_installed_script(data_dir):
+    beside = Path(sys.executable).parent / "vllm-profile"
+    exe = str(beside) if beside.exists() else shutil.which("vllm-profile")
+    if exe is None:
+        pytest.skip("vllm-profile script not on PATH (package not installed)")
+    proc = subprocess.run([exe, "summarize", str(data_dir / "missing.json")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "missing.json" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,237 @@
+"""The plugin end to end over HTTP against `recorded_trace_double`.
+
+The double is a real HTTP server speaking vLLM's endpoints that, on /stop_profile, writes a
+REAL recorded vLLM trace (H100, Qwen3-8B shape, max_tokens=10: 10 steps x 36 layers) into
+its trace folder. Regressions are made deterministic by serving base-rep1 (same workload,
+0.2-0.5 % apart: passes) or a `_scaled_` copy of base-rep0 whose time axis is stretched by 5 %
+(fails). Real-vLLM (CPU) runs of the plugin go through the process launcher elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import pytest_vllm_profile.analysis  # noqa: F401  in-process pytester runs drop modules first imported
+# inside them, and numpy cannot be imported twice in one process: import it out here.
+from pytest_vllm_profile.results import RunResults
+
+from vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble, scaled_trace
+
+REP0 = DATA / "base-rep0.pt.trace.json.gz"
+REP1 = DATA / "base-rep1.pt.trace.json.gz"
+H100 = "NVIDIA H100 80GB HBM3"
+
+WORKLOAD_TEST = f"""
+import pytest
+
+@pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0)
+def test_decode(vllm_profile):
+    assert vllm_profile.token_steps == 10
+    assert vllm_profile.layer_count == 36
+    assert len(vllm_profile.steps_of("decode")) == 9
+"""
+
+
+@pytest.fixture
+def recorded_trace_double(tmp_path: Path) -> Iterator[RecordedTraceDouble]:
+    with RecordedTraceDouble(tmp_path / "server-traces", trace_source=REP0) as double:
+        yield double
+
+
+@pytest.fixture(scope="module")
+def slowed_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """base-rep0 with every timestamp offset and duration x1.05 (a 5 % slower GPU)."""
+    return scaled_trace(REP0, 1.05, tmp_path_factory.mktemp("scaled"))
+
+
+def run(pytester: pytest.Pytester, double: RecordedTraceDouble, *args: str) -> pytest.RunResult:
+    # `--opt=value` form: pytest takes a bare existing path argument into its rootdir guess.
+    return pytester.runpytest(
+        "--vllm-profile", "--vllm-launcher=url", f"--vllm-url={double.url}",
+        f"--vllm-trace-dir={double.trace_dir}", "--vllm-repeats=1", "-o", "vllm_capture_poll_s=0.05",
+        "-p", "no:cacheprovider", *args,
+    )
+
+
+def baseline_file(pytester: pytest.Pytester, test: str = "test_decode") -> Path:
+    return pytester.path / "baselines" / "test_workload" / f"{test}.json"
+
+
+def load_results(pytester: pytest.Pytester) -> RunResults:
+    return RunResults.load(pytester.path / ".vllm-profile" / "results.json")
+
+
+def test_missing_baseline_is_a_failure_telling_how_to_record_one(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    result = run(pytester, recorded_trace_double)
+    result.assert_outcomes(failed=1, errors=0)
+    result.stdout.fnmatch_lines([
+        f"no baseline for test_workload.py::test_decode on {H100}/vLLM 0.26.0 in "
+        f"{baseline_file(pytester)}; run with --update-baselines to record one",
+        "*= vllm-profile =*",
+        "NO BASELINE test_workload.py::test_decode  [10 steps x 36 layers]",
+    ])
+    assert not baseline_file(pytester).exists()
+    (test,) = load_results(pytester).tests
+    assert (test.outcome, test.verdict) == ("failed", "no-baseline")
+
+
+def test_update_baselines_writes_the_file_and_a_rerun_passes(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    result = run(pytester, recorded_trace_double, "--update-baselines")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["UPDATED     test_workload.py::test_decode*", "baseline files updated (1):",
+                                 f"    {baseline_file(pytester)}  (test_workload.py::test_decode)"])
+    stored = json.loads(baseline_file(pytester).read_text())
+    assert stored["test"] == "test_workload.py::test_decode"
+    entry = stored["entries"][H100]["0.26.0"]
+    assert entry["summary"]["token_steps"] == 10 and entry["repeats"] == 1
+    assert entry["workload"]["max_tokens"] == 10
+
+    recorded_trace_double.serve(REP1)  # a second real profile of the same workload
+    result = run(pytester, recorded_trace_double)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["PASS        test_workload.py::test_decode*", "    decode step * vs baseline *(+0.*%)"])
+    (test,) = load_results(pytester).tests
+    assert test.verdict == "pass" and test.comparison["verdict"] == "pass"
+
+    before = baseline_file(pytester).read_text()
+    recorded_trace_double.serve(REP0)
+    result = run(pytester, recorded_trace_double, "--update-baselines")  # same profile again
+    result.stdout.fnmatch_lines(["UNCHANGED   test_workload.py::test_decode*"])
+    assert baseline_file(pytester).read_text() == before
+    assert load_results(pytester).tests[0].baseline_changed is False
+
+
+def test_regression_fails_with_the_comparison_explanation(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    recorded_trace_double.serve(slowed_trace)
+    result = run(pytester, recorded_trace_double, "--junitxml", "junit.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1, errors=0)
+    result.stdout.fnmatch_lines([
+        "*test_workload.py::test_decode: profile regressed against the baseline for NVIDIA H100*",
+        "verdict: fail",
+        "  decode step: 6071.6 µs -> 6375.2 µs (+5.00%)",
+        "  REGRESSION *",
+        "(if the change is intended, re-record with --update-baselines)",
+    ])
+    result.stdout.fnmatch_lines(["FAIL        test_workload.py::test_decode*", "    top offenders:", "      1. *"])
+    assert "Traceback" not in result.stdout.str()  # the explanation, not plugin internals
+    (test,) = load_results(pytester).tests
+    assert test.verdict == "fail" and test.comparison["regressions"]
+    props = dict(
+        (p.get("name"), p.get("value")) for p in ET.parse(pytester.path / "junit.xml").iter("property")
+    )
+    assert props["vllm_verdict"] == "fail"
+    assert props["vllm_token_steps"] == "10" and props["vllm_layer_count"] == "36"
+    assert props["vllm_decode_step_us"] == "6375.2"
+    assert props["vllm_decode_step_delta_pct"] == "+5.00"
+
+
+def test_assert_matches_baseline_in_the_body_fails_there(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path
+) -> None:
+    pytester.makepyfile(test_workload=f"""
+        import pytest
+
+        @pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0)
+        def test_decode(vllm_profile):
+            vllm_profile.assert_matches_baseline()
+            raise RuntimeError("not reached when the baseline does not match")
+    """)
+    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    recorded_trace_double.serve(slowed_trace)
+    result = run(pytester, recorded_trace_double)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*BaselineMismatch: test_workload.py::test_decode: profile regressed*"])
+    assert "not reached" not in result.stdout.str()
+
+
+def test_failed_body_never_writes_a_baseline(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST.replace("layer_count == 36", "layer_count == 32"))
+    result = run(pytester, recorded_trace_double, "--update-baselines")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*assert 36 == 32*"])
+    assert not baseline_file(pytester).exists()
+    (test,) = load_results(pytester).tests
+    assert (test.outcome, test.verdict, test.baseline_changed) == ("failed", None, False)
+    assert "assert 36 == 32" in test.message
+
+
+def test_invalid_baseline_file_is_a_clear_failure(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    path = baseline_file(pytester)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema_version": 1, "test": "test_workload.py::test_decode", "entries": {"x": 3}}')
+    result = run(pytester, recorded_trace_double)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*test_workload.py::test_decode: BaselineError: {path}*"])
+    assert "Traceback" not in result.stdout.str()
+    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(failed=1)  # never overwritten
+    assert '"x": 3' in path.read_text()
+
+
+def test_results_file_holds_profile_requests_and_traces(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    out = tmp_path / "out" / "run.json"
+    result = run(pytester, recorded_trace_double, "--update-baselines", f"--vllm-results={out}",
+                 "--vllm-repeats", "2")
+    result.assert_outcomes(passed=1)
+    results = RunResults.load(out)
+    assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (H100, None, "url", "torch")
+    (test,) = results.tests
+    assert test.nodeid == "test_workload.py::test_decode" and test.outcome == "passed"
+    assert test.summary["token_steps"] == 10 and test.summary["layer_count"] == 36
+    assert test.summary["notes"][-1] == "median of 2 repeats"
+    assert [r.completion_tokens for r in test.requests] == [10, 10]
+    assert len(test.trace_paths) == 2 and all(Path(p).is_file() for p in test.trace_paths)
+    assert all(Path(p).name.startswith("rank0.") for p in test.trace_paths)
+    assert test.baseline_changed and Path(test.baseline_path) == baseline_file(pytester)
+    assert json.loads(Path(test.baseline_path).read_text())["entries"][H100]["0.26.0"]["repeats"] == 2
+
+
+def test_server_that_cannot_be_reached_fails_fast_for_later_tests(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST + WORKLOAD_TEST.replace("test_decode", "test_again"))
+    result = pytester.runpytest(
+        "--vllm-profile", "--vllm-launcher", "url", "--vllm-url", "http://127.0.0.1:9",
+        f"--vllm-trace-dir={tmp_path}", "--vllm-health-timeout", "1",
+    )
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*test_decode: LauncherError: vLLM server at http://127.0.0.1:9 is not reachable/healthy*",
+        "*test_again: LauncherError: server for model 'qwen3-8b-shape' failed to start earlier in this session*",
+    ])
+
+
+def test_xdist_workers_profile_and_write_baselines_safely(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST + WORKLOAD_TEST.replace("test_decode", "test_again"))
+    result = run(pytester, recorded_trace_double, "-n", "2", "--update-baselines")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["baseline files updated (2):"])
+    for name in ("test_decode", "test_again"):
+        assert json.loads(baseline_file(pytester, name).read_text())["entries"][H100]["0.26.0"]
+    results = load_results(pytester)
+    assert sorted(t.nodeid for t in results.tests) == ["test_workload.py::test_again", "test_workload.py::test_decode"]
+    traces = [p for t in results.tests for p in t.trace_paths]
+    assert len(set(traces)) == 2  # each capture got its own trace (captures on one server are serialized)
+    run(pytester, recorded_trace_double, "-n", "2").assert_outcomes(passed=2)

@@ -1,0 +1,169 @@
+"""The plugin's command line, marker and collection behaviour (pytester; no server needed)."""
+from __future__ import annotations
+
+import pytest
+
+from pytest_vllm_profile.plugin import SKIP_REASON, WORKLOAD_KEY, workload_of
+
+OPTIONS = [
+    "--vllm-profile", "--update-baselines", "--baseline-dir=*", "--vllm-launcher={process,docker,url}",
+    "--vllm-url=URL", "--vllm-trace-dir=DIR", "--vllm-python=PYTHON", "--vllm-image=IMAGE", "--vllm-allow-pull",
+    "--vllm-docker-host=URL", "--vllm-profiler={torch,nsys}", "--vllm-repeats=N", "--vllm-rel-tol=FRACTION",
+    "--vllm-abs-floor-us=US", "--vllm-no-fail-on-drift", "--vllm-server-arg=ARG", "--vllm-health-timeout=SECONDS",
+    "--vllm-results=FILE", "--vllm-report=DIR", "--vllm-trace-root=DIR",
+]
+
+MARKED = """
+import pytest
+
+@pytest.mark.vllm_workload(model="Qwen/Qwen3-8B", max_tokens=10)
+def test_decode(vllm_profile):
+    assert vllm_profile.token_steps == 10
+
+def test_plain():
+    assert True
+"""
+
+
+def test_every_option_is_in_help_under_the_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["vLLM profiling regression tests (pytest-vllm-profile):"])
+    result.stdout.fnmatch_lines([f"  {opt}*" for opt in OPTIONS], consecutive=False)
+    result.stdout.fnmatch_lines(["  vllm_baseline_dir (string):*", "  vllm_fail_on_drift (bool):*"])
+
+
+def test_marker_is_documented(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.vllm_workload(model=..., max_tokens=, prompts=, repeats=*--vllm-profile*"])
+
+
+def test_workload_tests_are_skipped_with_the_reason_without_vllm_profile(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED * {SKIP_REASON}"])
+    assert not (pytester.path / ".vllm-profile" / "results.json").exists()  # nothing ran: no results file
+
+
+def test_marker_only_test_is_skipped_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+        pytestmark = pytest.mark.vllm_workload(model="m")
+        def test_baseline_only():
+            pass
+    """)
+    pytester.runpytest().assert_outcomes(skipped=1)
+
+
+@pytest.mark.parametrize("flag", [(), ("--vllm-profile", "--vllm-launcher", "url", "--vllm-url", "http://x:1",
+                                       "--vllm-trace-dir", ".")])
+def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytester, flag: tuple[str, ...]) -> None:
+    pytester.makepyfile(test_typo="""
+        import pytest
+
+        @pytest.mark.vllm_workload(model="m", max_token=10)
+        def test_typo(vllm_profile):
+            pass
+
+        def test_fine():
+            pass
+    """)
+    result = pytester.runpytest(*flag)
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # 2: errors during collection
+    result.stdout.fnmatch_lines([
+        "*ERROR collecting test_typo.py*",
+        "*invalid @pytest.mark.vllm_workload: test_typo.py::test_typo: unknown vllm_workload argument(s) max_token;*",
+    ])
+    result.assert_outcomes(errors=1)
+
+
+def test_marker_without_model_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_nomodel="""
+        import pytest
+
+        class TestGroup:
+            @pytest.mark.vllm_workload(max_tokens=10)
+            def test_it(self):
+                pass
+    """)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_nomodel.py::TestGroup::test_it: vllm_workload needs model=*"])
+
+
+def test_bad_marker_value_names_the_argument(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bad="""
+        import pytest
+
+        @pytest.mark.vllm_workload(model="m", max_tokens=0)
+        def test_zero():
+            pass
+    """)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_bad.py::test_zero: vllm_workload max_tokens=0: must be a positive integer*"])
+
+
+def test_fixture_without_marker_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_nomarker="""
+        def test_forgot(vllm_profile):
+            pass
+    """)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*test_nomarker.py::test_forgot: uses the vllm_profile fixture but has no*"])
+
+
+def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> None:
+    item = pytester.getitem("""
+        import pytest
+
+        pytestmark = pytest.mark.vllm_workload(model="m", max_tokens=10, server_args=["--enforce-eager"])
+
+        @pytest.mark.vllm_workload(max_tokens=4)
+        def test_func():
+            pass
+    """, funcname="test_func")
+    wl = workload_of(item)
+    assert (wl.model, wl.max_tokens, wl.server_args) == ("m", 4, ("--enforce-eager",))
+    assert item.stash[WORKLOAD_KEY] == wl  # attached while collecting
+    assert "vllm_profile" in item.fixturenames  # a marker alone still profiles (baseline check)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--vllm-launcher", "url"), "*--vllm-launcher url needs --vllm-url URL*"),
+        (("--vllm-launcher", "url", "--vllm-url", "http://127.0.0.1:1"), "*needs --vllm-trace-dir DIR*"),
+        (("--vllm-launcher", "url", "--vllm-url", "127.0.0.1:1", "--vllm-trace-dir", "."),
+         "*must start with http:// or https://*"),
+        (("--vllm-launcher", "url", "--vllm-url", "http://h:1", "--vllm-trace-dir", "nowhere"),
+         "*--vllm-trace-dir */nowhere: no such folder*"),
+        (("--vllm-url", "http://h:1"), "*--vllm-url is only used with --vllm-launcher url*"),
+        (("--vllm-repeats", "0"), "*--vllm-repeats='0': must be >= 1*"),
+        (("--vllm-rel-tol", "two"), "*--vllm-rel-tol='two': expected a number*"),
+        (("--vllm-python", "/no/such/python"), "*--vllm-python /no/such/python: no such interpreter*"),
+        (("--vllm-image", "vllm/vllm-openai:v0.26.0"), "*need --vllm-launcher docker*"),
+    ],
+)
+def test_invalid_option_values_are_usage_errors(pytester: pytest.Pytester, args: tuple[str, ...],
+                                                message: str) -> None:
+    result = pytester.runpytest("--vllm-profile", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_ini_keys_are_read_and_the_command_line_wins(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nvllm_launcher = url\n")
+    result = pytester.runpytest("--vllm-profile")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # the ini chose url, which needs a URL
+    result.stderr.fnmatch_lines(["ERROR: *--vllm-launcher url needs --vllm-url*"])
+    result = pytester.runpytest("--vllm-profile", "--vllm-launcher", "process")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED  # option overrides the ini: no usage error
+
+
+def test_option_validation_is_only_about_launchers_when_profiling(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nvllm_launcher = url\n")
+    pytester.makepyfile(test_marked=MARKED)
+    pytester.runpytest().assert_outcomes(passed=1, skipped=1)
