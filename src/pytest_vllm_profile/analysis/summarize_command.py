@@ -16,8 +16,9 @@ from .roofline import estimate_weight_bytes_from_config
 from .summarize import summarize_path
 
 EMBEDDED_EXAMPLE = "base-rep0.pt.trace.json.gz"
-# weight bytes of the embedded example's model (Qwen3-8B shape, bf16), from its config
-_EMBEDDED_MODEL_BYTES = 16_381_470_720
+# The config.json of the model the embedded example served (Qwen3-8B shape, bf16),
+# shipped beside it so the roofline is estimated from it like for any user's model.
+EMBEDDED_MODEL_CONFIG = "base-rep0.model-config.json"
 
 
 def embedded_example_path() -> Path:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     embedded = args.trace is None
     path = embedded_example_path() if embedded else Path(args.trace)
     if embedded and weight_bytes is None:
-        weight_bytes = _EMBEDDED_MODEL_BYTES
+        weight_bytes = estimate_weight_bytes_from_config(embedded_example_path().with_name(EMBEDDED_MODEL_CONFIG))
     summary = summarize_path(path, model_weight_bytes=weight_bytes)
     if embedded:
         summary.notes.insert(0, f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
