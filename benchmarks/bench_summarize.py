@@ -2,8 +2,10 @@
 
     python benchmarks/bench_summarize.py [--quick] [--trace PATH] [--big-gb 1.0] [--no-write]
 
-Each contender runs in its own subprocess; its time is the wall time of the operation alone (imports excluded). Peak RSS is the process' own VmHWM (Linux
-carries a parent's ru_maxrss across fork+exec, so that is not used). Contenders:
+Each contender runs in its own subprocess (--repeat times on the real trace, best time kept:
+the machine may be shared); time = the operation alone (imports excluded); peak RSS = the
+process' own VmHWM (Linux carries a parent's ru_maxrss across fork+exec, so not that).
+Contenders:
 
 - summarize: `pytest_vllm_profile.analysis.summarize_path(path)`; while that does not exist,
   `pytest_vllm_profile.trace.read_trace_set(path)` and the row says "reader only".
@@ -241,7 +243,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="only the real eager trace, no 1 GB trace")
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     ap.add_argument("--big-gb", type=float, default=1.0, help="uncompressed JSON size of the built trace")
-    ap.add_argument("--hta-timeout", type=float, default=600.0)
+    ap.add_argument("--hta-timeout", type=float, default=240.0, help="seconds HTA may take per trace")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per contender on the real trace (best kept)")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
     args = ap.parse_args()
     if not args.trace.is_file():
@@ -268,7 +271,12 @@ def main() -> int:
         results[label] = {}
         for kind in ("summarize", "bare-msgspec", "bare-orjson", "hta"):
             print(f"[{label}] {kind} ...", flush=True)
-            row = run_worker(kind, path, args.hta_timeout if kind == "hta" else 1800)
+            runs = args.repeat if path == args.trace else 1
+            rows = [run_worker(kind, path, args.hta_timeout if kind == "hta" else 1800) for _ in range(runs)]
+            ok = [r for r in rows if "seconds" in r]
+            row = min(ok, key=lambda r: float(r["seconds"])) if ok else rows[-1]  # type: ignore[arg-type]
+            if len(rows) > 1 and ok:
+                row["note"] = f"{row.get('note', '')} (best of {len(rows)}: " + ", ".join(f"{float(r['seconds']):.2f}" for r in ok) + " s)"  # type: ignore[arg-type]
             results[label][kind] = row
             secs, mem, note = _fmt(row)
             print(f"    {secs} s, peak RSS {mem} MB  {note}", flush=True)
@@ -290,6 +298,17 @@ def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[
         "Command: `python benchmarks/bench_summarize.py` (each contender in its own subprocess; time = the",
         "operation alone, imports excluded; peak RSS = the process' VmHWM, imports included, or its",
         "largest child's if larger).",
+        "",
+    ]
+    out += [
+        "## Parser choice (measured while building the reader, same machine, not re-run here)",
+        "",
+        "Whole-document load of base-rep0 (9.6 MB JSON, 38 K events): orjson 0.37 s, msgspec 0.38 s,",
+        "stdlib json 0.65 s, ijson (yajl2_c, streaming `traceEvents.item`) 1.11 s. Eager trace (95 MB JSON):",
+        "msgspec 1.57 s, stdlib json 1.88 s, orjson 2.18 s as dicts, but msgspec into a typed Struct with only",
+        "the kept fields 0.76 s. The reader therefore decodes with typed msgspec, slice by slice (Kineto",
+        "writes one event per `  {...  },` block), into columnar arrays; ijson is too slow to be the",
+        "streaming answer. Anything not in Kineto's layout falls back to one orjson load.",
         "",
     ]
     for label, path in traces:

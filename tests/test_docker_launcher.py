@@ -117,6 +117,24 @@ def test_unreachable_engine_gives_clear_error(tmp_path: Path):
         launcher.start()
 
 
+def test_env_style_puts_profiler_dir_in_env_and_secrets_by_name_are_redacted(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    spec = _spec(tmp_path, env={"MY_API_KEY": "sk-abcdef123"}, server_args=("--enforce-eager",))
+    launcher = DockerLauncher(spec, ContainerOptions(model_as_flag=False))
+    command = launcher.build_command(ENV_STYLE, "org/model")
+    assert command[0] == "org/model" and "--profiler-config" not in command and command[-1] == "--enforce-eager"
+    env = launcher.build_env(ENV_STYLE, model_is_local=False)
+    assert env["VLLM_TORCH_PROFILER_DIR"] == "/vllm-traces" and "HF_HUB_OFFLINE" not in env
+    assert "HF_TOKEN" not in env
+    assert "sk-abcdef123" not in repr(env) and env.secret_values() == ["sk-abcdef123"]
+
+
+def test_image_reference_with_registry_port_gets_latest_tag():
+    assert ContainerOptions(image="localhost:5000/vllm").image_ref() == "localhost:5000/vllm:latest"
+    assert ContainerOptions(image="vllm/vllm-openai:v0.9.0").image_ref() == "vllm/vllm-openai:v0.9.0"
+    assert ContainerOptions(image="vllm/vllm-openai", tag="v0.11.0").image_ref() == "vllm/vllm-openai:v0.11.0"
+
+
 # -- image presence, GPU requests ---------------------------------------------------------
 
 @pytest.mark.podman

@@ -137,6 +137,8 @@ def test_regression_fails_with_the_comparison_explanation(
 def test_assert_matches_baseline_in_the_body_fails_there(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path
 ) -> None:
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
     pytester.makepyfile(test_workload=f"""
         import pytest
 
@@ -145,7 +147,6 @@ def test_assert_matches_baseline_in_the_body_fails_there(
             vllm_profile.assert_matches_baseline()
             raise RuntimeError("not reached when the baseline does not match")
     """)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double)
     result.assert_outcomes(failed=1)

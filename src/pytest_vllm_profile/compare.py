@@ -46,6 +46,30 @@ class Tolerances:
     drift_share: float = 0.01  # a new / missing kernel fails at >= 1 % of a step's GPU time
     fail_on_drift: bool = True
 
+    @classmethod
+    def from_options(cls, **options: Any) -> "Tolerances":
+        """Build from plugin options / ini values; None (option not given) keeps the default."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise VllmProfileError(f"unknown tolerance option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if value is None:
+                continue
+            if name == "fail_on_drift":
+                if isinstance(value, str):
+                    if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise VllmProfileError(f"tolerance fail_on_drift={value!r} must be true or false")
+                    value = value.strip().lower() in ("1", "true", "yes", "on")
+                values[name] = bool(value)
+                continue
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                raise VllmProfileError(f"tolerance {name}={value!r} must be a number") from None
+        return cls(**values)
+
     def __post_init__(self) -> None:
         for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
                      "noise_multiplier", "drift_share"):
@@ -158,6 +182,9 @@ class _Comparer:
                 "time measure different things; record the baseline on the same kind of device"
             )
         clock = _clock(b)
+        if b.ranks or c.ranks:
+            self.notes.append("tensor-parallel profile: compared the pooled top level (slowest rank per step), "
+                              "not each rank")
         if b.device.name != c.device.name:
             self.notes.append(f"baseline device {b.device.name!r} differs from candidate device {c.device.name!r}")
         if b.runtime.vllm_version != c.runtime.vllm_version:

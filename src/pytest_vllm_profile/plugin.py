@@ -459,10 +459,15 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
         try:
             workload = workload_of(item)
         except WorkloadError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            workload, problem = None, str(exc)
+        else:
+            problem = None
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
         if workload is None:
             pytest.fail(f"{item.nodeid}: vllm_profile needs @pytest.mark.{MARKER}(model=...)", pytrace=False)
         item.stash[WORKLOAD_KEY] = workload
+    problem = None
     try:
         pooled = vllm_server_pool.get(workload)
         profile = profile_workload(
@@ -472,7 +477,9 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
                              abs_floor_us=s.abs_floor_us, fail_on_drift=s.fail_on_drift, commit=_commit(state)),
         )
     except VllmProfileError as exc:
-        pytest.fail(f"{item.nodeid}: {type(exc).__name__}: {exc}", pytrace=False)
+        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+    if problem is not None:  # raised outside the except block: the message alone, no exception chain
+        pytest.fail(problem, pytrace=False)
     item.stash[PROFILE_KEY] = profile
     return profile
 
@@ -487,6 +494,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     from .profile import check_baseline, update_baseline
 
     settings = profile.baseline_settings
+    problem = None
     try:
         if settings.update:
             outcome = update_baseline(profile, settings)
@@ -495,8 +503,10 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         else:
             outcome = check_baseline(profile, settings)
     except VllmProfileError as exc:
+        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+    if problem is not None:
         item.user_properties.append(("vllm_verdict", "error"))
-        pytest.fail(f"{item.nodeid}: {type(exc).__name__}: {exc}", pytrace=False)
+        pytest.fail(problem, pytrace=False)
     profile.baseline_outcome = outcome
     item.stash[OUTCOME_KEY] = outcome
     _add_junit_properties(item, profile, outcome)
@@ -539,7 +549,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _short_message(report: pytest.TestReport) -> str:
-    text = getattr(report, "longreprtext", "") or ""
+    """The exception line of a failure ("assert 36 == 32", the baseline explanation), else the log tail."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or getattr(report, "longreprtext", "") or ""
+    if text.startswith("Failed: "):
+        text = text[len("Failed: "):]
     return text[-4000:]
 
 

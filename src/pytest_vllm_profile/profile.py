@@ -82,7 +82,7 @@ class BaselineOutcome:
     fails_test: bool = False
 
 
-@dataclass
+@dataclass(repr=False)
 class VllmProfile:
     """The profile of one test's workload: median of its repeats, plus everything behind it."""
 
@@ -97,6 +97,12 @@ class VllmProfile:
     comparison: Comparison | None = None  # set once compared (by the test or by the plugin)
     baseline_outcome: BaselineOutcome | None = None
     baseline_settings: BaselineSettings | None = None
+
+    def __repr__(self) -> str:  # shown in assertion failures: keep it to what identifies the profile
+        decode = self.decode_step_us
+        step = f", decode step {decode:.1f} µs" if decode is not None else ""
+        return (f"VllmProfile({self.nodeid!r}: {self.token_steps} steps x {self.layer_count} layers on "
+                f"{self.gpu}{step}, {len(self.repeat_summaries)} repeat(s))")
 
     # ---- one-line helpers ---------------------------------------------------------------
     @property

@@ -398,7 +398,11 @@ class DockerLauncher(Launcher):
 
         host_for_url = "127.0.0.1" if self.spec.host in ("0.0.0.0", "") else self.spec.host
         base_url = f"http://{host_for_url}:{host_port}"
-        self._wait_healthy(base_url)
+        try:
+            self._wait_healthy(base_url)
+        except BaseException:
+            self.stop()  # Ctrl-C or any error while waiting: no container left behind
+            raise
         self.server = RunningServer(
             base_url=base_url, trace_dir=self._trace_dir, log_path=self.spec.log_path, profiler="torch",
             model_name=self.spec.served_model_name or model, vllm_version=self.vllm_version,
