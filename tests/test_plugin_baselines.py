@@ -13,10 +13,22 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 
-import pytest_vllm_profile.analysis  # noqa: F401  in-process pytester runs drop modules first imported
-# inside them, and numpy cannot be imported twice in one process: import it out here.
+# In-process pytester runs drop the modules first imported inside them; numpy cannot be
+# imported twice in one process and httpx/httpcore re-imported apart stop mapping their
+# exceptions. So everything the plugin imports lazily is imported out here first.
+import pytest_vllm_profile.analysis  # noqa: F401
+import pytest_vllm_profile.launchers.url  # noqa: F401
+import pytest_vllm_profile.profile  # noqa: F401
+import pytest_vllm_profile.report.html  # noqa: F401
+import pytest_vllm_profile.report.markdown  # noqa: F401
+
+try:  # httpcore imports its connection code on first use: use it once out here
+    httpx.get("http://127.0.0.1:9/", timeout=1.0)
+except httpx.HTTPError:
+    pass
 from pytest_vllm_profile.results import RunResults
 
 from vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble, scaled_trace
@@ -183,13 +195,21 @@ def test_invalid_baseline_file_is_a_clear_failure(
 
 
 def test_results_file_holds_profile_requests_and_traces(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     out = tmp_path / "out" / "run.json"
+    job_summary = tmp_path / "step-summary.md"
+    job_summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(job_summary))
     result = run(pytester, recorded_trace_double, "--update-baselines", f"--vllm-results={out}",
-                 "--vllm-repeats", "2")
+                 "--vllm-repeats=2", f"--vllm-report={tmp_path / 'html'}")
     result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"results: {out}", f"HTML report: {tmp_path / 'html'}*"])
+    assert (tmp_path / "html" / "index.html").is_file()
+    text = job_summary.read_text()
+    assert text.startswith("earlier step\n") and "test_workload.py::test_decode" in text
     results = RunResults.load(out)
     assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (H100, None, "url", "torch")
     (test,) = results.tests

@@ -662,7 +662,7 @@ def _write_reports(state: PluginState, results: RunResults) -> None:
             warnings.warn(f"pytest-vllm-profile: job summary not written ({exc})")
         else:
             try:
-                write_job_summary(results, Path(summary_file))
+                write_job_summary(results, Path(summary_file), append=True)  # shared by the job's steps
             except (VllmProfileError, OSError) as exc:
                 warnings.warn(f"pytest-vllm-profile: job summary not written: {exc}")
 

@@ -20,9 +20,11 @@ from .tables import (
     TestView,
     fmt_pct,
     fmt_us,
+    kernel_metric,
     kernel_rows,
     main_step_kind,
     request_stats,
+    step_metric,
     views_of,
 )
 
@@ -63,12 +65,9 @@ def _badge(verdict: str) -> str:
     return f'<span class="verdict v-{_e(verdict)}">{_e(VERDICT_LABELS.get(verdict, verdict.upper()))}</span>'
 
 
-def _pct_cell(pct: float | None, worse_at: float = 0.5) -> str:
-    cls = ""
-    if pct is not None and pct > worse_at:
-        cls = " worse"
-    elif pct is not None and pct < -worse_at:
-        cls = " better"
+def _pct_cell(pct: float | None, state: str = "") -> str:
+    """A delta cell, red / green only where the comparison itself flagged the metric."""
+    cls = f" {state}" if state else ""
     return f'<td class="num{cls}">{_e(fmt_pct(pct))}</td>'
 
 
@@ -96,7 +95,7 @@ def _step_table(view: TestView) -> str:
         return '<p class="note">No steps were found.</p>'
     rows = "".join(
         f"<tr><td>{_e(r.kind)}</td><td class=\"num\">{r.steps}</td><td class=\"num\">{_e(fmt_us(r.baseline_us))}</td>"
-        f"<td class=\"num\">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct)}</tr>"
+        f"<td class=\"num\">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct, view.metric_state(step_metric(r.kind)))}</tr>"
         for r in view.step_times
     )
     return (f'<table class="steps"><tr><th>step kind</th><th>steps</th><th>baseline median</th>'
@@ -111,7 +110,7 @@ def _kernel_table(view: TestView, kind: str) -> str:
         f'<tr><td title="{_e(r.name)}"><code>{_e(r.short_name)}</code></td><td>{_e(r.kernel_class)}</td>'
         f'<td class="num">{"–" if r.launches_per_step is None else f"{r.launches_per_step:g}"}</td>'
         f'<td class="num">{_e(fmt_us(r.baseline_us))}</td><td class="num">{_e(fmt_us(r.current_us))}</td>'
-        f"{_pct_cell(r.delta_pct, worse_at=2.0)}</tr>"
+        f"{_pct_cell(r.delta_pct, view.metric_state(kernel_metric(r.short_name, kind)))}</tr>"
         for r in rows
     )
     return (f'<table class="kernels"><tr><th>kernel (hover: full name)</th><th>class</th>'
@@ -123,7 +122,8 @@ def _findings(view: TestView) -> str:
     if not view.regressions:
         return ""
     items = "".join(
-        f"<li>{_e(f.message or f.metric)} <span class=\"note\">(allowed {_e(f.allowed)})</span></li>"
+        f"<li>{_e(f.message or f.metric)}"
+        + ("" if "allowed" in f.message else f' <span class="note">(allowed {_e(f.allowed)})</span>') + "</li>"
         for f in view.regressions[:10]
     )
     more = f"<li>… and {len(view.regressions) - 10} more</li>" if len(view.regressions) > 10 else ""
@@ -218,7 +218,8 @@ def render_html(results: RunResults, out_dir: Path, history: Path | None = None,
     overview = "".join(
         f'<tr><td><a href="#{_e(_slug(v.nodeid, i))}">{_e(v.nodeid)}</a></td><td>{_badge(v.verdict)}</td>'
         + "".join(
-            f'<td class="num">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct)}' if (r := v.step_time(k))
+            f'<td class="num">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct, v.metric_state(step_metric(k)))}'
+            if (r := v.step_time(k))
             else "<td>–</td><td>–</td>" for k in ("prefill", "decode"))
         + "</tr>"
         for i, v in enumerate(views)

@@ -53,7 +53,8 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
             lines.append("Top offenders:")
             lines.append("")
             for f in v.regressions[:top]:
-                lines.append(f"1. {md_escape(f.message or f.metric)} (allowed {md_escape(f.allowed)})")
+                allowed = "" if "allowed" in f.message else f" (allowed {md_escape(f.allowed)})"
+                lines.append(f"1. {md_escape(f.message or f.metric)}{allowed}")
             if len(v.regressions) > top:
                 lines.append(f"\n…and {len(v.regressions) - top} more regressions.")
             lines.append("")

@@ -67,7 +67,10 @@ def step_time_plot(current: ProfileSummary | None, baseline: ProfileSummary | No
     assert ref is not None
     ax.set_xlabel("engine step (token peak)")
     ax.set_ylabel(f"{_clock(ref)} time per step (ms)")
-    ax.set_ylim(bottom=0)
+    ys = [s.gpu_time_us / 1000 for summary, _, _ in sides for s in summary.steps]
+    lo, hi = min(ys), max(ys)
+    pad = max((hi - lo) * 0.15, hi * 0.005)
+    ax.set_ylim(lo - pad, hi + pad)  # zoomed, not from 0: a 1 % slower step must be visible
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
     if title:
@@ -87,18 +90,30 @@ def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | N
         return None
     n = max(len(s[2]) for s in series)
     width = 0.8 / len(series)
-    fig = _figure(9.0, 3.2)
-    ax = fig.add_subplot()
+    both = len(series) == 2
+    fig = _figure(9.0, 4.4 if both else 3.2)
+    if both:  # second panel: the change per layer, which bars starting at 0 cannot show
+        ax, dax = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
+    else:
+        ax, dax = fig.add_subplot(), None
     for i, (label, color, values) in enumerate(series):
         offset = (i - (len(series) - 1) / 2) * width
         ax.bar([x + offset for x in range(len(values))], values, width=width, color=color, label=label)
     ref = current or baseline
     assert ref is not None
-    ax.set_xlabel("decoder layer")
-    ax.set_ylabel(f"median {_clock(ref)} µs per {kind} step")
+    ax.set_ylabel(f"median {_clock(ref)} µs\nper {kind} step", fontsize=9)
     ax.set_xlim(-0.6, n - 0.4)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
+    if dax is not None:
+        base_v, cur_v = series[0][2], series[1][2]
+        deltas = [100 * (c - b) / b if b else 0.0 for b, c in zip(base_v, cur_v)]
+        dax.bar(range(len(deltas)), deltas, width=0.7,
+                color=["#cf222e" if d > 0 else "#1a7f37" for d in deltas])
+        dax.axhline(0, color="#57606a", linewidth=0.8)
+        dax.set_ylabel("Δ %", fontsize=9)
+        dax.grid(True, axis="y", alpha=0.3)
+    (dax or ax).set_xlabel("decoder layer")
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)

@@ -96,6 +96,14 @@ class TestView:
         s = self.current or self.baseline
         return "CPU" if s is not None and s.timing_domain == "cpu" else "GPU"
 
+    def metric_state(self, metric: str) -> str:
+        """"worse" / "better" when the comparison counted `metric` as a regression / improvement."""
+        if any(f.metric == metric for f in self.regressions):
+            return "worse"
+        if any(f.metric == metric for f in self.improvements):
+            return "better"
+        return ""
+
     def step_time(self, kind: str) -> StepTimeRow | None:
         return next((r for r in self.step_times if r.kind == kind), None)
 
@@ -252,6 +260,15 @@ def fmt_us(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value / 1000:.2f} ms" if value >= 10_000 else f"{value:.1f} µs"
+
+
+def step_metric(kind: str) -> str:
+    """The comparison's metric name of a step kind's median time (compare.py's naming)."""
+    return f"step.{kind}.gpu_time_us"
+
+
+def kernel_metric(short_name: str, kind: str) -> str:
+    return f"kernel[{short_name}].{kind}.us_per_step"
 
 
 def fmt_pct(value: float | None) -> str:

@@ -1,0 +1,139 @@
+"""Helpers of the end-to-end suite (tests/test_e2e_cpu_vllm.py): the inner pytest project
+that runs the whole plugin against a real vLLM CPU server, and the process scan that proves
+no server outlives its run.
+
+The inner session is a separate `pytest` process (pytester.runpytest_subprocess), so the
+plugin is loaded from its entry point and the servers are started exactly as a user's run
+starts them. Its conftest only OBSERVES: it times `ProcessLauncher.start` (boot) and
+`ProfileCapture.run` (one capture) and appends one JSON line per event to $E2E_TIMINGS_FILE.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Seed workload of the issue: 10 tokens, 4 decoder layers, eager so the CPU server boots fast.
+SERVED_NAME = "tiny"
+MAX_TOKENS = 10
+LAYERS = 4
+PROMPT = "What is the capital of France?"
+SERVER_ARGS = ("--enforce-eager", "--max-model-len", "256")
+# E2E_RUN_TAG marks every process of the servers these tests start (children inherit the
+# environment), so the leak scan never confuses them with other sessions' vLLM servers.
+TAG_VAR = "E2E_RUN_TAG"
+
+INNER_TEST_NAME = "test_seed_workload"
+INNER_TEST = '''
+import pytest
+
+
+@pytest.mark.vllm_workload(
+    model={model!r},
+    served_model_name={served!r},
+    max_tokens={max_tokens},
+    prompts=[{prompt!r}],
+    server_args={server_args!r},
+    env={{"VLLM_CPU_KVCACHE_SPACE": "1", {tag_var!r}: {tag!r}}},
+)
+def {name}(vllm_profile):
+    assert vllm_profile.token_steps == {max_tokens}
+    assert vllm_profile.layer_count == {layers}
+    assert vllm_profile.summary.timing_domain == "cpu"
+'''
+
+INNER_CONFTEST = '''
+import json
+import os
+import time
+
+from pytest_vllm_profile.capture import ProfileCapture
+from pytest_vllm_profile.launchers.process import ProcessLauncher
+
+_TIMINGS = os.environ["E2E_TIMINGS_FILE"]
+
+
+def _note(**event):
+    with open(_TIMINGS, "a") as fh:
+        fh.write(json.dumps(event) + "\\n")
+
+
+_start = ProcessLauncher.start
+_run = ProfileCapture.run
+
+
+def _timed_start(self):
+    t0 = time.monotonic()
+    try:
+        return _start(self)
+    finally:
+        _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path))
+
+
+def _timed_run(self):
+    t0 = time.monotonic()
+    result = _run(self)
+    _note(event="capture", seconds=round(time.monotonic() - t0, 1),
+          stop_profile_s=round(result.stop_profile_s, 1), wait_s=round(result.wait_s, 1))
+    return result
+
+
+ProcessLauncher.start = _timed_start
+ProfileCapture.run = _timed_run
+'''
+
+
+def inner_test_source(model: Path, tag: str, server_args: tuple[str, ...] = SERVER_ARGS) -> str:
+    return INNER_TEST.format(model=str(model), served=SERVED_NAME, max_tokens=MAX_TOKENS, prompt=PROMPT,
+                             server_args=list(server_args), tag_var=TAG_VAR, tag=tag, name=INNER_TEST_NAME,
+                             layers=LAYERS)
+
+
+@dataclass
+class Timings:
+    boots_s: list[float]
+    captures_s: list[float]
+    stop_profile_s: list[float]
+
+    @classmethod
+    def read(cls, path: Path) -> "Timings":
+        events: list[dict[str, Any]] = []
+        if path.is_file():
+            events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return cls(
+            boots_s=[e["seconds"] for e in events if e["event"] == "boot"],
+            captures_s=[e["seconds"] for e in events if e["event"] == "capture"],
+            stop_profile_s=[e["stop_profile_s"] for e in events if e["event"] == "capture"],
+        )
+
+    def line(self) -> str:
+        return (f"boot {self.boots_s} s, captures {self.captures_s} s "
+                f"(of which /stop_profile {self.stop_profile_s} s)")
+
+
+def _read_proc(pid_dir: Path, name: str) -> bytes:
+    try:
+        return (pid_dir / name).read_bytes()
+    except OSError:  # gone meanwhile, or a kernel thread
+        return b""
+
+
+def leftover_server_processes(model: Path, tag: str) -> list[str]:
+    """Live processes of the servers these tests started: `vllm.entrypoints` with the tiny model
+    on the command line, or the run tag in the environment (engine core and worker children,
+    whose command lines vLLM rewrites). Zombies do not count. Returned as "pid cmdline"."""
+    model_b, tag_b = str(model).encode(), f"{TAG_VAR}={tag}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _read_proc(entry, "stat")
+        if not stat or stat[stat.rfind(b")") + 2:].split()[:1] == [b"Z"]:
+            continue
+        cmdline = _read_proc(entry, "cmdline").replace(b"\0", b" ")
+        by_cmdline = b"vllm.entrypoints" in cmdline and model_b in cmdline
+        by_env = tag_b in _read_proc(entry, "environ").split(b"\0")
+        if by_cmdline or by_env:
+            found.append(f"{entry.name} {cmdline.decode(errors='replace')[:200]}")
+    return found
