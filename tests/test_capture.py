@@ -70,7 +70,7 @@ def test_start_profile_404_double_server_gives_profiler_hint(no_profiler_double_
 def test_missing_trace_folder_is_named(tmp_path: Path) -> None:
     server = RunningServer(base_url="http://127.0.0.1:1", trace_dir=tmp_path / "nope", log_path=None,
                            profiler="torch", model_name="m")
-    with pytest.raises(CaptureError, match="nope does not exist"):
+    with pytest.raises(CaptureError, match=r"trace folder .*nope of the server at http://127.0.0.1:1 does not exist"):
         ProfileCapture(server, Workload(model="m")).run()
 
 
