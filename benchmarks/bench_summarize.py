@@ -294,7 +294,8 @@ def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[
     out = [
         "# Benchmark: summarize vs HTA vs bare JSON load",
         "",
-        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run {m['date']}.",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run {m['date']};",
+        f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine slows every row).",
         "Command: `python benchmarks/bench_summarize.py` (each contender in its own subprocess; time = the",
         "operation alone, imports excluded; peak RSS = the process' VmHWM, imports included, or its",
         "largest child's if larger).",
@@ -329,8 +330,8 @@ def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[
             if bare:
                 out.append(f"- summarize / fastest bare JSON load: **{s / min(bare):.2f}x** (target <= 1.5x)")
             out.append(f"- summarize peak RSS: **{float(ok['summarize']['maxrss_mb']):.0f} MB** (target for the 1 GB trace: <= 2048 MB)")  # type: ignore[arg-type]
-            if ok["summarize"].get("note"):
-                out.append(f"- summarize row is {ok['summarize']['note']}: the lead re-runs once analysis lands")
+            if "reader only" in str(ok["summarize"].get("note", "")):
+                out.append("- the summarize row is the reader only: re-run once analysis.summarize_path exists")
         out.append("")
     return out
 

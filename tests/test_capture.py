@@ -20,8 +20,8 @@ from pytest_vllm_profile.workload import Workload
 IDLE_STEP = "execute_context_0(0)_generation_0(0)"  # an engine step with no request in it
 
 
-def _step_annotations(trace_path: Path) -> list[str]:
-    events = read_torch_trace(trace_path).events
+def _step_annotations(trace_path: Path, events=None) -> list[str]:
+    events = read_torch_trace(trace_path).events if events is None else events
     names = events.loc[events["category"] == "user_annotation", "name"]
     return [n for n in names if n.startswith("execute_context_") and n != IDLE_STEP]
 
@@ -88,10 +88,11 @@ def test_capture_writes_real_traces_with_ten_steps(cpu_vllm_server) -> None:
     assert not [p for p in server.trace_dir.iterdir() if p.is_file()]  # everything new was moved
 
     rank0 = result.rank_trace_files[0]
-    steps = _step_annotations(rank0)
+    events = read_torch_trace(rank0).events
+    steps = _step_annotations(rank0, events)
     assert len(steps) == 10, steps  # 1 prefill + 9 decode steps for max_tokens=10
     assert steps[0].startswith("execute_context_1(")  # the prefill carries the prompt
-    layers = read_torch_trace(rank0).events["name"].str.startswith("nn.Module: Qwen3DecoderLayer_").sum()
+    layers = events["name"].str.startswith("nn.Module: Qwen3DecoderLayer_").sum()
     assert layers == 40  # 10 steps x 4 layers under --enforce-eager
 
     (req,) = result.requests

@@ -250,3 +250,20 @@ def test_xdist_workers_profile_and_write_baselines_safely(
     traces = [p for t in results.tests for p in t.trace_paths]
     assert len(set(traces)) == 2  # each capture got its own trace (captures on one server are serialized)
     run(pytester, recorded_trace_double, "-n", "2").assert_outcomes(passed=2)
+
+
+def test_expected_layers_of_the_marker_is_checked_before_the_baseline(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    pytester.makepyfile(test_workload=f"""
+        import pytest
+
+        @pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0, expected_layers=32)
+        def test_decode():
+            pass
+    """)
+    result = run(pytester, recorded_trace_double, "--update-baselines")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_decode: found 36 decoder layers per step, the vllm_workload marker "
+                                 "expects expected_layers=32"])
+    assert not baseline_file(pytester).exists()

@@ -167,3 +167,9 @@ def test_option_validation_is_only_about_launchers_when_profiling(pytester: pyte
     pytester.makeini("[pytest]\nvllm_launcher = url\n")
     pytester.makepyfile(test_marked=MARKED)
     pytester.runpytest().assert_outcomes(passed=1, skipped=1)
+
+
+def test_plain_run_prints_no_vllm_profile_section(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest()
+    assert "vllm-profile" not in result.stdout.str()

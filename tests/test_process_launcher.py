@@ -199,3 +199,32 @@ def test_never_healthy_server_is_stopped_with_its_whole_group(
     assert all(_pgid_or_none(p) != launcher.pgid for p in vllm_server_pids())
     launcher.stop()  # idempotent after the failed start
     assert time.monotonic() - started < 120
+
+
+@pytest.mark.cpu_vllm
+def test_nsys_profiler_without_nsys_on_path_is_a_clear_error(
+    cpu_vllm_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nsys anywhere
+    spec = ServerSpec(model=str(tmp_path), profiler="nsys")
+    with pytest.raises(LauncherError, match="nsys not on PATH"):
+        ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path, 8123)
+
+
+@pytest.mark.cpu_vllm
+def test_nsys_command_wraps_server_with_cuda_profiler_double_nsys_on_path(
+    cpu_vllm_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stand-in `nsys` executable: only its presence on PATH matters to command building.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "nsys").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "nsys").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    spec = ServerSpec(model=str(tmp_path), profiler="nsys", server_args=("--enforce-eager",))
+    cmd, _ = ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path / "tr", 8123)
+    assert cmd[:2] == ["nsys", "profile"] and "--capture-range=cudaProfilerApi" in cmd
+    server = cmd[cmd.index("--") + 1:]
+    assert server[0] == cpu_vllm_python and server[-1] == "--enforce-eager"
+    assert json.loads(server[server.index("--profiler-config") + 1]) == {"profiler": "cuda"}
+    assert any(a.startswith("--output=") and a.endswith("tr/vllm-nsys") for a in cmd)

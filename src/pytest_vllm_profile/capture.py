@@ -66,6 +66,8 @@ def _listing(root: Path) -> dict[Path, int]:
         if Path(dirpath) == root:
             dirnames[:] = [d for d in dirnames if not d.startswith(CAPTURE_PREFIX)]
         for name in filenames:
+            if name.startswith("."):  # lock files, writers' hidden temp files
+                continue
             path = Path(dirpath) / name
             try:
                 found[path] = path.stat().st_size
@@ -181,9 +183,14 @@ class ProfileCapture:
 
         t0 = time.perf_counter()
         watch_dir = Path(self.launcher.collect_traces()) if self.launcher is not None else self.trace_dir
-        if watch_dir != self.trace_dir:
-            before = {}  # a launcher-made folder (e.g. nsys export) holds only this capture's files
-        new_files = self._wait_for_traces(watch_dir, before)
+        if watch_dir.is_file():
+            # The launcher made the trace itself (nsys: report exported to SQLite), complete already.
+            new_files = sorted(p for p in watch_dir.parent.glob(watch_dir.name.split(".")[0] + ".*") if p.is_file())
+            watch_dir = watch_dir.parent
+        else:
+            if watch_dir != self.trace_dir:
+                before = {}  # a launcher-made folder holds only this capture's files
+            new_files = self._wait_for_traces(watch_dir, before)
         wait_s = time.perf_counter() - t0
         root, moved = self._move_into_capture_folder(watch_dir, new_files)
         traces = sorted((p for p in moved if is_trace_file(p)), key=lambda p: (not p.name.startswith("rank"), p.name))
@@ -231,7 +238,7 @@ class ProfileCapture:
                 n += 1
         moved = []
         for path in files:
-            dest = root / path.relative_to(watch_dir)
+            dest = root / (path.relative_to(watch_dir) if path.is_relative_to(watch_dir) else path.name)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), str(dest))  # a rename on one filesystem, copy+remove across
             moved.append(dest)

@@ -28,6 +28,12 @@ test FAILURE whose message is `Comparison.explain()` (not an error, no plugin tr
   the terminal summary;
 * an invalid baseline file: failure naming the file and what is wrong.
 
+The structural check `expected_layers=` of the marker runs first, like a test assert.
+
+Options with a path value: write them as `--vllm-python=PATH` (with "="). pytest guesses its
+rootdir from bare path arguments before plugin options are known, so `--vllm-python PATH`
+can move the rootdir (and with it node ids and the default baseline folder).
+
 Reporting
 ---------
 Each marked test's result travels as a JSON-able attribute of its teardown report, so under
@@ -493,6 +499,11 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         return result
     from .profile import check_baseline, update_baseline
 
+    expected = profile.workload.expected_layers
+    if expected is not None and profile.layer_count != expected:
+        item.user_properties.append(("vllm_verdict", "structure"))
+        pytest.fail(f"{item.nodeid}: found {profile.layer_count} decoder layers per step, the vllm_workload marker "
+                    f"expects expected_layers={expected}", pytrace=False)
     settings = profile.baseline_settings
     problem = None
     try:
@@ -671,6 +682,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     state = config.stash.get(STATE_KEY, None)
     if state is None or state.is_worker or not state.results:
         return
+    if not state.settings.enabled and all(t.outcome == "skipped" for t in state.results):
+        return  # a plain run: pytest's own skip summary says why; no section full of SKIPPED lines
     from .report.terminal import render_terminal_summary
 
     terminalreporter.write_sep("=", "vllm-profile")

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import tempfile
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -156,6 +157,7 @@ class ServerPool:
     _failed: dict[str, _Failure] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_port: int | None = None
+    _port_locks: dict[int, int] = field(default_factory=dict)  # port -> fd of its reservation lock
     started_count: int = 0
 
     def key_for(self, workload: Workload) -> str:
@@ -200,7 +202,14 @@ class ServerPool:
         start = self._next_port if self._next_port in ports else ports.start
         ordered = [p for p in ports if p >= start] + [p for p in ports if p < start]
         for port in ordered:
-            if _port_is_free(self.settings.host, port):
+            # A booting vLLM binds its port only at the end of its boot, so "free" alone lets two
+            # pytest sessions on one host pick the same port and one then health-checks the
+            # other's server. A per-port lock file held while the server lives reserves it.
+            if port not in self._port_locks and _port_is_free(self.settings.host, port):
+                lock_fd = _reserve_port(port)
+                if lock_fd is None:
+                    continue
+                self._port_locks[port] = lock_fd
                 self._next_port = port + 1
                 return port
         raise LauncherError(f"no free port in {ports.start}..{ports.stop - 1} on {self.settings.host}")
@@ -234,6 +243,7 @@ class ServerPool:
                     launcher.stop()
                 except Exception:
                     pass
+                self._release_port(spec.port)
                 if not isinstance(exc, Exception):
                     raise
                 reason = str(exc) or type(exc).__name__
@@ -254,12 +264,17 @@ class ServerPool:
     def live_keys(self) -> list[str]:
         return list(self._live)
 
-    @staticmethod
-    def _stop_one(pooled: PooledServer) -> None:
+    def _stop_one(self, pooled: PooledServer) -> None:
         try:
             pooled.launcher.stop()
         except Exception:  # stopping must go on for the other servers; the launcher logs its own failure
             pass
+        self._release_port(pooled.launcher.spec.port)
+
+    def _release_port(self, port: int | None) -> None:
+        lock_fd = self._port_locks.pop(port, None) if port is not None else None
+        if lock_fd is not None:
+            os.close(lock_fd)  # closing the descriptor drops its flock
 
     def stop_all(self) -> None:
         """Stop every live server; idempotent."""
@@ -270,6 +285,24 @@ class ServerPool:
 
 
 CAPTURE_LOCK_NAME = ".pytest-vllm-profile.lock"
+
+
+def _reserve_port(port: int) -> int | None:
+    """Take this host's reservation of `port` (non-blocking flock); its fd, or None if taken.
+
+    The lock dies with the process, so a crashed session never keeps a port reserved.
+    """
+    path = Path(tempfile.gettempdir()) / f"pytest-vllm-profile-port-{port}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 @contextmanager

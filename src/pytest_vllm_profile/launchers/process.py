@@ -197,13 +197,25 @@ class ProcessLauncher(Launcher):
         if spec.gpus is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
         if spec.profiler == "nsys":
-            from . import nsys  # lazy: only nsys runs need it
-
-            self._nsys_output = trace_dir / "vllm-nsys"
-            cmd = nsys.wrap_command(cmd, self._nsys_output)
+            cmd, env = self._wrap_for_nsys(cmd, env, trace_dir)
         elif spec.profiler != "torch":
             raise LauncherError(f"unknown profiler {spec.profiler!r} in ServerSpec; expected 'torch' or 'nsys'")
         return cmd, env
+
+    def _wrap_for_nsys(self, cmd: list[str], env: dict[str, str], trace_dir: Path) -> tuple[list[str], dict[str, str]]:
+        """Run the server under `nsys profile`; /start_profile../stop_profile open its capture range."""
+        from . import nsys  # lazy: only nsys runs need it
+
+        assert self.install is not None
+        nsys.require_nsys(explicit=True)
+        if "--profiler-config" not in self.spec.server_args:
+            # The cuda profiler's arguments go before the user's (argparse: last one wins).
+            args, cuda_env = nsys.cuda_profiler_server_args(self.install.version, self.install.profiler_style)
+            at = len(cmd) - len(self.spec.server_args)
+            cmd = cmd[:at] + args + cmd[at:]
+            env.update(cuda_env)
+        self._nsys_output = trace_dir / "vllm-nsys"
+        return nsys.wrap_command(cmd, self._nsys_output), env
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> RunningServer:
@@ -287,10 +299,6 @@ class ProcessLauncher(Launcher):
         finally:
             with _LIVE_LOCK:
                 _LIVE.discard(self)
-        if self.spec.profiler == "nsys" and self._nsys_output is not None:
-            from . import nsys
-
-            nsys.export(self._nsys_output)
 
     def _terminate_group(self) -> None:
         assert self.process is not None and self.pgid is not None
@@ -331,6 +339,7 @@ class ProcessLauncher(Launcher):
         if self.spec.profiler == "nsys":
             from . import nsys
 
+            # nsys writes the report when the capture range closes (/stop_profile); export it.
             return nsys.collect(self._nsys_output or self.server.trace_dir)
         return self.server.trace_dir
 
