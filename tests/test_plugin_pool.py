@@ -181,3 +181,16 @@ def test_capture_lock_excludes_other_processes(tmp_path: Path) -> None:
         assert (tmp_path / "lock.released").is_file()
     holder.join(5)
     assert holder.exitcode == 0
+
+
+def test_workers_per_gpu_lets_two_workers_share_one_gpu():
+    # -n 2 on a one-GPU machine: without sharing gw1 has no GPU, with 2 workers per GPU both use GPU 0.
+    from pytest_vllm_profile.errors import LauncherError
+    from pytest_vllm_profile.pool import gpu_assignment
+
+    with pytest.raises(LauncherError, match="--vllm-workers-per-gpu"):
+        gpu_assignment(1, 1, None, 1)
+    assert gpu_assignment(0, 1, None, 1, workers_per_gpu=2) == ("0",)
+    assert gpu_assignment(1, 1, None, 1, workers_per_gpu=2) == ("0",)
+    # 4 GPUs, tp=2, 2 workers per GPU set: gw0/gw1 -> 0,1 and gw2/gw3 -> 2,3
+    assert gpu_assignment(3, 2, "0,1,2,3", None, workers_per_gpu=2) == ("2", "3")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import stat
 import sys
 import time
@@ -228,3 +230,43 @@ def test_nsys_command_wraps_server_with_cuda_profiler_double_nsys_on_path(
     assert server[0] == cpu_vllm_python and server[-1] == "--enforce-eager"
     assert json.loads(server[server.index("--profiler-config") + 1]) == {"profiler": "cuda"}
     assert any(a.startswith("--output=") and a.endswith("tr/vllm-nsys") for a in cmd)
+
+
+_INTERRUPTED_BOOT_SCRIPT = """
+import sys, threading, time
+from pathlib import Path
+from pytest_vllm_profile.launchers.base import ServerSpec
+from pytest_vllm_profile.launchers.process import ProcessLauncher
+spec = ServerSpec(model=sys.argv[2], served_model_name="tiny", server_args=("--enforce-eager", "--max-model-len", "256"),
+                  env={"VLLM_CPU_KVCACHE_SPACE": "1"}, trace_dir=Path(sys.argv[3]), health_timeout_s=600)
+launcher = ProcessLauncher(spec, python=sys.argv[1])
+def report():
+    while launcher.pgid is None:
+        time.sleep(0.05)
+    print("PGID", launcher.pgid, flush=True)
+threading.Thread(target=report, daemon=True).start()
+launcher.start()
+"""
+
+
+@pytest.mark.cpu_vllm
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_session_during_boot_leaves_no_server(
+    sig: signal.Signals, cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    session = subprocess.Popen(
+        [sys.executable, "-c", _INTERRUPTED_BOOT_SCRIPT, cpu_vllm_python, str(tiny_qwen3_model), str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        line = session.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("PGID "), line
+        pgid = int(line.split()[1])
+        time.sleep(2)  # let vLLM get going (imports, engine process)
+        assert process_group_members(pgid)
+        session.send_signal(sig)
+        session.wait(timeout=90)
+    finally:
+        if session.poll() is None:
+            session.kill()
+    assert process_group_members(pgid) == []

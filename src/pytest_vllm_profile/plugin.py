@@ -125,6 +125,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("vllm_capture_poll_s", "seconds between looks for new trace files (default 1.0)", default="1.0")
     opt("--vllm-max-servers", "vllm_max_servers", "servers kept alive at once per worker (default 1: a new "
         "server identity stops the oldest)", metavar="N", default=None)
+    opt("--vllm-workers-per-gpu", "vllm_workers_per_gpu", "xdist workers sharing one GPU (set) (default 1: "
+        "each worker gets its own GPUs; >1 runs several small servers per GPU)", metavar="N", default=None)
     opt("--vllm-results", "vllm_results", "results JSON file (default .vllm-profile/results.json under rootdir "
         "with --vllm-profile)", metavar="FILE", default=None)
     opt("--vllm-report", "vllm_report", "write the HTML report into this folder", metavar="DIR", default=None)
@@ -154,6 +156,7 @@ class PluginSettings:
     capture_timeout_s: float
     capture_poll_s: float
     max_servers: int
+    workers_per_gpu: int
     results_path: Path | None
     report_dir: Path | None
     trace_root: Path
@@ -230,6 +233,8 @@ def read_settings(config: pytest.Config) -> PluginSettings:
                                   "--vllm-capture-timeout", float, 1, 600.0),
         capture_poll_s=_number(config.getini("vllm_capture_poll_s") or None, "vllm_capture_poll_s", float, 0.01, 1.0),
         max_servers=_number(_value(config, "vllm_max_servers", "vllm_max_servers"), "--vllm-max-servers", int, 1, 1),
+        workers_per_gpu=_number(_value(config, "vllm_workers_per_gpu", "vllm_workers_per_gpu"),
+                                "--vllm-workers-per-gpu", int, 1, 1),
         results_path=results_path,
         report_dir=_path(_value(config, "vllm_report", "vllm_report"), Path.cwd()),
         trace_root=_path(_value(config, "vllm_trace_root", "vllm_trace_root"), root)
@@ -304,6 +309,7 @@ class PluginState:
                     log_root=session_dir / "logs", max_live_servers=s.max_servers, worker=worker,
                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
                     gpu_count=_gpu_count() if worker is not None else None,
+                    workers_per_gpu=s.workers_per_gpu,
                 ),
                 launcher_factory=self.make_launcher,
             )

@@ -70,27 +70,33 @@ def gpu_assignment(
     tensor_parallel_size: int,
     cuda_visible_devices: str | None,
     gpu_count: int | None,
+    workers_per_gpu: int = 1,
 ) -> tuple[str, ...] | None:
     """GPUs for the server of xdist worker `worker`: GPUs N*tp .. N*tp+tp-1 of the visible set.
 
+    With `workers_per_gpu` W > 1, W consecutive workers share one GPU slice (worker N uses
+    slice N // W): several small servers on one GPU, each started with a lower
+    `--gpu-memory-utilization` by the test's own server args.
     Outside xdist (`worker` None) the first `tensor_parallel_size` visible GPUs. None when no
     GPU information is known (CPU servers, or a launcher that manages devices itself).
     Raises LauncherError when the worker's slice does not exist (too many workers for the GPUs).
     """
+    if workers_per_gpu < 1:
+        raise LauncherError(f"workers_per_gpu={workers_per_gpu}: must be >= 1")
     if tensor_parallel_size < 1:
         raise LauncherError(f"tensor_parallel_size={tensor_parallel_size}: must be >= 1")
     ids = visible_gpus(cuda_visible_devices, gpu_count)
     if ids is None:
         return None
     n = worker or 0
-    first = n * tensor_parallel_size
+    first = (n // workers_per_gpu) * tensor_parallel_size
     chosen = ids[first:first + tensor_parallel_size]
     if len(chosen) < tensor_parallel_size:
         who = f"xdist worker gw{n}" if worker is not None else "this session"
         raise LauncherError(
             f"{who} needs GPUs {first}..{first + tensor_parallel_size - 1} (tensor_parallel_size="
             f"{tensor_parallel_size}) but only {len(ids)} are visible ({','.join(ids) or 'none'}); "
-            f"use fewer xdist workers (-n) or more GPUs"
+            f"use fewer xdist workers (-n), more GPUs, or --vllm-workers-per-gpu to share them"
         )
     return tuple(chosen)
 
@@ -128,6 +134,7 @@ class PoolSettings:
     worker: int | None = None
     cuda_visible_devices: str | None = None
     gpu_count: int | None = None
+    workers_per_gpu: int = 1
 
     def identity(self) -> tuple[object, ...]:
         return (self.launcher, self.profiler, self.extra_server_args)
@@ -180,7 +187,9 @@ class ServerPool:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         gpus = None
         if s.launcher != "url":
-            assigned = gpu_assignment(s.worker, workload.tensor_parallel_size, s.cuda_visible_devices, s.gpu_count)
+            assigned = gpu_assignment(
+                s.worker, workload.tensor_parallel_size, s.cuda_visible_devices, s.gpu_count, s.workers_per_gpu
+            )
             gpus = tuple(int(g) for g in assigned) if assigned and all(g.isdigit() for g in assigned) else None
         return ServerSpec(
             model=workload.model,
