@@ -2,16 +2,21 @@
 
     python benchmarks/bench_summarize.py [--quick] [--trace PATH] [--big-gb 1.0] [--no-write]
 
-Each contender runs in its own subprocess (--repeat times on the real trace, best time kept:
-the machine may be shared); time = the operation alone (imports excluded); peak RSS = the
-process' own VmHWM (Linux carries a parent's ru_maxrss across fork+exec, so not that).
+Each contender runs in its own subprocess (--repeat times on the real trace, the median
+reported and every time listed: the machine may be shared); time = the operation alone (imports
+excluded); peak RSS = the process' own VmHWM (Linux carries a parent's ru_maxrss across
+fork+exec, so not that). The load average is recorded at the start and at the end.
 Contenders:
 
 - summarize: `pytest_vllm_profile.analysis.summarize_path(path)`; while that does not exist,
   `pytest_vllm_profile.trace.read_trace_set(path)` and the row says "reader only".
 - hta: HolisticTraceAnalysis `TraceAnalysis(trace_dir=...)` + `get_gpu_kernel_breakdown()`, run
   with the separate venv `.venv-bench` (it pins its own torch/pandas).
-- bare-msgspec / bare-orjson: gunzip + one generic JSON load of the whole file, nothing else.
+- bare-msgspec / bare-orjson: gunzip (ISA-L when installed, as the reader) + one generic JSON
+  load of the whole file, nothing else.
+- floors, for where the time goes (not contenders): reader (`read_torch_trace` alone, default
+  options), reader-all-frames (`keep_python_frames=True`), gunzip-zlib / gunzip-isal (inflate
+  the whole file, nothing else).
 
 Traces: the real 352 K-event eager H100 trace (shared/traces/eager-mixed.rank0.pt.trace.json.gz)
 and a ~1 GB (uncompressed JSON) trace this script builds by replicating that trace's events
@@ -89,23 +94,72 @@ note = f"kernel-type rows: {len(breakdown[0])}"
 """,
     "bare-msgspec": """
 import gzip, msgspec
+try:  # the fastest inflate we have, so that the bare load is a strict floor
+    from isal.igzip import decompress as inflate
+    how = "isal"
+except ImportError:
+    from gzip import decompress as inflate
+    how = "zlib"
 import_seconds = time.perf_counter() - t_import
 t0 = time.perf_counter()
-with gzip.open(sys.argv[1]) as fh:
-    doc = msgspec.json.decode(fh.read())
+with open(sys.argv[1], "rb") as fh:
+    doc = msgspec.json.decode(inflate(fh.read()))
 seconds = time.perf_counter() - t0
-note = f"{len(doc['traceEvents'])} events"
+note = f"{len(doc['traceEvents'])} events, {how} inflate"
 """,
     "bare-orjson": """
 import gzip, orjson
+try:  # the fastest inflate we have, so that the bare load is a strict floor
+    from isal.igzip import decompress as inflate
+    how = "isal"
+except ImportError:
+    from gzip import decompress as inflate
+    how = "zlib"
 import_seconds = time.perf_counter() - t_import
 t0 = time.perf_counter()
-with gzip.open(sys.argv[1]) as fh:
-    doc = orjson.loads(fh.read())
+with open(sys.argv[1], "rb") as fh:
+    doc = orjson.loads(inflate(fh.read()))
 seconds = time.perf_counter() - t0
-note = f"{len(doc['traceEvents'])} events"
+note = f"{len(doc['traceEvents'])} events, {how} inflate"
+""",
+    "reader": """
+from pytest_vllm_profile.trace import read_torch_trace
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+trace = read_torch_trace(sys.argv[1])
+seconds = time.perf_counter() - t0
+note = f"{len(trace.events)} rows, {trace.metadata.extra.get('python_frames_dropped', 0)} python frames dropped"
+""",
+    "reader-all-frames": """
+from pytest_vllm_profile.trace import read_torch_trace
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+trace = read_torch_trace(sys.argv[1], keep_python_frames=True)
+seconds = time.perf_counter() - t0
+note = f"{len(trace.events)} rows (keep_python_frames=True)"
+""",
+    "gunzip-zlib": """
+import zlib
+import_seconds = time.perf_counter() - t_import
+raw = open(sys.argv[1], "rb").read()
+t0 = time.perf_counter()
+out = zlib.decompress(raw, wbits=31)
+seconds = time.perf_counter() - t0
+note = f"{len(out) / 1e6:.0f} MB inflated (read excluded)"
+""",
+    "gunzip-isal": """
+from isal import isal_zlib
+import_seconds = time.perf_counter() - t_import
+raw = open(sys.argv[1], "rb").read()
+t0 = time.perf_counter()
+out = isal_zlib.decompress(raw, wbits=31)
+seconds = time.perf_counter() - t0
+note = f"{len(out) / 1e6:.0f} MB inflated (read excluded)"
 """,
 }
+
+CONTENDERS = ("summarize", "bare-msgspec", "bare-orjson", "hta")
+FLOORS = ("reader", "reader-all-frames", "gunzip-zlib", "gunzip-isal")
 
 
 def run_worker(kind: str, trace: Path, timeout_s: float) -> dict[str, object]:
@@ -244,13 +298,15 @@ def main() -> int:
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     ap.add_argument("--big-gb", type=float, default=1.0, help="uncompressed JSON size of the built trace")
     ap.add_argument("--hta-timeout", type=float, default=240.0, help="seconds HTA may take per trace")
-    ap.add_argument("--repeat", type=int, default=2, help="runs per contender on the real trace (best kept)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender on the real trace (median kept)")
     ap.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
     args = ap.parse_args()
     if not args.trace.is_file():
         print(f"trace not found: {args.trace}", file=sys.stderr)
         return 2
 
+    load_at_start = os.getloadavg()
+    print(f"load average at start: {load_at_start[0]:.2f} {load_at_start[1]:.2f} {load_at_start[2]:.2f}", flush=True)
     traces = [("eager-mixed (real, 352 K events)", args.trace)]
     if not args.quick:
         big = BIG_DIR / f"replicated-{args.big_gb:g}gb.rank0.pt.trace.json.gz"
@@ -269,19 +325,22 @@ def main() -> int:
     results: dict[str, dict[str, dict[str, object]]] = {}
     for label, path in traces:
         results[label] = {}
-        for kind in ("summarize", "bare-msgspec", "bare-orjson", "hta"):
+        for kind in CONTENDERS + FLOORS:
             print(f"[{label}] {kind} ...", flush=True)
             runs = args.repeat if path == args.trace else 1
+            # Contenders interleaved run by run would be fairer under changing load; runs of
+            # one contender back to back keep each process' page cache warm alike.
             rows = [run_worker(kind, path, args.hta_timeout if kind == "hta" else 1800) for _ in range(runs)]
             ok = [r for r in rows if "seconds" in r]
-            row = min(ok, key=lambda r: float(r["seconds"])) if ok else rows[-1]  # type: ignore[arg-type]
+            # Median run (the lower middle for an even count), with every time listed.
+            row = sorted(ok, key=lambda r: float(r["seconds"]))[(len(ok) - 1) // 2] if ok else rows[-1]  # type: ignore[arg-type]
             if len(rows) > 1 and ok:
-                row["note"] = f"{row.get('note', '')} (best of {len(rows)}: " + ", ".join(f"{float(r['seconds']):.2f}" for r in ok) + " s)"  # type: ignore[arg-type]
+                row["note"] = f"{row.get('note', '')} (median of {len(ok)}: " + ", ".join(f"{float(r['seconds']):.2f}" for r in ok) + " s)"  # type: ignore[arg-type]
             results[label][kind] = row
             secs, mem, note = _fmt(row)
             print(f"    {secs} s, peak RSS {mem} MB  {note}", flush=True)
 
-    lines = render(results, traces)
+    lines = render(results, traces, load_at_start)
     print("\n".join(lines))
     if not args.no_write:
         RESULTS.write_text("\n".join(lines) + "\n")
@@ -289,16 +348,22 @@ def main() -> int:
     return 0
 
 
-def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[str, Path]]) -> list[str]:
+def render(
+    results: dict[str, dict[str, dict[str, object]]],
+    traces: list[tuple[str, Path]],
+    load_at_start: tuple[float, float, float],
+) -> list[str]:
     m = machine()
+    end = os.getloadavg()
     out = [
         "# Benchmark: summarize vs HTA vs bare JSON load",
         "",
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run {m['date']};",
-        f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine slows every row).",
+        f"load average (1/5/15 min) at the start {load_at_start[0]:.2f}/{load_at_start[1]:.2f}/{load_at_start[2]:.2f},",
+        f"at the end {end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f} (other work on the machine slows every row).",
         "Command: `python benchmarks/bench_summarize.py` (each contender in its own subprocess; time = the",
-        "operation alone, imports excluded; peak RSS = the process' VmHWM, imports included, or its",
-        "largest child's if larger).",
+        "operation alone, imports excluded; the eager trace's rows are the median of --repeat runs;",
+        "peak RSS = the process' VmHWM, imports included, or its largest child's if larger).",
         "",
     ]
     out += [
@@ -311,25 +376,55 @@ def render(results: dict[str, dict[str, dict[str, object]]], traces: list[tuple[
         "writes one event per `  {...  },` block), into columnar arrays; ijson is too slow to be the",
         "streaming answer. Anything not in Kineto's layout falls back to one orjson load.",
         "",
+        "## Where the reader's time went, and what changed (eager trace, same machine, load ~2)",
+        "",
+        "71 % of the eager trace's events (232 K of 327 K complete events) are `python_function` stack",
+        "frames; the analyses use only the 10.7 K `nn.Module: ...` ones (layer detection). The reader now",
+        "drops the others by default (`keep_python_frames=False`): the streaming parser splits each slice",
+        "at event boundaries and drops parts that start with Kineto's python_function prefix before",
+        "decoding (split + test ~0.17 s, against ~0.1 s more decoding and ~0.15 s more column building",
+        "for those rows); both parsers drop any left by category/name after decoding, so they agree.",
+        "gzip: inflating the 8 MB eager file takes 0.23-0.38 s with zlib, 0.05-0.10 s with ISA-L",
+        "(`isal`, a manylinux wheel), now a dependency. Profile of the reader after both changes",
+        "(cProfile, 0.55 s wall): split + frame test 0.17 s, msgspec decode 0.10 s, column building",
+        "0.16 s (transposing Structs into tuples, numpy arrays; name interning 0.02 s), inflate 0.07 s,",
+        "slice copies ~0.08 s; per-slice numpy concatenation at the end < 0.01 s. Before (zlib, all",
+        "frames): reader 1.06 s. The floors table below re-measures these in separate processes.",
+        "",
     ]
     for label, path in traces:
         rows = results[label]
         size = path.stat().st_size / 1e6
         out += [f"## {label}", "", f"`{path}` ({size:.0f} MB gzip)", "", "| contender | seconds | peak RSS MB | note |", "|---|---|---|---|"]
         for kind, row in rows.items():
+            if kind in FLOORS:
+                continue
             secs, mem, note = _fmt(row)
             out.append(f"| {kind} | {secs} | {mem} | {note} |")
+        floors = [k for k in FLOORS if k in rows]
+        if floors:
+            out += ["", "Floors (where the time goes; not contenders):", "", "| step | seconds | peak RSS MB | note |", "|---|---|---|---|"]
+            for kind in floors:
+                secs, mem, note = _fmt(rows[kind])
+                out.append(f"| {kind} | {secs} | {mem} | {note} |")
         ok = {k: r for k, r in rows.items() if "seconds" in r}
         out.append("")
         if "summarize" in ok:
             s = float(ok["summarize"]["seconds"])  # type: ignore[arg-type]
             bare = [float(ok[k]["seconds"]) for k in ("bare-msgspec", "bare-orjson") if k in ok]  # type: ignore[arg-type]
+            met = lambda ok_: "met" if ok_ else "NOT met"  # noqa: E731
             if "hta" in ok:
                 ratio = float(ok["hta"]["seconds"]) / s  # type: ignore[arg-type]
-                out.append(f"- HTA / summarize: **{ratio:.1f}x** (target >= 8x)")
+                out.append(f"- HTA / summarize: **{ratio:.1f}x** (target >= 8x: {met(ratio >= 8)})")
+            elif "hta" in rows:
+                out.append("- HTA / summarize: HTA failed or timed out (see its row)")
             if bare:
-                out.append(f"- summarize / fastest bare JSON load: **{s / min(bare):.2f}x** (target <= 1.5x)")
-            out.append(f"- summarize peak RSS: **{float(ok['summarize']['maxrss_mb']):.0f} MB** (target for the 1 GB trace: <= 2048 MB)")  # type: ignore[arg-type]
+                r = s / min(bare)
+                out.append(f"- summarize / fastest bare JSON load: **{r:.2f}x** (target <= 1.5x: {met(r <= 1.5)})")
+            rss = float(ok["summarize"]["maxrss_mb"])  # type: ignore[arg-type]
+            big = "1 GB" in label or "GB JSON" in label
+            target = f"target <= 2048 MB: {met(rss <= 2048)}" if big else "the RSS target is for the 1 GB trace"
+            out.append(f"- summarize peak RSS: **{rss:.0f} MB** ({target})")
             if "reader only" in str(ok["summarize"].get("note", "")):
                 out.append("- the summarize row is the reader only: re-run once analysis.summarize_path exists")
         out.append("")

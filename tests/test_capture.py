@@ -1,8 +1,6 @@
 """ProfileCapture against the real vLLM CPU server (plus one HTTP double for a missing profiler)."""
 from __future__ import annotations
 
-import gzip
-import shutil
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -37,12 +37,14 @@ pytestmark = pytest.mark.cpu_vllm
 INNER_FILE = "test_seed.py"
 INNER_NODEID = f"{INNER_FILE}::{INNER_TEST_NAME}"
 INNER_TIMEOUT_S = 600
-# CPU op times of same-config runs on a busy 2-core machine differ by up to ~10-20 % per
-# step kind and more per op (docs/cpu-backend.md); the library default (2 %, tuned for H100)
-# is for GPUs. The noise-aware comparison widens a metric's tolerance to 3x its spread over
-# the repeats, so the check run takes 3 repeats; 0.35 bounds the metrics whose spread is
-# small in the repeats but moves between server boots (tiny aten ops, per-layer times).
-CPU_CHECK_ARGS = ("--vllm-repeats", "3")
+# Same-config CPU runs (3 repeats each, new server each time) moved by up to +12 % per
+# step kind, +35 % (+105 µs) per layer and +97 % (+87 µs/step) for one aten op on this busy
+# 2-core machine (docs/cpu-backend.md). The library defaults (2 %, 5 µs floor: H100) passed
+# 3 of 3 such re-checks, but only because the candidate's own spread widened the tolerance;
+# on the baseline's spread alone 2 of 3 failed. So the CPU check passes its tolerances on
+# the command line; launch and step counts stay exact whatever they are.
+RECORD_ARGS = ("--vllm-repeats", "3")
+CPU_CHECK_ARGS = ("--vllm-repeats", "3", "--vllm-rel-tol", "0.5", "--vllm-abs-floor-us", "100")
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
     project = InnerProject(pytester, monkeypatch, vllm_python, tiny_model, run_tag)
 
     # a. record: the body's structural asserts pass, then the baseline is written.
-    result, data, timings = project.run("a: --update-baselines", "--update-baselines", *CPU_CHECK_ARGS)
+    result, data, timings = project.run("a: --update-baselines", "--update-baselines", *RECORD_ARGS)
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=1)
     assert len(timings.boots_s) == 1 and len(timings.captures_s) == 3

@@ -258,6 +258,7 @@ def test_interrupted_session_during_boot_leaves_no_server(
         [sys.executable, "-c", _INTERRUPTED_BOOT_SCRIPT, cpu_vllm_python, str(tiny_qwen3_model), str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    pgid = -1
     try:
         line = session.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("PGID "), line
@@ -269,4 +270,7 @@ def test_interrupted_session_during_boot_leaves_no_server(
     finally:
         if session.poll() is None:
             session.kill()
-    assert process_group_members(pgid) == []
+    left = process_group_members(pgid)
+    if left:  # clean up what the launcher failed to, then fail
+        os.killpg(pgid, signal.SIGKILL)
+    assert left == [], f"server processes {left} survived the interrupted session"

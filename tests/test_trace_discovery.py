@@ -145,3 +145,20 @@ def test_sqlite_goes_to_nsys_reader(tmp_path: Path) -> None:
             read_trace_set(db)
     else:
         pytest.skip("nsys_reader exists: its own tests cover .sqlite input")
+
+
+def test_keep_python_frames_reaches_every_trace_read(tmp_path: Path, rep0: Path, api_trace: Path) -> None:
+    # base-rep0 holds 17131 python_function frames, 11 of them nn.Module frames; the API
+    # server's trace 18929 frames, none of them module frames (counted with gzip + orjson).
+    _copy(rep0, tmp_path, f"rank0.{NS_OLD}.pt.trace.json.gz")
+    _copy(api_trace, tmp_path, f"host_1.async_llm.{NS_OLD}.pt.trace.json.gz")
+
+    def frames(trace) -> int:
+        return int((trace.events["category"] == "python_function").sum())
+
+    default = read_trace_set(tmp_path)
+    assert frames(default.ranks[0]) == 11 and frames(default.api_server) == 0
+    kept = read_trace_set(tmp_path, keep_python_frames=True)
+    assert frames(kept.ranks[0]) == 17131 and frames(kept.api_server) == 18929
+    single = read_trace_set(tmp_path / f"rank0.{NS_OLD}.pt.trace.json.gz", keep_python_frames=True)
+    assert frames(single.ranks[0]) == 17131

@@ -34,7 +34,11 @@ def base_rep0_trace(base_rep0: Path):
 def test_base_rep0_counts_and_contract(base_rep0_trace) -> None:
     events = base_rep0_trace.events
     check_event_table(events)
-    assert len(events) == 26286  # every 'ph': 'X' event; flows (s/f), metadata (M), instants (i) dropped
+    # 26286 'ph': 'X' events (flows s/f, metadata M, instants i dropped), less the 17120
+    # python_function frames that are not nn.Module frames (17131 frames, 11 module frames).
+    assert len(events) == 9166
+    assert base_rep0_trace.metadata.extra["python_frames_dropped"] == 17120
+    assert (events["category"] == "python_function").sum() == 11
     kernels = events[events["category"] == "kernel"]
     assert len(kernels) == 5244
     assert kernels["dur_us"].sum() == pytest.approx(65558.887, abs=1e-3)
@@ -88,7 +92,7 @@ def test_metadata_from_h100_trace(base_rep0_trace) -> None:
 def test_cpu_trace_is_first_class(data_dir: Path) -> None:
     trace = read_torch_trace(data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz")
     check_event_table(trace.events)
-    assert len(trace.events) == 72076
+    assert len(trace.events) == 11114  # 72076 X events less 60962 non-module python frames
     assert not trace.has_gpu_events
     assert trace.metadata.vllm_version == "0.32.0"
     assert trace.metadata.gpu_name is None
@@ -112,25 +116,31 @@ def test_names_are_shared_objects(base_rep0_trace) -> None:
     "name",
     ["base-rep0.pt.trace.json.gz", "cpu-eager-tiny4.rank0.pt.trace.json.gz", "graphs-mixed.async_llm.pt.trace.json.gz"],
 )
-def test_streaming_and_full_parsers_agree(data_dir: Path, name: str) -> None:
-    streamed = read_torch_trace(data_dir / name, parser="stream")
-    full = read_torch_trace(data_dir / name, parser="full")
+@pytest.mark.parametrize("keep_python_frames", [False, True])
+def test_streaming_and_full_parsers_agree(data_dir: Path, name: str, keep_python_frames: bool) -> None:
+    streamed = read_torch_trace(data_dir / name, parser="stream", keep_python_frames=keep_python_frames)
+    full = read_torch_trace(data_dir / name, parser="full", keep_python_frames=keep_python_frames)
     assert full.metadata.extra["parser"] == "full"
     pd.testing.assert_frame_equal(streamed.events, full.events)
+    dropped = full.metadata.extra.get("python_frames_dropped")
+    assert streamed.metadata.extra.get("python_frames_dropped") == dropped
 
 
-def test_streaming_in_small_blocks_agrees(base_rep0: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # 64 KiB blocks: hundreds of slices, event boundaries cut at every possible place.
+@pytest.mark.parametrize("keep_python_frames", [False, True])
+def test_streaming_in_small_blocks_agrees(base_rep0: Path, monkeypatch: pytest.MonkeyPatch, keep_python_frames: bool) -> None:
+    # 64 KiB blocks: hundreds of slices, event boundaries cut at every possible place; some
+    # slices hold only python frames, so the byte filter leaves nothing to decode there.
     monkeypatch.setattr(torch_reader, "_BLOCK_BYTES", 64 << 10)
-    small = read_torch_trace(base_rep0, parser="stream")
+    small = read_torch_trace(base_rep0, parser="stream", keep_python_frames=keep_python_frames)
     monkeypatch.undo()
-    pd.testing.assert_frame_equal(small.events, read_torch_trace(base_rep0, parser="full").events)
+    full = read_torch_trace(base_rep0, parser="full", keep_python_frames=keep_python_frames)
+    pd.testing.assert_frame_equal(small.events, full.events)
 
 
 def test_eager_mixed_trace_counts_and_parsers_agree(eager_mixed_trace: Path) -> None:
     streamed = read_torch_trace(eager_mixed_trace)
     assert streamed.metadata.extra["parser"] == "stream"
-    assert len(streamed.events) == 326766
+    assert len(streamed.events) == 105102  # 326766 X events less 221664 non-module python frames
     assert (streamed.events["category"] == "kernel").sum() == 11740
     assert (streamed.events["category"] == "gpu_user_annotation").sum() == 21
     pd.testing.assert_frame_equal(streamed.events, read_torch_trace(eager_mixed_trace, parser="full").events)
@@ -216,3 +226,54 @@ def test_not_gzip_data_behind_gz_name_is_reported(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(VllmProfileError, match="no such file"):
         read_torch_trace(tmp_path / "absent.json.gz")
+
+
+# ----------------------------------------------------------------------------- python frames
+
+
+def _without_non_module_frames(events: pd.DataFrame) -> pd.DataFrame:
+    is_py = (events["category"] == "python_function").to_numpy()
+    is_module = events["name"].str.startswith("nn.Module: ").to_numpy()
+    return events[~is_py | is_module].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("parser", ["stream", "full"])
+def test_python_frames_kept_only_for_modules_by_default(data_dir: Path, parser: str) -> None:
+    # The real CPU eager trace (with_stack): 61572 python frames, 610 of them nn.Module frames.
+    path = data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz"
+    all_frames = read_torch_trace(path, parser=parser, keep_python_frames=True)
+    default = read_torch_trace(path, parser=parser)
+    assert (all_frames.events["category"] == "python_function").sum() == 61572
+    assert "python_frames_dropped" not in all_frames.metadata.extra
+    py = default.events[default.events["category"] == "python_function"]
+    assert len(py) == 610 and py["name"].str.startswith("nn.Module: ").all()
+    assert default.metadata.extra["python_frames_dropped"] == 61572 - 610
+    # Identical to the full table with the other frames removed: same rows, order and values
+    # (categories too: python_function stays a category because module frames remain).
+    pd.testing.assert_frame_equal(default.events, _without_non_module_frames(all_frames.events))
+
+
+def test_python_frame_filter_on_eager_h100_trace_keeps_layers(eager_mixed_trace: Path) -> None:
+    from pytest_vllm_profile.analysis.layers import LayerDetector
+    from pytest_vllm_profile.analysis.steps import StepDetector
+
+    default = read_torch_trace(eager_mixed_trace)
+    all_frames = read_torch_trace(eager_mixed_trace, keep_python_frames=True)
+    assert len(all_frames.events) == 326766
+    pd.testing.assert_frame_equal(default.events, _without_non_module_frames(all_frames.events))
+    modules = default.events[default.events["category"] == "python_function"]
+    assert len(modules) == 10668
+    assert modules["name"].str.fullmatch(r"nn\.Module: \w*DecoderLayer_\d+").sum() > 0
+    steps = StepDetector().detect(default)
+    layers = LayerDetector().detect(default, steps.domain, method="module")
+    assert (layers.method, layers.layer_count) == ("module", 36)
+
+
+def test_byte_filter_only_cuts_non_module_python_frames() -> None:
+    b = torch_reader._EVENT_BOUNDARY
+    frame = torch_reader._PY_FRAME_START + b'x.py(1): f", "pid": 1, "tid": 1,\n    "ts": 1, "dur": 1'
+    module = torch_reader._PY_FRAME_START + b'nn.Module: Qwen3DecoderLayer_0", "pid": 1, "tid": 1'
+    kernel = b'\n    "ph": "X", "cat": "kernel", "name": "python_function", "pid": 0, "tid": 7'
+    assert torch_reader._drop_python_frames(b.join([kernel, frame, module, frame])) == ([kernel, module], 2)
+    assert torch_reader._drop_python_frames(b.join([frame, frame])) == ([], 2)
+    assert torch_reader._drop_python_frames(kernel) == ([kernel], 0)

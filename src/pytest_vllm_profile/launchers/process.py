@@ -105,7 +105,7 @@ def _install_safety_net() -> None:
     # Ctrl-C arrives as KeyboardInterrupt and is handled by start()/stop(); SIGTERM would kill
     # us without atexit, so take it over -- only where nobody else did.
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        pass
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _interpreter_of_script(script: str) -> str | None:

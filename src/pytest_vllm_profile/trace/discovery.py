@@ -88,8 +88,11 @@ def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice, root
     return ordered[-1], ordered[:-1]
 
 
-def read_trace_set(path: str | Path, session: SessionChoice = "latest") -> TraceSet:
+def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_python_frames: bool = False) -> TraceSet:
     """Read one profile session: a single trace file, or the folder vLLM wrote traces into.
+
+    `keep_python_frames` is passed to `read_torch_trace`: by default only the `nn.Module: ...`
+    Python stack frames are kept (what the analyses use); True keeps every `python_function` row.
 
     Raises `TraceError` naming the path when nothing readable is there, when the folder holds
     only the API server's trace, or (with `session="only"`) when it holds several sessions.
@@ -100,7 +103,7 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest") -> Trace
     if not root.exists():
         raise TraceError(root, "no such file or directory")
     if root.is_file():
-        return _read_single_file(root)
+        return _read_single_file(root, keep_python_frames)
     files = sorted(p for p in root.iterdir() if p.is_file())
     torch_files = [classify(p) for p in files if is_torch_trace_name(p.name)]
     tables = [p for p in files if _PROFILER_TABLE.search(p.name)]
@@ -126,14 +129,16 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest") -> Trace
         if f.rank is not None:
             traces.setdefault(f.rank, []).append((f, None))
         else:
-            trace = read_torch_trace(f.path)
+            trace = read_torch_trace(f.path, keep_python_frames=keep_python_frames)
             traces.setdefault(trace.metadata.rank, []).append((f, trace))
 
     ranks: dict[int, Trace] = {}
     for rank in sorted(traces):
         entries = traces[rank]
         chosen, skipped = _pick_newest(rank, [f for f, _ in entries], session, root)
-        trace = next(t for f, t in entries if f is chosen) or read_torch_trace(chosen.path, rank=rank)
+        trace = next(t for f, t in entries if f is chosen) or read_torch_trace(
+            chosen.path, rank=rank, keep_python_frames=keep_python_frames
+        )
         if skipped:
             trace.metadata.extra["older_sessions_skipped"] = [str(f.path) for f in skipped]
         ranks[rank] = trace
@@ -141,11 +146,11 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest") -> Trace
     api_server = None
     if api_files:
         newest_api, _ = _pick_newest(-1, api_files, "latest", root) if len(api_files) > 1 else (api_files[0], [])
-        api_server = read_torch_trace(newest_api.path)
+        api_server = read_torch_trace(newest_api.path, keep_python_frames=keep_python_frames)
     return TraceSet(ranks=ranks, api_server=api_server, profiler_tables=tables, root=root)
 
 
-def _read_single_file(path: Path) -> TraceSet:
+def _read_single_file(path: Path, keep_python_frames: bool = False) -> TraceSet:
     name = path.name
     if path.suffix == ".sqlite":
         return _read_nsys(path)
@@ -155,5 +160,5 @@ def _read_single_file(path: Path) -> TraceSet:
         raise TraceError(path, "not a trace file: expected *.json, *.json.gz (torch profiler) or *.sqlite (Nsight Systems)")
     if classify(path).is_api_server:
         raise TraceError(path, f"no engine-rank trace; {_API_SERVER_HINT}")
-    trace = read_torch_trace(path, rank=rank_from_name(name))
+    trace = read_torch_trace(path, rank=rank_from_name(name), keep_python_frames=keep_python_frames)
     return TraceSet(ranks={trace.metadata.rank: trace}, root=path.parent)
