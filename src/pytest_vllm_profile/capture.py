@@ -211,7 +211,12 @@ class ProfileCapture:
             else:
                 stable = 0
             previous = new
-            if stable >= self.stable_polls - 1 and new and any(is_trace_file(p) for p in new):
+            # A tensor-parallel server writes one engine trace per rank, each flushed by its
+            # own worker: wait until every rank's file is there, not just the first one.
+            # (Older vLLM names engine traces <host>_<pid>.<ns>.pt.trace.json.gz, without "rank".)
+            ranks_seen = sum(1 for p in new if is_trace_file(p) and "async_llm" not in p.name)
+            enough_ranks = ranks_seen >= self.workload.tensor_parallel_size or self.server.profiler != "torch"
+            if stable >= self.stable_polls - 1 and new and enough_ranks and any(is_trace_file(p) for p in new):
                 pending = [p for p, s in new.items() if p.name.endswith(".gz") and checked.get(p) != s]
                 complete = [p for p in pending if gzip_complete(p)]
                 checked.update({p: new[p] for p in complete})

@@ -36,11 +36,16 @@ def test_seed_workload_token_and_layer_peaks(vllm_profile):
 
 
 @pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name="qwen3-8b-shape", max_tokens=10,
-                           prompts=BATCH_PROMPTS, server_args=SERVER_ARGS)
+                           prompts=BATCH_PROMPTS, server_args=SERVER_ARGS, compare_step_kinds=["decode"])
 def test_batched_four_prompts(vllm_profile):
-    # All four prompts arrive in one request, so vLLM schedules them together:
-    # one prefill step for the four, then nine decode steps of four sequences.
-    assert vllm_profile.token_steps == 10
+    # The four prompts arrive in one request, but vLLM admits them as they are tokenized, so
+    # how they split between the first prefill step and a following mixed step depends on
+    # timing (seen on the H100: 2+2, 3+1, 1+3). What is fixed: 4 x 10 generated tokens, one
+    # per sequence per step (a prefill yields its sequence's first token), 36 layers in every
+    # step, and a steady state of decode steps over all four sequences — which is what the
+    # baseline comparison looks at (compare_step_kinds=["decode"]).
+    steps = vllm_profile.steps
+    assert sum((s.prefill_requests or 0) + (s.decode_requests or 0) for s in steps) == 4 * 10
     assert vllm_profile.layer_count == 36
-    decode = vllm_profile.steps_of("decode")
-    assert decode and all(s.decode_requests == 4 for s in decode)
+    assert all(len(s.layers) == 36 for s in steps)
+    assert sum(1 for s in vllm_profile.steps_of("decode") if s.decode_requests == 4) >= 8
