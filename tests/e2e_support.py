@@ -5,7 +5,8 @@ no server outlives its run.
 The inner session is a separate `pytest` process (pytester.runpytest_subprocess), so the
 plugin is loaded from its entry point and the servers are started exactly as a user's run
 starts them. Its conftest only OBSERVES: it times `ProcessLauncher.start` (boot) and
-`ProfileCapture.run` (one capture) and appends one JSON line per event to $E2E_TIMINGS_FILE.
+`ProfileCapture.run` (one capture) and appends one JSON line per event to $E2E_TIMINGS_FILE;
+at boot it also notes the server's process group and what the leak scan sees of it.
 """
 from __future__ import annotations
 
@@ -46,12 +47,15 @@ def {name}(vllm_profile):
 INNER_CONFTEST = '''
 import json
 import os
+import sys
 import time
 
 from pytest_vllm_profile.capture import ProfileCapture
-from pytest_vllm_profile.launchers.process import ProcessLauncher
+from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
 
 _TIMINGS = os.environ["E2E_TIMINGS_FILE"]
+sys.path.insert(0, os.environ["E2E_SUPPORT_DIR"])
+from e2e_support import leftover_server_processes  # noqa: E402
 
 
 def _note(**event):
@@ -66,9 +70,17 @@ _run = ProfileCapture.run
 def _timed_start(self):
     t0 = time.monotonic()
     try:
-        return _start(self)
-    finally:
-        _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path))
+        server = _start(self)
+    except BaseException:
+        _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path), ok=False)
+        raise
+    # While the server runs: its process group, and what the outer test's leak scan sees, so
+    # the outer test knows the scan would catch exactly these processes if they outlived the run.
+    _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path), ok=True,
+          group_pids=sorted(process_group_members(self.pgid)),
+          scan_pids=sorted(int(line.split()[0]) for line in leftover_server_processes(
+              os.environ["E2E_MODEL"], os.environ["E2E_TAG"])))
+    return server
 
 
 def _timed_run(self):
@@ -95,6 +107,7 @@ class Timings:
     boots_s: list[float]
     captures_s: list[float]
     stop_profile_s: list[float]
+    booted: list[dict[str, Any]]  # boot events of servers that became healthy (with their pids)
 
     @classmethod
     def read(cls, path: Path) -> "Timings":
@@ -105,6 +118,7 @@ class Timings:
             boots_s=[e["seconds"] for e in events if e["event"] == "boot"],
             captures_s=[e["seconds"] for e in events if e["event"] == "capture"],
             stop_profile_s=[e["stop_profile_s"] for e in events if e["event"] == "capture"],
+            booted=[e for e in events if e["event"] == "boot" and e["ok"]],
         )
 
     def line(self) -> str:
@@ -119,7 +133,7 @@ def _read_proc(pid_dir: Path, name: str) -> bytes:
         return b""
 
 
-def leftover_server_processes(model: Path, tag: str) -> list[str]:
+def leftover_server_processes(model: Path | str, tag: str) -> list[str]:
     """Live processes of the servers these tests started: `vllm.entrypoints` with the tiny model
     on the command line, or the run tag in the environment (engine core and worker children,
     whose command lines vLLM rewrites). Zombies do not count. Returned as "pid cmdline"."""

@@ -7,6 +7,13 @@ the repeats' observed noise: a metric's tolerance is max(rel_time, noise_multipl
 Kernels that appear or disappear are kernel-set drift; it fails the verdict when such a
 kernel carries at least `drift_share` of a step's GPU time.
 
+Launch counts of memory copies/sets are not held exact (an async copy lands in whichever step
+is running), nor are those of kernels the repeats themselves showed to be unstable
+(`RepeatSpread.unstable_kernels`); those also never fail as drift. `step_kinds` restricts the
+per-step-kind metrics to the steady part of a workload (e.g. only "decode" when how a batch
+splits between prefill and mixed steps depends on timing); token steps, layer count and the
+total kernel time are always compared.
+
 `compare_summaries` returns a `comparison.Comparison`; the `vllm-profile compare` command
 (`add_compare_parser` / `run_compare`) is built on it.
 """
@@ -22,7 +29,7 @@ from typing import Any
 from .comparison import Comparison, Finding, KernelDrift, StepTimeChange
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
-from .summary import ProfileSummary
+from .summary import STEP_KINDS, ProfileSummary
 
 
 class IncomparableSummariesError(AnalysisError):
@@ -119,11 +126,31 @@ def launches_per_step(summary: ProfileSummary, kind: str) -> dict[str, float]:
     return {k.name: k.per_step_kind[kind].count / stats.count for k in summary.kernels if kind in k.per_step_kind}
 
 
+def validate_step_kinds(step_kinds: Any, argument: str = "step_kinds") -> tuple[str, ...] | None:
+    """None (compare every kind) or a non-empty tuple of known step kinds; else a clear error."""
+    if step_kinds is None:
+        return None
+    if isinstance(step_kinds, str) or not isinstance(step_kinds, (list, tuple, set, frozenset)):
+        raise VllmProfileError(f"{argument}={step_kinds!r} must be a list of step kinds, e.g. ['decode'] "
+                               f"(valid kinds: {', '.join(STEP_KINDS)})")
+    kinds = tuple(step_kinds)
+    unknown = [k for k in kinds if k not in STEP_KINDS]
+    if not kinds or unknown:
+        why = f"unknown step kind(s) {unknown!r}" if unknown else "is empty"
+        raise VllmProfileError(f"{argument}={step_kinds!r}: {why}; valid kinds: {', '.join(STEP_KINDS)} "
+                               "(or leave it unset to compare every kind)")
+    return tuple(k for k in STEP_KINDS if k in kinds)
+
+
 class _Comparer:
     def __init__(self, baseline: ProfileSummary, candidate: ProfileSummary, tol: Tolerances,
-                 baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None) -> None:
+                 baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None,
+                 step_kinds: tuple[str, ...] | None = None) -> None:
         self.b, self.c, self.tol = baseline, candidate, tol
         self.spreads = [s for s in (baseline_spread, candidate_spread) if s is not None]
+        self.step_kinds = step_kinds
+        self.unstable = {name for s in self.spreads for name in s.unstable_kernels}
+        self.kernel_class = {k.name: k.kernel_class for s in (baseline, candidate) for k in s.kernels}
         self.short = _short_names(baseline, candidate)
         self.regressions: list[Finding] = []
         self.improvements: list[Finding] = []
@@ -196,6 +223,12 @@ class _Comparer:
         self.count("layer_count", "decoder layers per step", b.layer_count, c.layer_count)
         kinds = [k for k in ("prefill", "decode", "mixed") if k in b.step_kinds or k in c.step_kinds]
         kinds += sorted((set(b.step_kinds) | set(c.step_kinds)) - set(kinds))
+        if self.step_kinds is not None:
+            skipped = [k for k in kinds if k not in self.step_kinds]
+            kinds = [k for k in kinds if k in self.step_kinds]
+            if skipped:
+                self.notes.append(f"compared {', '.join(kinds) or 'no'} steps only (compare_step_kinds); "
+                                  f"{', '.join(skipped)} steps not compared")
         for kind in kinds:
             bn = b.step_kinds[kind].count if kind in b.step_kinds else 0
             cn = c.step_kinds[kind].count if kind in c.step_kinds else 0
@@ -214,11 +247,20 @@ class _Comparer:
             # Per kernel: launches per step exact, µs per step within tolerance.
             b_launch, c_launch = launches_per_step(b, kind), launches_per_step(c, kind)
             b_us, c_us = kernel_us_per_step(b, kind), kernel_us_per_step(c, kind)
+            loose: list[str] = []
             for name in sorted(set(b_launch) & set(c_launch)):
                 short = self.short.get(name, name)
+                if self.kernel_class.get(name) == "memory" or name in self.unstable:
+                    if b_launch[name] != c_launch[name]:
+                        loose.append(f"{short} {_num(b_launch[name])} -> {_num(c_launch[name])}")
+                    continue
                 self.count(f"kernel[{short}].{kind}.launches_per_step",
                            f"launches per {kind} step of kernel {short}", b_launch[name], c_launch[name],
                            contribution_us=abs(c_us.get(name, 0.0) - b_us.get(name, 0.0)))
+            if loose:
+                self.notes.append(f"launches per {kind} step changed for memory ops / kernels unstable across "
+                                  f"repeats (not held exact): {'; '.join(loose[:5])}"
+                                  + (f" and {len(loose) - 5} more" if len(loose) > 5 else ""))
             for name in sorted(set(b_us) & set(c_us)):
                 short = self.short.get(name, name)
                 self.time(f"kernel[{short}].{kind}.us_per_step", f"kernel {short} in {kind} steps",
@@ -240,6 +282,11 @@ class _Comparer:
 
         new_kernels, missing_kernels = self._drift()
         failing_drift = [d for d in new_kernels + missing_kernels if d.fails]
+        excused = [d for d in new_kernels + missing_kernels if not d.fails and d.name in self.unstable
+                   and self._drift_of(self.c if d in new_kernels else self.b, d.name, excuse=False).fails]
+        if excused:
+            self.notes.append(f"{len(excused)} kernel(s) unstable across the repeats appeared/disappeared; "
+                              f"not failing: {', '.join(d.short_name for d in excused[:5])}")
         if failing_drift and not tol.fail_on_drift:
             self.notes.append(f"{len(failing_drift)} kernel(s) appeared/disappeared above the drift threshold; "
                               "not failing (fail_on_drift is off)")
@@ -274,25 +321,36 @@ class _Comparer:
         key = lambda d: d.share_of_step  # noqa: E731
         return sorted(new, key=key, reverse=True), sorted(missing, key=key, reverse=True)
 
-    def _drift_of(self, summary: ProfileSummary, name: str) -> KernelDrift:
+    def _drift_of(self, summary: ProfileSummary, name: str, excuse: bool = True) -> KernelDrift:
         kernel = summary.kernel(name)
         assert kernel is not None
-        best: tuple[float, str, float] | None = None  # (share, kind, µs per step)
-        for kind, kstats in kernel.per_step_kind.items():
-            stats = summary.step_kinds.get(kind)
-            if stats is None or stats.count == 0:
-                continue
-            us = kstats.total_us / stats.count
-            share = us / stats.median_gpu_time_us if stats.median_gpu_time_us > 0 else 0.0
-            if best is None or share > best[0]:
-                best = (share, kind, us)
+
+        def best_of(kinds: list[str]) -> tuple[float, str, float] | None:  # (share, kind, µs per step)
+            best: tuple[float, str, float] | None = None
+            for kind in kinds:
+                stats = summary.step_kinds.get(kind)
+                if stats is None or stats.count == 0:
+                    continue
+                us = kernel.per_step_kind[kind].total_us / stats.count
+                share = us / stats.median_gpu_time_us if stats.median_gpu_time_us > 0 else 0.0
+                if best is None or share > best[0]:
+                    best = (share, kind, us)
+            return best
+
+        kinds = list(kernel.per_step_kind)
+        compared = [k for k in kinds if self.step_kinds is None or k in self.step_kinds]
+        best = best_of(compared)
+        judged = best is not None
+        if best is None:  # only in steps of kinds not compared: reported, never failing
+            best = best_of(kinds)
         if best is None:  # launched outside every step: judge it against the whole profile
             share = kernel.total_us / summary.total_kernel_us if summary.total_kernel_us > 0 else 0.0
             best = (share, "outside-steps", kernel.total_us / max(summary.token_steps, 1))
+            judged = True
         share, kind, us = best
+        fails = judged and share >= self.tol.drift_share and not (excuse and name in self.unstable)
         return KernelDrift(name=name, short_name=kernel.short_name or name, kernel_class=kernel.kernel_class,
-                           step_kind=kind, us_per_step=us, share_of_step=share,
-                           fails=share >= self.tol.drift_share)
+                           step_kind=kind, us_per_step=us, share_of_step=share, fails=fails)
 
 
 def _num(x: float) -> str:
@@ -305,9 +363,15 @@ def compare_summaries(
     tol: Tolerances | None = None,
     baseline_spread: RepeatSpread | None = None,
     candidate_spread: RepeatSpread | None = None,
+    step_kinds: tuple[str, ...] | list[str] | None = None,
 ) -> Comparison:
-    """Compare `candidate` with `baseline`; verdict "fail" when any regression (or failing drift)."""
-    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread).run()
+    """Compare `candidate` with `baseline`; verdict "fail" when any regression (or failing drift).
+
+    `step_kinds` (e.g. ("decode",)): compare only the per-step metrics of those step kinds
+    (step time, per-kernel and per-layer times, launch counts, drift); None compares every kind.
+    """
+    kinds = validate_step_kinds(step_kinds)
+    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread, kinds).run()
 
 
 def kernel_deltas(baseline: ProfileSummary, candidate: ProfileSummary) -> list[KernelDelta]:

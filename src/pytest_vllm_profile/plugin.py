@@ -71,6 +71,7 @@ WORKLOAD_KEY = pytest.StashKey[Workload]()
 PROFILE_KEY = pytest.StashKey[Any]()  # profile.VllmProfile
 OUTCOME_KEY = pytest.StashKey[Any]()  # profile.BaselineOutcome
 PHASES_KEY = pytest.StashKey[dict]()
+BOOT_KEY = pytest.StashKey[Any]()  # seconds the server this test booted took to get healthy
 STATE_KEY = pytest.StashKey["PluginState"]()
 
 
@@ -482,6 +483,8 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
     problem = None
     try:
         pooled = vllm_server_pool.get(workload)
+        if pooled.uses == 1:
+            item.stash[BOOT_KEY] = pooled.boot_s
         profile = profile_workload(
             item.nodeid, workload, pooled,
             CaptureSettings(repeats=s.repeats, timeout_s=s.capture_timeout_s, poll_interval_s=s.capture_poll_s),
@@ -586,7 +589,8 @@ def _test_result(item: pytest.Item, workload: Workload, phases: dict[str, Any]) 
     else:
         outcome = "passed"
     result = TestResult(nodeid=item.nodeid, outcome=outcome, workload=workload.to_dict(),
-                        duration_s=round(phases.get("duration", 0.0), 3))
+                        duration_s=round(phases.get("duration", 0.0), 3),
+                        server_boot_s=item.stash.get(BOOT_KEY, None))
     profile = item.stash.get(PROFILE_KEY, None)
     baseline_outcome = item.stash.get(OUTCOME_KEY, None)
     if outcome == "skipped":

@@ -24,6 +24,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,6 +149,7 @@ class PooledServer:
     launcher: Launcher
     server: RunningServer
     uses: int = 0
+    boot_s: float | None = None  # start() to healthy, seconds
 
 
 @dataclass
@@ -245,6 +247,7 @@ class ServerPool:
                 self._stop_one(oldest)
             spec = self.spec_for(workload, key)
             launcher = self.launcher_factory(spec)
+            started = time.monotonic()
             try:
                 server = launcher.start()
             except BaseException as exc:  # KeyboardInterrupt included: never leave a half-booted server
@@ -261,7 +264,8 @@ class ServerPool:
                     raise
                 raise LauncherError(f"server for model {workload.model!r} failed to start: {reason}") from exc
             self.started_count += 1
-            pooled = PooledServer(key=key, launcher=launcher, server=server, uses=1)
+            pooled = PooledServer(key=key, launcher=launcher, server=server, uses=1,
+                                  boot_s=round(time.monotonic() - started, 1))
             self._live[key] = pooled
             return pooled
 

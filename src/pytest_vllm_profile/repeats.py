@@ -2,8 +2,13 @@
 
 A baseline is the per-metric median of N repeats; the relative spread (max - min) / median
 of each timing tells the comparison how noisy that metric is, so noise does not fail a run.
-Counts (steps, layers, kernel launches) must be identical across repeats: when they are not,
-the workload is not deterministic and no baseline made from it could be trusted.
+The step structure (token steps, layers per step, the sequence of step kinds) must be identical
+across repeats: when it is not, the workload is not deterministic and no baseline made from it
+could be trusted. Which kernels run may legitimately vary (measured on a real H100, vLLM 0.26):
+cuBLAS picks GEMM tiles by token count, and how a batch's prompts split between the prefill
+and the following mixed step depends on arrival timing; async copies land in whichever step
+is running. Such kernels are combined over the union of the repeats (0 where absent) and
+listed as unstable, not rejected.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import AnalysisError
-from .summary import ProfileSummary
+from .summary import KernelKindStats, KernelSummary, ProfileSummary
 
 
 @dataclass
@@ -25,6 +30,9 @@ class RepeatSpread:
     step_gpu_time_us: dict[str, float] = field(default_factory=dict)  # step kind -> spread of median step time
     kernel_us_per_step: dict[str, dict[str, float]] = field(default_factory=dict)  # step kind -> kernel name -> spread
     layer_time_us: dict[str, list[float]] = field(default_factory=dict)  # step kind -> spread per layer index
+    # Kernels launched in some repeats only, or a different number of times (memory copies
+    # excepted unless missing from a repeat): their counts cannot be held exact.
+    unstable_kernels: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +45,7 @@ class RepeatSpread:
             step_gpu_time_us={k: float(v) for k, v in data.get("step_gpu_time_us", {}).items()},
             kernel_us_per_step={k: {n: float(x) for n, x in v.items()} for k, v in data.get("kernel_us_per_step", {}).items()},
             layer_time_us={k: [float(x) for x in v] for k, v in data.get("layer_time_us", {}).items()},
+            unstable_kernels=[str(n) for n in data.get("unstable_kernels", [])],
         )
 
     def max_spread(self) -> float:
@@ -65,26 +74,15 @@ def relative_spread(values: list[float]) -> float:
     return (max(values) - min(values)) / mid if mid > 0 else 0.0
 
 
-def _count_signature(summary: ProfileSummary) -> dict[str, Any]:
-    """Everything that must not change between repeats of a deterministic workload."""
+def _structure_signature(summary: ProfileSummary) -> dict[str, Any]:
+    """What must not change between repeats of a deterministic workload (kernels may: see module doc)."""
     return {
         "timing_domain": summary.timing_domain,
         "token_steps": summary.token_steps,
         "layer_count": summary.layer_count,
         "step kinds": [s.kind for s in summary.steps],
-        "step kind counts": {k: v.count for k, v in summary.step_kinds.items()},
-        "kernel names": sorted(k.name for k in summary.kernels),
-        "kernel launches": {k.name: k.count for k in summary.kernels},
-        # Which step an async copy lands in depends on timing (measured: the real H100 pair
-        # base-rep0/rep1 puts 12 vs 8 of the same 20 DtoH copies inside decode steps), so
-        # memory ops are held to their total and per-step median counts only.
-        "kernel launches per step kind": {
-            k.name: {kind: s.count for kind, s in k.per_step_kind.items()}
-            for k in summary.kernels if k.kernel_class != "memory"
-        },
-        "launches per step (median)": {k: dict(v.kernels_per_step) for k, v in summary.step_kinds.items()},
-        "layers per step kind": {k: len(v.median_layer_time_us) for k, v in summary.step_kinds.items()},
         "layers per step": [len(s.layers) for s in summary.steps],
+        "layers per step kind": {k: len(v.median_layer_time_us) for k, v in summary.step_kinds.items()},
     }
 
 
@@ -93,18 +91,14 @@ def _describe_difference(a: Any, b: Any, label: str) -> str:
         for key in sorted(set(a) | set(b), key=str):
             if a.get(key) != b.get(key):
                 return f"{label} of {key}: {a.get(key)!r} vs {b.get(key)!r}"
-    if isinstance(a, list) and isinstance(b, list) and label == "kernel names":
-        only_a = sorted(set(a) - set(b))[:3]
-        only_b = sorted(set(b) - set(a))[:3]
-        return f"kernel names differ (only in the first: {only_a}; only in the other: {only_b})"
     return f"{label}: {a!r} vs {b!r}"
 
 
-def check_identical_counts(summaries: list[ProfileSummary]) -> None:
-    """Raise `AnalysisError` naming the first count that differs between repeats."""
-    first = _count_signature(summaries[0])
+def check_same_structure(summaries: list[ProfileSummary]) -> None:
+    """Raise `AnalysisError` naming the first structural difference between repeats."""
+    first = _structure_signature(summaries[0])
     for i, other in enumerate(summaries[1:], start=1):
-        sig = _count_signature(other)
+        sig = _structure_signature(other)
         for label, value in first.items():
             if sig[label] != value:
                 raise AnalysisError(
@@ -115,19 +109,78 @@ def check_identical_counts(summaries: list[ProfileSummary]) -> None:
                 )
 
 
+def _launch_signature(kernel: KernelSummary | None) -> Any:
+    if kernel is None:
+        return None
+    if kernel.kernel_class == "memory":
+        # Which step an async copy lands in depends on timing (measured: real H100 repeats put
+        # 14 vs 12 of the same 20 DtoH copies inside decode steps): only presence counts.
+        return "present"
+    return (kernel.count, sorted((kind, s.count) for kind, s in kernel.per_step_kind.items()))
+
+
+def find_unstable_kernels(summaries: list[ProfileSummary]) -> list[str]:
+    """Kernel names absent from some repeat, or (non-memory) launched a different number of times."""
+    by_name = [{k.name: k for k in s.kernels} for s in summaries]
+    names = sorted(set().union(*by_name))
+    return [name for name in names if len({repr(_launch_signature(m.get(name))) for m in by_name}) > 1]
+
+
 def _median(values: list[float]) -> float:
     return float(statistics.median(values))
+
+
+def _combine_kernel(name: str, repeats: list[KernelSummary | None]) -> KernelSummary | None:
+    """Median over the repeats, a repeat without the kernel counting 0 launches / 0 µs.
+
+    None when the median launch count is 0 (absent from most repeats). Per-launch statistics
+    (mean, median, p90, min, max) are medians over the repeats that launched it.
+    """
+    present = [k for k in repeats if k is not None]
+    count = _median([float(k.count) if k is not None else 0.0 for k in repeats])
+    if count <= 0 or not present:
+        return None
+    out = copy.deepcopy(present[0])
+    out.count = max(1, int(round(count)))
+    out.total_us = _median([k.total_us if k is not None else 0.0 for k in repeats])
+    out.mean_us = _median([k.mean_us for k in present])
+    out.median_us = _median([k.median_us for k in present])
+    out.p90_us = _median([k.p90_us for k in present])
+    out.min_us = _median([k.min_us for k in present])
+    out.max_us = _median([k.max_us for k in present])
+    out.per_step_kind = {}
+    for kind in sorted({kind for k in present for kind in k.per_step_kind}):
+        stats = [k.per_step_kind.get(kind) if k is not None else None for k in repeats]
+        kind_count = _median([float(s.count) if s is not None else 0.0 for s in stats])
+        if kind_count <= 0:
+            continue
+        total = _median([s.total_us if s is not None else 0.0 for s in stats])
+        n = max(1, int(round(kind_count)))
+        out.per_step_kind[kind] = KernelKindStats(count=n, total_us=total, mean_us=total / n)
+    return out
+
+
+def _combine_launches_per_step(per: list[dict[str, float]]) -> dict[str, float]:
+    """Median launches per step over the union of kernel names (0 where a repeat lacks one)."""
+    out: dict[str, float] = {}
+    for name in sorted(set().union(*per)):
+        value = _median([p.get(name, 0.0) for p in per])
+        if value > 0 or all(name in p for p in per):
+            out[name] = value
+    return out
 
 
 def combine_repeats(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, RepeatSpread]:
     """Per-metric medians across repeats, and the relative spread of each timing.
 
-    The combined summary keeps the first repeat's structure (steps, kernels, layers: identical
-    in every repeat, checked) with every time replaced by the median over the repeats.
+    The combined summary keeps the first repeat's step structure (identical in every repeat,
+    checked) with every time replaced by the median over the repeats. Kernels are combined over
+    the union of the repeats; those that differ between repeats are listed in the spread's
+    `unstable_kernels` and in the summary's notes.
     """
     if not summaries:
         raise AnalysisError("combine_repeats needs at least one summary, got none")
-    check_identical_counts(summaries)
+    check_same_structure(summaries)
     n = len(summaries)
     out = copy.deepcopy(summaries[0])
     out.source = [src for s in summaries for src in s.source]
@@ -137,10 +190,12 @@ def combine_repeats(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, Re
     out.total_kernel_us = _median(totals)
     spread.total_kernel_us = relative_spread(totals)
 
-    # Steps: same index, same kind in every repeat (checked), so the i-th steps line up.
+    # Steps: same index, same kind in every repeat (checked), so the i-th steps line up; the
+    # request split of a step may differ (kept from the first repeat).
     for i, step in enumerate(out.steps):
         step.wall_time_us = _median([s.steps[i].wall_time_us for s in summaries])
         step.gpu_time_us = _median([s.steps[i].gpu_time_us for s in summaries])
+        step.kernel_count = int(round(_median([float(s.steps[i].kernel_count) for s in summaries])))
         for j, layer in enumerate(step.layers):
             layer.time_us = _median([s.steps[i].layers[j].time_us for s in summaries])
 
@@ -151,6 +206,7 @@ def combine_repeats(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, Re
         stats.mean_gpu_time_us = _median([p.mean_gpu_time_us for p in per])
         stats.min_gpu_time_us = _median([p.min_gpu_time_us for p in per])
         stats.max_gpu_time_us = _median([p.max_gpu_time_us for p in per])
+        stats.kernels_per_step = _combine_launches_per_step([p.kernels_per_step for p in per])
         spread.step_gpu_time_us[kind] = relative_spread(medians)
         layer_spreads = []
         for j in range(len(stats.median_layer_time_us)):
@@ -160,26 +216,25 @@ def combine_repeats(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, Re
         spread.layer_time_us[kind] = layer_spreads
         per_kernel = [kernel_us_per_step(s, kind) for s in summaries]
         spread.kernel_us_per_step[kind] = {
-            name: relative_spread([pk.get(name, 0.0) for pk in per_kernel]) for name in per_kernel[0]
+            name: relative_spread([pk.get(name, 0.0) for pk in per_kernel])
+            for name in sorted(set().union(*per_kernel))
         }
 
     by_name = [{k.name: k for k in s.kernels} for s in summaries]
+    kernels = [_combine_kernel(name, [m.get(name) for m in by_name]) for name in sorted(set().union(*by_name))]
+    out.kernels = [k for k in kernels if k is not None]
     for kernel in out.kernels:
-        repeats = [m[kernel.name] for m in by_name]
-        kernel.total_us = _median([k.total_us for k in repeats])
-        kernel.mean_us = _median([k.mean_us for k in repeats])
-        kernel.median_us = _median([k.median_us for k in repeats])
-        kernel.p90_us = _median([k.p90_us for k in repeats])
-        kernel.min_us = _median([k.min_us for k in repeats])
-        kernel.max_us = _median([k.max_us for k in repeats])
         kernel.share = kernel.total_us / out.total_kernel_us if out.total_kernel_us > 0 else 0.0
-        for kind, stats in kernel.per_step_kind.items():
-            # memory ops may be missing from a kind in some repeats (see _count_signature)
-            present = [k.per_step_kind[kind] for k in repeats if kind in k.per_step_kind]
-            stats.count = int(round(_median([float(p.count) for p in present])))
-            stats.total_us = _median([p.total_us for p in present])
-            stats.mean_us = stats.total_us / stats.count if stats.count else 0.0
     out.kernels.sort(key=lambda k: k.total_us, reverse=True)
+
+    spread.unstable_kernels = find_unstable_kernels(summaries)
+    if spread.unstable_kernels:
+        shorts = {k.name: k.short_name or k.name for s in summaries for k in s.kernels}
+        listed = ", ".join(shorts[name] for name in spread.unstable_kernels[:6])
+        more = f" and {len(spread.unstable_kernels) - 6} more" if len(spread.unstable_kernels) > 6 else ""
+        out.notes = [*out.notes, (
+            f"{len(spread.unstable_kernels)} kernel(s) differ between the {n} repeats (launched in some only, "
+            f"or a different number of times; combined with 0 where absent): {listed}{more}")]
 
     if out.roofline is not None and "decode" in out.step_kinds:
         # Achieved bandwidth scales with 1 / step time; rescale rather than re-derive units.

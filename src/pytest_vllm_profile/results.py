@@ -37,6 +37,7 @@ class TestResult:
     baseline_path: str | None = None
     baseline_changed: bool = False
     duration_s: float | None = None
+    server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
 
 
 @dataclass

@@ -72,6 +72,8 @@ def render_terminal_summary(results: RunResults) -> list[str]:
         lines.append(head)
         if test.outcome == "skipped":
             continue
+        if test.server_boot_s is not None:
+            lines.append(f"    server booted in {test.server_boot_s:.1f} s (start to healthy)")
         lines.extend(f"    {line}" for line in step_time_lines(test))
         offenders = offender_lines(test)
         if offenders:
