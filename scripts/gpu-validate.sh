@@ -3,7 +3,8 @@
 # vLLM (docs/gpu-validation.md says how it was done on the H100 device machine).
 #   scripts/gpu-validate.sh OUTDIR NAME [extra pytest args...]
 # Baselines live in $GPU_BASELINES (default /tmp/gpu-baselines) so consecutive runs share
-# them; the log, results file, report and traces are written/packed into OUTDIR.
+# them; the log, results file and report (and the traces with KEEP_TRACES=1) are written/packed
+# into OUTDIR.
 set -uo pipefail
 out=$1; name=$2; shift 2
 base=${GPU_BASELINES:-/tmp/gpu-baselines}
@@ -18,5 +19,5 @@ rc=${PIPESTATUS[0]}
 echo "$name: pytest exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/$name.log"
 tar -C "$(dirname "$base")" -czf "$out/baselines.tgz" "$(basename "$base")"
 tar -C /tmp/gpu-report -czf "$out/$name-report.tgz" "$name" 2>/dev/null
-tar -C /tmp/gpu-traces -czf "$out/$name-traces.tgz" "$name" 2>/dev/null
+if [ -n "${KEEP_TRACES:-}" ]; then tar -C /tmp/gpu-traces -czf "$out/$name-traces.tgz" "$name" 2>/dev/null; fi
 exit "$rc"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 # Seed workload of the issue: 10 tokens, 4 decoder layers, eager so the CPU server boots fast.
 SERVED_NAME = "tiny"
@@ -77,9 +77,8 @@ def _timed_start(self):
     # While the server runs: its process group, and what the outer test's leak scan sees, so
     # the outer test knows the scan would catch exactly these processes if they outlived the run.
     _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path), ok=True,
-          group_pids=sorted(process_group_members(self.pgid)),
-          scan_pids=sorted(int(line.split()[0]) for line in leftover_server_processes(
-              os.environ["E2E_MODEL"], os.environ["E2E_TAG"])))
+          pgid=self.pgid, group_pids=sorted(process_group_members(self.pgid)),
+          scan=leftover_server_processes(os.environ["E2E_MODEL"], os.environ["E2E_TAG"]))
     return server
 
 
@@ -133,21 +132,25 @@ def _read_proc(pid_dir: Path, name: str) -> bytes:
         return b""
 
 
-def leftover_server_processes(model: Path | str, tag: str) -> list[str]:
-    """Live processes of the servers these tests started: `vllm.entrypoints` with the tiny model
-    on the command line, or the run tag in the environment (engine core and worker children,
-    whose command lines vLLM rewrites). Zombies do not count. Returned as "pid cmdline"."""
+def leftover_server_processes(model: Path | str, tag: str, pgids: Iterable[int] = ()) -> list[str]:
+    """Live processes of the servers these tests started, as "pid cmdline": `vllm.entrypoints`
+    with the tiny model on the command line, the run tag in the environment, or membership of
+    one of the servers' process groups `pgids`. The last is what finds the engine core and
+    worker: vLLM retitles them ("VLLM::EngineCore"), and setproctitle overwrites the memory
+    that /proc/PID/cmdline and /proc/PID/environ show. Zombies do not count."""
     model_b, tag_b = str(model).encode(), f"{TAG_VAR}={tag}".encode()
+    groups = set(pgids)
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         stat = _read_proc(entry, "stat")
-        if not stat or stat[stat.rfind(b")") + 2:].split()[:1] == [b"Z"]:
+        fields = stat[stat.rfind(b")") + 2:].split()  # state ppid pgrp ...
+        if len(fields) < 3 or fields[0] == b"Z":
             continue
         cmdline = _read_proc(entry, "cmdline").replace(b"\0", b" ")
         by_cmdline = b"vllm.entrypoints" in cmdline and model_b in cmdline
         by_env = tag_b in _read_proc(entry, "environ").split(b"\0")
-        if by_cmdline or by_env:
+        if by_cmdline or by_env or int(fields[2]) in groups:
             found.append(f"{entry.name} {cmdline.decode(errors='replace')[:200]}")
     return found

@@ -486,6 +486,8 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--gpu", default=None, help="baseline-file entry to use: GPU key")
     p.add_argument("--vllm-version", default=None, help="baseline-file entry to use: vLLM version key")
     p.add_argument("--top", type=int, default=10, help="kernel rows in the text table (default 10)")
+    p.add_argument("--step-kinds", default=None, metavar="KINDS",
+                   help="compare only these step kinds' per-step metrics, comma-separated (e.g. decode)")
     p.set_defaults(func=run_compare)
     return p
 
@@ -511,7 +513,11 @@ def run_compare(args: argparse.Namespace) -> int:
                          fail_on_drift=not args.no_fail_on_drift)
         base = load_compare_side(args.baseline, args.gpu, args.vllm_version)
         cand = load_compare_side(args.candidate, args.gpu, args.vllm_version)
-        comparison = compare_summaries(base.summary, cand.summary, tol, base.spread, cand.spread)
+        step_kinds = None
+        if getattr(args, "step_kinds", None) is not None:
+            step_kinds = validate_step_kinds([k.strip() for k in args.step_kinds.split(",") if k.strip()],
+                                             "--step-kinds")
+        comparison = compare_summaries(base.summary, cand.summary, tol, base.spread, cand.spread, step_kinds)
     except VllmProfileError as exc:
         print(f"vllm-profile compare: error: {exc}", file=sys.stderr)
         return 2

@@ -200,7 +200,8 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
             ),
         )
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
-    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread, profile.spread)
+    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread, profile.spread,
+                                   step_kinds=profile.workload.compare_step_kinds)
     profile.comparison = comparison
     if comparison.passed:
         verdict, message = "pass", ""

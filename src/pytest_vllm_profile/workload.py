@@ -12,6 +12,7 @@ from typing import Any
 from .errors import WorkloadError
 
 DEFAULT_PROMPT = "What is the capital of France?"
+COMPARABLE_STEP_KINDS = ("prefill", "decode", "mixed")  # summary.STEP_KINDS
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Workload:
     served_model_name: str | None = None
     tensor_parallel_size: int = 1
     expected_layers: int | None = None  # decoder layers per step, if the test wants it checked structurally
+    # Step kinds whose per-step metrics the baseline comparison looks at (None: all). E.g.
+    # ("decode",) when how a batch splits between prefill and mixed steps depends on timing.
+    compare_step_kinds: tuple[str, ...] | None = None
 
     @classmethod
     def from_marker_kwargs(cls, test_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> "Workload":
@@ -54,6 +58,10 @@ class Workload:
                 if isinstance(kw["server_args"], str):
                     raise WorkloadError(f"{test_id}: vllm_workload server_args= must be a list, e.g. ['--enforce-eager']")
                 kw["server_args"] = tuple(str(a) for a in kw["server_args"])
+            if kw.get("compare_step_kinds") is not None:
+                if isinstance(kw["compare_step_kinds"], str):
+                    raise WorkloadError(f"{test_id}: vllm_workload compare_step_kinds= must be a list, e.g. ['decode']")
+                kw["compare_step_kinds"] = tuple(kw["compare_step_kinds"])
             if "env" in kw:
                 kw["env"] = tuple(sorted((str(k), str(v)) for k, v in dict(kw["env"]).items()))
         except (TypeError, ValueError) as exc:
@@ -80,6 +88,11 @@ class Workload:
             raise bad("temperature", "must be a number >= 0")
         if not isinstance(self.tensor_parallel_size, int) or self.tensor_parallel_size < 1:
             raise bad("tensor_parallel_size", "must be a positive integer")
+        if self.compare_step_kinds is not None:
+            unknown = [k for k in self.compare_step_kinds if k not in COMPARABLE_STEP_KINDS]
+            if not self.compare_step_kinds or unknown:
+                raise bad("compare_step_kinds", f"must be a non-empty subset of {list(COMPARABLE_STEP_KINDS)}"
+                          + (f" (unknown: {unknown})" if unknown else ""))
 
     @property
     def model_name(self) -> str:
@@ -111,4 +124,6 @@ class Workload:
         d["prompts"] = list(self.prompts)
         d["server_args"] = list(self.server_args)
         d["env"] = dict(self.env)
+        if self.compare_step_kinds is not None:
+            d["compare_step_kinds"] = list(self.compare_step_kinds)
         return d
