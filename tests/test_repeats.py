@@ -128,3 +128,24 @@ def test_real_batch_baseline_with_unstable_kernels_is_saved_and_loaded(tmp_path:
     assert store.save(nodeid, gpu, vllm, median, repeats=2, spread=spread, workload={"max_tokens": 10}) is True
     entry = store.load(nodeid, gpu, vllm)  # validated against baseline.schema.json on the way in
     assert entry is not None and entry.spread == spread and entry.summary == median
+
+
+def test_compare_step_kinds_lets_repeats_differ_outside_the_compared_steps(data_dir):
+    # Real H100 traces whose prefill/mixed structure differs (11 vs 10 token steps) while both
+    # have 9 decode steps of 36 layers: with step_kinds=("decode",) they combine; without, not.
+    from pytest_vllm_profile.analysis import summarize_path
+    from pytest_vllm_profile.errors import AnalysisError
+    from pytest_vllm_profile.repeats import combine_repeats
+
+    batch = summarize_path(data_dir / "h100-batch4-rep0.rank0.pt.trace.json.gz")
+    seed = summarize_path(data_dir / "h100-seed-rep0.rank0.pt.trace.json.gz")
+    assert (batch.token_steps, seed.token_steps) == (11, 10)
+    with pytest.raises(AnalysisError, match="token_steps"):
+        combine_repeats([batch, seed])
+    combined, spread = combine_repeats([batch, seed, batch], step_kinds=("decode",))
+    assert combined.token_steps == 11  # the most common structure's step list
+    assert spread.repeats == 3
+    assert any("step structure differs" in n for n in combined.notes)
+    decode_medians = sorted([batch.step_kinds["decode"].median_gpu_time_us] * 2
+                            + [seed.step_kinds["decode"].median_gpu_time_us])
+    assert combined.step_kinds["decode"].median_gpu_time_us == pytest.approx(decode_medians[1])

@@ -4,7 +4,10 @@ A trace reader (torch/Kineto JSON in `trace.torch_reader`, Nsight Systems SQLite
 `trace.nsys_reader`) returns a `Trace`: a pandas DataFrame with exactly the columns in
 `EVENT_COLUMNS` plus a `TraceMetadata`. Analyses never look at raw profiler records.
 
-Columns (one row per complete event; instant, flow and metadata records are dropped):
+Columns (one row per complete event; instant, flow and metadata records are dropped;
+`python_function` rows (Python stack frames, `with_stack`) are kept only for `nn.Module: ...`
+frames unless the reader is called with `keep_python_frames=True`, and the count of frames left
+out is in `metadata.extra["python_frames_dropped"]`):
 
 | column        | dtype    | meaning |
 |---------------|----------|---------|

@@ -286,7 +286,7 @@ def profile_workload(
         summaries.append(summarize_path(target))
         requests.extend(result.requests)
         trace_paths.extend(result.trace_files)
-    combined, spread = combine_repeats(summaries)
+    combined, spread = combine_repeats(summaries, workload.compare_step_kinds)
     return VllmProfile(
         nodeid=nodeid,
         workload=workload,

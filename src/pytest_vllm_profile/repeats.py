@@ -94,11 +94,30 @@ def _describe_difference(a: Any, b: Any, label: str) -> str:
     return f"{label}: {a!r} vs {b!r}"
 
 
-def check_same_structure(summaries: list[ProfileSummary]) -> None:
-    """Raise `AnalysisError` naming the first structural difference between repeats."""
-    first = _structure_signature(summaries[0])
+def _compared_structure_signature(summary: ProfileSummary, step_kinds: tuple[str, ...]) -> dict[str, Any]:
+    """What must not change between repeats when only `step_kinds` steps are compared."""
+    return {
+        "timing_domain": summary.timing_domain,
+        "layer_count": summary.layer_count,
+        "step count per compared kind": {k: sum(1 for s in summary.steps if s.kind == k) for k in step_kinds},
+        "layers per compared step": [len(s.layers) for s in summary.steps if s.kind in step_kinds],
+    }
+
+
+def check_same_structure(summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None) -> None:
+    """Raise `AnalysisError` naming the first structural difference between repeats.
+
+    With `step_kinds` (a workload's `compare_step_kinds`) only the structure of those steps
+    must match: e.g. a batch whose prompts split differently between prefill and mixed steps.
+    """
+    def signature(summary: ProfileSummary) -> dict[str, Any]:
+        if step_kinds is None:
+            return _structure_signature(summary)
+        return _compared_structure_signature(summary, step_kinds)
+
+    first = signature(summaries[0])
     for i, other in enumerate(summaries[1:], start=1):
-        sig = _structure_signature(other)
+        sig = signature(other)
         for label, value in first.items():
             if sig[label] != value:
                 raise AnalysisError(
@@ -170,17 +189,62 @@ def _combine_launches_per_step(per: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def combine_repeats(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, RepeatSpread]:
+def combine_repeats(
+    summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None
+) -> tuple[ProfileSummary, RepeatSpread]:
     """Per-metric medians across repeats, and the relative spread of each timing.
 
     The combined summary keeps the first repeat's step structure (identical in every repeat,
     checked) with every time replaced by the median over the repeats. Kernels are combined over
     the union of the repeats; those that differ between repeats are listed in the spread's
     `unstable_kernels` and in the summary's notes.
+
+    With `step_kinds`, only those kinds' step structure must match; the step list is that of
+    the most common structure among the repeats (per-step medians over the repeats that share
+    it) and each step kind is combined over the repeats that have it.
     """
     if not summaries:
         raise AnalysisError("combine_repeats needs at least one summary, got none")
-    check_same_structure(summaries)
+    check_same_structure(summaries, step_kinds)
+    structures = [str(_structure_signature(s)) for s in summaries]
+    if step_kinds is not None and len(set(structures)) > 1:
+        common = max(structures, key=structures.count)
+        first = structures.index(common)
+        steps_note = (f"step structure differs between repeats (token steps "
+                      f"{', '.join(str(s.token_steps) for s in summaries)}); only "
+                      f"{', '.join(step_kinds)} steps are held to it")
+        all_summaries = summaries
+        summaries = [all_summaries[first]] + [s for i, s in enumerate(all_summaries)
+                                              if structures[i] == common and i != first]
+        combined, spread = _combine_same_structure(summaries)
+        _recombine_step_kinds(combined, spread, all_summaries)
+        combined.source = [src for s in all_summaries for src in s.source]
+        combined.notes = [*combined.notes, steps_note]
+        spread.repeats = len(all_summaries)
+        return combined, spread
+    return _combine_same_structure(summaries)
+
+
+def _recombine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: list[ProfileSummary]) -> None:
+    """Per step kind medians over every repeat that has the kind (structures differ elsewhere)."""
+    for kind, stats in out.step_kinds.items():
+        per = [s.step_kinds[kind] for s in summaries if kind in s.step_kinds]
+        medians = [p.median_gpu_time_us for p in per]
+        stats.median_gpu_time_us = _median(medians)
+        stats.mean_gpu_time_us = _median([p.mean_gpu_time_us for p in per])
+        stats.kernels_per_step = _combine_launches_per_step([p.kernels_per_step for p in per])
+        spread.step_gpu_time_us[kind] = relative_spread(medians)
+        if all(len(p.median_layer_time_us) == len(stats.median_layer_time_us) for p in per):
+            columns = list(zip(*(p.median_layer_time_us for p in per)))
+            stats.median_layer_time_us = [_median(list(c)) for c in columns]
+            spread.layer_time_us[kind] = [relative_spread(list(c)) for c in columns]
+        per_kernel = [kernel_us_per_step(s, kind) for s in summaries if kind in s.step_kinds]
+        spread.kernel_us_per_step[kind] = {
+            name: relative_spread([pk.get(name, 0.0) for pk in per_kernel]) for name in sorted(set().union(*per_kernel))
+        }
+
+
+def _combine_same_structure(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, RepeatSpread]:
     n = len(summaries)
     out = copy.deepcopy(summaries[0])
     out.source = [src for s in summaries for src in s.source]

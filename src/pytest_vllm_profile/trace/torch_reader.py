@@ -314,7 +314,9 @@ def _drop_python_frames(content: bytes) -> tuple[list[bytes], int]:
     """Split `e1 B e2 B ... eN` (B = event boundary) and cut out non-module python frames.
 
     Each part is one event's text after its `{`; a JSON string holds no raw newline, so a part
-    starting with `_PY_FRAME_START` is a python_function event. Returns the kept parts (to be
+    starting with `_PY_FRAME_START` is a python_function event, and its name starts with the
+    bytes `nn.Module: ` exactly when the decoded name does (Kineto escapes only quotes,
+    backslashes and control characters). Returns the kept parts (to be
     joined with B again; possibly none) and how many events were cut. Measured on the eager
     trace: split + test ~0.2 s, against ~0.35 s for decoding and building those rows.
     """
