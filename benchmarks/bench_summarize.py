@@ -394,7 +394,7 @@ def render(
     out = [
         "# Benchmark: summarize vs HTA vs bare JSON load",
         "",
-        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run {m['date']};",
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, Python {m['python']}; run finished {m['date']};",
         f"load average (1/5/15 min) at the start {load_at_start[0]:.2f}/{load_at_start[1]:.2f}/{load_at_start[2]:.2f},",
         f"at the end {end[0]:.2f}/{end[1]:.2f}/{end[2]:.2f} (other work on the machine slows every row).",
         "Command: `python benchmarks/bench_summarize.py` (each contender in its own subprocess; time = the",
