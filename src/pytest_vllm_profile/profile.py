@@ -287,6 +287,8 @@ def profile_workload(
         requests.extend(result.requests)
         trace_paths.extend(result.trace_files)
     combined, spread = combine_repeats(summaries, workload.compare_step_kinds)
+    if combined.runtime.vllm_version is None:  # traces of vLLM < 0.3x do not say; the server does
+        combined.runtime.vllm_version = pooled.server.vllm_version
     return VllmProfile(
         nodeid=nodeid,
         workload=workload,
