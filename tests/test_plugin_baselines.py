@@ -31,7 +31,7 @@ except httpx.HTTPError:
     pass
 from pytest_vllm_profile.results import RunResults
 
-from vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble, scaled_trace
+from vllm_double import DATA, DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble, scaled_trace
 
 REP0 = DATA / "base-rep0.pt.trace.json.gz"
 REP1 = DATA / "base-rep1.pt.trace.json.gz"
@@ -211,7 +211,7 @@ def test_results_file_holds_profile_requests_and_traces(
     text = job_summary.read_text()
     assert text.startswith("earlier step\n") and "test_workload.py::test_decode" in text
     results = RunResults.load(out)
-    assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (H100, None, "url", "torch")
+    assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (H100, RECORDED_VLLM_VERSION, "url", "torch")  # the server says its version
     (test,) = results.tests
     assert test.nodeid == "test_workload.py::test_decode" and test.outcome == "passed"
     assert test.summary["token_steps"] == 10 and test.summary["layer_count"] == 36

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -136,6 +136,7 @@ class PoolSettings:
     cuda_visible_devices: str | None = None
     gpu_count: int | None = None
     workers_per_gpu: int = 1
+    lock_dir: Path | None = None  # where the GPU boot locks live; default: the system temp folder
 
     def identity(self) -> tuple[object, ...]:
         return (self.launcher, self.profiler, self.extra_server_args)
@@ -249,7 +250,8 @@ class ServerPool:
             launcher = self.launcher_factory(spec)
             started = time.monotonic()
             try:
-                server = launcher.start()
+                with self._boot_locks(workload):
+                    server = launcher.start()
             except BaseException as exc:  # KeyboardInterrupt included: never leave a half-booted server
                 try:
                     launcher.stop()
@@ -268,6 +270,37 @@ class ServerPool:
                                   boot_s=round(time.monotonic() - started, 1))
             self._live[key] = pooled
             return pooled
+
+    def boot_lock_paths(self, workload: Workload) -> list[Path]:
+        """Lock files to hold while `workload`'s server boots: one per GPU it shares, sorted.
+
+        Empty unless several xdist workers share the GPUs (`workers_per_gpu` > 1).
+        """
+        s = self.settings
+        if s.workers_per_gpu <= 1 or s.launcher == "url":
+            return []
+        gpus = gpu_assignment(s.worker, workload.tensor_parallel_size, s.cuda_visible_devices, s.gpu_count,
+                              s.workers_per_gpu)
+        if not gpus:
+            return []
+        folder = s.lock_dir if s.lock_dir is not None else Path(tempfile.gettempdir())
+        # One lock per GPU (not per GPU set): servers of different tensor-parallel sizes can
+        # share some GPUs without having equal sets. Sorted, so two boots never deadlock.
+        safe = sorted({"".join(c if c.isalnum() or c in "-_" else "_" for c in g) for g in gpus})
+        return [folder / f"pytest-vllm-profile-gpu-{g}.boot.lock" for g in safe]
+
+    @contextmanager
+    def _boot_locks(self, workload: Workload) -> Iterator[None]:
+        # vLLM measures free GPU memory while it boots (startup memory profiling) and fails
+        # ("Error in memory profiling ... other processes sharing the same container release
+        # GPU memory while vLLM is profiling", or a free-memory ValueError) when another
+        # process allocates or frees memory on that GPU meanwhile. Two servers booting at once
+        # on one shared GPU do exactly that, so servers sharing a GPU boot one at a time:
+        # the lock is held from start() until the server is healthy, then released.
+        with ExitStack() as stack:
+            for path in self.boot_lock_paths(workload):
+                stack.enter_context(exclusive_lock(path))
+            yield
 
     def failure_reason(self, workload: Workload) -> str | None:
         failure = self._failed.get(self.key_for(workload))
@@ -320,15 +353,16 @@ def _reserve_port(port: int) -> int | None:
 
 @contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive `fcntl` lock on `path` (created if needed): one profiler user at a time.
+    """Hold an exclusive `fcntl` lock on `path` (created if needed): one holder at a time.
 
     A server profiles one thing at a time and its trace folder is shared, so every process
-    (xdist worker) capturing from one server takes this lock around start/stop_profile.
+    (xdist worker) capturing from one server takes this lock around start/stop_profile;
+    servers sharing a GPU also boot under it (`ServerPool.boot_lock_paths`).
     """
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise LauncherError(f"{path}: cannot create the capture lock file: {exc.strerror or exc}") from None
+        raise LauncherError(f"{path}: cannot create the lock file: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

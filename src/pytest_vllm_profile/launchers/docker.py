@@ -28,6 +28,7 @@ import httpx
 
 from ..errors import LauncherError
 from .base import Launcher, RunningServer, ServerSpec
+from .logs import cause_section
 from .vllm_args import (
     BASE_SERVER_ENV,
     ENV_STYLE,
@@ -422,17 +423,19 @@ class DockerLauncher(Launcher):
                 if status in ("exited", "dead", "removing", "gone"):
                     code = self._exit_code()
                     tail = self.log_tail()
+                    causes = self._redact(cause_section(self._last_logs))
                     self.stop()
                     raise LauncherError(
                         f"container {self.container_name} ({self.options.image_ref()}) exited (code {code}) "
-                        f"before {base_url}/health answered; last log lines:\n{tail}")
+                        f"before {base_url}/health answered;\n{causes}last log lines:\n{tail}")
                 if time.monotonic() > deadline:
                     tail = self.log_tail()
+                    causes = self._redact(cause_section(self._last_logs))
                     self.stop()
                     raise LauncherError(
                         f"container {self.container_name} ({self.options.image_ref()}) not healthy at "
-                        f"{base_url}/health within {self.spec.health_timeout_s:.0f} s; container removed; "
-                        f"last log lines:\n{tail}")
+                        f"{base_url}/health within {self.spec.health_timeout_s:.0f} s; container removed;\n"
+                        f"{causes}last log lines:\n{tail}")
                 time.sleep(0.25)
 
     def _status(self) -> str:

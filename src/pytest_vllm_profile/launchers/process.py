@@ -24,6 +24,7 @@ import httpx
 
 from ..errors import LauncherError
 from .base import Launcher, RunningServer, ServerSpec
+from .logs import cause_section, read_log_for_causes
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
 
 LOG_TAIL_LINES = 40
@@ -271,6 +272,7 @@ class ProcessLauncher(Launcher):
                     raise LauncherError(
                         f"vLLM server exited with code {code} during startup\n"
                         f"command: {' '.join(self.command)}\n"
+                        f"{self.log_causes()}"
                         f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
                     )
                 if _answers(client, base_url + "/health") and _answers(client, base_url + "/v1/models"):
@@ -279,6 +281,7 @@ class ProcessLauncher(Launcher):
                     raise LauncherError(
                         f"vLLM server at {base_url} did not become healthy within {timeout_s:.0f} s "
                         f"(stopped it; raise ServerSpec.health_timeout_s for big models)\n"
+                        f"{self.log_causes()}"
                         f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
                     )
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
@@ -333,6 +336,10 @@ class ProcessLauncher(Launcher):
     # ---- diagnostics ----------------------------------------------------------------------
     def log_tail(self, lines: int = 60) -> str:
         return read_log_tail(self.log_path, lines)
+
+    def log_causes(self) -> str:
+        """The likely root-cause lines of the whole log (the tail often holds only a wrapper error)."""
+        return cause_section(read_log_for_causes(self.log_path))
 
     def collect_traces(self) -> Path:
         assert self.server is not None
