@@ -194,3 +194,95 @@ def test_workers_per_gpu_lets_two_workers_share_one_gpu():
     assert gpu_assignment(1, 1, None, 1, workers_per_gpu=2) == ("0",)
     # 4 GPUs, tp=2, 2 workers per GPU set: gw0/gw1 -> 0,1 and gw2/gw3 -> 2,3
     assert gpu_assignment(3, 2, "0,1,2,3", None, workers_per_gpu=2) == ("2", "3")
+
+
+# ---- boot serialization on a shared GPU -----------------------------------------------------
+class RecordingLauncher(Launcher):
+    """Records when its start() ran, and whether another boot was under way meanwhile.
+
+    A stand-in for a vLLM boot (no GPU here): start() marks itself booting in a shared
+    folder, waits up to PEER_WAIT_S for another booting marker, then unmarks itself. Two
+    unserialized boots see each other at once; serialized boots never do.
+    """
+
+    PEER_WAIT_S = 1.0
+
+    def __init__(self, spec: ServerSpec, folder: Path, name: str) -> None:
+        super().__init__(spec)
+        self.folder, self.name = folder, name
+
+    def start(self) -> RunningServer:
+        began = time.monotonic()
+        marker = self.folder / f"booting-{self.name}"
+        marker.write_text("")
+        saw_peer = False
+        deadline = began + self.PEER_WAIT_S
+        while time.monotonic() < deadline and not saw_peer:
+            saw_peer = any(p != marker for p in self.folder.glob("booting-*"))
+            time.sleep(0.02)
+        marker.unlink()
+        ended = time.monotonic()
+        (self.folder / f"record-{self.name}").write_text(f"{began} {ended} {saw_peer}")
+        self.server = RunningServer(base_url=f"http://127.0.0.1:{self.spec.port}", trace_dir=self.spec.trace_dir,
+                                    log_path=None, profiler=self.spec.profiler, model_name=self.spec.model)
+        return self.server
+
+    def stop(self) -> None:
+        pass
+
+
+def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int, go: "multiprocessing.synchronize.Event") -> None:
+    root = Path(folder)
+    settings = PoolSettings(trace_root=root / f"traces-{worker}", worker=worker, gpu_count=gpu_count,
+                            workers_per_gpu=workers_per_gpu, lock_dir=root)
+    pool = ServerPool(settings, lambda spec: RecordingLauncher(spec, root, f"gw{worker}"))
+    go.wait(10)
+    pool.get(Workload(model="m"))
+    pool.stop_all()
+
+
+def _boot_two_workers(tmp_path: Path, workers: tuple[int, int], gpu_count: int, workers_per_gpu: int) -> list[tuple[float, float, bool]]:
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_boot_in_pool, args=(str(tmp_path), w, gpu_count, workers_per_gpu, go)) for w in workers]
+    for proc in procs:
+        proc.start()
+    go.set()  # both processes call get() together, as two xdist workers at session start do
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    records = []
+    for w in workers:
+        began, ended, saw_peer = (tmp_path / f"record-gw{w}").read_text().split()
+        records.append((float(began), float(ended), saw_peer == "True"))
+    return records
+
+
+def test_servers_sharing_a_gpu_boot_one_at_a_time(tmp_path: Path) -> None:
+    # gw0 and gw1 with 2 workers per GPU on a 1-GPU machine: both servers go on GPU 0.
+    (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, (0, 1), 1, 2)
+    assert not a_saw and not b_saw
+    assert a_end <= b_start or b_end <= a_start  # intervals do not overlap
+    assert [p.name for p in tmp_path.glob("*.boot.lock")] == ["pytest-vllm-profile-gpu-0.boot.lock"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "gpu_count", "workers_per_gpu"),
+    [((0, 2), 2, 2),  # 2 workers per GPU but gw0 is on GPU 0, gw2 on GPU 1
+     ((0, 1), 2, 1)],  # one worker per GPU: nothing shared
+)
+def test_servers_on_different_gpus_boot_together(tmp_path: Path, workers, gpu_count, workers_per_gpu) -> None:
+    (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, workers, gpu_count, workers_per_gpu)
+    assert a_saw and b_saw  # each boot saw the other under way
+    assert a_start < b_end and b_start < a_end
+
+
+def test_boot_locks_cover_every_shared_gpu_sorted(tmp_path: Path) -> None:
+    pool = ServerPool(PoolSettings(worker=3, cuda_visible_devices="4,5,6,7", workers_per_gpu=2, lock_dir=tmp_path),
+                      RecordingLauncherDouble)
+    assert [p.name for p in pool.boot_lock_paths(Workload(model="m", tensor_parallel_size=2))] == [
+        "pytest-vllm-profile-gpu-6.boot.lock", "pytest-vllm-profile-gpu-7.boot.lock"]
+    alone = ServerPool(PoolSettings(worker=1, gpu_count=2, lock_dir=tmp_path), RecordingLauncherDouble)
+    assert alone.boot_lock_paths(Workload(model="m")) == []
+    cpu = ServerPool(PoolSettings(worker=1, workers_per_gpu=2, lock_dir=tmp_path), RecordingLauncherDouble)
+    assert cpu.boot_lock_paths(Workload(model="m")) == []  # no GPU information: nothing to share
