@@ -20,6 +20,7 @@ import pytest
 from cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
+from pytest_vllm_profile.launchers.logs import cause_section, root_cause_lines
 from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members, read_log_tail
 from pytest_vllm_profile.launchers.vllm_args import (
     ENV_STYLE,
@@ -182,6 +183,8 @@ def test_server_dying_at_boot_raises_with_exit_code_and_log_tail(
     message = str(info.value)
     assert "exited with code" in message
     assert "notanumber" in message  # vLLM's own argument error, from the log tail
+    cause = message.split("likely cause (from the whole log):\n", 1)[1].split("last log lines", 1)[0]
+    assert "error: argument --max-model-len" in cause and "notanumber" in cause
     assert str(tmp_path / "dying.log") in message
     assert process_group_members(launcher.pgid) == []
 
@@ -274,3 +277,65 @@ def test_interrupted_session_during_boot_leaves_no_server(
     if left:  # clean up what the launcher failed to, then fail
         os.killpg(pgid, signal.SIGKILL)
     assert left == [], f"server processes {left} survived the interrupted session"
+
+
+# ---- root cause of a failed boot (no server) -------------------------------------------------
+ENGINE = "(EngineCore_DP0 pid=2345)"
+API = "(APIServer pid=2222)"
+MEMORY_PROFILING_ERROR = (
+    "AssertionError: Error in memory profiling. Initial free memory 31.2 GiB, current free memory 33.9 GiB. "
+    "This happens when other processes sharing the same container release GPU memory while vLLM is "
+    "profiling during initialization. To fix this, ensure consistent GPU memory allocation or isolate "
+    "vLLM in its own container."
+)
+
+
+def _log_built_to_vllm_0_26_failed_boot_pattern() -> str:
+    """A vLLM 0.26 GPU boot log BUILT here from the shape of a real failure: the EngineCore
+    logs its exception (every line under vLLM's ERROR header), multiprocessing prints it again,
+    and the API server ends with its generic wrapper and a long traceback."""
+    header = f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708]"
+    frames = []
+    for n in range(12):
+        frames += [f'  File "/usr/lib/python3/site-packages/vllm/v1/engine/mod{n}.py", line {100 + n}, in f{n}',
+                   f"    result = call_{n}(args)"]
+    frames[-1] = '    raise ValueError(f"Error: free memory {free} < {requested}")'  # source, not a cause
+    lines = [f"{API} INFO 07-15 10:00:01 [api_server.py:1800] vLLM API server version 0.26.0",
+             f"{ENGINE} INFO 07-15 10:00:40 [gpu_model_runner.py:2000] Model loading took 0.9 GiB",
+             f"{ENGINE} WARNING 07-15 10:00:41 [utils.py:10] Using a slow tokenizer",
+             f"{header} EngineCore failed to start.",
+             f"{header} Traceback (most recent call last):"]
+    lines += [f"{header} {frame}" for frame in frames]
+    lines += [f"{header}     ^^^^^^^^^^^^^^^", f"{header} {MEMORY_PROFILING_ERROR}",
+              f"{ENGINE} Process EngineCore_DP0:", f"{ENGINE} Traceback (most recent call last):"]
+    lines += [f"{ENGINE} {frame}" for frame in frames]
+    lines += [f"{ENGINE} {MEMORY_PROFILING_ERROR}",  # the same error again, from multiprocessing
+              f"{API} Traceback (most recent call last):"]
+    lines += [f"{API} {frame}" for frame in frames * 2]
+    lines += [f"{API} RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {{}}"]
+    return "\n".join(lines) + "\n"
+
+
+def test_root_cause_found_before_a_tail_that_holds_only_the_wrapper() -> None:
+    text = _log_built_to_vllm_0_26_failed_boot_pattern()
+    tail = "\n".join(text.splitlines()[-40:])
+    assert "memory profiling" not in tail  # the situation seen on the H100: the tail alone is useless
+    causes = root_cause_lines(text)
+    assert causes == [f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708] EngineCore failed to start.",
+                      f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708] {MEMORY_PROFILING_ERROR}"]
+    section = cause_section(text)
+    assert section.startswith("likely cause (from the whole log):\n")
+    assert "Engine core initialization failed" not in section and 'File "' not in section
+
+
+def test_root_cause_lines_keep_the_earliest_distinct_ones_up_to_the_limit() -> None:
+    text = "\n".join(
+        ["INFO starting", "ValueError: Free memory on device cuda:0 (30.1/79.2 GiB) on startup is less than desired "
+         "GPU memory utilization (0.4, 31.7 GiB).", '  File "x.py", line 3, in f', "torch.OutOfMemoryError: CUDA out of memory."]
+        + [f"KeyError: 'k{n}'" for n in range(10)] + ["ValueError: Free memory on device cuda:0 (30.1/79.2 GiB) on startup "
+                                                      "is less than desired GPU memory utilization (0.4, 31.7 GiB)."]
+    )
+    causes = root_cause_lines(text, limit=4)
+    assert causes == [text.splitlines()[1], "torch.OutOfMemoryError: CUDA out of memory.", "KeyError: 'k0'", "KeyError: 'k1'"]
+    assert root_cause_lines("INFO all fine\nWARNING slow tokenizer\n") == []
+    assert cause_section("INFO all fine\n") == ""

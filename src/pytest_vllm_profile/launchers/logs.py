@@ -21,9 +21,10 @@ MAX_CAUSE_LINES = 8
 MAX_LOG_BYTES = 16 * 1024 * 1024
 
 # "(EngineCore_DP0 pid=1234) " / "(APIServer pid=1)" prefixes vLLM puts on multi-process output.
-_PROCESS_PREFIX = re.compile(r"^\s*\([\w.\-]+ pid=\d+\)\s*")
+_PROCESS_PREFIX = re.compile(r"^\([\w.\-]+ pid=\d+\) ?")
 # vLLM's logger header: "ERROR 07-15 10:01:02 [core.py:700] " (the date and file vary by version).
-_LOGGER_HEADER = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d\d-\d\d\s+[\d:.]+\s+(\[[^\]]*\]\s*)?")
+# Exactly one space is eaten after it: the indentation of a logged traceback line must survive.
+_LOGGER_HEADER = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d\d-\d\d\s+[\d:.]+ (\[[^\]]*\] ?)?")
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception)\b.*:")
 _FRAME_LINE = re.compile(r'^\s*File ".*", line \d+')
 # Generic wrappers that only point elsewhere ("see root cause above").
