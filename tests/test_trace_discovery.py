@@ -135,17 +135,6 @@ def test_bad_trace_in_folder_names_that_file(tmp_path: Path, rep0: Path) -> None
     assert info.value.path == str(bad)
 
 
-def test_sqlite_goes_to_nsys_reader(tmp_path: Path) -> None:
-    try:
-        from pytest_vllm_profile.trace import nsys_reader  # noqa: F401
-    except ImportError:
-        db = tmp_path / "profile.sqlite"
-        db.write_bytes(b"")
-        with pytest.raises(TraceError, match="Nsight Systems reader is not available"):
-            read_trace_set(db)
-    else:
-        pytest.skip("nsys_reader exists: its own tests cover .sqlite input")
-
 
 def test_keep_python_frames_reaches_every_trace_read(tmp_path: Path, rep0: Path, api_trace: Path) -> None:
     # base-rep0 holds 17131 python_function frames, 11 of them nn.Module frames; the API
