@@ -68,3 +68,17 @@ def test_installed_script(data_dir):
         pytest.skip("vllm-profile script not on PATH (package not installed)")
     proc = subprocess.run([exe, "summarize", str(data_dir / "missing.json")], capture_output=True, text=True)
     assert proc.returncode == 1 and "missing.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_output_piped_into_a_reader_that_closes_early_is_not_an_error() -> None:
+    # `vllm-profile summarize | head -2`: the pipe closes before the table is written.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "pytest_vllm_profile.cli", "summarize"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Broken pipe" not in err

@@ -9,6 +9,7 @@ Exit codes: 0 ok, 1 the input could not be analysed (message on stderr), 2 usage
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VllmProfileError as exc:
         print(f"vllm-profile {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # unreadable file, bad gzip, ...
         print(f"vllm-profile {args.command}: error: {exc}", file=sys.stderr)
         return 1
