@@ -32,7 +32,6 @@ import gzip
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,25 @@ print(json.dumps({"seconds": seconds, "import_seconds": import_seconds, "note": 
                   "children_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
+def _bare_load(module: str, decode: str) -> str:
+    """Worker code for a bare JSON load of the whole trace with `decode` (the speed floor)."""
+    return f"""
+import gzip, {module}
+try:  # the fastest inflate we have, so that the bare load is a strict floor
+    from isal.igzip import decompress as inflate
+    how = "isal"
+except ImportError:
+    from gzip import decompress as inflate
+    how = "zlib"
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+with open(sys.argv[1], "rb") as fh:
+    doc = {decode}(inflate(fh.read()))
+seconds = time.perf_counter() - t0
+note = f"{{len(doc['traceEvents'])}} events, {{how}} inflate"
+"""
+
+
 WORKERS: dict[str, str] = {
     "summarize": """
 note = ""
@@ -92,36 +110,8 @@ breakdown = analyzer.get_gpu_kernel_breakdown()
 seconds = time.perf_counter() - t0
 note = f"kernel-type rows: {len(breakdown[0])}"
 """,
-    "bare-msgspec": """
-import gzip, msgspec
-try:  # the fastest inflate we have, so that the bare load is a strict floor
-    from isal.igzip import decompress as inflate
-    how = "isal"
-except ImportError:
-    from gzip import decompress as inflate
-    how = "zlib"
-import_seconds = time.perf_counter() - t_import
-t0 = time.perf_counter()
-with open(sys.argv[1], "rb") as fh:
-    doc = msgspec.json.decode(inflate(fh.read()))
-seconds = time.perf_counter() - t0
-note = f"{len(doc['traceEvents'])} events, {how} inflate"
-""",
-    "bare-orjson": """
-import gzip, orjson
-try:  # the fastest inflate we have, so that the bare load is a strict floor
-    from isal.igzip import decompress as inflate
-    how = "isal"
-except ImportError:
-    from gzip import decompress as inflate
-    how = "zlib"
-import_seconds = time.perf_counter() - t_import
-t0 = time.perf_counter()
-with open(sys.argv[1], "rb") as fh:
-    doc = orjson.loads(inflate(fh.read()))
-seconds = time.perf_counter() - t0
-note = f"{len(doc['traceEvents'])} events, {how} inflate"
-""",
+    "bare-msgspec": _bare_load("msgspec", "msgspec.json.decode"),
+    "bare-orjson": _bare_load("orjson", "orjson.loads"),
     "reader": """
 from pytest_vllm_profile.trace import read_torch_trace
 import_seconds = time.perf_counter() - t_import

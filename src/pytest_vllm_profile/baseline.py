@@ -13,19 +13,18 @@ pytest-xdist workers can update different GPUs' entries of one file concurrently
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ContextManager
 
 from .errors import BaselineError
+from .filelock import exclusive_lock
 from .repeats import RepeatSpread
 from .schemas import SchemaValidationError, validate_baseline
 from .summary import ProfileSummary
@@ -290,19 +289,9 @@ class BaselineStore:
             self._atomic_write(path, json.dumps(document, indent=1, sort_keys=False) + "\n")
         return True
 
-    @contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        lock_path = path.with_name(f".{path.name}.lock")
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise BaselineError(f"{lock_path}: cannot create the baseline lock file: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    @staticmethod
+    def _locked(path: Path) -> ContextManager[None]:
+        return exclusive_lock(path.with_name(f".{path.name}.lock"), BaselineError, "baseline lock file")
 
     @staticmethod
     def _atomic_write(path: Path, text: str) -> None:

