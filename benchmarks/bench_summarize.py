@@ -81,6 +81,32 @@ note = f"{{len(doc['traceEvents'])}} events, {{how}} inflate"
 """
 
 
+
+def _reader(options: str, note: str) -> str:
+    """Worker code for `read_torch_trace(path<options>)` alone; `note` is a Python expression."""
+    return f"""
+from pytest_vllm_profile.trace import read_torch_trace
+import_seconds = time.perf_counter() - t_import
+t0 = time.perf_counter()
+trace = read_torch_trace(sys.argv[1]{options})
+seconds = time.perf_counter() - t0
+note = {note}
+"""
+
+
+def _gunzip(import_line: str, decompress: str) -> str:
+    """Worker code for inflating the whole (already read) file with `decompress`, nothing else."""
+    return f"""
+{import_line}
+import_seconds = time.perf_counter() - t_import
+raw = open(sys.argv[1], "rb").read()
+t0 = time.perf_counter()
+out = {decompress}(raw, wbits=31)
+seconds = time.perf_counter() - t0
+note = f"{{len(out) / 1e6:.0f}} MB inflated (read excluded)"
+"""
+
+
 WORKERS: dict[str, str] = {
     "summarize": """
 note = ""
@@ -112,40 +138,12 @@ note = f"kernel-type rows: {len(breakdown[0])}"
 """,
     "bare-msgspec": _bare_load("msgspec", "msgspec.json.decode"),
     "bare-orjson": _bare_load("orjson", "orjson.loads"),
-    "reader": """
-from pytest_vllm_profile.trace import read_torch_trace
-import_seconds = time.perf_counter() - t_import
-t0 = time.perf_counter()
-trace = read_torch_trace(sys.argv[1])
-seconds = time.perf_counter() - t0
-note = f"{len(trace.events)} rows, {trace.metadata.extra.get('python_frames_dropped', 0)} python frames dropped"
-""",
-    "reader-all-frames": """
-from pytest_vllm_profile.trace import read_torch_trace
-import_seconds = time.perf_counter() - t_import
-t0 = time.perf_counter()
-trace = read_torch_trace(sys.argv[1], keep_python_frames=True)
-seconds = time.perf_counter() - t0
-note = f"{len(trace.events)} rows (keep_python_frames=True)"
-""",
-    "gunzip-zlib": """
-import zlib
-import_seconds = time.perf_counter() - t_import
-raw = open(sys.argv[1], "rb").read()
-t0 = time.perf_counter()
-out = zlib.decompress(raw, wbits=31)
-seconds = time.perf_counter() - t0
-note = f"{len(out) / 1e6:.0f} MB inflated (read excluded)"
-""",
-    "gunzip-isal": """
-from isal import isal_zlib
-import_seconds = time.perf_counter() - t_import
-raw = open(sys.argv[1], "rb").read()
-t0 = time.perf_counter()
-out = isal_zlib.decompress(raw, wbits=31)
-seconds = time.perf_counter() - t0
-note = f"{len(out) / 1e6:.0f} MB inflated (read excluded)"
-""",
+    "reader": _reader(
+        "", "f\"{len(trace.events)} rows, {trace.metadata.extra.get('python_frames_dropped', 0)} python frames dropped\""
+    ),
+    "reader-all-frames": _reader(", keep_python_frames=True", "f\"{len(trace.events)} rows (keep_python_frames=True)\""),
+    "gunzip-zlib": _gunzip("import zlib", "zlib.decompress"),
+    "gunzip-isal": _gunzip("from isal import isal_zlib", "isal_zlib.decompress"),
 }
 
 CONTENDERS = ("summarize", "bare-msgspec", "bare-orjson", "hta")

@@ -78,41 +78,40 @@ def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytes
     result.assert_outcomes(errors=1)
 
 
+def _assert_collection_error(pytester: pytest.Pytester, module: str, source: str, line: str) -> None:
+    """Collecting `module` (with `source`) stops the run with exit code 2 and prints `line`."""
+    pytester.makepyfile(**{module: source})
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # 2: errors during collection
+    result.stdout.fnmatch_lines([line])
+
+
 def test_marker_without_model_is_a_collection_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_nomodel="""
+    _assert_collection_error(pytester, "test_nomodel", """
         import pytest
 
         class TestGroup:
             @pytest.mark.vllm_workload(max_tokens=10)
             def test_it(self):
                 pass
-    """)
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*test_nomodel.py::TestGroup::test_it: vllm_workload needs model=*"])
+    """, "*test_nomodel.py::TestGroup::test_it: vllm_workload needs model=*")
 
 
 def test_bad_marker_value_names_the_argument(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_bad="""
+    _assert_collection_error(pytester, "test_bad", """
         import pytest
 
         @pytest.mark.vllm_workload(model="m", max_tokens=0)
         def test_zero():
             pass
-    """)
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*test_bad.py::test_zero: vllm_workload max_tokens=0: must be a positive integer*"])
+    """, "*test_bad.py::test_zero: vllm_workload max_tokens=0: must be a positive integer*")
 
 
 def test_fixture_without_marker_is_a_collection_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_nomarker="""
+    _assert_collection_error(pytester, "test_nomarker", """
         def test_forgot(vllm_profile):
             pass
-    """)
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*test_nomarker.py::test_forgot: uses the vllm_profile fixture but has no*"])
+    """, "*test_nomarker.py::test_forgot: uses the vllm_profile fixture but has no*")
 
 
 def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> None:

@@ -134,6 +134,10 @@ class BaselineLookup:
     message: str = ""
 
 
+# Said about a broken baseline file: the plugin never overwrites one it cannot read.
+_FIX_OR_DELETE = "fix or delete it, it is never overwritten automatically"
+
+
 def read_baseline_file(path: Path) -> dict[str, Any]:
     """Parse and validate one baseline file; `BaselineError` naming the file otherwise."""
     try:
@@ -145,16 +149,21 @@ def read_baseline_file(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BaselineError(
             f"{path}: baseline file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
-            "fix or delete it, it is never overwritten automatically"
+            f"{_FIX_OR_DELETE}"
         ) from None
+    _check_schema(document, path, "baseline file", f"; {_FIX_OR_DELETE}")
+    return document
+
+
+def _check_schema(document: dict[str, Any], path: Path, what: str, advice: str = "") -> None:
+    """Raise BaselineError "<path>: <what> does not match baseline.schema.json at ...<advice>"."""
     try:
         validate_baseline(document, str(path))
     except SchemaValidationError as exc:
         raise BaselineError(
-            f"{path}: baseline file does not match baseline.schema.json at JSON pointer "
-            f"'{exc.pointer or '/'}': {exc.problem}; fix or delete it, it is never overwritten automatically"
+            f"{path}: {what} does not match baseline.schema.json at JSON pointer "
+            f"'{exc.pointer or '/'}': {exc.problem}{advice}"
         ) from None
-    return document
 
 
 def entries_of(document: dict[str, Any], path: Path | None = None) -> list[BaselineEntry]:
@@ -279,13 +288,7 @@ class BaselineStore:
             if old is not None and _without_created(old) == _without_created(json.loads(json.dumps(new_data))):
                 return False
             document["entries"].setdefault(gpu_k, {})[vllm_k] = new_data
-            try:
-                validate_baseline(document, str(path))
-            except SchemaValidationError as exc:
-                raise BaselineError(
-                    f"{path}: refusing to write a baseline that does not match baseline.schema.json at "
-                    f"JSON pointer '{exc.pointer or '/'}': {exc.problem}"
-                ) from None
+            _check_schema(document, path, "refusing to write a baseline that")
             self._atomic_write(path, json.dumps(document, indent=1, sort_keys=False) + "\n")
         return True
 

@@ -30,7 +30,7 @@ import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -151,52 +151,58 @@ def _gpu_chunk(chunk: pd.DataFrame, names: np.ndarray, category: str) -> pd.Data
     return out
 
 
+# Columns every GPU activity table (kernels, memcpy, memset) is read with, {column: SQL default}.
+_GPU_ACTIVITY_COLUMNS = {
+    "start": "0", "end": "0", "deviceId": "-1", "streamId": "-1", "correlationId": "-1", "globalPid": "0",
+}
+
+
+def _read_gpu_activity(
+    db: _Db, table: str, extra_columns: dict[str, str], name_rows: Callable[[pd.DataFrame], np.ndarray], category: str,
+) -> list[pd.DataFrame]:
+    """One GPU activity table as event frames; `name_rows` gives each chunk's row names."""
+    sql = db.select(table, {**_GPU_ACTIVITY_COLUMNS, **extra_columns})
+    return [_gpu_chunk(chunk, name_rows(chunk), category) for chunk in db.chunks(sql)]
+
+
 def _read_kernels(db: _Db, strings: pd.Series) -> list[pd.DataFrame]:
-    sql = db.select(KERNEL_TABLE, {
-        "start": "0", "end": "0", "deviceId": "-1", "streamId": "-1", "correlationId": "-1",
-        "globalPid": "0", "demangledName": "NULL", "shortName": "NULL",
-    })
-    frames = []
-    for chunk in db.chunks(sql):
+    def kernel_names(chunk: pd.DataFrame) -> np.ndarray:
         names = _lookup(strings, _int_col(chunk, "demangledName"))
         missing = pd.isna(names)
         if missing.any():
             names[missing] = _lookup(strings, _int_col(chunk, "shortName"))[missing]
         names[pd.isna(names)] = "<unnamed kernel>"
-        frames.append(_gpu_chunk(chunk, names, Category.KERNEL.value))
-    return frames
+        return names
+
+    return _read_gpu_activity(
+        db, KERNEL_TABLE, {"demangledName": "NULL", "shortName": "NULL"}, kernel_names, Category.KERNEL.value
+    )
 
 
 def _read_memcpy(db: _Db) -> list[pd.DataFrame]:
     if MEMCPY_TABLE not in db.tables:
         return []
-    sql = db.select(MEMCPY_TABLE, {
-        "start": "0", "end": "0", "deviceId": "-1", "streamId": "-1", "correlationId": "-1",
-        "globalPid": "0", "copyKind": "0", "srcKind": "0", "dstKind": "0",
-    })
-    frames = []
-    for chunk in db.chunks(sql):
+
+    def memcpy_names(chunk: pd.DataFrame) -> np.ndarray:
         kind = pd.Series(_int_col(chunk, "copyKind", 0)).map(_MEMCPY_KIND).fillna("<unknown>")
         src = pd.Series(_int_col(chunk, "srcKind", 0)).map(_MEMORY_KIND).fillna("<unknown>")
         dst = pd.Series(_int_col(chunk, "dstKind", 0)).map(_MEMORY_KIND).fillna("<unknown>")
-        names = ("Memcpy " + kind + " (" + src + " -> " + dst + ")").to_numpy(dtype=object)
-        frames.append(_gpu_chunk(chunk, names, Category.MEMCPY.value))
-    return frames
+        return ("Memcpy " + kind + " (" + src + " -> " + dst + ")").to_numpy(dtype=object)
+
+    return _read_gpu_activity(
+        db, MEMCPY_TABLE, {"copyKind": "0", "srcKind": "0", "dstKind": "0"}, memcpy_names, Category.MEMCPY.value
+    )
 
 
 def _read_memset(db: _Db) -> list[pd.DataFrame]:
     if MEMSET_TABLE not in db.tables:
         return []
-    sql = db.select(MEMSET_TABLE, {
-        "start": "0", "end": "0", "deviceId": "-1", "streamId": "-1", "correlationId": "-1",
-        "globalPid": "0", "memKind": "0",
-    })
-    frames = []
-    for chunk in db.chunks(sql):
+
+    def memset_names(chunk: pd.DataFrame) -> np.ndarray:
         kind = pd.Series(_int_col(chunk, "memKind", 0)).map(_MEMORY_KIND).fillna("<unknown>")
-        names = ("Memset (" + kind + ")").to_numpy(dtype=object)
-        frames.append(_gpu_chunk(chunk, names, Category.MEMSET.value))
-    return frames
+        return ("Memset (" + kind + ")").to_numpy(dtype=object)
+
+    return _read_gpu_activity(db, MEMSET_TABLE, {"memKind": "0"}, memset_names, Category.MEMSET.value)
 
 
 def _cpu_chunk(chunk: pd.DataFrame, names: np.ndarray, categories: np.ndarray, correlation: np.ndarray) -> pd.DataFrame:
