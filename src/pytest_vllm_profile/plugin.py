@@ -629,12 +629,14 @@ def _commit(state: PluginState) -> str | None:
 
 
 def build_run_results(state: PluginState) -> RunResults:
+    from .baseline import keys_for_summary  # lazy: jsonschema is not loaded by plain pytest runs
+    from .summary import ProfileSummary
+
     tests = sorted(state.results, key=lambda t: t.nodeid)
     gpu = vllm_version = None
     for t in tests:
         if t.summary:
-            device = (t.summary.get("device") or {}).get("name")
-            gpu = "cpu" if t.summary.get("timing_domain") == "cpu" else (device or "cpu")
+            gpu = keys_for_summary(ProfileSummary.from_dict(t.summary))[0]
             vllm_version = (t.summary.get("runtime") or {}).get("vllm_version")
             break
     return RunResults(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .baseline import BaselineStore
+from .baseline import BaselineStore, keys_for_summary, vllm_key
 from .capture import ProfileCapture
 from .compare import Tolerances, compare_summaries
 from .comparison import Comparison
@@ -43,18 +43,6 @@ class BaselineMismatch(AssertionError):
 
 class KernelNotFoundError(VllmProfileError, LookupError):
     """`VllmProfile.kernel(name)` found no kernel of that name."""
-
-
-def gpu_key(summary: ProfileSummary) -> str:
-    """Baseline key of the device: the GPU model name, or "cpu" for CPU traces / unknown devices."""
-    if summary.timing_domain == "cpu":
-        return "cpu"
-    return summary.device.name or "cpu"
-
-
-def vllm_version_key(server_version: str | None, summary: ProfileSummary) -> str:
-    """Baseline key of the vLLM version: the server's, else the trace's, else "unknown"."""
-    return server_version or summary.runtime.vllm_version or "unknown"
 
 
 @dataclass
@@ -123,11 +111,12 @@ class VllmProfile:
 
     @property
     def gpu(self) -> str:
-        return gpu_key(self.summary)
+        return keys_for_summary(self.summary)[0]
 
     @property
     def vllm_version(self) -> str:
-        return vllm_version_key(self.server_vllm_version, self.summary)
+        # The server's version, else the trace's, else "unknown".
+        return vllm_key(self.server_vllm_version or self.summary.runtime.vllm_version)
 
     def step_time_us(self, kind: str) -> float | None:
         """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""

@@ -216,8 +216,7 @@ def combine_repeats(
         all_summaries = summaries
         summaries = [all_summaries[first]] + [s for i, s in enumerate(all_summaries)
                                               if structures[i] == common and i != first]
-        combined, spread = _combine_same_structure(summaries)
-        _recombine_step_kinds(combined, spread, all_summaries)
+        combined, spread = _combine_same_structure(summaries, kind_summaries=all_summaries)
         combined.source = [src for s in all_summaries for src in s.source]
         combined.notes = [*combined.notes, steps_note]
         spread.repeats = len(all_summaries)
@@ -225,26 +224,33 @@ def combine_repeats(
     return _combine_same_structure(summaries)
 
 
-def _recombine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: list[ProfileSummary]) -> None:
-    """Per step kind medians over every repeat that has the kind (structures differ elsewhere)."""
+def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: list[ProfileSummary]) -> None:
+    """Per step kind: medians over every repeat that has the kind, and their relative spread."""
     for kind, stats in out.step_kinds.items():
         per = [s.step_kinds[kind] for s in summaries if kind in s.step_kinds]
         medians = [p.median_gpu_time_us for p in per]
         stats.median_gpu_time_us = _median(medians)
         stats.mean_gpu_time_us = _median([p.mean_gpu_time_us for p in per])
+        stats.min_gpu_time_us = _median([p.min_gpu_time_us for p in per])
+        stats.max_gpu_time_us = _median([p.max_gpu_time_us for p in per])
         stats.kernels_per_step = _combine_launches_per_step([p.kernels_per_step for p in per])
         spread.step_gpu_time_us[kind] = relative_spread(medians)
-        if all(len(p.median_layer_time_us) == len(stats.median_layer_time_us) for p in per):
-            columns = list(zip(*(p.median_layer_time_us for p in per)))
-            stats.median_layer_time_us = [_median(list(c)) for c in columns]
-            spread.layer_time_us[kind] = [relative_spread(list(c)) for c in columns]
+        # Layer lists line up by index (same layer count in every repeat: checked).
+        width = len(stats.median_layer_time_us)
+        same_layers = [p.median_layer_time_us for p in per if len(p.median_layer_time_us) == width]
+        columns = [list(c) for c in zip(*same_layers)]
+        stats.median_layer_time_us = [_median(c) for c in columns]
+        spread.layer_time_us[kind] = [relative_spread(c) for c in columns]
         per_kernel = [kernel_us_per_step(s, kind) for s in summaries if kind in s.step_kinds]
         spread.kernel_us_per_step[kind] = {
             name: relative_spread([pk.get(name, 0.0) for pk in per_kernel]) for name in sorted(set().union(*per_kernel))
         }
 
 
-def _combine_same_structure(summaries: list[ProfileSummary]) -> tuple[ProfileSummary, RepeatSpread]:
+def _combine_same_structure(
+    summaries: list[ProfileSummary], kind_summaries: list[ProfileSummary] | None = None
+) -> tuple[ProfileSummary, RepeatSpread]:
+    """Combine repeats of one step structure; step kinds over `kind_summaries` (default: the same)."""
     n = len(summaries)
     out = copy.deepcopy(summaries[0])
     out.source = [src for s in summaries for src in s.source]
@@ -263,26 +269,7 @@ def _combine_same_structure(summaries: list[ProfileSummary]) -> tuple[ProfileSum
         for j, layer in enumerate(step.layers):
             layer.time_us = _median([s.steps[i].layers[j].time_us for s in summaries])
 
-    for kind, stats in out.step_kinds.items():
-        per = [s.step_kinds[kind] for s in summaries]
-        medians = [p.median_gpu_time_us for p in per]
-        stats.median_gpu_time_us = _median(medians)
-        stats.mean_gpu_time_us = _median([p.mean_gpu_time_us for p in per])
-        stats.min_gpu_time_us = _median([p.min_gpu_time_us for p in per])
-        stats.max_gpu_time_us = _median([p.max_gpu_time_us for p in per])
-        stats.kernels_per_step = _combine_launches_per_step([p.kernels_per_step for p in per])
-        spread.step_gpu_time_us[kind] = relative_spread(medians)
-        layer_spreads = []
-        for j in range(len(stats.median_layer_time_us)):
-            values = [p.median_layer_time_us[j] for p in per]
-            stats.median_layer_time_us[j] = _median(values)
-            layer_spreads.append(relative_spread(values))
-        spread.layer_time_us[kind] = layer_spreads
-        per_kernel = [kernel_us_per_step(s, kind) for s in summaries]
-        spread.kernel_us_per_step[kind] = {
-            name: relative_spread([pk.get(name, 0.0) for pk in per_kernel])
-            for name in sorted(set().union(*per_kernel))
-        }
+    _combine_step_kinds(out, spread, summaries if kind_summaries is None else kind_summaries)
 
     by_name = [{k.name: k for k in s.kernels} for s in summaries]
     kernels = [_combine_kernel(name, [m.get(name) for m in by_name]) for name in sorted(set().union(*by_name))]
