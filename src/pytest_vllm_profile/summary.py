@@ -164,35 +164,38 @@ class ProfileSummary:
 
 
 
+# Which fields of which dataclass hold nested dataclasses (single, list of, dict of).
+_NESTED: dict[tuple[type, str], type] = {
+    (ProfileSummary, "device"): DeviceInfo,
+    (ProfileSummary, "runtime"): RuntimeInfo,
+    (ProfileSummary, "roofline"): Roofline,
+}
+_NESTED_LISTS: dict[tuple[type, str], type] = {
+    (ProfileSummary, "steps"): StepSummary,
+    (ProfileSummary, "kernels"): KernelSummary,
+    (ProfileSummary, "ranks"): ProfileSummary,
+    (StepSummary, "layers"): LayerTiming,
+}
+_NESTED_DICTS: dict[tuple[type, str], type] = {
+    (ProfileSummary, "step_kinds"): StepKindStats,
+    (KernelSummary, "per_step_kind"): KernelKindStats,
+}
+
+
 def _build(cls: type, data: Any) -> Any:
     """Rebuild nested dataclasses from `asdict` output (dicts/lists of dicts)."""
     if data is None:
         return None
-    hints = {
-        (ProfileSummary, "device"): DeviceInfo,
-        (ProfileSummary, "runtime"): RuntimeInfo,
-        (ProfileSummary, "roofline"): Roofline,
-    }
-    list_hints = {
-        (ProfileSummary, "steps"): StepSummary,
-        (ProfileSummary, "kernels"): KernelSummary,
-        (ProfileSummary, "ranks"): ProfileSummary,
-        (StepSummary, "layers"): LayerTiming,
-    }
-    dict_hints = {
-        (ProfileSummary, "step_kinds"): StepKindStats,
-        (KernelSummary, "per_step_kind"): KernelKindStats,
-    }
     known = {f.name for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             continue  # tolerate fields added by newer minor versions
-        if (cls, key) in hints:
-            value = _build(hints[(cls, key)], value)
-        elif (cls, key) in list_hints:
-            value = [_build(list_hints[(cls, key)], v) for v in value]
-        elif (cls, key) in dict_hints:
-            value = {k: _build(dict_hints[(cls, key)], v) for k, v in value.items()}
+        if (cls, key) in _NESTED:
+            value = _build(_NESTED[(cls, key)], value)
+        elif (cls, key) in _NESTED_LISTS:
+            value = [_build(_NESTED_LISTS[(cls, key)], v) for v in value]
+        elif (cls, key) in _NESTED_DICTS:
+            value = {k: _build(_NESTED_DICTS[(cls, key)], v) for k, v in value.items()}
         kwargs[key] = value
     return cls(**kwargs)
