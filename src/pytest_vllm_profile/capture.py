@@ -206,17 +206,15 @@ class ProfileCapture:
         checked: dict[Path, int] = {}  # gzip files already read through at this size
         while True:
             new = {p: s for p, s in _listing(watch_dir).items() if p not in before}
-            if new and new == previous and any(is_trace_file(p) for p in new):
-                stable += 1
-            else:
-                stable = 0
+            traces = [p for p in new if is_trace_file(p)]
+            stable = stable + 1 if traces and new == previous else 0
             previous = new
             # A tensor-parallel server writes one engine trace per rank, each flushed by its
             # own worker: wait until every rank's file is there, not just the first one.
             # (Older vLLM names engine traces <host>_<pid>.<ns>.pt.trace.json.gz, without "rank".)
-            ranks_seen = sum(1 for p in new if is_trace_file(p) and "async_llm" not in p.name)
-            enough_ranks = ranks_seen >= self.workload.tensor_parallel_size or self.server.profiler != "torch"
-            if stable >= self.stable_polls - 1 and new and enough_ranks and any(is_trace_file(p) for p in new):
+            engine_traces = sum(1 for p in traces if "async_llm" not in p.name)
+            enough_ranks = engine_traces >= self.workload.tensor_parallel_size or self.server.profiler != "torch"
+            if traces and stable >= self.stable_polls - 1 and enough_ranks:
                 pending = [p for p, s in new.items() if p.name.endswith(".gz") and checked.get(p) != s]
                 complete = [p for p in pending if gzip_complete(p)]
                 checked.update({p: new[p] for p in complete})
