@@ -164,7 +164,7 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
     # c. float32 instead of the model's bfloat16: the kernel set stays, but the bf16<->fp32
     # casts vanish, so ops like aten::_to_copy run far fewer times per step. Launch counts are
     # compared exactly whatever the time tolerance: with times tolerated up to 5x (so CPU
-    # noise cannot be what fails it), the test must FAIL and say which op's count changed.
+    # noise alone cannot fail it), the test must FAIL and say which op's count changed.
     result, data, timings = project.run("c: --dtype float32", "--vllm-repeats", "1", "--vllm-rel-tol", "5",
                                         "--vllm-server-arg=--dtype=float32")
     changed = _only_test(data)
@@ -177,7 +177,9 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
              if f["kind"] == "count" and f["metric"] == "kernel[aten::_to_copy].decode.launches_per_step"]
     assert len(casts) == 1, changed["comparison"]["regressions"]
     assert casts[0]["candidate"] < casts[0]["baseline"]
-    assert {f["kind"] for f in changed["comparison"]["regressions"]} == {"count"}
+    # float32 also really slows some ops (aten::sum ran 8x longer in one CI run), so time
+    # regressions may come along; the count change is what must be reported in any case.
+    assert "count" in {f["kind"] for f in changed["comparison"]["regressions"]}
     output_lines = [line for line in output.splitlines() if "REGRESSION" in line]
     print("[c] " + "\n[c] ".join(output_lines[:8]))
     result.stdout.re_match_lines([r".*REGRESSION launches per (prefill|decode) step of kernel aten::\w+ "
