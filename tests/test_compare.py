@@ -7,6 +7,7 @@ the two H100 profiles tests/data/base-rep0 / base-rep1 (same workload, same serv
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from pytest_vllm_profile.compare import (
     compare_summaries,
     kernel_deltas,
 )
+from pytest_vllm_profile.comparison import Comparison
 from pytest_vllm_profile.errors import AnalysisError, VllmProfileError
 from pytest_vllm_profile.repeats import RepeatSpread, combine_repeats, kernel_us_per_step
 from pytest_vllm_profile.summary import (
@@ -169,6 +171,8 @@ def test_built_replaced_kernel_is_new_and_missing_drift_and_fails() -> None:
     d = result.to_dict()
     assert d["new_kernels"] == ["void flash::attn_fwd_v2<128>(Params)"]
     assert d["missing_kernels"] == ["void flash::attn_fwd<128>(Params)"]
+    # The JSON form (results files, reports) reads back into the same Comparison.
+    assert Comparison.from_dict(json.loads(json.dumps(d))) == result
 
 
 def test_built_replaced_kernel_passes_with_fail_on_drift_off_but_is_reported() -> None:

@@ -67,6 +67,22 @@ class Comparison:
         d["missing_kernels"] = [k.name for k in self.missing_kernels]
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Comparison":
+        """Inverse of `to_dict` (a results file's `comparison`); TypeError when the layout differs."""
+        def objects(kind: type, items: Any) -> list[Any]:
+            return [kind(**i) for i in items or [] if isinstance(i, dict)]
+
+        return cls(
+            verdict=str(d.get("verdict", "")),
+            regressions=objects(Finding, d.get("regressions")),
+            improvements=objects(Finding, d.get("improvements")),
+            new_kernels=objects(KernelDrift, d.get("new_kernel_details")),
+            missing_kernels=objects(KernelDrift, d.get("missing_kernel_details")),
+            step_times=objects(StepTimeChange, d.get("step_times")),
+            notes=[str(n) for n in d.get("notes", [])],
+        )
+
     def explain(self, limit: int = 5) -> str:
         """Multi-line reason for a failed test: what regressed, by how much, top offenders first."""
         lines = [f"verdict: {self.verdict}"]

@@ -119,25 +119,27 @@ def _kernel_table(view: TestView, kind: str) -> str:
 
 
 def _findings(view: TestView) -> str:
-    if not view.regressions:
+    regressions = view.comparison.regressions
+    if not regressions:
         return ""
     items = "".join(
         f"<li>{_e(f.message or f.metric)}"
         + ("" if "allowed" in f.message else f' <span class="note">(allowed {_e(f.allowed)})</span>') + "</li>"
-        for f in view.regressions[:10]
+        for f in regressions[:10]
     )
-    more = f"<li>… and {len(view.regressions) - 10} more</li>" if len(view.regressions) > 10 else ""
+    more = f"<li>… and {len(regressions) - 10} more</li>" if len(regressions) > 10 else ""
     return f"<h3>Regressions, largest first</h3><ol class=\"regressions\">{items}{more}</ol>"
 
 
 def _drift(view: TestView) -> str:
-    if not view.new_kernels and not view.missing_kernels:
+    new, missing = view.comparison.new_kernels, view.comparison.missing_kernels
+    if not new and not missing:
         return "<h3>Kernel drift</h3><p class=\"note\">Same kernel set as the baseline.</p>" if view.baseline else ""
     rows = "".join(
         f'<tr><td>{label}</td><td title="{_e(k.name)}"><code>{_e(k.short_name)}</code></td><td>{_e(k.kernel_class)}</td>'
         f'<td>{_e(k.step_kind)}</td><td class="num">{_e(fmt_us(k.us_per_step))}</td>'
         f'<td class="num">{100 * k.share_of_step:.1f}%</td><td>{"fails" if k.fails else "below threshold"}</td></tr>'
-        for label, ks in (("new", view.new_kernels), ("missing", view.missing_kernels)) for k in ks
+        for label, ks in (("new", new), ("missing", missing)) for k in ks
     )
     return (f'<h3>Kernel drift</h3><table class="drift"><tr><th></th><th>kernel</th><th>class</th><th>step kind</th>'
             f"<th>per step</th><th>share of step</th><th>verdict</th></tr>{rows}</table>")
@@ -199,8 +201,8 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
                          + _img(out_dir, layer_png, "per-layer time (no layers were found)"))
             parts.append(f"<h3>Top kernels ({_e(kind)} steps)</h3>" + _kernel_table(view, kind))
         parts.append(_drift(view))
-    if view.notes:
-        parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in view.notes) + "</ul>")
+    if view.comparison.notes:
+        parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in view.comparison.notes) + "</ul>")
     parts.append(_requests(view))
     parts.append(_traces(view, out_dir, base))
     parts.append("</section>")

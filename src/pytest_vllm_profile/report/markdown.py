@@ -46,27 +46,28 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
         lines.append(f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)} | {_step_cell(v, 'prefill')} "
                      f"| {_step_cell(v, 'decode')} |")
     for v in views:
-        if not (v.regressions or v.new_kernels or v.missing_kernels) and v.verdict not in ("fail", "error"):
+        c = v.comparison
+        if not (c.regressions or c.new_kernels or c.missing_kernels) and v.verdict not in ("fail", "error"):
             continue
         lines += ["", f"### {_verdict(v.verdict)} {md_escape(v.nodeid)}", ""]
-        if v.regressions:
+        if c.regressions:
             lines.append("Top offenders:")
             lines.append("")
-            for f in v.regressions[:top]:
+            for f in c.regressions[:top]:
                 allowed = "" if "allowed" in f.message else f" (allowed {md_escape(f.allowed)})"
                 lines.append(f"1. {md_escape(f.message or f.metric)}{allowed}")
-            if len(v.regressions) > top:
-                lines.append(f"\n…and {len(v.regressions) - top} more regressions.")
+            if len(c.regressions) > top:
+                lines.append(f"\n…and {len(c.regressions) - top} more regressions.")
             lines.append("")
-        if v.new_kernels or v.missing_kernels:
+        if c.new_kernels or c.missing_kernels:
             lines += ["| drift | kernel | class | per step | share | fails |", "| --- | --- | --- | ---: | ---: | --- |"]
-            for label, ks in (("new", v.new_kernels), ("missing", v.missing_kernels)):
+            for label, ks in (("new", c.new_kernels), ("missing", c.missing_kernels)):
                 for k in ks:
                     lines.append(f"| {label} | {md_escape(k.short_name)} | {md_escape(k.kernel_class)} "
                                  f"| {fmt_us(k.us_per_step)} / {md_escape(k.step_kind)} step "
                                  f"| {100 * k.share_of_step:.1f}% | {'yes' if k.fails else 'no'} |")
             lines.append("")
-        if v.test.message and not v.regressions:
+        if v.test.message and not c.regressions:
             lines += ["```", v.test.message.replace("```", "'''")[:2000], "```"]
     return "\n".join(lines).rstrip() + "\n"
 

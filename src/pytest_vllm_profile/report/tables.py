@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..comparison import Finding, KernelDrift, StepTimeChange
+from ..comparison import Comparison, StepTimeChange
 from ..errors import VllmProfileError
 from ..results import RESULTS_SCHEMA_VERSION, RunResults, TestResult
 from ..summary import STEP_KINDS, ProfileSummary
@@ -80,12 +80,8 @@ class TestView:
     verdict: str  # a key of VERDICT_LABELS
     current: ProfileSummary | None
     baseline: ProfileSummary | None
+    comparison: Comparison  # empty when the test was not compared (no baseline, error, update)
     step_times: list[StepTimeRow] = field(default_factory=list)
-    regressions: list[Finding] = field(default_factory=list)
-    improvements: list[Finding] = field(default_factory=list)
-    new_kernels: list[KernelDrift] = field(default_factory=list)
-    missing_kernels: list[KernelDrift] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def nodeid(self) -> str:
@@ -98,9 +94,9 @@ class TestView:
 
     def metric_state(self, metric: str) -> str:
         """"worse" / "better" when the comparison counted `metric` as a regression / improvement."""
-        if any(f.metric == metric for f in self.regressions):
+        if any(f.metric == metric for f in self.comparison.regressions):
             return "worse"
-        if any(f.metric == metric for f in self.improvements):
+        if any(f.metric == metric for f in self.comparison.improvements):
             return "better"
         return ""
 
@@ -146,28 +142,15 @@ def _verdict(test: TestResult) -> str:
     return "fail" if test.outcome == "failed" else ("pass" if test.outcome == "passed" else "error")
 
 
-def _objects(cls: type, items: Any) -> list[Any]:
-    return [cls(**i) for i in items or [] if isinstance(i, dict)]
-
-
 def view_of(test: TestResult) -> TestView:
     current = _summary(test.summary, "summary", test.nodeid)
     baseline = _summary(test.baseline_summary, "baseline_summary", test.nodeid)
-    comp = test.comparison or {}
     try:
-        view = TestView(
-            test=test, verdict=_verdict(test), current=current, baseline=baseline,
-            regressions=_objects(Finding, comp.get("regressions")),
-            improvements=_objects(Finding, comp.get("improvements")),
-            new_kernels=_objects(KernelDrift, comp.get("new_kernel_details")),
-            missing_kernels=_objects(KernelDrift, comp.get("missing_kernel_details")),
-            notes=[str(n) for n in comp.get("notes", [])],
-        )
-        changes = _objects(StepTimeChange, comp.get("step_times"))
+        comparison = Comparison.from_dict(test.comparison or {})
     except TypeError as exc:
         raise ReportInputError(f"test {test.nodeid}: its comparison is not a Comparison.to_dict(): {exc}") from None
-    view.step_times = step_time_rows(current, baseline, changes)
-    return view
+    return TestView(test=test, verdict=_verdict(test), current=current, baseline=baseline, comparison=comparison,
+                    step_times=step_time_rows(current, baseline, comparison.step_times))
 
 
 def views_of(results: RunResults) -> list[TestView]:
