@@ -237,7 +237,8 @@ def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int
                             workers_per_gpu=workers_per_gpu, lock_dir=root)
     pool = ServerPool(settings, lambda spec: RecordingLauncher(spec, root, f"gw{worker}"))
     go.wait(10)
-    pool.get(Workload(model="m"))
+    pooled = pool.get(Workload(model="m"))
+    (root / f"boot_s-gw{worker}").write_text(str(pooled.boot_s))
     pool.stop_all()
 
 
@@ -263,6 +264,10 @@ def test_servers_sharing_a_gpu_boot_one_at_a_time(tmp_path: Path) -> None:
     (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, (0, 1), 1, 2)
     assert not a_saw and not b_saw
     assert a_end <= b_start or b_end <= a_start  # intervals do not overlap
+    # Each boot takes PEER_WAIT_S; the one that waited for the lock still reports its own boot
+    # time (start to healthy), not the wait on top of it.
+    boot_s = [float((tmp_path / f"boot_s-gw{w}").read_text()) for w in (0, 1)]
+    assert all(RecordingLauncher.PEER_WAIT_S <= b < 1.5 * RecordingLauncher.PEER_WAIT_S for b in boot_s), boot_s
     assert [p.name for p in tmp_path.glob("*.boot.lock")] == ["pytest-vllm-profile-gpu-0.boot.lock"]
 
 

@@ -249,9 +249,11 @@ class ServerPool:
                 self._stop_one(oldest)
             spec = self.spec_for(workload, key)
             launcher = self.launcher_factory(spec)
-            started = time.monotonic()
             try:
                 with self._boot_locks(workload):
+                    # Timed from here: boot_s is start-to-healthy, not the wait for another
+                    # worker's boot on a shared GPU.
+                    started = time.monotonic()
                     server = launcher.start()
             except BaseException as exc:  # KeyboardInterrupt included: never leave a half-booted server
                 try:
