@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pytest_vllm_profile.analysis import summarize
 from pytest_vllm_profile.errors import TraceError, VllmProfileError
 from pytest_vllm_profile.events import EVENT_COLUMNS, check_event_table
 from pytest_vllm_profile.trace.nsys_reader import read_nsys_sqlite, read_nsys_trace_set
@@ -257,14 +258,31 @@ def test_trace_set_from_sqlite_built_to_nvidia_export_schema_has_one_rank(nsys_s
     assert len(ts.ranks[0].events[ts.ranks[0].events["category"] == "kernel"]) == 5244
 
 
+def test_trace_set_from_sqlite_built_to_schema_puts_a_second_process_in_api_server(nsys_sqlite: Path, tmp_path: Path):
+    # An export of a server has the API-server process too (CUDA runtime calls, no kernels):
+    # read_trace_set, the path summarize takes, must split it off as read_nsys_trace_set does.
+    from pytest_vllm_profile.trace import read_trace_set
+
+    copy = tmp_path / "two-processes.sqlite"
+    copy.write_bytes(nsys_sqlite.read_bytes())
+    with sqlite3.connect(copy) as con:
+        name_id = con.execute("SELECT id FROM StringIds LIMIT 1").fetchone()[0]
+        con.execute("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME (start, end, eventClass, globalTid, correlationId, "
+                    "nameId, returnValue) VALUES (1000, 2000, 0, ?, 999999, ?, 0)", (_global_id(4242, 4242), name_id))
+    whole = read_nsys_sqlite(copy)
+    ts = read_trace_set(copy)
+    assert list(ts.ranks) == [0]
+    assert ts.api_server is not None and len(ts.api_server.events) == 1
+    assert (ts.ranks[0].events["rank"] == 0).all()
+    assert len(ts.ranks[0].events) == len(whole.events) - 1
+
+
 def test_summary_of_nsys_sqlite_built_to_schema_matches_torch(data_dir: Path, nsys_sqlite: Path):
-    summarize_mod = pytest.importorskip("pytest_vllm_profile.analysis.summarize",
-                                        reason="analysis.summarize not written yet")
     from pytest_vllm_profile.events import TraceSet
 
     torch_set = TraceSet(ranks={0: read_torch_trace(data_dir / "base-rep0.pt.trace.json.gz")})
     nsys_set = read_nsys_trace_set(nsys_sqlite)
-    s_torch, s_nsys = summarize_mod.summarize(torch_set), summarize_mod.summarize(nsys_set)
+    s_torch, s_nsys = summarize(torch_set), summarize(nsys_set)
     assert s_nsys.token_steps == s_torch.token_steps == 10
     assert s_nsys.layer_count == s_torch.layer_count == 36
     assert s_nsys.total_kernel_us == pytest.approx(s_torch.total_kernel_us, abs=1e-3)

@@ -20,6 +20,7 @@ from typing import Literal
 
 from ..errors import TraceError
 from ..events import Trace, TraceSet
+from .nsys_reader import read_nsys_trace_set
 from .torch_reader import rank_from_name, read_torch_trace
 
 SessionChoice = Literal["latest", "only"]
@@ -57,15 +58,6 @@ def classify(path: Path) -> TraceFile:
         written_ns=int(ns.group(1)) if ns else None,
         is_api_server="async_llm" in name,
     )
-
-
-def _read_nsys(path: Path) -> TraceSet:
-    try:
-        from .nsys_reader import read_nsys_sqlite  # lazy: optional module, written separately
-    except ImportError as exc:
-        raise TraceError(path, f"Nsight Systems reader is not available ({exc})") from None
-    trace = read_nsys_sqlite(path)
-    return TraceSet(ranks={trace.metadata.rank: trace}, root=path.parent if path.is_file() else path)
 
 
 def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice, root: Path) -> tuple[TraceFile, list[TraceFile]]:
@@ -110,7 +102,7 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
     sqlite = [p for p in files if p.suffix == ".sqlite"]
     if not torch_files:
         if len(sqlite) == 1:
-            return _read_nsys(sqlite[0])
+            return read_nsys_trace_set(sqlite[0])
         if len(sqlite) > 1:
             raise TraceError(root, f"several Nsight Systems exports ({', '.join(p.name for p in sqlite)}); point at one")
         if not files:
@@ -153,7 +145,7 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
 def _read_single_file(path: Path, keep_python_frames: bool = False) -> TraceSet:
     name = path.name
     if path.suffix == ".sqlite":
-        return _read_nsys(path)
+        return read_nsys_trace_set(path)
     if name.endswith(".nsys-rep"):
         raise TraceError(path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) and pass the .sqlite")
     if not is_torch_trace_name(name):
