@@ -8,8 +8,7 @@ excluded); peak RSS = the process' own VmHWM (Linux carries a parent's ru_maxrss
 fork+exec, so not that). The load average is recorded at the start and at the end.
 Contenders:
 
-- summarize: `pytest_vllm_profile.analysis.summarize_path(path)`; while that does not exist,
-  `pytest_vllm_profile.trace.read_trace_set(path)` and the row says "reader only".
+- summarize: `pytest_vllm_profile.analysis.summarize_path(path)`.
 - hta: HolisticTraceAnalysis `TraceAnalysis(trace_dir=...)` + `get_gpu_kernel_breakdown()`, run
   with the separate venv `.venv-bench` (it pins its own torch/pandas).
 - bare-msgspec / bare-orjson: gunzip (ISA-L when installed, as the reader) + one generic JSON
@@ -110,16 +109,10 @@ note = f"{{len(out) / 1e6:.0f}} MB inflated (read excluded)"
 WORKERS: dict[str, str] = {
     "summarize": """
 note = ""
-try:
-    from pytest_vllm_profile.analysis import summarize_path
-    run = lambda p: summarize_path(p)
-except ImportError:
-    from pytest_vllm_profile.trace import read_trace_set
-    run = lambda p: read_trace_set(p)
-    note = "reader only (analysis.summarize_path not available yet)"
+from pytest_vllm_profile.analysis import summarize_path
 import_seconds = time.perf_counter() - t_import
 t0 = time.perf_counter()
-result = run(sys.argv[1])
+result = summarize_path(sys.argv[1])
 seconds = time.perf_counter() - t0
 """,
     "hta": """
@@ -166,7 +159,6 @@ def run_worker(kind: str, trace: Path, timeout_s: float) -> dict[str, object]:
             if time.perf_counter() > deadline:
                 proc.kill()
                 _, status, usage = os.wait4(proc.pid, 0)
-                proc.returncode = -9
                 return {"error": f"did not finish within {timeout_s:.0f} s", "maxrss_mb": usage.ru_maxrss / 1024}
             time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -456,8 +448,6 @@ def render(
             big = "1 GB" in label or "GB JSON" in label
             target = f"target <= 2048 MB: {met(rss <= 2048)}" if big else "the RSS target is for the 1 GB trace"
             out.append(f"- summarize peak RSS: **{rss:.0f} MB** ({target})")
-            if "reader only" in str(ok["summarize"].get("note", "")):
-                out.append("- the summarize row is the reader only: re-run once analysis.summarize_path exists")
         out.append("")
     return out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.baseline import BaselineStore
 from pytest_vllm_profile.cli import main
 from test_compare import built_summary  # the shared builder of known-shape summaries
@@ -146,9 +147,6 @@ def _console_script() -> list[str]:
 
 
 def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, tmp_path: Path) -> None:
-    analysis = pytest.importorskip("pytest_vllm_profile.analysis")
-    if not hasattr(analysis, "summarize_path"):
-        pytest.skip("analysis.summarize_path is not available yet")
     proc = subprocess.run(
         [*_console_script(), "compare", str(data_dir / "base-rep0.pt.trace.json.gz"),
          str(data_dir / "base-rep1.pt.trace.json.gz"), "--json"],
@@ -163,12 +161,9 @@ def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, tmp_path: Path) ->
 
 def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1(
         data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    analysis = pytest.importorskip("pytest_vllm_profile.analysis")
-    if not hasattr(analysis, "summarize_path"):
-        pytest.skip("analysis.summarize_path is not available yet")
     from test_compare import scaled_decode
 
-    rep0 = analysis.summarize_path(data_dir / "base-rep0.pt.trace.json.gz")
+    rep0 = summarize_path(data_dir / "base-rep0.pt.trace.json.gz")
     slower = tmp_path / "rep0-decode-x1.03.json"
     slower.write_text(scaled_decode(rep0, 1.03).to_json())
     code, out, err = run_cli(capsys, str(data_dir / "base-rep1.pt.trace.json.gz"), str(slower))
@@ -178,7 +173,6 @@ def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1
 
 def test_real_baseline_file_of_two_repeats_against_real_trace_exits_0(
         data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pytest_vllm_profile.analysis import summarize_path
     from pytest_vllm_profile.repeats import combine_repeats
 
     median, spread = combine_repeats([summarize_path(data_dir / f"base-rep{i}.pt.trace.json.gz") for i in (0, 1)])

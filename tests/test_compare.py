@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.compare import (
     IncomparableSummariesError,
     Tolerances,
@@ -263,11 +264,8 @@ def test_built_combine_repeats_rejects_different_counts() -> None:
 
 @pytest.fixture(scope="module")
 def real_pair(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
-    analysis = pytest.importorskip("pytest_vllm_profile.analysis")
-    if not hasattr(analysis, "summarize_path"):
-        pytest.skip("analysis.summarize_path is not available yet")
-    return (analysis.summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
-            analysis.summarize_path(data_dir / "base-rep1.pt.trace.json.gz"))
+    return (summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
+            summarize_path(data_dir / "base-rep1.pt.trace.json.gz"))
 
 
 def scaled_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
@@ -364,7 +362,6 @@ def test_real_kernel_deltas_table_rows(real_pair: tuple[ProfileSummary, ProfileS
 
 @pytest.fixture(scope="module")
 def real_cpu(data_dir: Path) -> ProfileSummary:
-    from pytest_vllm_profile.analysis import summarize_path
 
     return summarize_path(data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz")
 
@@ -392,7 +389,6 @@ def test_real_cpu_trace_against_real_gpu_trace_is_an_error(
 
 @pytest.fixture(scope="module")
 def h100_pairs(data_dir: Path) -> dict[str, tuple[ProfileSummary, ProfileSummary]]:
-    from pytest_vllm_profile.analysis import summarize_path
 
     return {stem: tuple(summarize_path(data_dir / f"h100-{stem}-rep{i}.rank0.pt.trace.json.gz") for i in (0, 1))
             for stem in ("seed", "batch4")}

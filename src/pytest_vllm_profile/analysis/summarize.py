@@ -32,6 +32,7 @@ from ..summary import (
     StepKindStats,
     StepSummary,
 )
+from ..trace import read_trace_set
 from .cpu_ops import self_times, top_level_mask
 from .kernels import KernelStats, kernels_per_step
 from .layers import LayerDetection, LayerDetector
@@ -258,27 +259,8 @@ def _combine(
 
 
 def load_trace_set(path: str | Path) -> TraceSet:
-    """A `TraceSet` from a trace file or a vLLM profile directory."""
-    path = Path(path)
-    if not path.exists():
-        raise TraceError(path, "no such file or directory")
-    try:
-        from ..trace import read_trace_set  # type: ignore[attr-defined]
-    except ImportError:
-        read_trace_set = None
-    if read_trace_set is not None:
-        return read_trace_set(path)
-    from ..trace.torch_reader import read_torch_trace
-
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.name.endswith((".pt.trace.json", ".pt.trace.json.gz"))
-                       and "async_llm" not in p.name)
-        if not files:
-            raise TraceError(path, "no torch-profiler trace files (*.pt.trace.json[.gz]) in this directory")
-        traces = [read_torch_trace(f) for f in files]
-        return TraceSet(ranks={t.metadata.rank: t for t in traces}, root=path)
-    trace = read_torch_trace(path)
-    return TraceSet(ranks={trace.metadata.rank: trace}, root=path.parent)
+    """A `TraceSet` from a trace file or a vLLM profile directory (`trace.read_trace_set`)."""
+    return read_trace_set(path)
 
 
 def summarize_path(path: str | Path, *, model_weight_bytes: int | None = None) -> ProfileSummary:
