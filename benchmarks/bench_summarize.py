@@ -17,7 +17,7 @@ Contenders:
   options), reader-all-frames (`keep_python_frames=True`), gunzip-zlib / gunzip-isal (inflate
   the whole file, nothing else).
 
-Traces: the real 352 K-event eager H100 trace (shared/traces/eager-mixed.rank0.pt.trace.json.gz)
+Traces: the real 352 K-event eager H100 trace (tests/data/eager-mixed.rank0.pt.trace.json.gz, a copy of shared/traces/)
 and a ~1 GB (uncompressed JSON) trace this script builds by replicating that trace's events
 in time (timestamps shifted, correlation / External id / flow / Python ids offset so they stay
 unique and consistent), written in Kineto's own per-event line layout to a temp dir. --quick skips the big trace.
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TRACE = REPO.parent / "shared" / "traces" / "eager-mixed.rank0.pt.trace.json.gz"
+DEFAULT_TRACE = REPO / "tests" / "data" / "eager-mixed.rank0.pt.trace.json.gz"
 BENCH_VENV_PY = REPO / ".venv-bench" / "bin" / "python"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 BIG_DIR = Path(tempfile.gettempdir()) / "pytest-vllm-profile-bench"
