@@ -164,6 +164,11 @@ def test_assert_matches_baseline_in_the_body_fails_there(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*BaselineMismatch: test_workload.py::test_decode: profile regressed*"])
     assert "not reached" not in result.stdout.str()
+    # The results file (and so the reports) keeps the verdict and the comparison behind it.
+    (test,) = load_results(pytester).tests
+    assert (test.outcome, test.verdict) == ("failed", "fail")
+    assert test.comparison is not None and test.comparison["regressions"]
+    assert test.baseline_path is not None and test.baseline_path.endswith("test_decode.json")
 
 
 def test_failed_body_never_writes_a_baseline(

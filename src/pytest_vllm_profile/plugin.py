@@ -69,7 +69,6 @@ RESULT_ATTR = "vllm_profile_result"  # attribute of the teardown report carrying
 
 WORKLOAD_KEY = pytest.StashKey[Workload]()
 PROFILE_KEY = pytest.StashKey[Any]()  # profile.VllmProfile
-OUTCOME_KEY = pytest.StashKey[Any]()  # profile.BaselineOutcome
 PHASES_KEY = pytest.StashKey[dict]()
 BOOT_KEY = pytest.StashKey[Any]()  # seconds the server this test booted took to get healthy
 STATE_KEY = pytest.StashKey["PluginState"]()
@@ -528,7 +527,6 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         item.user_properties.append(("vllm_verdict", "error"))
         pytest.fail(problem, pytrace=False)
     profile.baseline_outcome = outcome
-    item.stash[OUTCOME_KEY] = outcome
     _add_junit_properties(item, profile, outcome)
     if outcome.fails_test:
         pytest.fail(outcome.message, pytrace=False)
@@ -592,7 +590,11 @@ def _test_result(item: pytest.Item, workload: Workload, phases: dict[str, Any]) 
                         duration_s=round(phases.get("duration", 0.0), 3),
                         server_boot_s=item.stash.get(BOOT_KEY, None))
     profile = item.stash.get(PROFILE_KEY, None)
-    baseline_outcome = item.stash.get(OUTCOME_KEY, None)
+    # The baseline outcome of a passed body, or the failing one that failed it (also when the
+    # body's own assert_matches_baseline() raised).
+    baseline_outcome = profile.baseline_outcome if profile is not None else None
+    if baseline_outcome is not None and phases.get("call") != "passed" and not baseline_outcome.fails_test:
+        baseline_outcome = None
     if outcome == "skipped":
         result.message = phases.get("message") or SKIP_REASON
         return result

@@ -82,9 +82,13 @@ class VllmProfile:
     requests: list[RequestResult] = field(default_factory=list)
     trace_paths: list[Path] = field(default_factory=list)
     server_vllm_version: str | None = None
-    comparison: Comparison | None = None  # set once compared (by the test or by the plugin)
-    baseline_outcome: BaselineOutcome | None = None
+    baseline_outcome: BaselineOutcome | None = None  # set once compared (by the test or by the plugin)
     baseline_settings: BaselineSettings | None = None
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """The comparison with the baseline, once compared (None before, or without a baseline)."""
+        return self.baseline_outcome.comparison if self.baseline_outcome is not None else None
 
     def __repr__(self) -> str:  # shown in assertion failures: keep it to what identifies the profile
         decode = self.decode_step_us
@@ -163,12 +167,8 @@ def make_store(settings: BaselineSettings) -> BaselineStore:
 
 
 def make_tolerances(settings: BaselineSettings) -> Tolerances:
-    kwargs: dict[str, Any] = {"fail_on_drift": settings.fail_on_drift}
-    if settings.rel_tol is not None:
-        kwargs["rel_time"] = settings.rel_tol
-    if settings.abs_floor_us is not None:
-        kwargs["abs_floor_us"] = settings.abs_floor_us
-    return Tolerances(**kwargs)
+    return Tolerances.from_options(rel_time=settings.rel_tol, abs_floor_us=settings.abs_floor_us,
+                                   fail_on_drift=settings.fail_on_drift)
 
 
 def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
@@ -191,7 +191,6 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
     comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread, profile.spread,
                                    step_kinds=profile.workload.compare_step_kinds)
-    profile.comparison = comparison
     if comparison.passed:
         verdict, message = "pass", ""
     else:
