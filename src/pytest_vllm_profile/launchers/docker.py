@@ -377,8 +377,12 @@ class DockerLauncher(Launcher):
             kwargs["shm_size"] = self.options.shm_size
         try:
             self.container = self.client.containers.run(self.options.image_ref(), **kwargs)
-        except docker.errors.APIError as exc:
+        except BaseException as exc:
+            # run() creates the container, then starts it: a refusal, a timeout or Ctrl-C in
+            # between leaves a created (or running) container that we hold no handle to.
             self._remove_by_name()
+            if not isinstance(exc, docker.errors.APIError):
+                raise
             raise LauncherError(self._redact(
                 f"container engine refused to start {self.options.image_ref()}: {exc.explanation or exc}")) from None
 
@@ -465,25 +469,26 @@ class DockerLauncher(Launcher):
 
         container, self.container = self.container, None
         if container is None:
+            self._remove_by_name()  # a start() interrupted before it held the container
             return
         try:
-            raw = container.logs(stdout=True, stderr=True)
-            self._last_logs = raw.decode(errors="replace")
-        except docker.errors.APIError:
-            pass
-        try:
-            container.stop(timeout=self.options.stop_timeout_s)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError:
-            pass  # already stopped/exited; removal below forces it anyway
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if "no such container" not in str(exc).lower():
-                raise LauncherError(f"could not remove container {self.container_name}: {_short(exc)}") from None
+            try:
+                raw = container.logs(stdout=True, stderr=True)
+                self._last_logs = raw.decode(errors="replace")
+            except docker.errors.APIError:
+                pass
+            try:
+                container.stop(timeout=self.options.stop_timeout_s)
+            except docker.errors.APIError:
+                pass  # already stopped/exited (or gone); removal below forces it anyway
+        finally:  # also when a second Ctrl-C lands in the graceful stop: never leave it running
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if "no such container" not in str(exc).lower():
+                    raise LauncherError(f"could not remove container {self.container_name}: {_short(exc)}") from None
         self._save_log()
 
 
