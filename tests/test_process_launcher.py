@@ -235,6 +235,43 @@ def test_nsys_command_wraps_server_with_cuda_profiler_double_nsys_on_path(
     assert any(a.startswith("--output=") and a.endswith("tr/vllm-nsys") for a in cmd)
 
 
+_SIGINT_IGNORING_GROUP = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # a server slow to shut down: SIGINT does not end it
+subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(120)"])
+time.sleep(120)
+"""
+
+
+def test_stop_cut_by_a_second_ctrl_c_still_kills_the_group_stand_in_processes(tmp_path: Path, monkeypatch) -> None:
+    # Stand-in for a vLLM process group (a Python leader + child that ignore SIGINT); the second
+    # Ctrl-C is simulated by the graceful wait raising KeyboardInterrupt.
+    launcher = ProcessLauncher(ServerSpec(model="m", trace_dir=tmp_path), stop_timeout_s=30.0)
+    launcher.process = subprocess.Popen([sys.executable, "-c", _SIGINT_IGNORING_GROUP], start_new_session=True)
+    launcher.pgid = launcher.process.pid
+    deadline = time.monotonic() + 10
+    while len(process_group_members(launcher.pgid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(process_group_members(launcher.pgid)) == 2
+
+    def interrupted(timeout_s: float) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launcher, "_wait_group_gone", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            launcher.stop()
+        launcher.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while process_group_members(launcher.pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = process_group_members(launcher.pgid)
+    finally:
+        if process_group_members(launcher.pgid):  # clean up what stop() failed to, then fail below
+            os.killpg(launcher.pgid, signal.SIGKILL)
+    assert left == []
+
+
 _INTERRUPTED_BOOT_SCRIPT = """
 import sys, threading, time
 from pathlib import Path

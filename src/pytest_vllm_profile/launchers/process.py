@@ -299,6 +299,14 @@ class ProcessLauncher(Launcher):
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        except BaseException:
+            # A second Ctrl-C cut the graceful shutdown: this was the last chance, so kill.
+            if self.pgid is not None:
+                try:
+                    os.killpg(self.pgid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            raise
         finally:
             with _LIVE_LOCK:
                 _LIVE.discard(self)
