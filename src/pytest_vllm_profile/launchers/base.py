@@ -8,6 +8,7 @@ a running server). The profiler (torch or nsys) is part of the `ServerSpec`.
 from __future__ import annotations
 
 import abc
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,3 +75,17 @@ class Launcher(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it; the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def url_host(host: str) -> str:
+    """How to write the server's listen `host` in a URL we connect to."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"  # the server listens everywhere; we talk to it locally
+    return f"[{host}]" if ":" in host else host

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import httpx
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec
+from .base import Launcher, RunningServer, ServerSpec, free_port, url_host
 from .logs import cause_section
 from .vllm_args import (
     BASE_SERVER_ENV,
@@ -95,13 +95,6 @@ def pid_is_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the engine binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def cleanup_leftovers(client: Any, hostname: str | None = None) -> list[str]:
@@ -386,8 +379,7 @@ class DockerLauncher(Launcher):
             raise LauncherError(self._redact(
                 f"container engine refused to start {self.options.image_ref()}: {exc.explanation or exc}")) from None
 
-        host_for_url = "127.0.0.1" if self.spec.host in ("0.0.0.0", "") else self.spec.host
-        base_url = f"http://{host_for_url}:{host_port}"
+        base_url = f"http://{url_host(self.spec.host)}:{host_port}"
         try:
             self._wait_healthy(base_url)
         except BaseException:

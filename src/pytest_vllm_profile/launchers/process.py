@@ -12,7 +12,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,19 +22,12 @@ from pathlib import Path
 import httpx
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec
+from .base import Launcher, RunningServer, ServerSpec, free_port, url_host
 from .logs import cause_section, read_log_for_causes
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
 
 LOG_TAIL_LINES = 40
 _API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def read_log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
@@ -245,7 +237,7 @@ class ProcessLauncher(Launcher):
         self.pgid = self.process.pid  # start_new_session: the child leads its own group
         with _LIVE_LOCK:
             _LIVE.add(self)
-        base_url = f"http://{_url_host(spec.host)}:{port}"
+        base_url = f"http://{url_host(spec.host)}:{port}"
         try:
             self._wait_healthy(base_url, spec.health_timeout_s)
         except BaseException:  # includes KeyboardInterrupt: Ctrl-C during boot leaves nothing
@@ -357,18 +349,6 @@ class ProcessLauncher(Launcher):
             # nsys writes the report when the capture range closes (/stop_profile); export it.
             return nsys.collect(self._nsys_output or self.server.trace_dir)
         return self.server.trace_dir
-
-    def __hash__(self) -> int:  # launchers live in a set (the safety net); identity is enough
-        return id(self)
-
-    def __eq__(self, other: object) -> bool:
-        return self is other
-
-
-def _url_host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"  # the server listens everywhere; we talk to it locally
-    return f"[{host}]" if ":" in host else host
 
 
 def _answers(client: httpx.Client, url: str) -> bool:

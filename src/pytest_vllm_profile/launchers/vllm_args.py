@@ -162,10 +162,3 @@ def torch_profiler_settings(
             "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY": flag[with_memory],
         }
     raise LauncherError(f"unknown vLLM profiler style {style!r}; expected {PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r}")
-
-
-def hint_for_style(style: str, trace_dir: Path | str = "/abs/trace/dir") -> str:
-    """What a person must add to their own server start to enable the torch profiler."""
-    if style == ENV_STYLE:
-        return f"start the server with VLLM_TORCH_PROFILER_DIR={trace_dir}"
-    return f"start the server with --profiler-config '{json.dumps({'profiler': 'torch', 'torch_profiler_dir': str(trace_dir)})}'"
