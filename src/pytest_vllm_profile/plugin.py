@@ -679,17 +679,12 @@ def _write_reports(state: PluginState, results: RunResults) -> None:
                 state.report_path = write_html_report(results, state.settings.report_dir)
             except VllmProfileError as exc:
                 warnings.warn(f"pytest-vllm-profile: HTML report not written: {exc}")
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        try:
-            from .report.markdown import write_job_summary
-        except ImportError as exc:
-            warnings.warn(f"pytest-vllm-profile: job summary not written ({exc})")
-        else:
-            try:
-                write_job_summary(results, Path(summary_file), append=True)  # shared by the job's steps
-            except (VllmProfileError, OSError) as exc:
-                warnings.warn(f"pytest-vllm-profile: job summary not written: {exc}")
+    try:
+        from .report.markdown import maybe_write_github_summary
+
+        maybe_write_github_summary(results)  # appends: the file is shared by the job's steps
+    except (ImportError, VllmProfileError) as exc:
+        warnings.warn(f"pytest-vllm-profile: job summary not written: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
