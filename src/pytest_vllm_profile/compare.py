@@ -232,7 +232,7 @@ class _Comparer:
                               f"{', '.join(self.step_kinds)} steps are compared)")
         layers_match = b.layer_count == c.layer_count
         self.count("layer_count", "decoder layers per step", b.layer_count, c.layer_count)
-        kinds = [k for k in ("prefill", "decode", "mixed") if k in b.step_kinds or k in c.step_kinds]
+        kinds = [k for k in STEP_KINDS if k in b.step_kinds or k in c.step_kinds]
         kinds += sorted((set(b.step_kinds) | set(c.step_kinds)) - set(kinds))
         if self.step_kinds is not None:
             skipped = [k for k in kinds if k not in self.step_kinds]

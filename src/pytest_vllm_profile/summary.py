@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 SUMMARY_SCHEMA_VERSION = 1
 
-StepKind = Literal["prefill", "decode", "mixed"]
 STEP_KINDS: tuple[str, ...] = ("prefill", "decode", "mixed")
 
 

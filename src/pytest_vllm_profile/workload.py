@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import WorkloadError
+from .summary import STEP_KINDS
 
 DEFAULT_PROMPT = "What is the capital of France?"
-COMPARABLE_STEP_KINDS = ("prefill", "decode", "mixed")  # summary.STEP_KINDS
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,9 @@ class Workload:
         if not isinstance(self.tensor_parallel_size, int) or self.tensor_parallel_size < 1:
             raise bad("tensor_parallel_size", "must be a positive integer")
         if self.compare_step_kinds is not None:
-            unknown = [k for k in self.compare_step_kinds if k not in COMPARABLE_STEP_KINDS]
+            unknown = [k for k in self.compare_step_kinds if k not in STEP_KINDS]
             if not self.compare_step_kinds or unknown:
-                raise bad("compare_step_kinds", f"must be a non-empty subset of {list(COMPARABLE_STEP_KINDS)}"
+                raise bad("compare_step_kinds", f"must be a non-empty subset of {list(STEP_KINDS)}"
                           + (f" (unknown: {unknown})" if unknown else ""))
 
     @property
