@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pytest_vllm_profile.analysis import estimate_weight_bytes_from_config, summarize, summarize_path
+from pytest_vllm_profile.analysis.roofline import peak_bandwidth_gbps
 from pytest_vllm_profile.errors import AnalysisError
 from pytest_vllm_profile.events import TraceSet
 from pytest_vllm_profile.summary import ProfileSummary
@@ -42,6 +43,16 @@ def test_decode_roofline_about_80_percent(base0):
     assert r is not None
     assert r.fraction == pytest.approx(QWEN3_8B_BYTES / 3350e9 / (r.decode_step_time_us / 1e6))
     assert 0.78 < r.fraction < 0.83
+
+
+@pytest.mark.parametrize(("gpu", "gbps"), [
+    ("NVIDIA H100 80GB HBM3", 3350.0), ("NVIDIA H100 NVL", 3900.0), ("NVIDIA H100 PCIe", 2000.0),
+    ("NVIDIA H200", 4800.0), ("NVIDIA GH200 480GB", 4000.0),  # GH200 is not taken for an H200
+    ("NVIDIA L4", 300.0), ("NVIDIA L40S", 864.0), ("NVIDIA A100-SXM4-80GB", 2039.0),
+    ("Some Future GPU", None), (None, None),
+])
+def test_datasheet_bandwidth_by_device_name(gpu, gbps):
+    assert peak_bandwidth_gbps(gpu) == gbps
 
 
 def test_no_roofline_without_model_size(data_dir):

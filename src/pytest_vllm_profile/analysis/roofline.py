@@ -14,12 +14,12 @@ from ..summary import Roofline
 
 # Datasheet peak HBM/GDDR bandwidth, GB/s. Matched on the CUDA device name, most specific first.
 PEAK_BANDWIDTH_GBPS: tuple[tuple[tuple[str, ...], float], ...] = (
+    (("GH200",), 4000.0),  # before H200: every GH200 name contains "H200"
     (("H200",), 4800.0),
     (("H100", "NVL"), 3900.0),
     (("H100", "PCIE"), 2000.0),
     (("H100",), 3350.0),  # SXM5 80GB HBM3
     (("H800",), 3350.0),
-    (("GH200",), 4000.0),
     (("B200",), 8000.0),
     (("A100", "80GB"), 2039.0),
     (("A100", "40GB"), 1555.0),
@@ -43,10 +43,7 @@ def peak_bandwidth_gbps(gpu_name: str | None) -> float | None:
         return None
     upper = gpu_name.upper()
     for keys, gbps in PEAK_BANDWIDTH_GBPS:
-        if all(k in upper for k in keys):
-            # "H100" also matches "GH200"-less names only; guard L4 vs L40/L40S by word match
-            if keys == ("L4",) and ("L40" in upper):
-                continue
+        if all(k in upper for k in keys):  # L40/L40S come before L4, so L4 never takes them
             return gbps
     return None
 
