@@ -103,7 +103,7 @@ def test_lookup_names_the_versions_that_exist(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
     store.save(NODEID, "H100", "0.9.2", built_summary())
     store.save(NODEID, "H100", "0.10.1", built_summary(6100.0))
-    found = store.lookup_fallback(NODEID, "H100", "0.26.0")
+    found = store.lookup(NODEID, "H100", "0.26.0")
     assert found.entry is None
     assert found.other_versions == ["0.9.2", "0.10.1"]
     assert "no baseline for vLLM 0.26.0 on H100" in found.message and "0.9.2, 0.10.1" in found.message

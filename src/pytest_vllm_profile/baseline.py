@@ -245,9 +245,6 @@ class BaselineStore:
                      f"{', '.join(ordered)} on this GPU (record one for {vllm_k} by updating the baseline)"),
         )
 
-    # Alias under the name the plugin's design uses.
-    lookup_fallback = lookup
-
     def entries(self, nodeid: str) -> list[BaselineEntry]:
         document = self._read(nodeid)
         return [] if document is None else entries_of(document, self.path_for(nodeid))

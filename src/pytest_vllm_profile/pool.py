@@ -139,9 +139,6 @@ class PoolSettings:
     workers_per_gpu: int = 1
     lock_dir: Path | None = None  # where the GPU boot locks live; default: the system temp folder
 
-    def identity(self) -> tuple[object, ...]:
-        return (self.launcher, self.profiler, self.extra_server_args)
-
 
 @dataclass
 class PooledServer:
@@ -155,17 +152,11 @@ class PooledServer:
 
 
 @dataclass
-class _Failure:
-    reason: str
-    spec: ServerSpec
-
-
-@dataclass
 class ServerPool:
     settings: PoolSettings
     launcher_factory: LauncherFactory
     _live: "OrderedDict[str, PooledServer]" = field(default_factory=OrderedDict)
-    _failed: dict[str, _Failure] = field(default_factory=dict)
+    _failed: dict[str, str] = field(default_factory=dict)  # server key -> why its boot failed
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_port: int | None = None
     _port_locks: dict[int, int] = field(default_factory=dict)  # port -> fd of its reservation lock
@@ -237,7 +228,7 @@ class ServerPool:
             if key in self._failed:
                 raise LauncherError(
                     f"server for model {workload.model!r} failed to start earlier in this session "
-                    f"(not retried): {self._failed[key].reason}"
+                    f"(not retried): {self._failed[key]}"
                 )
             pooled = self._live.get(key)
             if pooled is not None:
@@ -264,7 +255,7 @@ class ServerPool:
                 if not isinstance(exc, Exception):
                     raise
                 reason = str(exc) or type(exc).__name__
-                self._failed[key] = _Failure(reason=reason, spec=spec)
+                self._failed[key] = reason
                 if isinstance(exc, LauncherError):
                     raise
                 raise LauncherError(f"server for model {workload.model!r} failed to start: {reason}") from exc
@@ -306,12 +297,7 @@ class ServerPool:
             yield
 
     def failure_reason(self, workload: Workload) -> str | None:
-        failure = self._failed.get(self.key_for(workload))
-        return failure.reason if failure else None
-
-    @property
-    def live_keys(self) -> list[str]:
-        return list(self._live)
+        return self._failed.get(self.key_for(workload))
 
     def _stop_one(self, pooled: PooledServer) -> None:
         try:

@@ -48,11 +48,6 @@ class RepeatSpread:
             unstable_kernels=[str(n) for n in data.get("unstable_kernels", [])],
         )
 
-    def max_spread(self) -> float:
-        """The largest spread of any step-level timing (a one-number noise level for messages)."""
-        values = [self.total_kernel_us, *self.step_gpu_time_us.values()]
-        return max(values) if values else 0.0
-
 
 def kernel_us_per_step(summary: ProfileSummary, kind: str) -> dict[str, float]:
     """Kernel name -> microseconds that kernel takes per step of `kind` (its total / step count)."""

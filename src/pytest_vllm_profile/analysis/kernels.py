@@ -133,17 +133,17 @@ class KernelStats:
     """Per-name statistics over a table of timed events (kernels, or cpu_ops with self time).
 
     `table` needs columns `name`, `dur_us` and `kind` (the step kind of the event's step,
-    "" outside any step). `total_us` is the denominator of `share`.
+    "" outside any step). `share` is of the table's total time.
     """
 
     table: pd.DataFrame
 
-    def summaries(self, total_us: float | None = None) -> list[KernelSummary]:
+    def summaries(self) -> list[KernelSummary]:
         t = self.table
         if t.empty:
             return []
         dur = t["dur_us"]
-        total = float(dur.sum()) if total_us is None else float(total_us)
+        total = float(dur.sum())
         grouped = t.groupby("name", sort=False)["dur_us"]
         agg = grouped.agg(["count", "sum", "mean", "median", "min", "max"])
         agg["p90"] = grouped.quantile(0.9)

@@ -40,9 +40,9 @@ class TraceFile:
     written_ns: int | None  # from `.<ns>.` in the name; None when the name does not say
     is_api_server: bool
 
-    def sort_key(self) -> tuple[int, int]:
+    def sort_key(self) -> int:
         # Names carry the write time; otherwise the file's mtime is the best we know.
-        return (self.written_ns if self.written_ns is not None else self.path.stat().st_mtime_ns, 0)
+        return self.written_ns if self.written_ns is not None else self.path.stat().st_mtime_ns
 
 
 def is_torch_trace_name(name: str) -> bool:
@@ -137,7 +137,7 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
 
     api_server = None
     if api_files:
-        newest_api, _ = _pick_newest(-1, api_files, "latest", root) if len(api_files) > 1 else (api_files[0], [])
+        newest_api, _ = _pick_newest(-1, api_files, "latest", root)
         api_server = read_torch_trace(newest_api.path, keep_python_frames=keep_python_frames)
     return TraceSet(ranks=ranks, api_server=api_server, profiler_tables=tables, root=root)
 

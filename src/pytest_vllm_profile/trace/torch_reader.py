@@ -109,9 +109,9 @@ def _is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
-def _iter_blocks(path: Path, block_bytes: int | None = None) -> Iterator[bytes]:
-    """Decompressed bytes of `path` in blocks; gzip is detected by its magic bytes."""
-    block_bytes = block_bytes or _BLOCK_BYTES
+def _iter_blocks(path: Path) -> Iterator[bytes]:
+    """Decompressed bytes of `path` in blocks of about _BLOCK_BYTES; gzip is detected by its magic bytes."""
+    block_bytes = _BLOCK_BYTES
     gz = _is_gzip(path)
     decomp = _inflate_lib.decompressobj(wbits=31) if gz else None
     # Compressed input is read in smaller pieces so decompressed blocks stay near block_bytes.
