@@ -292,9 +292,7 @@ class PluginState:
         data = getattr(report, RESULT_ATTR, None)
         if data is None or report.when != "teardown":
             return
-        data = dict(data)
-        data["requests"] = [RequestResult(**r) for r in data.get("requests", [])]
-        self.results.append(TestResult(**data))
+        self.results.append(TestResult.from_dict(data))
 
     def get_pool(self) -> ServerPool:
         if self.pool is None:

@@ -39,6 +39,13 @@ class TestResult:
     duration_s: float | None = None
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TestResult":
+        """Inverse of `asdict` (a results file's test, or a report sent from an xdist worker)."""
+        data = dict(data)
+        data["requests"] = [RequestResult(**r) for r in data.get("requests", [])]
+        return cls(**data)
+
 
 @dataclass
 class RunResults:
@@ -63,11 +70,7 @@ class RunResults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunResults":
-        tests = []
-        for t in data.get("tests", []):
-            t = dict(t)
-            t["requests"] = [RequestResult(**r) for r in t.get("requests", [])]
-            tests.append(TestResult(**t))
+        tests = [TestResult.from_dict(t) for t in data.get("tests", [])]
         return cls(**{k: v for k, v in data.items() if k != "tests"}, tests=tests)
 
     @classmethod
