@@ -282,12 +282,12 @@ def _combine_same_structure(
             f"{len(spread.unstable_kernels)} kernel(s) differ between the {n} repeats (launched in some only, "
             f"or a different number of times; combined with 0 where absent): {listed}{more}")]
 
-    if out.roofline is not None and "decode" in out.step_kinds:
-        # Achieved bandwidth scales with 1 / step time; rescale rather than re-derive units.
-        before = out.roofline.decode_step_time_us
-        out.roofline.decode_step_time_us = out.step_kinds["decode"].median_gpu_time_us
-        if out.roofline.decode_step_time_us > 0:
-            out.roofline.fraction *= before / out.roofline.decode_step_time_us
+    median_decode_us = out.step_kinds["decode"].median_gpu_time_us if "decode" in out.step_kinds else 0.0
+    if out.roofline is not None and median_decode_us > 0:
+        # Achieved bandwidth scales with 1 / step time: rescale (analysis.roofline, which
+        # derives it, would pull pandas into a JSON-only compare). Time and fraction move together.
+        out.roofline.fraction *= out.roofline.decode_step_time_us / median_decode_us
+        out.roofline.decode_step_time_us = median_decode_us
     if n > 1:
         out.notes = [*out.notes, f"median of {n} repeats"]
     return out, spread
