@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..comparison import Comparison
 from ..results import RunResults, TestResult
+from .tables import VERDICT_LABELS
 
-VERDICT_LABEL = {
-    "pass": "PASS",
-    "fail": "FAIL",
-    "updated": "UPDATED",
-    "no-baseline": "NO BASELINE",
-    "error": "ERROR",
-}
+VERDICT_LABEL = {**VERDICT_LABELS, "updated": "UPDATED"}  # the terminal's column is 11 wide
 TOP_OFFENDERS = 3
 
 
@@ -50,13 +46,12 @@ def step_time_lines(test: TestResult) -> list[str]:
 
 def offender_lines(test: TestResult, limit: int = TOP_OFFENDERS) -> list[str]:
     """The regressions that explain most of the step-time change, largest first."""
-    comparison = test.comparison or {}
-    regressions = sorted(comparison.get("regressions", []), key=lambda f: -(f.get("contribution_us") or 0.0))
-    lines = [f.get("message") or f.get("metric", "?") for f in regressions[:limit]]
-    for drift in comparison.get("new_kernel_details", [])[: max(0, limit - len(lines))]:
-        lines.append(f"new kernel {drift['short_name']} ({drift['us_per_step']:.1f} µs/{drift['step_kind']} step)")
-    for drift in comparison.get("missing_kernel_details", [])[: max(0, limit - len(lines))]:
-        lines.append(f"missing kernel {drift['short_name']} (was {drift['us_per_step']:.1f} µs/{drift['step_kind']} step)")
+    comparison = Comparison.from_dict(test.comparison or {})  # regressions come ranked, largest first
+    lines = [f.message or f.metric for f in comparison.regressions[:limit]]
+    for drift in comparison.new_kernels[: max(0, limit - len(lines))]:
+        lines.append(f"new kernel {drift.short_name} ({drift.us_per_step:.1f} µs/{drift.step_kind} step)")
+    for drift in comparison.missing_kernels[: max(0, limit - len(lines))]:
+        lines.append(f"missing kernel {drift.short_name} (was {drift.us_per_step:.1f} µs/{drift.step_kind} step)")
     return lines
 
 
