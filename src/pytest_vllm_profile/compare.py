@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .comparison import Comparison, Finding, KernelDrift, StepTimeChange
+from .comparison import Comparison, Finding, KernelDrift, StepTimeChange, kernel_metric, step_metric
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
 from .summary import STEP_KINDS, ProfileSummary
@@ -252,7 +252,7 @@ class _Comparer:
             bs, cs = b.step_kinds[kind], c.step_kinds[kind]
             base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
             step_times.append(StepTimeChange(kind, base_us, cand_us, 100 * (cand_us - base_us) / base_us if base_us else 0.0))
-            self.time(f"step.{kind}.gpu_time_us", f"{kind} step {clock} time", base_us, cand_us,
+            self.time(step_metric(kind), f"{kind} step {clock} time", base_us, cand_us,
                       tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]))
 
             # Per kernel: launches per step exact, µs per step within tolerance.
@@ -274,7 +274,7 @@ class _Comparer:
                                   + (f" and {len(loose) - 5} more" if len(loose) > 5 else ""))
             for name in sorted(set(b_us) & set(c_us)):
                 short = self.short.get(name, name)
-                self.time(f"kernel[{short}].{kind}.us_per_step", f"kernel {short} in {kind} steps",
+                self.time(kernel_metric(short, kind), f"kernel {short} in {kind} steps",
                           b_us[name], c_us[name], tol.abs_floor_us,
                           self._spread(lambda s, k=kind, n=name: s.kernel_us_per_step[k][n]), unit="µs/step",
                           step_us=base_us)

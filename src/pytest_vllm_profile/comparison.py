@@ -9,6 +9,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def step_metric(kind: str) -> str:
+    """Metric name of a step kind's median time (a `Finding.metric`)."""
+    return f"step.{kind}.gpu_time_us"
+
+
+def kernel_metric(short_name: str, kind: str) -> str:
+    """Metric name of a kernel's time per step of `kind` (a `Finding.metric`)."""
+    return f"kernel[{short_name}].{kind}.us_per_step"
+
+
 @dataclass
 class Finding:
     """One metric that moved: a regression (fails the verdict) or an improvement/info."""

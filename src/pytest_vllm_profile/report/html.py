@@ -10,6 +10,7 @@ import re
 from html import escape
 from pathlib import Path
 
+from ..comparison import kernel_metric, step_metric
 from ..results import RunResults
 from .history import load as load_history
 from .history import trend_series, with_current_run
@@ -20,11 +21,9 @@ from .tables import (
     TestView,
     fmt_pct,
     fmt_us,
-    kernel_metric,
     kernel_rows,
     main_step_kind,
     request_stats,
-    step_metric,
     views_of,
 )
 

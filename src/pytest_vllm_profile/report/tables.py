@@ -245,14 +245,5 @@ def fmt_us(value: float | None) -> str:
     return f"{value / 1000:.2f} ms" if value >= 10_000 else f"{value:.1f} µs"
 
 
-def step_metric(kind: str) -> str:
-    """The comparison's metric name of a step kind's median time (compare.py's naming)."""
-    return f"step.{kind}.gpu_time_us"
-
-
-def kernel_metric(short_name: str, kind: str) -> str:
-    return f"kernel[{short_name}].{kind}.us_per_step"
-
-
 def fmt_pct(value: float | None) -> str:
     return "–" if value is None else f"{value:+.1f}%"
