@@ -20,7 +20,7 @@ from typing import Any
 
 from ..results import RunResults
 from ..summary import STEP_KINDS
-from .tables import ReportInputError, median_step_us, view_of
+from .tables import ReportInputError, median_step_us, summary_of, verdict_of
 
 HISTORY_SCHEMA_VERSION = 1
 
@@ -71,10 +71,9 @@ def entry_from_results(results: RunResults) -> HistoryEntry:
     """The history line of one run: per test its verdict and median step time per kind."""
     tests = {}
     for test in results.tests:
-        view = view_of(test)
-        med = {k: v for k in STEP_KINDS if (v := median_step_us(view.current, k)) is not None}
-        tests[test.nodeid] = TestHistory(view.verdict, med,
-                                         view.current.timing_domain if view.current else None)
+        current = summary_of(test)  # only the current summary: no baseline or comparison needed
+        med = {k: v for k in STEP_KINDS if (v := median_step_us(current, k)) is not None}
+        tests[test.nodeid] = TestHistory(verdict_of(test), med, current.timing_domain if current else None)
     date = results.created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return HistoryEntry(date=date, commit=results.commit, gpu=results.gpu,
                         vllm_version=results.vllm_version, tests=tests)

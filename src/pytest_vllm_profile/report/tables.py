@@ -134,7 +134,13 @@ def _summary(data: dict[str, Any] | None, what: str, nodeid: str) -> ProfileSumm
         raise ReportInputError(f"test {nodeid}: its {what} is not a ProfileSummary: {exc}") from None
 
 
-def _verdict(test: TestResult) -> str:
+def summary_of(test: TestResult) -> ProfileSummary | None:
+    """The test's current profile summary as an object (None when it has none)."""
+    return _summary(test.summary, "summary", test.nodeid)
+
+
+def verdict_of(test: TestResult) -> str:
+    """The key of VERDICT_LABELS a test is shown with."""
     if test.outcome in ("error", "skipped") and test.verdict in (None, ""):
         return test.outcome
     if test.verdict in VERDICT_LABELS:
@@ -143,13 +149,13 @@ def _verdict(test: TestResult) -> str:
 
 
 def view_of(test: TestResult) -> TestView:
-    current = _summary(test.summary, "summary", test.nodeid)
+    current = summary_of(test)
     baseline = _summary(test.baseline_summary, "baseline_summary", test.nodeid)
     try:
         comparison = Comparison.from_dict(test.comparison or {})
     except TypeError as exc:
         raise ReportInputError(f"test {test.nodeid}: its comparison is not a Comparison.to_dict(): {exc}") from None
-    return TestView(test=test, verdict=_verdict(test), current=current, baseline=baseline, comparison=comparison,
+    return TestView(test=test, verdict=verdict_of(test), current=current, baseline=baseline, comparison=comparison,
                     step_times=step_time_rows(current, baseline, comparison.step_times))
 
 
