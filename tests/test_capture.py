@@ -31,6 +31,11 @@ def test_gzip_complete_tells_whole_from_half_written_real_trace(data_dir: Path, 
     half = tmp_path / "half.pt.trace.json.gz"
     half.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
     assert not gzip_complete(half)
+    damaged = bytearray(real.read_bytes())  # a flipped byte mid-stream: a bad block or a CRC mismatch
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp_path / "damaged.pt.trace.json.gz").write_bytes(bytes(damaged))
+    assert not gzip_complete(tmp_path / "damaged.pt.trace.json.gz")
+    assert not gzip_complete(tmp_path / "missing.pt.trace.json.gz")
 
 
 class _NoProfilerHandler(BaseHTTPRequestHandler):
