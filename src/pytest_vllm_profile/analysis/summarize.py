@@ -71,8 +71,20 @@ def _median(values: list[float]) -> float:
     return float(np.median(values)) if values else 0.0
 
 
+def _with_step_kinds(table: pd.DataFrame, steps: list[StepSummary]) -> pd.DataFrame:
+    """`table` plus a `kind` column: the kind of each row's step, "" outside the steps."""
+    kinds = np.array([s.kind for s in steps] + [""], dtype=object)
+    st = table["step"].to_numpy()
+    return table.assign(kind=kinds[np.where((st >= 0) & (st < len(steps)), st, len(steps))])
+
+
 def summarize_trace(trace: Trace, *, model_weight_bytes: int | None = None) -> ProfileSummary:
     """Summary of one rank's trace (fills the trace's `step` column as a side effect)."""
+    return _summarize_rank(trace, model_weight_bytes)[0]
+
+
+def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[ProfileSummary, pd.DataFrame]:
+    """The rank's summary and its timed table (what a multi-rank summary pools)."""
     if trace.events.empty:
         raise TraceError(", ".join(trace.metadata.paths) or "trace", "the trace holds no events")
     detection: StepDetection = StepDetector().detect(trace)
@@ -102,10 +114,8 @@ def summarize_trace(trace: Trace, *, model_weight_bytes: int | None = None) -> P
         )
         for s in steps_info
     ]
-    table, total = _timed_table(trace, domain)
-    kind_of_step = np.array([s.kind for s in steps_info] + [""], dtype=object)
-    step_col = table["step"].to_numpy()
-    table = table.assign(kind=kind_of_step[np.where(step_col >= 0, step_col, len(steps_info))])
+    timed, total = _timed_table(trace, domain)
+    table = _with_step_kinds(timed, steps)
     kernels = KernelStats(table).summaries()
     step_kinds = _step_kind_stats(steps, table)
 
@@ -150,7 +160,7 @@ def summarize_trace(trace: Trace, *, model_weight_bytes: int | None = None) -> P
         notes=notes,
     )
     _add_roofline(summary, model_weight_bytes)
-    return summary
+    return summary, timed
 
 
 def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[str, StepKindStats]:
@@ -199,17 +209,16 @@ def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> 
     if not trace_set.ranks:
         raise TraceError(trace_set.root or "trace set", "no engine-rank traces in this profile")
     ranks = sorted(trace_set.ranks)
-    per_rank = [summarize_trace(trace_set.ranks[r], model_weight_bytes=model_weight_bytes) for r in ranks]
+    per_rank, tables = zip(*(_summarize_rank(trace_set.ranks[r], model_weight_bytes) for r in ranks))
     for r, s in zip(ranks, per_rank):
         s.rank = r
     if len(per_rank) == 1:
         return per_rank[0]
-    return _combine(trace_set, ranks, per_rank, model_weight_bytes)
+    return _combine(ranks, list(per_rank), list(tables), model_weight_bytes)
 
 
-def _combine(
-    trace_set: TraceSet, ranks: list[int], per_rank: list[ProfileSummary], model_weight_bytes: int | None
-) -> ProfileSummary:
+def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.DataFrame],
+             model_weight_bytes: int | None) -> ProfileSummary:
     first = per_rank[0]
     notes = [f"{len(ranks)} ranks: per-step time is the slowest rank's; kernel statistics pool all ranks"]
     n_steps = {s.token_steps for s in per_rank}
@@ -222,15 +231,8 @@ def _combine(
     else:
         notes.append(f"ranks found different step counts {sorted(n_steps)}: top-level steps are rank {ranks[0]}'s")
         steps = list(first.steps)
-    tables = []
-    for r in ranks:
-        trace = trace_set.ranks[r]
-        table, _ = _timed_table(trace, first.timing_domain)
-        kinds = np.array([s.kind for s in steps] + [""], dtype=object)
-        st = table["step"].to_numpy()
-        st = np.where((st >= 0) & (st < len(steps)), st, len(steps))
-        tables.append(table.assign(kind=kinds[st]))
-    pooled = pd.concat(tables, ignore_index=True)
+    # Every rank's rows take the kinds of the combined steps (rank 0's when counts differ).
+    pooled = pd.concat([_with_step_kinds(t, steps) for t in tables], ignore_index=True)
     layer_counts = {s.layer_count for s in per_rank}
     combined = ProfileSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
