@@ -115,6 +115,13 @@ def kernel_class(name: str) -> str:
     return "other"
 
 
+def is_attention_math(short_name: str, kernel_cls: str) -> bool:
+    """An attention-class kernel doing the attention itself: once per layer and step, the marker
+    the step and layer detectors look for. The KV-cache write (reshape_and_cache) and metadata
+    preparation are attention-class too but are not it."""
+    return kernel_cls == "attention" and "reshape_and_cache" not in short_name and "prepare" not in short_name
+
+
 def short_names(names: pd.Series) -> pd.Series:
     """`short_kernel_name` over a column, computed once per distinct name."""
     uniq = pd.unique(names)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..events import Category, Trace
 from .cpu_ops import top_level_mask
-from .kernels import classes, short_names
+from .kernels import classes, is_attention_math, short_names
 
 DECODER_LAYER_MODULE = re.compile(r"^nn\.Module: (\w*DecoderLayer)_(\d+)$")
 _DECODER_LAYER_TEST = re.compile(r"^nn\.Module: \w*DecoderLayer_\d+$")
@@ -189,8 +189,7 @@ class LayerDetector:
         # then the most time: the layer's heaviest repeating kernel
         def rank(name: str) -> tuple[int, int, float]:
             is_attn = cls.get(name) == "attention"
-            is_math = is_attn and "reshape_and_cache" not in name and "prepare" not in name
-            return (int(is_attn), int(is_math), float(totals.get(name, 0.0)))
+            return (int(is_attn), int(is_attention_math(name, cls.get(name, ""))), float(totals.get(name, 0.0)))
 
         best = max(steady, key=rank)
         return str(best), int(lo[best])

@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..events import Category, Trace
-from .kernels import classes, short_names
+from .kernels import classes, is_attention_math, short_names
 
 STEP_ANNOTATION = re.compile(r"execute_context_(\d+)\((\d+)\)_generation_(\d+)\((\d+)\)")
 _STEP_ANNOTATION_TEST = re.compile(r"execute_context_\d+\(\d+\)_generation_\d+\(\d+\)")
@@ -260,8 +260,7 @@ def layer_marker_name(gpu: pd.DataFrame) -> str | None:
     counts = short.value_counts()
     cls = classes(kern["name"])
     attention = short[cls.to_numpy() == "attention"].value_counts()
-    # reshape_and_cache writes the KV cache once per layer too; prefer the kernel doing the attention math
-    attention = attention[[("reshape_and_cache" not in n and "prepare" not in n) for n in attention.index]] if len(attention) else attention
+    attention = attention[[is_attention_math(n, "attention") for n in attention.index]]
     if len(attention):
         return str(attention.index[0])
     return str(counts.index[0])
