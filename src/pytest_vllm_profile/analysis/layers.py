@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..events import Category, Trace
 from .cpu_ops import top_level_mask
+from .intervals import enclosing
 from .kernels import classes, is_attention_math, short_names
 
 DECODER_LAYER_MODULE = re.compile(r"^nn\.Module: (\w*DecoderLayer)_(\d+)$")
@@ -89,12 +90,9 @@ def _inside_modules(mods: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
         p = points[(points["pid"] == pid) & (points["tid"] == tid)]
         if p.empty:
             continue
-        starts = m["start_us"].to_numpy()
-        pos = np.searchsorted(starts, p["start_us"].to_numpy(), side="right") - 1
+        pos = enclosing(m["start_us"].to_numpy(), m["end_us"].to_numpy(), p["start_us"].to_numpy())
         ok = pos >= 0
-        ok[ok] = p["start_us"].to_numpy()[ok] <= m["end_us"].to_numpy()[pos[ok]]
-        sel = p[ok]
-        out.append(sel.assign(layer=m["layer"].to_numpy()[pos[ok]], mod_step=m["step"].to_numpy()[pos[ok]]))
+        out.append(p[ok].assign(layer=m["layer"].to_numpy()[pos[ok]], mod_step=m["step"].to_numpy()[pos[ok]]))
     if not out:
         return points.iloc[0:0].assign(layer=pd.Series(dtype="int64"), mod_step=pd.Series(dtype="int64"))
     return pd.concat(out)

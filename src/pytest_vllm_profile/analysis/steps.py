@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..events import Category, Trace
+from .intervals import enclosing
 from .kernels import classes, is_attention_math, short_names
 
 STEP_ANNOTATION = re.compile(r"execute_context_(\d+)\((\d+)\)_generation_(\d+)\((\d+)\)")
@@ -115,11 +116,8 @@ def _assign_by_ranges(events: pd.DataFrame, rows: np.ndarray, steps: list[Detect
     order = np.argsort(starts)
     starts, ends = starts[order], ends[order]
     idx = np.array([steps[i].index for i in order])
-    ev_start = events["start_us"].to_numpy()[rows]
-    pos = np.searchsorted(starts, ev_start, side="right") - 1
-    valid = pos >= 0
-    inside = np.zeros(len(rows), dtype=bool)
-    inside[valid] = ev_start[valid] <= ends[pos[valid]]
+    pos = enclosing(starts, ends, events["start_us"].to_numpy()[rows])
+    inside = pos >= 0
     step_col = events["step"].to_numpy(copy=True)
     step_col[rows[inside]] = idx[pos[inside]]
     events["step"] = step_col
