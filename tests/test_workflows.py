@@ -78,7 +78,7 @@ def test_nightly_runs_the_plugin_on_a_configurable_gpu_runner() -> None:
     assert "vars.VLLM_PROFILE_RUNNER_LABELS" in job["runs-on"] and "fromJSON(" in job["runs-on"]
     assert job["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
     runs = "\n".join(s.get("run", "") for s in job["steps"])
-    assert "pip install -e '.[test,report,docker]'" in runs
+    assert "pip install -e '.[test,report,docker,gpu]'" in runs
     pytest_step = next(s for s in job["steps"] if "--vllm-profile" in s.get("run", ""))
     cmd = pytest_step["run"]
     for flag in ("-n \"${{ steps.gpus.outputs.count }}\"", "--vllm-report report/",

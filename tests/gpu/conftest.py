@@ -29,8 +29,12 @@ QWEN3_8B_CONFIG = {
 
 def write_qwen3_8b_shape(dest: Path) -> None:
     """Config + a byte-level BPE tokenizer trained here on a few sentences (no downloads)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as exc:
+        raise RuntimeError(f"writing the GPU tests' model folder needs tokenizers + transformers in this "
+                           f"environment: pip install -e '.[gpu]' ({exc})") from None
 
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "config.json").write_text(json.dumps(QWEN3_8B_CONFIG, indent=1))
