@@ -1,6 +1,9 @@
 """The plugin's command line, marker and collection behaviour (pytester; no server needed)."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from pytest_vllm_profile.plugin import SKIP_REASON, WORKLOAD_KEY, workload_of
@@ -10,8 +13,10 @@ OPTIONS = [
     "--vllm-url=URL", "--vllm-trace-dir=DIR", "--vllm-python=PYTHON", "--vllm-image=IMAGE", "--vllm-allow-pull",
     "--vllm-docker-host=URL", "--vllm-profiler={torch,nsys}", "--vllm-repeats=N", "--vllm-rel-tol=FRACTION",
     "--vllm-abs-floor-us=US", "--vllm-no-fail-on-drift", "--vllm-server-arg=ARG", "--vllm-health-timeout=SECONDS",
+    "--vllm-capture-timeout=SECONDS", "--vllm-max-servers=N", "--vllm-workers-per-gpu=N",
     "--vllm-results=FILE", "--vllm-report=DIR", "--vllm-trace-root=DIR",
 ]
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 MARKED = """
 import pytest
@@ -31,6 +36,12 @@ def test_every_option_is_in_help_under_the_group(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["vLLM profiling regression tests (pytest-vllm-profile):"])
     result.stdout.fnmatch_lines([f"  {opt}*" for opt in OPTIONS], consecutive=False)
     result.stdout.fnmatch_lines(["  vllm_baseline_dir (string):*", "  vllm_fail_on_drift (bool):*"])
+    # ... and OPTIONS is the whole group, each documented in the README.
+    group = result.stdout.str().split("vLLM profiling regression tests (pytest-vllm-profile):\n")[1].split("\n\n")[0]
+    in_help = re.findall(r"^  (--[\w-]+)", group, flags=re.MULTILINE)
+    assert sorted(in_help) == sorted(opt.split("=")[0] for opt in OPTIONS)
+    readme = README.read_text()
+    assert [name for name in in_help if f"`{name}" not in readme] == []
 
 
 def test_marker_is_documented(pytester: pytest.Pytester) -> None:
