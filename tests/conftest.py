@@ -1,6 +1,7 @@
 """Fixtures shared by the test suite (real trace files)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,14 @@ DATA = Path(__file__).parent / "data"
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def vllm_profile_command() -> list[str]:
+    """The installed `vllm-profile` console script (pip install -e puts it beside the interpreter)."""
+    script = Path(sys.executable).parent / "vllm-profile"
+    assert script.is_file(), f"{script} missing: install the project (pip install -e '.[test]')"
+    return [str(script)]
 
 
 @pytest.fixture(scope="session")

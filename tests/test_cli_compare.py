@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -141,14 +140,9 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 # Real traces through the installed console script.
 # ---------------------------------------------------------------------------------------------
 
-def _console_script() -> list[str]:
-    script = Path(sys.executable).with_name("vllm-profile")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pytest_vllm_profile.cli"]
-
-
-def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, tmp_path: Path) -> None:
+def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, vllm_profile_command: list[str]) -> None:
     proc = subprocess.run(
-        [*_console_script(), "compare", str(data_dir / "base-rep0.pt.trace.json.gz"),
+        [*vllm_profile_command, "compare", str(data_dir / "base-rep0.pt.trace.json.gz"),
          str(data_dir / "base-rep1.pt.trace.json.gz"), "--json"],
         capture_output=True, text=True, timeout=300,
     )

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -61,17 +58,13 @@ def test_usage_error_exit_2(capsys):
     assert info.value.code == 2
 
 
-def test_installed_script(data_dir):
-    beside = Path(sys.executable).parent / "vllm-profile"
-    exe = str(beside) if beside.exists() else shutil.which("vllm-profile")
-    if exe is None:
-        pytest.skip("vllm-profile script not on PATH (package not installed)")
-    proc = subprocess.run([exe, "summarize", str(data_dir / "missing.json")], capture_output=True, text=True)
+def test_installed_script(data_dir, vllm_profile_command):
+    proc = subprocess.run([*vllm_profile_command, "summarize", str(data_dir / "missing.json")], capture_output=True, text=True)
     assert proc.returncode == 1 and "missing.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
 
-def test_output_piped_into_a_reader_that_closes_early_is_not_an_error(monkeypatch, tmp_path, capsys) -> None:
+def test_output_to_a_reader_that_closes_early_is_not_an_error_closed_pipe_stand_in(monkeypatch, tmp_path, capsys) -> None:
     # `vllm-profile summarize | head -2`: writing to the closed pipe raises BrokenPipeError.
     from pytest_vllm_profile.cli import main
 

@@ -91,7 +91,7 @@ def recording_pool(tmp_path: Path) -> ServerPool:
     return ServerPool(PoolSettings(trace_root=tmp_path / "traces", max_live_servers=1), RecordingLauncherDouble)
 
 
-def test_pool_reuses_one_server_per_server_key(recording_pool: ServerPool) -> None:
+def test_pool_reuses_one_server_per_server_key_launcher_double(recording_pool: ServerPool) -> None:
     a = Workload(model="m1", max_tokens=10)
     b = Workload(model="m1", max_tokens=5, prompts=("other",))  # same server, other request
     first = recording_pool.get(a)
@@ -102,7 +102,7 @@ def test_pool_reuses_one_server_per_server_key(recording_pool: ServerPool) -> No
     assert first.launcher.spec.trace_dir.is_dir()
 
 
-def test_pool_stops_the_oldest_server_before_booting_another(recording_pool: ServerPool) -> None:
+def test_pool_stops_the_oldest_server_before_booting_another_launcher_double(recording_pool: ServerPool) -> None:
     recording_pool.get(Workload(model="m1"))
     recording_pool.get(Workload(model="m1", server_args=("--enforce-eager",)))
     assert [e.split(" port")[0] for e in RecordingLauncherDouble.log] == ["start m1", "stop m1", "start m1"]
@@ -112,7 +112,7 @@ def test_pool_stops_the_oldest_server_before_booting_another(recording_pool: Ser
     assert RecordingLauncherDouble.log.count("stop m1") == 2
 
 
-def test_pool_remembers_a_failed_boot_and_fails_fast(recording_pool: ServerPool) -> None:
+def test_pool_remembers_a_failed_boot_and_fails_fast_launcher_double(recording_pool: ServerPool) -> None:
     with pytest.raises(LauncherError, match="CUDA out of memory"):
         recording_pool.get(Workload(model="broken"))
     with pytest.raises(LauncherError, match="failed to start earlier in this session .*CUDA out of memory"):
@@ -122,7 +122,7 @@ def test_pool_remembers_a_failed_boot_and_fails_fast(recording_pool: ServerPool)
     assert recording_pool.failure_reason(Workload(model="broken")) is not None
 
 
-def test_pool_spec_carries_extra_args_and_worker_gpus(tmp_path: Path) -> None:
+def test_pool_spec_carries_extra_args_and_worker_gpus_launcher_double(tmp_path: Path) -> None:
     pool = ServerPool(PoolSettings(trace_root=tmp_path, extra_server_args=("--attention-backend=TRITON_ATTN",),
                                    worker=1, gpu_count=4), RecordingLauncherDouble)
     workload = Workload(model="m", server_args=("--enforce-eager",), tensor_parallel_size=2)
@@ -197,7 +197,7 @@ def test_workers_per_gpu_lets_two_workers_share_one_gpu():
 
 
 # ---- boot serialization on a shared GPU -----------------------------------------------------
-class RecordingLauncher(Launcher):
+class BootTimingLauncherDouble(Launcher):
     """Records when its start() ran, and whether another boot was under way meanwhile.
 
     A stand-in for a vLLM boot (no GPU here): start() marks itself booting in a shared
@@ -235,7 +235,7 @@ def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int
     root = Path(folder)
     settings = PoolSettings(trace_root=root / f"traces-{worker}", worker=worker, gpu_count=gpu_count,
                             workers_per_gpu=workers_per_gpu, lock_dir=root)
-    pool = ServerPool(settings, lambda spec: RecordingLauncher(spec, root, f"gw{worker}"))
+    pool = ServerPool(settings, lambda spec: BootTimingLauncherDouble(spec, root, f"gw{worker}"))
     go.wait(10)
     pooled = pool.get(Workload(model="m"))
     (root / f"boot_s-gw{worker}").write_text(str(pooled.boot_s))
@@ -259,7 +259,7 @@ def _boot_two_workers(tmp_path: Path, workers: tuple[int, int], gpu_count: int, 
     return records
 
 
-def test_servers_sharing_a_gpu_boot_one_at_a_time(tmp_path: Path) -> None:
+def test_servers_sharing_a_gpu_boot_one_at_a_time_launcher_double(tmp_path: Path) -> None:
     # gw0 and gw1 with 2 workers per GPU on a 1-GPU machine: both servers go on GPU 0.
     (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, (0, 1), 1, 2)
     assert not a_saw and not b_saw
@@ -267,7 +267,7 @@ def test_servers_sharing_a_gpu_boot_one_at_a_time(tmp_path: Path) -> None:
     # Each boot takes PEER_WAIT_S; the one that waited for the lock still reports its own boot
     # time (start to healthy), not the wait on top of it.
     boot_s = [float((tmp_path / f"boot_s-gw{w}").read_text()) for w in (0, 1)]
-    assert all(RecordingLauncher.PEER_WAIT_S <= b < 1.5 * RecordingLauncher.PEER_WAIT_S for b in boot_s), boot_s
+    assert all(BootTimingLauncherDouble.PEER_WAIT_S <= b < 1.5 * BootTimingLauncherDouble.PEER_WAIT_S for b in boot_s), boot_s
     assert [p.name for p in tmp_path.glob("*.boot.lock")] == ["pytest-vllm-profile-gpu-0.boot.lock"]
 
 
@@ -276,7 +276,7 @@ def test_servers_sharing_a_gpu_boot_one_at_a_time(tmp_path: Path) -> None:
     [((0, 2), 2, 2),  # 2 workers per GPU but gw0 is on GPU 0, gw2 on GPU 1
      ((0, 1), 2, 1)],  # one worker per GPU: nothing shared
 )
-def test_servers_on_different_gpus_boot_together(tmp_path: Path, workers, gpu_count, workers_per_gpu) -> None:
+def test_servers_on_different_gpus_boot_together_launcher_double(tmp_path: Path, workers, gpu_count, workers_per_gpu) -> None:
     (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, workers, gpu_count, workers_per_gpu)
     assert a_saw and b_saw  # each boot saw the other under way
     assert a_start < b_end and b_start < a_end

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -188,16 +187,11 @@ def test_report_command_renders_offline_from_results_file(tmp_path: Path, capsys
     assert str(out / "index.html") in capsys.readouterr().out
 
 
-def test_report_command_entry_point_when_cli_exists(tmp_path: Path) -> None:
-    exe = Path(sys.executable).parent / "vllm-profile"
-    try:
-        import pytest_vllm_profile.cli  # noqa: F401
-    except ImportError:
-        pytest.skip("pytest_vllm_profile.cli is not there yet")
+def test_report_command_entry_point(tmp_path: Path, vllm_profile_command: list[str]) -> None:
     results = real_results()
     results.tests = results.tests[-1:]  # the error test: no plots, this checks the wiring only
     results.save(tmp_path / "results.json")
-    run = subprocess.run([str(exe), "report", str(tmp_path / "results.json"), "--out", str(tmp_path / "o")],
+    run = subprocess.run([*vllm_profile_command, "report", str(tmp_path / "results.json"), "--out", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o" / "index.html").is_file()
