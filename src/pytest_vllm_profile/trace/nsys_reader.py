@@ -337,18 +337,15 @@ def _metadata(db: _Db, path: Path, devices_by_process: dict[int, int]) -> TraceM
     cuda_id = devices_by_process.get(first_process, 0) if first_process is not None else 0
     gpu_id, sm_from_cuda = None, None
     if "TARGET_INFO_CUDA_DEVICE" in db.tables:
-        cols = db.columns("TARGET_INFO_CUDA_DEVICE")
-        sel = ", ".join(c if c in cols else "NULL" for c in ("gpuId", "cudaId", "pid", "numMultiprocessors"))
-        rows = db.scalar_rows(f'SELECT {sel} FROM "TARGET_INFO_CUDA_DEVICE"')
+        rows = db.scalar_rows(db.select("TARGET_INFO_CUDA_DEVICE",
+                                        dict.fromkeys(("gpuId", "cudaId", "pid", "numMultiprocessors"), "NULL")))
         match = [r for r in rows if r[1] == cuda_id and (first_process is None or r[2] in (first_process, None))]
         match = match or [r for r in rows if r[1] == cuda_id]
         if match:
             gpu_id, sm_from_cuda = match[0][0], match[0][3]
     if "TARGET_INFO_GPU" in db.tables:
-        cols = db.columns("TARGET_INFO_GPU")
         wanted = ("id", "name", "totalMemory", "smCount", "computeMajor", "computeMinor", "cuDevice")
-        sel = ", ".join(c if c in cols else "NULL" for c in wanted)
-        rows = db.scalar_rows(f'SELECT {sel} FROM "TARGET_INFO_GPU"')
+        rows = db.scalar_rows(db.select("TARGET_INFO_GPU", dict.fromkeys(wanted, "NULL")))
         pick = [r for r in rows if gpu_id is not None and r[0] == gpu_id]
         pick = pick or [r for r in rows if r[6] == cuda_id] or [r for r in rows if r[0] == cuda_id] or rows[:1]
         if pick:
@@ -395,7 +392,6 @@ def read_nsys_sqlite(path: str | Path) -> Trace:
         gpu_frames = _read_kernels(db, strings) + _read_memcpy(db) + _read_memset(db)
         api_frames = _read_runtime(db, strings)
         nvtx_frames, open_ranges = _read_nvtx(db, strings)
-        meta_inputs = (db, path)
         gpu = pd.concat(gpu_frames, ignore_index=True) if gpu_frames else None
         api = pd.concat(api_frames, ignore_index=True) if api_frames else None
         nvtx = pd.concat(nvtx_frames, ignore_index=True) if nvtx_frames else None
@@ -406,23 +402,22 @@ def read_nsys_sqlite(path: str | Path) -> Trace:
         projected = None
         if nvtx is not None and api is not None and gpu is not None:
             projected = project_ranges_to_gpu(nvtx, api, gpu)
-        meta = _metadata(*meta_inputs, devices_by_process)
+        meta = _metadata(db, path, devices_by_process)
+    # Engine ranks: GPU-owning processes ordered by their (first) device, then pid.
+    rank_of = {p: r for r, p in enumerate(sorted(devices_by_process, key=lambda p: (devices_by_process[p], p)))}
     parts = [p for p in (gpu, api, nvtx, projected) if p is not None and not p.empty]
     if not parts:
         table = empty_event_table()
     else:
         table = pd.concat(parts, ignore_index=True)
-        rank_of = {p: r for r, p in enumerate(sorted(devices_by_process, key=lambda p: (devices_by_process[p], p)))}
         table["rank"] = table["_process"].map(rank_of).fillna(-1).astype(np.int64)
         table = table.drop(columns=["_process", "_global_tid"])
         table = table.sort_values("start_us", kind="stable", ignore_index=True)
-        table["category"] = table["category"].astype("category")
         for col, dtype in EVENT_COLUMNS.items():
             if str(table[col].dtype) != dtype:
                 table[col] = table[col].astype(dtype)
     meta.extra["open_nvtx_ranges"] = open_ranges
-    meta.extra["processes"] = {str(p): {"rank": r, "device": devices_by_process[p]} for p, r in (
-        (p, r) for r, p in enumerate(sorted(devices_by_process, key=lambda p: (devices_by_process[p], p))))}
+    meta.extra["processes"] = {str(p): {"rank": r, "device": devices_by_process[p]} for p, r in rank_of.items()}
     check_event_table(table)
     return Trace(events=table, metadata=meta)
 
