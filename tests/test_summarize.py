@@ -24,10 +24,10 @@ def test_gpu_summary_top_level(base0):
     assert base0.timing_domain == "gpu"
     assert base0.step_method == "annotation" and base0.layer_method == "kernel_pattern"
     assert base0.token_steps == 10 and base0.layer_count == 36
-    assert base0.total_kernel_us == pytest.approx(65_559, rel=1e-3)  # README: 65.56 ms
+    assert base0.total_kernel_us == pytest.approx(65_559, rel=1e-3)  # shared/traces/README.md: 65.56 ms
     assert [s.kind for s in base0.steps].count("decode") == 9
     assert all(len(s.layers) == 36 for s in base0.steps)
-    assert base0.step_kinds["decode"].median_gpu_time_us == pytest.approx(6070, rel=0.01)  # README: ~6.07 ms
+    assert base0.step_kinds["decode"].median_gpu_time_us == pytest.approx(6070, rel=0.01)  # shared/traces/README.md: ~6.07 ms
 
 
 def test_device_and_runtime(base0):
