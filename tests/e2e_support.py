@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from cpu_vllm import TINY_SERVED_NAME, TINY_SERVER_ARGS, TINY_SERVER_ENV
+
 # Seed workload of the issue: 10 tokens, 4 decoder layers, eager so the CPU server boots fast.
-SERVED_NAME = "tiny"
 MAX_TOKENS = 10
 LAYERS = 4
 PROMPT = "What is the capital of France?"
-SERVER_ARGS = ("--enforce-eager", "--max-model-len", "256")
 # E2E_RUN_TAG marks every process of the servers these tests start (children inherit the
 # environment), so the leak scan never confuses them with other sessions' vLLM servers.
 TAG_VAR = "E2E_RUN_TAG"
@@ -36,7 +36,7 @@ import pytest
     max_tokens={max_tokens},
     prompts=[{prompt!r}],
     server_args={server_args!r},
-    env={{"VLLM_CPU_KVCACHE_SPACE": "1", {tag_var!r}: {tag!r}}},
+    env={server_env!r},
 )
 def {name}(vllm_profile):
     assert vllm_profile.token_steps == {max_tokens}
@@ -96,10 +96,10 @@ ProfileCapture.run = _timed_run
 '''
 
 
-def inner_test_source(model: Path, tag: str, server_args: tuple[str, ...] = SERVER_ARGS) -> str:
-    return INNER_TEST.format(model=str(model), served=SERVED_NAME, max_tokens=MAX_TOKENS, prompt=PROMPT,
-                             server_args=list(server_args), tag_var=TAG_VAR, tag=tag, name=INNER_TEST_NAME,
-                             layers=LAYERS)
+def inner_test_source(model: Path, tag: str, server_args: tuple[str, ...] = TINY_SERVER_ARGS) -> str:
+    return INNER_TEST.format(model=str(model), served=TINY_SERVED_NAME, max_tokens=MAX_TOKENS, prompt=PROMPT,
+                             server_args=list(server_args), server_env={**TINY_SERVER_ENV, TAG_VAR: tag},
+                             name=INNER_TEST_NAME, layers=LAYERS)
 
 
 @dataclass

