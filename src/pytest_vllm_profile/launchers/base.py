@@ -8,7 +8,11 @@ a running server). The profiler (torch or nsys) is part of the `ServerSpec`.
 from __future__ import annotations
 
 import abc
+import atexit
+import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,3 +93,46 @@ def url_host(host: str) -> str:
     if host in ("0.0.0.0", ""):
         return "127.0.0.1"  # the server listens everywhere; we talk to it locally
     return f"[{host}]" if ":" in host else host
+
+
+# ---- safety net: every live launcher is stopped at exit / on SIGTERM ----------------------
+_LIVE: set[Launcher] = set()
+_LIVE_LOCK = threading.Lock()
+_SAFETY_NET_INSTALLED = False
+
+
+def _stop_all_live() -> None:
+    with _LIVE_LOCK:
+        launchers = list(_LIVE)
+    for launcher in launchers:
+        try:
+            launcher.stop()
+        except Exception:  # noqa: BLE001 - best effort at exit; the next one must still be stopped
+            pass
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _stop_all_live()
+    # Then die the way SIGTERM would have killed us.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def track_live(launcher: Launcher) -> None:
+    """Stop `launcher` at interpreter exit or on SIGTERM unless it is stopped before (untrack_live)."""
+    global _SAFETY_NET_INSTALLED
+    with _LIVE_LOCK:
+        _LIVE.add(launcher)
+        if _SAFETY_NET_INSTALLED:
+            return
+        _SAFETY_NET_INSTALLED = True
+    atexit.register(_stop_all_live)
+    # Ctrl-C arrives as KeyboardInterrupt and is handled by start()/stop(); SIGTERM would kill
+    # us without atexit, so take it over -- only where nobody else did.
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def untrack_live(launcher: Launcher) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(launcher)

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import httpx
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, url_host
+from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section
 from .vllm_args import (
     BASE_SERVER_ENV,
@@ -368,12 +368,14 @@ class DockerLauncher(Launcher):
             kwargs["entrypoint"] = list(self.options.entrypoint)
         if self.options.shm_size:
             kwargs["shm_size"] = self.options.shm_size
+        track_live(self)  # SIGTERM or exit from here on: stop() removes the container by its name
         try:
             self.container = self.client.containers.run(self.options.image_ref(), **kwargs)
         except BaseException as exc:
             # run() creates the container, then starts it: a refusal, a timeout or Ctrl-C in
             # between leaves a created (or running) container that we hold no handle to.
             self._remove_by_name()
+            untrack_live(self)
             if not isinstance(exc, docker.errors.APIError):
                 raise
             raise LauncherError(self._redact(
@@ -462,6 +464,7 @@ class DockerLauncher(Launcher):
         container, self.container = self.container, None
         if container is None:
             self._remove_by_name()  # a start() interrupted before it held the container
+            untrack_live(self)
             return
         try:
             try:
@@ -481,6 +484,7 @@ class DockerLauncher(Launcher):
             except docker.errors.APIError as exc:
                 if "no such container" not in str(exc).lower():
                     raise LauncherError(f"could not remove container {self.container_name}: {_short(exc)}") from None
+        untrack_live(self)
         self._save_log()
 
 

@@ -7,7 +7,6 @@ test session leaves no server behind.
 """
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import shutil
@@ -15,14 +14,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, url_host
+from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
 
@@ -64,41 +62,6 @@ def process_group_members(pgid: int) -> list[int]:
         if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
-
-
-# ---- safety net: every live launcher is stopped at exit / on SIGTERM ----------------------
-_LIVE: set["ProcessLauncher"] = set()
-_LIVE_LOCK = threading.Lock()
-_SAFETY_NET_INSTALLED = False
-
-
-def _stop_all_live() -> None:
-    with _LIVE_LOCK:
-        launchers = list(_LIVE)
-    for launcher in launchers:
-        try:
-            launcher.stop()
-        except Exception:  # noqa: BLE001 - best effort at exit; the next one must still be stopped
-            pass
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    _stop_all_live()
-    # Then die the way SIGTERM would have killed us.
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def _install_safety_net() -> None:
-    global _SAFETY_NET_INSTALLED
-    if _SAFETY_NET_INSTALLED:
-        return
-    _SAFETY_NET_INSTALLED = True
-    atexit.register(_stop_all_live)
-    # Ctrl-C arrives as KeyboardInterrupt and is handled by start()/stop(); SIGTERM would kill
-    # us without atexit, so take it over -- only where nobody else did.
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _interpreter_of_script(script: str) -> str | None:
@@ -223,7 +186,6 @@ class ProcessLauncher(Launcher):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command, env = self.build_command(trace_dir, port)
 
-        _install_safety_net()
         with open(self.log_path, "wb") as log:
             log.write(("$ " + " ".join(self.command) + "\n").encode())
             log.flush()
@@ -235,8 +197,7 @@ class ProcessLauncher(Launcher):
             except OSError as exc:
                 raise LauncherError(f"cannot start {self.command[0]}: {exc}") from None
         self.pgid = self.process.pid  # start_new_session: the child leads its own group
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        track_live(self)
         base_url = f"http://{url_host(spec.host)}:{port}"
         try:
             self._wait_healthy(base_url, spec.health_timeout_s)
@@ -300,8 +261,7 @@ class ProcessLauncher(Launcher):
                     pass
             raise
         finally:
-            with _LIVE_LOCK:
-                _LIVE.discard(self)
+            untrack_live(self)
 
     def _terminate_group(self) -> None:
         assert self.process is not None and self.pgid is not None
