@@ -201,8 +201,10 @@ def combine_repeats(
     if not summaries:
         raise AnalysisError("combine_repeats needs at least one summary, got none")
     check_same_structure(summaries, step_kinds)
+    if step_kinds is None:  # check_same_structure made sure every repeat has the same steps
+        return _combine_same_structure(summaries)
     structures = [str(_structure_signature(s)) for s in summaries]
-    if step_kinds is not None and len(set(structures)) > 1:
+    if len(set(structures)) > 1:
         common = max(structures, key=structures.count)
         first = structures.index(common)
         steps_note = (f"step structure differs between repeats (token steps "
