@@ -114,8 +114,7 @@ class LayerDetector:
         return self.by_kernel_pattern(ev, notes)
 
     # -- module mode -------------------------------------------------------------------
-    def by_module_gpu(self, ev: pd.DataFrame, notes: list[str] | None = None) -> LayerDetection:
-        notes = [] if notes is None else notes
+    def by_module_gpu(self, ev: pd.DataFrame, notes: list[str]) -> LayerDetection:
         mods = _module_events(ev)
         if mods.empty:
             notes.append("no nn.Module DecoderLayer events (needs eager mode and with_stack)")
@@ -131,8 +130,7 @@ class LayerDetector:
             notes.append("DecoderLayer module events found but no kernel launched inside them")
         return _finish("module", timings, notes)
 
-    def by_module_cpu(self, ev: pd.DataFrame, notes: list[str] | None = None) -> LayerDetection:
-        notes = [] if notes is None else notes
+    def by_module_cpu(self, ev: pd.DataFrame, notes: list[str]) -> LayerDetection:
         mods = _module_events(ev)
         if mods.empty:
             notes.append("no nn.Module DecoderLayer events: no layers on this CPU-only trace")
@@ -149,8 +147,7 @@ class LayerDetector:
         return _finish("module", timings, notes)
 
     # -- kernel-pattern mode -----------------------------------------------------------
-    def by_kernel_pattern(self, ev: pd.DataFrame, notes: list[str] | None = None) -> LayerDetection:
-        notes = [] if notes is None else notes
+    def by_kernel_pattern(self, ev: pd.DataFrame, notes: list[str]) -> LayerDetection:
         kern = ev[(ev["category"] == Category.KERNEL.value) & (ev["step"] >= 0)]
         if kern.empty:
             notes.append("no kernels inside steps: no layers")
