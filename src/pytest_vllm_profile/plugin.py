@@ -57,7 +57,7 @@ import pytest
 
 from .errors import VllmProfileError, WorkloadError
 from .launchers.base import Launcher, ServerSpec
-from .pool import PoolSettings, ServerPool, worker_index
+from .pool import PoolSettings, ServerPool, nvidia_smi_gpu_count, worker_index
 from .results import RequestResult, RunResults, TestResult
 from .workload import Workload
 
@@ -306,7 +306,7 @@ class PluginState:
                     fixed_trace_dir=s.trace_dir if s.launcher == "url" else None,
                     log_root=session_dir / "logs", max_live_servers=s.max_servers, worker=worker,
                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
-                    gpu_count=_gpu_count() if worker is not None else None,
+                    gpu_count=nvidia_smi_gpu_count() if worker is not None else None,
                     workers_per_gpu=s.workers_per_gpu,
                 ),
                 launcher_factory=self.make_launcher,
@@ -342,17 +342,6 @@ class PluginState:
 
 def _stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
-
-
-def _gpu_count() -> int | None:
-    """GPUs on this machine (nvidia-smi), for per-worker GPU sets; None when unknown."""
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 def _state(config: pytest.Config) -> PluginState:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -52,6 +54,17 @@ def worker_index(env: Mapping[str, str] | None = None) -> int | None:
     if not digits.isdigit():
         raise LauncherError(f"PYTEST_XDIST_WORKER={name!r}: expected a worker name like 'gw0'")
     return int(digits)
+
+
+def nvidia_smi_gpu_count() -> int | None:
+    """GPUs on this machine (nvidia-smi, without touching CUDA), for per-worker GPU sets; None when unknown."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 def visible_gpus(cuda_visible_devices: str | None, gpu_count: int | None) -> list[str] | None:

@@ -1,30 +1,16 @@
 """GPU end-to-end tests: real vLLM on a real GPU, through the plugin (`pytest --vllm-profile`).
 
 Without --vllm-profile every test here is skipped by the plugin with its reason. With it,
-a Qwen3-8B-shaped model folder (config + an offline-trained tokenizer, no weights: the
-server runs with `--load-format dummy`) is written once per session where
-`VLLM_PROFILE_GPU_MODEL` points (default /tmp/qwen3-8b-shape).
+the Qwen3-8B-shaped model folder of qwen3_8b_shape_model.py is written once when missing.
 """
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-MODEL_DIR = Path(os.environ.get("VLLM_PROFILE_GPU_MODEL", "/tmp/qwen3-8b-shape"))
-
-# The Qwen3-8B architecture (36 decoder layers, hidden 4096, GQA 32/8, bf16).
-QWEN3_8B_CONFIG = {
-    "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
-    "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
-    "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-    "vocab_size": 151936, "max_position_embeddings": 40960, "rope_theta": 1000000.0,
-    "rms_norm_eps": 1e-06, "hidden_act": "silu", "tie_word_embeddings": False,
-    "torch_dtype": "bfloat16", "attention_bias": False, "attention_dropout": 0.0,
-    "bos_token_id": 0, "eos_token_id": 1, "use_cache": True, "use_sliding_window": False,
-}
+from qwen3_8b_shape_model import MODEL_DIR, QWEN3_8B_CONFIG
 
 
 def write_qwen3_8b_shape(dest: Path) -> None:

@@ -8,24 +8,16 @@ Change the server, not the code, to see a regression caught:
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-# Written by tests/gpu/conftest.py when missing (config + tokenizer; dummy weights).
-MODEL_DIR = Path(os.environ.get("VLLM_PROFILE_GPU_MODEL", "/tmp/qwen3-8b-shape"))
+from qwen3_8b_shape_model import MODEL_DIR, SERVED_NAME, SERVER_ARGS
 
-# Two servers on one GPU under `-n 2` need a lower share of GPU memory each.
-GPU_MEMORY_UTILIZATION = os.environ.get("VLLM_PROFILE_GPU_MEMORY_UTILIZATION", "0.85")
-SERVER_ARGS = ["--load-format", "dummy", "--max-model-len", "4096",
-               "--gpu-memory-utilization", GPU_MEMORY_UTILIZATION]
 SEED_PROMPT = "What is the capital of France?"
 BATCH_PROMPTS = [SEED_PROMPT, "The quick brown fox jumps over the lazy dog.",
                  "Profiling a vLLM inference server on a GPU.", "What is the capital of Italy?"]
 
 
-@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name="qwen3-8b-shape", max_tokens=10,
+@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10,
                            prompts=[SEED_PROMPT], server_args=SERVER_ARGS)
 def test_seed_workload_token_and_layer_peaks(vllm_profile):
     assert vllm_profile.token_steps == 10
@@ -35,7 +27,7 @@ def test_seed_workload_token_and_layer_peaks(vllm_profile):
     assert vllm_profile.summary.timing_domain == "gpu"
 
 
-@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name="qwen3-8b-shape", max_tokens=10,
+@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10,
                            prompts=BATCH_PROMPTS, server_args=SERVER_ARGS, compare_step_kinds=["decode"])
 def test_batched_four_prompts(vllm_profile):
     # The four prompts arrive in one request, but vLLM admits them as they are tokenized, so

@@ -9,32 +9,21 @@ Skipped unless two GPUs are visible. NVLink multicast stays off in the server's 
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
-MODEL_DIR = Path(os.environ.get("VLLM_PROFILE_GPU_MODEL", "/tmp/qwen3-8b-shape"))
+from pytest_vllm_profile.pool import nvidia_smi_gpu_count, visible_gpus
+from qwen3_8b_shape_model import MODEL_DIR, SERVED_NAME, SERVER_ARGS
+
 MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+# GPUs this session may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without touching CUDA.
+VISIBLE_GPUS = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), nvidia_smi_gpu_count()) or []
 
 
-def _visible_gpu_count() -> int:
-    """GPUs this session may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without touching CUDA."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-@pytest.mark.skipif(_visible_gpu_count() < 2, reason="tensor_parallel_size=2 needs two visible GPUs")
-@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name="qwen3-8b-shape", max_tokens=10,
+@pytest.mark.skipif(len(VISIBLE_GPUS) < 2, reason="tensor_parallel_size=2 needs two visible GPUs")
+@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10,
                            prompts=["What is the capital of France?"], tensor_parallel_size=2,
-                           server_args=["--load-format", "dummy", "--max-model-len", "4096",
-                                        "--gpu-memory-utilization", "0.85"],
+                           server_args=SERVER_ARGS,
                            env=MULTICAST_OFF)
 def test_seed_workload_tensor_parallel_2(vllm_profile):
     summary = vllm_profile.summary
