@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
 
-from pytest_vllm_profile.report import ReportInputError, add_report_parser, load_results, run_report
+from pytest_vllm_profile.cli import main as cli_main
+from pytest_vllm_profile.report import ReportInputError, load_results, run_report
 from pytest_vllm_profile.report.html import write_html_report
 from pytest_vllm_profile.report.tables import kernel_rows
 
@@ -161,15 +162,6 @@ def test_console_error_check_flags_a_broken_page(tmp_path: Path) -> None:
     assert any("undefinedFunction" in line for line in _console_errors(run.stderr))
 
 
-def _cli(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="vllm-profile")
-    add_report_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
 def test_report_command_renders_offline_from_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = real_results(tmp_path / "traces")
     results.tests = results.tests[:1]  # the failing test; all five are rendered by the `report` fixture
@@ -178,7 +170,7 @@ def test_report_command_renders_offline_from_results_file(tmp_path: Path, capsys
     out = tmp_path / "out"
     summary = tmp_path / "summary.md"
     hist = tmp_path / "hist" / "history.jsonl"
-    rc = _cli(["report", str(tmp_path / "results.json"), "--out", str(out), "--history", str(hist),
+    rc = cli_main(["report", str(tmp_path / "results.json"), "--out", str(out), "--history", str(hist),
                "--append-history", "--job-summary", str(summary)])
     assert rc == 0
     assert (out / "index.html").is_file() and (out / "trend-decode.png").is_file()
@@ -212,7 +204,7 @@ def test_bad_results_file_is_a_clear_error(tmp_path: Path, content: str | None, 
     with pytest.raises(ReportInputError, match=problem) as info:
         load_results(path)
     assert str(path) in str(info.value)
-    assert _cli(["report", str(path), "--out", str(tmp_path / "o")]) == 1
+    assert cli_main(["report", str(path), "--out", str(tmp_path / "o")]) == 1
     assert problem in capsys.readouterr().err
 
 
