@@ -27,7 +27,16 @@ from typing import Any, Mapping
 import httpx
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
+from .base import (
+    Launcher,
+    RunningServer,
+    ServerSpec,
+    free_port,
+    serves_requests,
+    track_live,
+    untrack_live,
+    url_host,
+)
 from .logs import cause_section
 from .vllm_args import (
     BASE_SERVER_ENV,
@@ -397,11 +406,8 @@ class DockerLauncher(Launcher):
         deadline = time.monotonic() + self.spec.health_timeout_s
         with httpx.Client(timeout=2.0) as http:
             while True:
-                try:
-                    if http.get(f"{base_url}/health").status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
+                if serves_requests(http, base_url):
+                    return
                 status = self._status()
                 if status in ("exited", "dead", "removing", "gone"):
                     code = self._exit_code()

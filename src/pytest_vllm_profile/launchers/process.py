@@ -20,7 +20,16 @@ from pathlib import Path
 import httpx
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
+from .base import (
+    Launcher,
+    RunningServer,
+    ServerSpec,
+    free_port,
+    serves_requests,
+    track_live,
+    untrack_live,
+    url_host,
+)
 from .logs import cause_section, read_log_for_causes
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
 
@@ -228,7 +237,7 @@ class ProcessLauncher(Launcher):
                         f"{self.log_causes()}"
                         f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
                     )
-                if _answers(client, base_url + "/health") and _answers(client, base_url + "/v1/models"):
+                if serves_requests(client, base_url):
                     return
                 if time.monotonic() >= deadline:
                     raise LauncherError(
@@ -309,10 +318,3 @@ class ProcessLauncher(Launcher):
             # nsys writes the report when the capture range closes (/stop_profile); export it.
             return nsys.collect(self._nsys_output or self.server.trace_dir)
         return self.server.trace_dir
-
-
-def _answers(client: httpx.Client, url: str) -> bool:
-    try:
-        return client.get(url).status_code == 200
-    except httpx.HTTPError:
-        return False
