@@ -275,8 +275,9 @@ def profile_workload(
         requests.extend(result.requests)
         trace_paths.extend(result.trace_files)
     combined, spread = combine_repeats(summaries, workload.compare_step_kinds)
-    if combined.runtime.vllm_version is None:  # traces of vLLM < 0.3x do not say; the server does
-        combined.runtime.vllm_version = pooled.server.vllm_version
+    # The server's own answer wins, as in VllmProfile.vllm_version (the baseline key), so the
+    # results and reports name the same version; traces of vLLM < 0.3x do not say it at all.
+    combined.runtime.vllm_version = pooled.server.vllm_version or combined.runtime.vllm_version
     return VllmProfile(
         nodeid=nodeid,
         workload=workload,
