@@ -27,16 +27,7 @@ from typing import Any, Mapping
 import httpx
 
 from ..errors import LauncherError
-from .base import (
-    Launcher,
-    RunningServer,
-    ServerSpec,
-    free_port,
-    serves_requests,
-    track_live,
-    untrack_live,
-    url_host,
-)
+from .base import Launcher, RunningServer, ServerSpec, free_port, serves_requests, track_live, untrack_live, url_host
 from .logs import cause_section
 from .vllm_args import (
     BASE_SERVER_ENV,

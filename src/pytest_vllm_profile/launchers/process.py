@@ -20,16 +20,7 @@ from pathlib import Path
 import httpx
 
 from ..errors import LauncherError
-from .base import (
-    Launcher,
-    RunningServer,
-    ServerSpec,
-    free_port,
-    serves_requests,
-    track_live,
-    untrack_live,
-    url_host,
-)
+from .base import Launcher, RunningServer, ServerSpec, free_port, serves_requests, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
 
