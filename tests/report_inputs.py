@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 
 from pytest_vllm_profile.analysis import summarize_path
-from pytest_vllm_profile.compare import Tolerances, compare_summaries
+from pytest_vllm_profile.comparator import Tolerances, compare_summaries
 from pytest_vllm_profile.results import RequestResult, RunResults, TestResult
 from pytest_vllm_profile.summary import ProfileSummary
 

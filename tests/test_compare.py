@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
-from pytest_vllm_profile.compare import (
+from pytest_vllm_profile.comparator import (
     IncomparableSummariesError,
     Tolerances,
     compare_summaries,
@@ -511,7 +511,7 @@ def test_real_h100_check_baseline_passes_the_workloads_compare_step_kinds(
         h100_pairs, tmp_path: Path, kinds: tuple[str, ...] | None, verdict: str) -> None:
     # the plugin's baseline check (profile.check_baseline) honours vllm_workload(compare_step_kinds=...)
     from pytest_vllm_profile.baseline import BaselineStore
-    from pytest_vllm_profile.profile import BaselineSettings, VllmProfile, check_baseline
+    from pytest_vllm_profile.workload_profile import BaselineSettings, VllmProfile, check_baseline
     from pytest_vllm_profile.workload import Workload
 
     rep0, rep1 = h100_pairs["batch4"]

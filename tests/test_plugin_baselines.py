@@ -21,7 +21,7 @@ import pytest
 # exceptions. So everything the plugin imports lazily is imported out here first.
 import pytest_vllm_profile.analysis  # noqa: F401
 import pytest_vllm_profile.launchers.url  # noqa: F401
-import pytest_vllm_profile.profile  # noqa: F401
+import pytest_vllm_profile.workload_profile  # noqa: F401
 import pytest_vllm_profile.report.html  # noqa: F401
 import pytest_vllm_profile.report.markdown  # noqa: F401
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
-from pytest_vllm_profile.compare import Tolerances, compare_summaries
-from pytest_vllm_profile.profile import (
+from pytest_vllm_profile.comparator import Tolerances, compare_summaries
+from pytest_vllm_profile.workload_profile import (
     BaselineSettings,
     KernelNotFoundError,
     VllmProfile,

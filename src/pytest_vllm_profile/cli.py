@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .errors import VllmProfileError
 from .analysis.summarize_command import add_parser as add_summarize
-from .compare import add_compare_parser as add_compare
+from .comparator import add_compare_parser as add_compare
 from .report import add_report_parser as add_report
 
 SUBCOMMANDS = [add_summarize, add_compare, add_report]

@@ -11,7 +11,7 @@ What a run does
   "vLLM profiling tests need --vllm-profile (and a GPU/vLLM server)"; never passed silently.
 * `vllm_server_pool` (session): one server per distinct server identity (see `pool.py`).
   `vllm_profile` (function): captures the workload `repeats` times on its pooled server,
-  summarizes and combines the repeats, and returns a `profile.VllmProfile`. A marked test
+  summarizes and combines the repeats, and returns a `workload_profile.VllmProfile`. A marked test
   that does not request `vllm_profile` gets it anyway: it is then a pure baseline check.
 
 Baseline flow
@@ -68,7 +68,7 @@ PROFILERS = ("torch", "nsys")
 RESULT_ATTR = "vllm_profile_result"  # attribute of the teardown report carrying a TestResult dict
 
 WORKLOAD_KEY = pytest.StashKey[Workload]()
-PROFILE_KEY = pytest.StashKey[Any]()  # profile.VllmProfile
+PROFILE_KEY = pytest.StashKey[Any]()  # workload_profile.VllmProfile
 PHASES_KEY = pytest.StashKey[dict]()
 BOOT_KEY = pytest.StashKey[Any]()  # seconds the server this test booted took to get healthy
 STATE_KEY = pytest.StashKey["PluginState"]()
@@ -448,7 +448,7 @@ def vllm_server_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
 @pytest.fixture
 def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -> Any:
     """The profile (median of repeats) of this test's `vllm_workload` on its pooled server."""
-    from .profile import BaselineSettings, CaptureSettings, profile_workload
+    from .workload_profile import BaselineSettings, CaptureSettings, profile_workload
 
     item = request.node
     state = _state(request.config)
@@ -492,7 +492,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     profile = item.stash.get(PROFILE_KEY, None)
     if profile is None:
         return result
-    from .profile import check_baseline, update_baseline
+    from .workload_profile import check_baseline, update_baseline
 
     expected = profile.workload.expected_layers
     if expected is not None and profile.layer_count != expected:

@@ -16,7 +16,7 @@ if __name__ == "__main__":
     import sys as _sys
 
     # Run as a script, this package folder would come first on sys.path and its modules would
-    # shadow the standard library (our `profile.py` for cProfile's `import profile`, via torch).
+    # shadow other packages (our `filelock.py` for the filelock package torch imports).
     _here = _os.path.dirname(_os.path.abspath(__file__))
     _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
 

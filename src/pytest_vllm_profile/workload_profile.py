@@ -8,7 +8,7 @@ otherwise the plugin runs the same check after the test body passed.
 Baseline flow (`check_baseline` / `update_baseline`):
 
 * normal run: load the baseline of (test node id, GPU, vLLM version); none -> a failure
-  telling how to create one; else `compare.compare_summaries` -> a failure carrying
+  telling how to create one; else `comparator.compare_summaries` -> a failure carrying
   `Comparison.explain()` when the verdict is "fail" (with fail-on-drift off, new or missing
   kernels are reported but do not fail the verdict);
 * `--update-baselines`: write the baseline (only ever called for a test whose body passed),
@@ -27,7 +27,7 @@ from typing import Any
 
 from .baseline import BaselineStore, keys_for_summary, vllm_key
 from .capture import ProfileCapture
-from .compare import Tolerances, compare_summaries
+from .comparator import Tolerances, compare_summaries
 from .comparison import Comparison
 from .errors import BaselineError, VllmProfileError
 from .pool import CAPTURE_LOCK_NAME, PooledServer, exclusive_lock
@@ -51,7 +51,7 @@ class BaselineSettings:
 
     root: Path
     update: bool = False
-    rel_tol: float | None = None  # None: compare.Tolerances' default
+    rel_tol: float | None = None  # None: comparator.Tolerances' default
     abs_floor_us: float | None = None
     fail_on_drift: bool = True  # new / missing kernels fail the verdict (else only reported)
     commit: str | None = None
