@@ -83,3 +83,15 @@ def test_output_to_a_reader_that_closes_early_is_not_an_error_closed_pipe_stand_
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert main(["summarize"]) == 0
     assert "Broken pipe" not in capsys.readouterr().err
+
+
+def test_real_pipe_closed_before_output_exits_0_without_traceback(data_dir, vllm_profile_command):
+    # `vllm-profile summarize | head`, with the reader gone before the first write (EPIPE).
+    for extra in ([], ["--json"]):
+        trace = data_dir / "base-rep0.pt.trace.json.gz"
+        proc = subprocess.Popen([*vllm_profile_command, "summarize", *extra, str(trace)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, err
+        assert "Traceback" not in err and "Exception ignored" not in err, err
