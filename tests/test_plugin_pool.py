@@ -10,10 +10,10 @@ import pytest
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import Launcher, RunningServer, ServerSpec
 from pytest_vllm_profile.launchers.url import UrlLauncher
+from pytest_vllm_profile.locks import exclusive_lock
 from pytest_vllm_profile.pool import (
     PoolSettings,
     ServerPool,
-    exclusive_lock,
     gpu_assignment,
     port_range,
     worker_index,

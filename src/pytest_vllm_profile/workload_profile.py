@@ -30,7 +30,8 @@ from .capture import ProfileCapture
 from .comparator import Tolerances, compare_summaries
 from .comparison import Comparison
 from .errors import BaselineError, VllmProfileError
-from .pool import CAPTURE_LOCK_NAME, PooledServer, exclusive_lock
+from .locks import capture_lock
+from .pool import PooledServer
 from .repeats import combine_repeats
 from .results import RequestResult
 from .summary import KernelSummary, ProfileSummary, StepSummary
@@ -262,7 +263,7 @@ def profile_workload(
     requests: list[RequestResult] = []
     trace_paths: list[Path] = []
     for _ in range(repeats):
-        with exclusive_lock(Path(pooled.server.trace_dir) / CAPTURE_LOCK_NAME):
+        with capture_lock(pooled.server.trace_dir):
             result = ProfileCapture(
                 pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
                 poll_interval_s=capture.poll_interval_s,
