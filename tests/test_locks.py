@@ -1,4 +1,5 @@
 """locks: real `fcntl` locks contended by real processes (fork), no doubles."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -29,8 +30,9 @@ def _hold_then_mark(path: str, seconds: float, taken: multiprocessing.synchroniz
         Path(path + ".released").write_text("x")  # written while still holding the lock
 
 
-def _hold_with_try_lock(path: str, taken: multiprocessing.synchronize.Event,
-                        release: multiprocessing.synchronize.Event) -> None:
+def _hold_with_try_lock(
+    path: str, taken: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event
+) -> None:
     held = try_lock(Path(path))
     assert held is not None
     taken.set()
@@ -100,8 +102,11 @@ def test_exclusive_lock_excludes_a_second_holder_in_the_same_process_too(tmp_pat
 
 def test_lock_file_that_cannot_be_created_names_the_path_and_what_it_is(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder" / ".baseline.json.lock"
-    with pytest.raises(BaselineError, match=r"no-such-folder/\.baseline\.json\.lock: cannot create the baseline lock "
-                                            r"file: No such file or directory"):
+    with pytest.raises(
+        BaselineError,
+        match=r"no-such-folder/\.baseline\.json\.lock: cannot create the baseline lock "
+        r"file: No such file or directory",
+    ):
         with exclusive_lock(missing, BaselineError, "baseline lock file"):
             pass
     with pytest.raises(LauncherError, match="cannot create the capture lock file"):

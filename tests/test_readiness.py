@@ -1,6 +1,7 @@
 """launchers.readiness: the one wait loop every launcher uses, against real HTTP servers on
 localhost (`http_double`: a stdlib server standing in for vLLM's /health and /v1/models) and a
 real child process that dies."""
+
 from __future__ import annotations
 
 import json
@@ -84,7 +85,8 @@ def test_http_double_ready_after_4_polls_returns_the_models_with_growing_interva
 
 
 def test_http_double_never_ready_times_out_naming_the_url_the_seconds_and_the_last_answer(
-        http_double: HttpDouble) -> None:
+    http_double: HttpDouble,
+) -> None:
     http_double.not_ready_polls = 10**6
     started = time.monotonic()
     with pytest.raises(ReadinessTimeout) as info:
@@ -92,16 +94,18 @@ def test_http_double_never_ready_times_out_naming_the_url_the_seconds_and_the_la
     elapsed = time.monotonic() - started
     assert 2.0 <= elapsed < 4.0
     message = str(info.value)
-    assert message == (f"vLLM server at {http_double.base_url} is not reachable/healthy after 2 s "
-                       "(/health answered HTTP 503: booting)")
+    assert message == (
+        f"vLLM server at {http_double.base_url} is not reachable/healthy after 2 s (/health answered HTTP 503: booting)"
+    )
     assert isinstance(info.value, LauncherError) and info.value.timeout_s == 2.0
     assert len(http_double.health_times) >= 3
 
 
 def test_http_double_without_json_models_is_not_ready(http_double: HttpDouble) -> None:
     http_double.models_body = b"<html>another server</html>"
-    with pytest.raises(ReadinessTimeout,
-                       match=r"after 1 s \(/v1/models did not answer JSON \(is this a vLLM server\?\)\)"):
+    with pytest.raises(
+        ReadinessTimeout, match=r"after 1 s \(/v1/models did not answer JSON \(is this a vLLM server\?\)\)"
+    ):
         wait_until_ready(http_double.base_url, 1.0)
 
 

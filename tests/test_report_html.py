@@ -184,8 +184,8 @@ def test_report_command_entry_point(tmp_path: Path, vllm_profile_command: list[s
     results = real_results()
     results.tests = results.tests[-1:]  # the error test: no plots, this checks the wiring only
     results.save(tmp_path / "results.json")
-    run = subprocess.run([*vllm_profile_command, "report", str(tmp_path / "results.json"), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run([*vllm_profile_command, "report", str(tmp_path / "results.json"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o" / "index.html").is_file()
 

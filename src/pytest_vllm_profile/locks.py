@@ -13,6 +13,7 @@ Three uses, one mechanism (flock on a lock file beside what it guards):
 A flock belongs to the open file description, so it dies with the process: a crashed
 session never leaves a lock held (the lock files themselves stay; they are empty).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -54,8 +55,9 @@ def _open_lock_file(path: Path, mode: int) -> int:
 
 
 @contextmanager
-def exclusive_lock(path: Path, error: type[VllmProfileError] = VllmProfileError,
-                   what: str = "lock file") -> Iterator[None]:
+def exclusive_lock(
+    path: Path, error: type[VllmProfileError] = VllmProfileError, what: str = "lock file"
+) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if needed), waiting for other holders.
 
     A lock file that cannot be created raises `error` naming `path` and `what` it is.

@@ -143,7 +143,8 @@ class VllmProfile:
         names = [k.short_name for k in self.summary.kernels] + [k.name for k in self.summary.kernels]
         close = [n for n in names if name.lower() in n.lower()][:5] or difflib.get_close_matches(name, names, n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile ({len(self.summary.kernels)} kernels){hint}")
+        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile "
+                                  f"({len(self.summary.kernels)} kernels){hint}")
 
     # ---- baseline -------------------------------------------------------------------------
     def assert_matches_baseline(self) -> Comparison | None:
@@ -190,8 +191,8 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
             ),
         )
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
-    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread, profile.spread,
-                                   step_kinds=profile.workload.compare_step_kinds)
+    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
+                                   profile.spread, step_kinds=profile.workload.compare_step_kinds)
     if comparison.passed:
         verdict, message = "pass", ""
     else:

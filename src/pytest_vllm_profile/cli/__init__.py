@@ -11,6 +11,7 @@ The cli sits on top of the library: no library module imports this package.
 Exit codes: 0 ok, 1 the input could not be analysed (message on stderr), 2 usage error;
 `compare`: 0 pass, 1 regression, 2 unusable input.
 """
+
 from __future__ import annotations
 
 import argparse

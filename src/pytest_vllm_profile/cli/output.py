@@ -4,6 +4,7 @@
 with BrokenPipeError (Python ignores SIGPIPE). The output is then unread, but the exit code
 still has to be the verdict's, so a regression piped into `head` still fails a CI step.
 """
+
 from __future__ import annotations
 
 import os

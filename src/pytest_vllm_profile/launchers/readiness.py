@@ -11,6 +11,7 @@ The timeout is the caller's (the launcher's `ServerSpec.health_timeout_s`); the 
 the same for everyone: first after `FIRST_POLL_S`, then 1.5x longer each time up to
 `MAX_POLL_S`, so a server that is ready (or dead) is seen within a second.
 """
+
 from __future__ import annotations
 
 import time
@@ -40,8 +41,7 @@ class ReadinessTimeout(LauncherError):
     last problem seen."""
 
     def __init__(self, base_url: str, timeout_s: float, last_problem: str) -> None:
-        super().__init__(f"vLLM server at {base_url} is not reachable/healthy after {timeout_s:.0f} s "
-                         f"({last_problem})")
+        super().__init__(f"vLLM server at {base_url} is not reachable/healthy after {timeout_s:.0f} s ({last_problem})")
         self.base_url = base_url
         self.timeout_s = timeout_s
         self.last_problem = last_problem
@@ -69,8 +69,13 @@ def _starting() -> None:
     """Default `still_starting`: nothing to watch (a server someone else runs)."""
 
 
-def wait_until_ready(base_url: str, timeout_s: float, *, still_starting: Callable[[], None] = _starting,
-                     probe: Callable[[httpx.Client, str], list[str]] = served_models) -> list[str]:
+def wait_until_ready(
+    base_url: str,
+    timeout_s: float,
+    *,
+    still_starting: Callable[[], None] = _starting,
+    probe: Callable[[httpx.Client, str], list[str]] = served_models,
+) -> list[str]:
     """Poll `base_url` until `probe` answers; return its answer (the served model ids).
 
     `still_starting()` is called before each poll and raises (LauncherError with the
