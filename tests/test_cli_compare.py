@@ -175,3 +175,19 @@ def test_real_baseline_file_of_two_repeats_against_real_trace_exits_0(
     code, out, err = run_cli(capsys, str(store.path_for(NODEID)), str(data_dir / "base-rep1.pt.trace.json.gz"))
     assert code == 0, err + out
     assert "2 repeat(s)" in out and "verdict: pass" in out
+
+
+@pytest.mark.parametrize(("candidate", "verdict_code"), [("slow", 1), ("same", 0)])
+def test_built_real_pipe_closed_before_output_keeps_the_verdict_exit_code(
+        summaries: dict[str, Path], vllm_profile_command: list[str], candidate: str, verdict_code: int) -> None:
+    # `vllm-profile compare ... | head`: a real pipe whose reader is gone before the command
+    # writes (closed at once; the command takes ~1 s to import), so its first write gets EPIPE.
+    # A regression must still exit 1: a CI step `compare | head` must not pass on it.
+    for extra in ([], ["--json"]):
+        proc = subprocess.Popen([*vllm_profile_command, "compare", *extra, str(summaries["base"]),
+                                 str(summaries[candidate])], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == verdict_code, err
+        assert "Traceback" not in err and "Exception ignored" not in err and "Broken pipe" not in err, err

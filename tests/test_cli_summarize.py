@@ -20,7 +20,8 @@ def test_json_output_has_the_documented_fields(data_dir, capsys):
 
 
 def test_model_bytes_gives_roofline(data_dir, capsys):
-    assert main(["summarize", str(data_dir / "base-rep0.pt.trace.json.gz"), "--json", "--model-bytes", "16381470720"]) == 0
+    trace = str(data_dir / "base-rep0.pt.trace.json.gz")
+    assert main(["summarize", trace, "--json", "--model-bytes", "16381470720"]) == 0
     assert 0.78 < json.loads(capsys.readouterr().out)["roofline"]["fraction"] < 0.83
 
 
@@ -59,12 +60,14 @@ def test_usage_error_exit_2(capsys):
 
 
 def test_installed_script(data_dir, vllm_profile_command):
-    proc = subprocess.run([*vllm_profile_command, "summarize", str(data_dir / "missing.json")], capture_output=True, text=True)
+    proc = subprocess.run([*vllm_profile_command, "summarize", str(data_dir / "missing.json")],
+                          capture_output=True, text=True)
     assert proc.returncode == 1 and "missing.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
 
-def test_output_to_a_reader_that_closes_early_is_not_an_error_closed_pipe_stand_in(monkeypatch, tmp_path, capsys) -> None:
+def test_output_to_a_reader_that_closes_early_is_not_an_error_closed_pipe_stand_in(
+        monkeypatch, tmp_path, capsys) -> None:
     # `vllm-profile summarize | head -2`: writing to the closed pipe raises BrokenPipeError.
     from pytest_vllm_profile.cli import main
 
@@ -83,3 +86,15 @@ def test_output_to_a_reader_that_closes_early_is_not_an_error_closed_pipe_stand_
     monkeypatch.setattr("sys.stdout", ClosedPipe())
     assert main(["summarize"]) == 0
     assert "Broken pipe" not in capsys.readouterr().err
+
+
+def test_real_pipe_closed_before_output_exits_0_without_traceback(data_dir, vllm_profile_command):
+    # `vllm-profile summarize | head`, with the reader gone before the first write (EPIPE).
+    for extra in ([], ["--json"]):
+        trace = data_dir / "base-rep0.pt.trace.json.gz"
+        proc = subprocess.Popen([*vllm_profile_command, "summarize", *extra, str(trace)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0, err
+        assert "Traceback" not in err and "Exception ignored" not in err, err

@@ -10,16 +10,15 @@ import pytest
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import Launcher, RunningServer, ServerSpec
 from pytest_vllm_profile.launchers.url import UrlLauncher
+from pytest_vllm_profile.locks import exclusive_lock
 from pytest_vllm_profile.pool import (
     PoolSettings,
     ServerPool,
-    exclusive_lock,
     gpu_assignment,
     port_range,
     worker_index,
 )
 from pytest_vllm_profile.workload import Workload
-
 from vllm_double import DOUBLE_MODEL, RecordedTraceDouble
 
 
@@ -163,7 +162,7 @@ def test_pool_url_launcher_failure_is_remembered(tmp_path: Path) -> None:
     assert len(calls) == 1
 
 
-def _hold_lock(path: str, seconds: float, started: "multiprocessing.synchronize.Event") -> None:
+def _hold_lock(path: str, seconds: float, started: multiprocessing.synchronize.Event) -> None:
     with exclusive_lock(Path(path)):
         started.set()
         time.sleep(seconds)
@@ -231,7 +230,8 @@ class BootTimingLauncherDouble(Launcher):
         pass
 
 
-def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int, go: "multiprocessing.synchronize.Event") -> None:
+def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int,
+                  go: multiprocessing.synchronize.Event) -> None:
     root = Path(folder)
     settings = PoolSettings(trace_root=root / f"traces-{worker}", worker=worker, gpu_count=gpu_count,
                             workers_per_gpu=workers_per_gpu, lock_dir=root)
@@ -242,10 +242,12 @@ def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int
     pool.stop_all()
 
 
-def _boot_two_workers(tmp_path: Path, workers: tuple[int, int], gpu_count: int, workers_per_gpu: int) -> list[tuple[float, float, bool]]:
+def _boot_two_workers(tmp_path: Path, workers: tuple[int, int], gpu_count: int,
+                      workers_per_gpu: int) -> list[tuple[float, float, bool]]:
     ctx = multiprocessing.get_context("fork")
     go = ctx.Event()
-    procs = [ctx.Process(target=_boot_in_pool, args=(str(tmp_path), w, gpu_count, workers_per_gpu, go)) for w in workers]
+    procs = [ctx.Process(target=_boot_in_pool, args=(str(tmp_path), w, gpu_count, workers_per_gpu, go))
+             for w in workers]
     for proc in procs:
         proc.start()
     go.set()  # both processes call get() together, as two xdist workers at session start do
@@ -267,7 +269,8 @@ def test_servers_sharing_a_gpu_boot_one_at_a_time_launcher_double(tmp_path: Path
     # Each boot takes PEER_WAIT_S; the one that waited for the lock still reports its own boot
     # time (start to healthy), not the wait on top of it.
     boot_s = [float((tmp_path / f"boot_s-gw{w}").read_text()) for w in (0, 1)]
-    assert all(BootTimingLauncherDouble.PEER_WAIT_S <= b < 1.5 * BootTimingLauncherDouble.PEER_WAIT_S for b in boot_s), boot_s
+    peer_wait_s = BootTimingLauncherDouble.PEER_WAIT_S
+    assert all(peer_wait_s <= b < 1.5 * peer_wait_s for b in boot_s), boot_s
     assert [p.name for p in tmp_path.glob("*.boot.lock")] == ["pytest-vllm-profile-gpu-0.boot.lock"]
 
 
@@ -276,7 +279,8 @@ def test_servers_sharing_a_gpu_boot_one_at_a_time_launcher_double(tmp_path: Path
     [((0, 2), 2, 2),  # 2 workers per GPU but gw0 is on GPU 0, gw2 on GPU 1
      ((0, 1), 2, 1)],  # one worker per GPU: nothing shared
 )
-def test_servers_on_different_gpus_boot_together_launcher_double(tmp_path: Path, workers, gpu_count, workers_per_gpu) -> None:
+def test_servers_on_different_gpus_boot_together_launcher_double(
+        tmp_path: Path, workers, gpu_count, workers_per_gpu) -> None:
     (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, workers, gpu_count, workers_per_gpu)
     assert a_saw and b_saw  # each boot saw the other under way
     assert a_start < b_end and b_start < a_end

@@ -8,12 +8,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
 
 from pytest_vllm_profile.cli import main as cli_main
-from pytest_vllm_profile.report import ReportInputError, load_results, run_report
+from pytest_vllm_profile.cli.report import run as run_report
+from pytest_vllm_profile.report import ReportInputError, load_results
 from pytest_vllm_profile.report.html import write_html_report
 from pytest_vllm_profile.report.tables import kernel_rows
+from report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table", "tr", "th",
@@ -183,8 +184,8 @@ def test_report_command_entry_point(tmp_path: Path, vllm_profile_command: list[s
     results = real_results()
     results.tests = results.tests[-1:]  # the error test: no plots, this checks the wiring only
     results.save(tmp_path / "results.json")
-    run = subprocess.run([*vllm_profile_command, "report", str(tmp_path / "results.json"), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run([*vllm_profile_command, "report", str(tmp_path / "results.json"),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o" / "index.html").is_file()
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from .errors import BaselineError
-from .filelock import exclusive_lock
+from .locks import exclusive_lock
 from .repeats import RepeatSpread
 from .schemas import SchemaValidationError, validate_baseline
 from .summary import ProfileSummary

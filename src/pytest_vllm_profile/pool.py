@@ -18,7 +18,6 @@ No pytest imports.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -28,14 +27,14 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator, Mapping
 
-from . import filelock
 from .errors import LauncherError
 from .launchers.base import Launcher, RunningServer, ServerSpec
+from .locks import HeldLock, exclusive_lock, reserve_port
 from .workload import Workload
 
 LauncherFactory = Callable[[ServerSpec], Launcher]
@@ -168,11 +167,11 @@ class PooledServer:
 class ServerPool:
     settings: PoolSettings
     launcher_factory: LauncherFactory
-    _live: "OrderedDict[str, PooledServer]" = field(default_factory=OrderedDict)
+    _live: OrderedDict[str, PooledServer] = field(default_factory=OrderedDict)
     _failed: dict[str, str] = field(default_factory=dict)  # server key -> why its boot failed
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _next_port: int | None = None
-    _port_locks: dict[int, int] = field(default_factory=dict)  # port -> fd of its reservation lock
+    _port_locks: dict[int, HeldLock] = field(default_factory=dict)  # port -> its reservation (locks.reserve_port)
     started_count: int = 0
 
     def key_for(self, workload: Workload) -> str:
@@ -184,6 +183,7 @@ class ServerPool:
     def spec_for(self, workload: Workload, key: str) -> ServerSpec:
         s = self.settings
         safe = key.replace(":", "-")
+        trace_dir: Path | None
         if s.fixed_trace_dir is not None:
             trace_dir = s.fixed_trace_dir
         else:
@@ -216,17 +216,17 @@ class ServerPool:
 
     def _free_port(self) -> int:
         ports = port_range(self.settings.worker, self.settings.base_port)
-        start = self._next_port if self._next_port in ports else ports.start
+        start = self._next_port if self._next_port is not None and self._next_port in ports else ports.start
         ordered = [p for p in ports if p >= start] + [p for p in ports if p < start]
         for port in ordered:
             # A booting vLLM binds its port only at the end of its boot, so "free" alone lets two
             # pytest sessions on one host pick the same port and one then health-checks the
             # other's server. A per-port lock file held while the server lives reserves it.
             if port not in self._port_locks and _port_is_free(self.settings.host, port):
-                lock_fd = _reserve_port(port)
-                if lock_fd is None:
+                reservation = reserve_port(port)
+                if reservation is None:
                     continue
-                self._port_locks[port] = lock_fd
+                self._port_locks[port] = reservation
                 self._next_port = port + 1
                 return port
         raise LauncherError(f"no free port in {ports.start}..{ports.stop - 1} on {self.settings.host}")
@@ -306,7 +306,7 @@ class ServerPool:
         # the lock is held from start() until the server is healthy, then released.
         with ExitStack() as stack:
             for path in self.boot_lock_paths(workload):
-                stack.enter_context(exclusive_lock(path))
+                stack.enter_context(exclusive_lock(path, LauncherError, "GPU boot lock file"))
             yield
 
     def failure_reason(self, workload: Workload) -> str | None:
@@ -320,44 +320,12 @@ class ServerPool:
         self._release_port(pooled.launcher.spec.port)
 
     def _release_port(self, port: int | None) -> None:
-        lock_fd = self._port_locks.pop(port, None) if port is not None else None
-        if lock_fd is not None:
-            os.close(lock_fd)  # closing the descriptor drops its flock
+        reservation = self._port_locks.pop(port, None) if port is not None else None
+        if reservation is not None:
+            reservation.release()
 
     def stop_all(self) -> None:
         """Stop every live server; idempotent."""
         while self._live:
             _, pooled = self._live.popitem(last=False)
             self._stop_one(pooled)
-
-
-
-CAPTURE_LOCK_NAME = ".pytest-vllm-profile.lock"
-
-
-def _reserve_port(port: int) -> int | None:
-    """Take this host's reservation of `port` (non-blocking flock); its fd, or None if taken.
-
-    The lock dies with the process, so a crashed session never keeps a port reserved.
-    """
-    path = Path(tempfile.gettempdir()) / f"pytest-vllm-profile-port-{port}.lock"
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def exclusive_lock(path: Path) -> ContextManager[None]:
-    """Hold an exclusive lock on `path` (created if needed): one holder at a time.
-
-    A server profiles one thing at a time and its trace folder is shared, so every process
-    (xdist worker) capturing from one server takes this lock around start/stop_profile;
-    servers sharing a GPU also boot under it (`ServerPool.boot_lock_paths`).
-    """
-    return filelock.exclusive_lock(path, LauncherError)

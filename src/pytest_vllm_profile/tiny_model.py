@@ -11,15 +11,6 @@ and `build_tiny_model(python, dest)` runs that script with a given interpreter.
 """
 from __future__ import annotations
 
-if __name__ == "__main__":
-    import os as _os
-    import sys as _sys
-
-    # Run as a script, this package folder would come first on sys.path and its modules would
-    # shadow other packages (our `filelock.py` for the filelock package torch imports).
-    _here = _os.path.dirname(_os.path.abspath(__file__))
-    _sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
-
 import argparse
 import subprocess
 import sys

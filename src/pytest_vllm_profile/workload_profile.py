@@ -30,7 +30,8 @@ from .capture import ProfileCapture
 from .comparator import Tolerances, compare_summaries
 from .comparison import Comparison
 from .errors import BaselineError, VllmProfileError
-from .pool import CAPTURE_LOCK_NAME, PooledServer, exclusive_lock
+from .locks import capture_lock
+from .pool import PooledServer
 from .repeats import combine_repeats
 from .results import RequestResult
 from .summary import KernelSummary, ProfileSummary, StepSummary
@@ -142,7 +143,8 @@ class VllmProfile:
         names = [k.short_name for k in self.summary.kernels] + [k.name for k in self.summary.kernels]
         close = [n for n in names if name.lower() in n.lower()][:5] or difflib.get_close_matches(name, names, n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile ({len(self.summary.kernels)} kernels){hint}")
+        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile "
+                                  f"({len(self.summary.kernels)} kernels){hint}")
 
     # ---- baseline -------------------------------------------------------------------------
     def assert_matches_baseline(self) -> Comparison | None:
@@ -189,8 +191,8 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
             ),
         )
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
-    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread, profile.spread,
-                                   step_kinds=profile.workload.compare_step_kinds)
+    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
+                                   profile.spread, step_kinds=profile.workload.compare_step_kinds)
     if comparison.passed:
         verdict, message = "pass", ""
     else:
@@ -262,7 +264,7 @@ def profile_workload(
     requests: list[RequestResult] = []
     trace_paths: list[Path] = []
     for _ in range(repeats):
-        with exclusive_lock(Path(pooled.server.trace_dir) / CAPTURE_LOCK_NAME):
+        with capture_lock(pooled.server.trace_dir):
             result = ProfileCapture(
                 pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
                 poll_interval_s=capture.poll_interval_s,

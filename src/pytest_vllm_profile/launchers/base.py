@@ -16,8 +16,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 
 @dataclass
 class ServerSpec:
@@ -58,7 +56,8 @@ class Launcher(abc.ABC):
 
     @abc.abstractmethod
     def start(self) -> RunningServer:
-        """Boot (or attach), wait until /health answers, and return the running server.
+        """Boot (or attach), wait until it serves requests (`readiness.wait_until_ready`), and
+        return the running server.
 
         Raises LauncherError with the log tail when the server dies or never gets healthy.
         """
@@ -88,18 +87,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def serves_requests(client: httpx.Client, base_url: str) -> bool:
-    """True once /health and /v1/models both answer 200: the OpenAI routes are up, not only
-    the health probe (a launcher's boot is done when a request can be sent)."""
-    for route in ("/health", "/v1/models"):
-        try:
-            if client.get(base_url + route).status_code != 200:
-                return False
-        except httpx.HTTPError:
-            return False
-    return True
 
 
 def url_host(host: str) -> str:

@@ -20,15 +20,15 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
-
-import httpx
+from typing import Any
 
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, serves_requests, track_live, untrack_live, url_host
+from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section
+from .readiness import ReadinessTimeout, wait_until_ready
 from .vllm_args import (
     BASE_SERVER_ENV,
     DETECT_SNIPPET,
@@ -394,29 +394,29 @@ class DockerLauncher(Launcher):
         return self.server
 
     def _wait_healthy(self, base_url: str) -> None:
-        deadline = time.monotonic() + self.spec.health_timeout_s
-        with httpx.Client(timeout=2.0) as http:
-            while True:
-                if serves_requests(http, base_url):
-                    return
-                status = self._status()
-                if status in ("exited", "dead", "removing", "gone"):
-                    code = self._exit_code()
-                    tail = self.log_tail()
-                    causes = self._redact(cause_section(self._last_logs))
-                    self.stop()
-                    raise LauncherError(
-                        f"container {self.container_name} ({self.options.image_ref()}) exited (code {code}) "
-                        f"before {base_url}/health answered;\n{causes}last log lines:\n{tail}")
-                if time.monotonic() > deadline:
-                    tail = self.log_tail()
-                    causes = self._redact(cause_section(self._last_logs))
-                    self.stop()
-                    raise LauncherError(
-                        f"container {self.container_name} ({self.options.image_ref()}) not healthy at "
-                        f"{base_url}/health within {self.spec.health_timeout_s:.0f} s; container removed;\n"
-                        f"{causes}last log lines:\n{tail}")
-                time.sleep(0.25)
+        try:
+            wait_until_ready(base_url, self.spec.health_timeout_s,
+                             still_starting=lambda: self._fail_if_exited(base_url))
+        except ReadinessTimeout:
+            tail = self.log_tail()
+            causes = self._redact(cause_section(self._last_logs))
+            self.stop()
+            raise LauncherError(
+                f"container {self.container_name} ({self.options.image_ref()}) not healthy at "
+                f"{base_url}/health within {self.spec.health_timeout_s:.0f} s; container removed;\n"
+                f"{causes}last log lines:\n{tail}") from None
+
+    def _fail_if_exited(self, base_url: str) -> None:
+        """Readiness check of the container: one that exited is reported at once (and removed)."""
+        status = self._status()
+        if status in ("exited", "dead", "removing", "gone"):
+            code = self._exit_code()
+            tail = self.log_tail()
+            causes = self._redact(cause_section(self._last_logs))
+            self.stop()
+            raise LauncherError(
+                f"container {self.container_name} ({self.options.image_ref()}) exited (code {code}) "
+                f"before {base_url}/health answered;\n{causes}last log lines:\n{tail}")
 
     def _status(self) -> str:
         try:
@@ -490,7 +490,8 @@ def connect(base_url: str | None = None) -> Any:
     try:
         import docker
     except ImportError:
-        raise LauncherError("the container launcher needs the docker SDK: pip install 'pytest-vllm-profile[docker]'") from None
+        raise LauncherError("the container launcher needs the docker SDK: "
+                            "pip install 'pytest-vllm-profile[docker]'") from None
     url = resolve_engine_url(base_url)
     try:
         client = docker.DockerClient(base_url=url)

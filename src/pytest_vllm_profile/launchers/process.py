@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, serves_requests, track_live, untrack_live, url_host
+from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
+from .readiness import ReadinessTimeout, wait_until_ready
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
 
 LOG_TAIL_LINES = 40
@@ -182,7 +181,10 @@ class ProcessLauncher(Launcher):
         trace_dir = trace_dir.absolute()
         trace_dir.mkdir(parents=True, exist_ok=True)
         port = spec.port or free_port(spec.host)
-        self.log_path = Path(spec.log_path) if spec.log_path else Path(tempfile.mkdtemp(prefix="vllm-profile-log-")) / "server.log"
+        if spec.log_path:
+            self.log_path = Path(spec.log_path)
+        else:
+            self.log_path = Path(tempfile.mkdtemp(prefix="vllm-profile-log-")) / "server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command, env = self.build_command(trace_dir, port)
 
@@ -215,30 +217,27 @@ class ProcessLauncher(Launcher):
         return self.server
 
     def _wait_healthy(self, base_url: str, timeout_s: float) -> None:
+        try:
+            wait_until_ready(base_url, timeout_s, still_starting=self._fail_if_exited)
+        except ReadinessTimeout:
+            raise LauncherError(
+                f"vLLM server at {base_url} did not become healthy within {timeout_s:.0f} s "
+                f"(stopped it; raise ServerSpec.health_timeout_s for big models)\n"
+                f"{self.log_causes()}"
+                f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
+            ) from None
+
+    def _fail_if_exited(self) -> None:
+        """Readiness check of the child: a server that exited is reported at once, with its log."""
         assert self.process is not None
-        deadline = time.monotonic() + timeout_s
-        delay = 0.25
-        with httpx.Client(timeout=5.0) as client:
-            while True:
-                code = self.process.poll()
-                if code is not None:
-                    raise LauncherError(
-                        f"vLLM server exited with code {code} during startup\n"
-                        f"command: {' '.join(self.command)}\n"
-                        f"{self.log_causes()}"
-                        f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
-                    )
-                if serves_requests(client, base_url):
-                    return
-                if time.monotonic() >= deadline:
-                    raise LauncherError(
-                        f"vLLM server at {base_url} did not become healthy within {timeout_s:.0f} s "
-                        f"(stopped it; raise ServerSpec.health_timeout_s for big models)\n"
-                        f"{self.log_causes()}"
-                        f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
-                    )
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-                delay = min(delay * 1.5, 2.0)
+        code = self.process.poll()
+        if code is not None:
+            raise LauncherError(
+                f"vLLM server exited with code {code} during startup\n"
+                f"command: {' '.join(self.command)}\n"
+                f"{self.log_causes()}"
+                f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
+            )
 
     def stop(self) -> None:
         """Stop the whole process group; idempotent and safe to call from atexit."""

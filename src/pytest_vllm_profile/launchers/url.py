@@ -5,13 +5,13 @@ can read (the user says which: `ServerSpec.trace_dir`). `stop()` leaves the serv
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from ..errors import LauncherError
 from .base import Launcher, RunningServer, ServerSpec
+from .readiness import ReadinessTimeout, wait_until_ready
 
 
 class UrlLauncher(Launcher):
@@ -41,7 +41,10 @@ class UrlLauncher(Launcher):
                 f"trace folder {trace_dir} of the server at {self.url} does not exist here; "
                 "give the folder the server's --profiler-config torch_profiler_dir points to"
             )
-        models = self._wait_healthy()
+        try:
+            models = wait_until_ready(self.url, self.health_timeout_s)
+        except ReadinessTimeout as exc:  # a LauncherError like every launcher's (named so in reports)
+            raise LauncherError(str(exc)) from None
         model_name = self.spec.served_model_name or self.spec.model or (models[0] if models else "")
         if not model_name:
             raise LauncherError(f"server at {self.url} lists no model under /v1/models")
@@ -52,32 +55,6 @@ class UrlLauncher(Launcher):
             model_name=model_name, vllm_version=self._version(),
         )
         return self.server
-
-    def _wait_healthy(self) -> list[str]:
-        """Poll /health until it answers 200; return the model ids from /v1/models."""
-        deadline = time.monotonic() + self.health_timeout_s
-        last_problem = "no answer"
-        with httpx.Client(timeout=5.0) as client:
-            while True:
-                try:
-                    health = client.get(self.url + "/health")
-                    if health.status_code == 200:
-                        listing = client.get(self.url + "/v1/models")
-                        if listing.status_code == 200:
-                            return [m.get("id", "") for m in listing.json().get("data", [])]
-                        last_problem = f"/v1/models answered HTTP {listing.status_code}: {listing.text[:300]}"
-                    else:
-                        last_problem = f"/health answered HTTP {health.status_code}: {health.text[:300]}"
-                except httpx.HTTPError as exc:
-                    last_problem = f"{type(exc).__name__}: {exc}"
-                except ValueError:
-                    last_problem = "/v1/models did not answer JSON (is this a vLLM server?)"
-                if time.monotonic() >= deadline:
-                    raise LauncherError(
-                        f"vLLM server at {self.url} is not reachable/healthy after {self.health_timeout_s:.0f} s "
-                        f"({last_problem})"
-                    )
-                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def _version(self) -> str | None:
         try:

@@ -6,14 +6,16 @@ Qwen3-8B (dummy weights, CUDA graphs), max_tokens=10, shipped in the package.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from ..analysis.roofline import estimate_weight_bytes_from_config
+from ..analysis.summarize import summarize_path
 from ..summary import ProfileSummary
-from .roofline import estimate_weight_bytes_from_config
-from .summarize import summarize_path
+from .output import emit
 
 EMBEDDED_EXAMPLE = "base-rep0.pt.trace.json.gz"
 # The config.json of the model the embedded example served (Qwen3-8B shape, bf16),
@@ -25,7 +27,8 @@ def embedded_example_path() -> Path:
     return Path(str(resources.files("pytest_vllm_profile") / "data" / EMBEDDED_EXAMPLE))
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `summarize` on the `vllm-profile` command's subparsers."""
     p = subparsers.add_parser(
         "summarize",
         help="steps, layers and kernels of a profile",
@@ -38,11 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     size.add_argument("--model-bytes", type=int, metavar="N", help="model weight bytes, for the decode roofline")
     size.add_argument("--model-config", metavar="CONFIG_JSON", help="HF config.json to estimate weight bytes from")
     p.add_argument("--top", type=int, default=10, metavar="K", help="kernels to list in the table (default 10)")
-    p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit code 0 when the summary was printed (also when the reader closed stdout early),
+    1 when the trace cannot be analysed (raised, the cli prints it), 2 on a bad --model-bytes."""
     weight_bytes = args.model_bytes
     if weight_bytes is not None and weight_bytes <= 0:
         print(f"vllm-profile summarize: error: --model-bytes must be positive, got {weight_bytes}", file=sys.stderr)
@@ -58,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
         summary.notes.insert(0, f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
                                 "Qwen3-8B shape, max_tokens=10 (pass a trace path to analyse your own)")
     if args.json:
-        sys.stdout.write(summary.to_json() + "\n")
+        emit(summary.to_json())
     else:
-        print_table(summary, sys.stdout, top=args.top, embedded=embedded)
+        table = io.StringIO()
+        print_table(summary, table, top=args.top, embedded=embedded)
+        emit(table.getvalue().rstrip("\n"))
     return 0
 
 
@@ -87,7 +93,8 @@ def print_table(summary: ProfileSummary, out: TextIO, *, top: int = 10, embedded
     for s in summary.steps:
         reqs = "-" if s.prefill_requests is None else f"{s.prefill_requests}+{s.decode_requests}"
         toks = "-" if s.prefill_tokens is None else f"{(s.prefill_tokens or 0) + (s.decode_tokens or 0)}"
-        w(f"  {s.index:>3}  {s.kind:<8} {reqs:>9} {toks:>7} {_ms(s.gpu_time_us):>16} {_ms(s.wall_time_us):>11} {len(s.layers):>6}\n")
+        w(f"  {s.index:>3}  {s.kind:<8} {reqs:>9} {toks:>7} {_ms(s.gpu_time_us):>16} {_ms(s.wall_time_us):>11} "
+          f"{len(s.layers):>6}\n")
     w(f"\nTop kernels by total time ({min(top, len(summary.kernels))} of {len(summary.kernels)})\n")
     w(f"  {'name':<48} {'class':<13} {'count':>6} {'total':>11} {'share':>6}\n")
     for k in summary.kernels[:top]:
