@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .comparison import Comparison, Finding, KernelDrift, StepTimeChange, kernel_metric, step_metric
+from .codec import encode_json
+from .comparison import Comparison, DriftPlace, Verdict, Finding, KernelDrift, StepTimeChange, kernel_metric, step_metric
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
-from .summary import STEP_KINDS, ProfileSummary
+from .summary import STEP_KINDS, ProfileSummary, StepKind
 
 
 class IncomparableSummariesError(AnalysisError):
@@ -121,7 +122,7 @@ def _short_names(*summaries: ProfileSummary) -> dict[str, str]:
     return names
 
 
-def launches_per_step(summary: ProfileSummary, kind: str) -> dict[str, float]:
+def launches_per_step(summary: ProfileSummary, kind: StepKind) -> dict[str, float]:
     """Kernel name -> launches per step of `kind` (analysis' median, else derived from totals)."""
     stats = summary.step_kinds.get(kind)
     if stats is None or stats.count == 0:
@@ -320,7 +321,7 @@ class _Comparer:
 
         self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
         self.improvements.sort(key=lambda f: f.contribution_us)
-        verdict = "fail" if self.regressions else "pass"
+        verdict: Verdict = "fail" if self.regressions else "pass"
         return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
                           new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
                           notes=self.notes)
@@ -337,8 +338,8 @@ class _Comparer:
         kernel = summary.kernel(name)
         assert kernel is not None
 
-        def best_of(kinds: list[str]) -> tuple[float, str, float] | None:  # (share, kind, µs per step)
-            best: tuple[float, str, float] | None = None
+        def best_of(kinds: list[StepKind]) -> tuple[float, DriftPlace, float] | None:  # (share, kind, µs per step)
+            best: tuple[float, DriftPlace, float] | None = None
             for kind in kinds:
                 stats = summary.step_kinds.get(kind)
                 if stats is None or stats.count == 0:
@@ -357,7 +358,8 @@ class _Comparer:
             best = best_of(kinds)
         if best is None:  # launched outside every step: judge it against the whole profile
             share = kernel.total_us / summary.total_kernel_us if summary.total_kernel_us > 0 else 0.0
-            best = (share, "outside-steps", kernel.total_us / max(summary.token_steps, 1))
+            outside: DriftPlace = "outside-steps"
+            best = (share, outside, kernel.total_us / max(summary.token_steps, 1))
             judged = True
         share, kind, us = best
         fails = judged and share >= self.tol.drift_share and not (excuse and name in self.unstable)
@@ -440,6 +442,7 @@ def _peek_json(path: Path) -> dict[str, Any] | None:
 def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None = None) -> CompareSide:
     """Read one side of `vllm-profile compare`: a trace (file or folder), a summary JSON or a baseline file."""
     from .baseline import entries_of, read_baseline_file
+    from .codec import ModelDecodeError, from_builtins
     from .errors import BaselineError
     from .schemas import SchemaValidationError, validate_summary
 
@@ -472,9 +475,10 @@ def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None
                            f"baseline {path} [{entry.gpu}, vLLM {entry.vllm_version}, {entry.repeats} repeat(s)]")
     try:
         validate_summary(data, str(path))
-    except SchemaValidationError as exc:
+        summary = from_builtins(data, ProfileSummary, str(path))
+    except (SchemaValidationError, ModelDecodeError) as exc:
         raise CompareInputError(f"{path}: neither a baseline file nor a valid summary JSON: {exc}") from None
-    return CompareSide(ProfileSummary.from_dict(data), None, f"summary {path}")
+    return CompareSide(summary, None, f"summary {path}")
 
 
 def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -537,7 +541,7 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"vllm-profile compare: error: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(comparison.to_dict(), indent=1))
+        print(encode_json(comparison))
     else:
         lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain(limit=10)]
         if comparison.improvements:

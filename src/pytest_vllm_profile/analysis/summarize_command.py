@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from ..codec import encode_json
 from ..summary import ProfileSummary
 from .roofline import estimate_weight_bytes_from_config
 from .summarize import summarize_path
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         summary.notes.insert(0, f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
                                 "Qwen3-8B shape, max_tokens=10 (pass a trace path to analyse your own)")
     if args.json:
-        sys.stdout.write(summary.to_json() + "\n")
+        sys.stdout.write(encode_json(summary) + "\n")
     else:
         print_table(summary, sys.stdout, top=args.top, embedded=embedded)
     return 0
