@@ -22,7 +22,7 @@ Outcome = Literal["passed", "failed", "skipped", "error"]
 TestVerdict = Literal["pass", "fail", "updated", "no-baseline"]
 
 
-class RequestResult(msgspec.Struct):
+class RequestResult(msgspec.Struct, forbid_unknown_fields=True):
     """One completion request of the profiled workload."""
 
     latency_s: float
@@ -30,7 +30,7 @@ class RequestResult(msgspec.Struct):
     completion_tokens: int | None = None
 
 
-class TestResult(msgspec.Struct):
+class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     __test__ = False  # a result type, not a pytest test class
 
     nodeid: str
@@ -49,7 +49,7 @@ class TestResult(msgspec.Struct):
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
 
 
-class RunResults(msgspec.Struct):
+class RunResults(msgspec.Struct, forbid_unknown_fields=True):
     schema_version: int = RESULTS_SCHEMA_VERSION
     created: str = ""  # ISO 8601 UTC
     commit: str | None = None

@@ -215,8 +215,8 @@ def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.D
     if len(n_steps) == 1:
         for i, base in enumerate(first.steps):
             slowest = max(per_rank, key=lambda s: s.steps[i].gpu_time_us).steps[i]
-            steps.append(StepSummary(**{**base.__dict__, "gpu_time_us": slowest.gpu_time_us,
-                                        "kernel_count": slowest.kernel_count, "layers": slowest.layers}))
+            steps.append(msgspec.structs.replace(base, gpu_time_us=slowest.gpu_time_us,
+                                                 kernel_count=slowest.kernel_count, layers=slowest.layers))
     else:
         notes.append(f"ranks found different step counts {sorted(n_steps)}: top-level steps are rank {ranks[0]}'s")
         steps = list(first.steps)

@@ -30,6 +30,8 @@ class HistoryWarning(UserWarning):
 
 
 class TestHistory(msgspec.Struct):
+    __test__ = False  # a result type, not a pytest test class
+
     verdict: str  # a key of report.tables.VERDICT_LABELS
     median_step_us: dict[str, float] = msgspec.field(default_factory=dict)  # step kind -> median step time
     timing_domain: TimingDomain | None = None

@@ -5,14 +5,12 @@ rows (`StepTimeRow`, `KernelRow`) are plain data the renderers only format.
 """
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import msgspec
-
-from ..codec import ModelDecodeError, decode_json
+from ..codec import ModelDecodeError, from_builtins
 from ..comparison import Comparison, StepTimeChange
 from ..errors import VllmProfileError
 from ..results import RESULTS_SCHEMA_VERSION, RunResults, TestResult
@@ -114,26 +112,27 @@ def load_results(path: str | Path) -> RunResults:
     if not path.is_file():
         raise ReportInputError(f"{path}: results file not found (the plugin writes it with --vllm-results PATH)")
     try:
-        text = path.read_bytes()
-        header = decode_json(text, _ResultsHeader, str(path))
-    except OSError as exc:
+        data = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportInputError(f"{path}: not a readable JSON results file: {exc}") from None
-    except ModelDecodeError as exc:
-        raise ReportInputError(f"{exc} (expected a vllm-profile results file: an object with a 'tests' list)") from None
-    if header.schema_version > RESULTS_SCHEMA_VERSION:
-        raise ReportInputError(f"{path}: results schema_version {header.schema_version} is newer than this "
+    if not isinstance(data, dict) or not isinstance(data.get("tests", []), list):
+        raise ReportInputError(f"{path}: not a vllm-profile results file (expected an object with a 'tests' list)")
+    version = data.get("schema_version")
+    if isinstance(version, int) and version > RESULTS_SCHEMA_VERSION:
+        raise ReportInputError(f"{path}: results schema_version {version} is newer than this "
                                f"pytest-vllm-profile understands ({RESULTS_SCHEMA_VERSION}); upgrade it")
     try:
-        return decode_json(text, RunResults, str(path))
+        return from_builtins(data, RunResults, str(path))
     except ModelDecodeError as exc:
-        raise ReportInputError(f"{exc}: the results file does not match the RunResults layout") from None
-
-
-class _ResultsHeader(msgspec.Struct):
-    """What is checked before the whole file is read as `RunResults` (its version first)."""
-
-    schema_version: int = RESULTS_SCHEMA_VERSION
-    tests: list[Any] = msgspec.field(default_factory=list)
+        # Name the test whose entry is wrong, not only its index.
+        for test in data.get("tests", []):
+            nodeid = test.get("nodeid", "?") if isinstance(test, dict) else "?"
+            try:
+                from_builtins(test, TestResult)
+            except ModelDecodeError as test_exc:
+                raise ReportInputError(f"{path}: test {nodeid}: {test_exc}; the results file does not match "
+                                       "the RunResults layout") from None
+        raise ReportInputError(f"{exc}; the results file does not match the RunResults layout") from None
 
 
 def summary_of(test: TestResult) -> ProfileSummary | None:
