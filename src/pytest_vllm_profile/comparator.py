@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from .codec import encode_json
-from .comparison import Comparison, DriftPlace, Verdict, Finding, KernelDrift, StepTimeChange, kernel_metric, step_metric
+from .comparison import (
+    Comparison,
+    DriftPlace,
+    Finding,
+    KernelDrift,
+    StepTimeChange,
+    Verdict,
+    kernel_metric,
+    step_metric,
+)
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
 from .summary import STEP_KINDS, ProfileSummary, StepKind

@@ -57,7 +57,8 @@ def _empty_timings() -> pd.DataFrame:
     )
 
 
-def _finish(method: LayerMethod | None, timings: pd.DataFrame, notes: list[str], marker: str | None = None) -> LayerDetection:
+def _finish(method: LayerMethod | None, timings: pd.DataFrame, notes: list[str],
+            marker: str | None = None) -> LayerDetection:
     if timings.empty:
         return LayerDetection(None, 0, _empty_timings(), marker, notes)
     per_step = timings.groupby("step")["layer"].nunique()

@@ -489,12 +489,13 @@ def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, clamped: 
     if frames_dropped is not None:
         extra["python_frames_dropped"] = frames_dropped
     vllm_version = doc.get("vllm_version")
+    runtime_version = _int_or(doc.get("cuda_runtime_version"), -1) if "cuda_runtime_version" in doc else None
     return TraceMetadata(
         paths=[str(path)],
         runtime=RuntimeInfo(
             profiler="torch",
             cuda_driver_version=_int_or(doc.get("cuda_driver_version"), -1) if "cuda_driver_version" in doc else None,
-            cuda_runtime_version=_int_or(doc.get("cuda_runtime_version"), -1) if "cuda_runtime_version" in doc else None,
+            cuda_runtime_version=runtime_version,
             cupti_version=_int_or(doc.get("cupti_version"), -1) if "cupti_version" in doc else None,
             vllm_version=str(vllm_version) if vllm_version is not None else None,
         ),
