@@ -66,14 +66,14 @@ def real_results(trace_dir: Path | None = None) -> RunResults:
     drifted = without_kernel(cur, dropped_kernel())
     drift = compare_summaries(base, drifted)
     tests = [
-        TestResult(FAIL_ID, "failed", "fail", failing.explain(), workload, cur.to_dict(), base.to_dict(),
-                   failing.to_dict(), requests, traces, None, False, 41.5),
-        TestResult(PASS_ID, "passed", "pass", "", workload, cur.to_dict(), base.to_dict(), passing.to_dict(),
+        TestResult(FAIL_ID, "failed", "fail", failing.explain(), workload, cur, base,
+                   failing, requests, traces, None, False, 41.5),
+        TestResult(PASS_ID, "passed", "pass", "", workload, cur, base, passing,
                    requests, traces, None, False, 40.2),
-        TestResult(DRIFT_ID, "failed", "fail", drift.explain(), workload, drifted.to_dict(), base.to_dict(),
-                   drift.to_dict(), requests, [], None, False, 40.9),
+        TestResult(DRIFT_ID, "failed", "fail", drift.explain(), workload, drifted, base,
+                   drift, requests, [], None, False, 40.9),
         TestResult(NEW_ID, "passed", "no-baseline", "no baseline yet; run with --update-baselines", workload,
-                   cur.to_dict(), None, None, requests, traces),
+                   cur, None, None, requests, traces),
         TestResult(ERROR_ID, "error", None, "LauncherError: vllm serve exited with code 1 before it was healthy",
                    workload),
     ]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_profile.baseline import BaselineStore, baseline_relpath, keys_for_summary, read_baseline_file
+from pytest_vllm_profile.codec import to_builtins
 from pytest_vllm_profile.errors import BaselineError
 from pytest_vllm_profile.repeats import RepeatSpread
 from pytest_vllm_profile.schemas import SchemaValidationError, load_schema, validate_summary
@@ -170,7 +171,7 @@ def test_schemas_are_shipped_draft_2020_12() -> None:
     for name in ("summary.schema.json", "baseline.schema.json"):
         assert load_schema(name)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     with pytest.raises(SchemaValidationError, match="/steps/0/kind"):
-        d = built_summary().to_dict()
+        d = to_builtins(built_summary())
         d["steps"][0]["kind"] = "warmup"
         validate_summary(d, "x")
 
@@ -193,9 +194,9 @@ def test_concurrent_processes_do_not_lose_entries(tmp_path: Path) -> None:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
     document = read_baseline_file(BaselineStore(tmp_path).path_for(NODEID))
-    assert sorted(document["entries"]) == ["GPU0", "GPU1", "GPU2", "GPU3"]
+    assert sorted(document.entries) == ["GPU0", "GPU1", "GPU2", "GPU3"]
     for w in range(4):
-        last = document["entries"][f"GPU{w}"]["0.26.0"]["summary"]["total_kernel_us"]
+        last = document.entries[f"GPU{w}"]["0.26.0"].summary.total_kernel_us
         assert last == 9 * 6007.0
         assert BaselineStore(tmp_path).load(f"tests/perf/test_w{w}.py::test_x", "H100", "0.26.0") is not None
     assert not list(tmp_path.rglob("*.tmp"))

@@ -14,6 +14,7 @@ import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.baseline import BaselineStore
+from pytest_vllm_profile.codec import encode_json
 from pytest_vllm_profile.cli import main
 from test_compare import built_summary  # the shared builder of known-shape summaries
 
@@ -31,7 +32,7 @@ def summaries(tmp_path: Path) -> dict[str, Path]:
     paths = {}
     for label, scale in (("base", {}), ("same", {}), ("slow", {"decode": 1.03}), ("fast", {"decode": 0.9})):
         path = tmp_path / f"{label}.summary.json"
-        path.write_text(built_summary(scale).to_json())
+        path.write_text(encode_json(built_summary(scale)))
         paths[label] = path
     return paths
 
@@ -96,7 +97,7 @@ def test_built_kernel_drift_fails_unless_no_fail_on_drift(tmp_path: Path, capsys
 
     renamed = {("attn_v2" if k.startswith("void flash::attn_fwd<") else k): v for k, v in BUILT_KERNELS.items()}
     cand = tmp_path / "renamed.json"
-    cand.write_text(built_summary(kernels=renamed).to_json())
+    cand.write_text(encode_json(built_summary(kernels=renamed)))
     code, out, _ = run_cli(capsys, str(summaries["base"]), str(cand), "--json")
     data = json.loads(out)
     assert code == 1 and data["new_kernels"] == ["attn_v2"]
@@ -125,7 +126,7 @@ def test_unusable_input_exits_2_with_message(tmp_path: Path, capsys: pytest.Capt
 def test_built_gpu_vs_cpu_summary_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           summaries: dict[str, Path]) -> None:
     cpu = tmp_path / "cpu.json"
-    cpu.write_text(built_summary(domain="cpu").to_json())
+    cpu.write_text(encode_json(built_summary(domain="cpu")))
     code, _, err = run_cli(capsys, str(summaries["base"]), str(cpu))
     assert code == 2 and "GPU kernel time and CPU op time" in err
 
@@ -159,7 +160,7 @@ def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1
 
     rep0 = summarize_path(data_dir / "base-rep0.pt.trace.json.gz")
     slower = tmp_path / "rep0-decode-x1.03.json"
-    slower.write_text(scaled_decode(rep0, 1.03).to_json())
+    slower.write_text(encode_json(scaled_decode(rep0, 1.03)))
     code, out, err = run_cli(capsys, str(data_dir / "base-rep1.pt.trace.json.gz"), str(slower))
     assert code == 1, err
     assert "REGRESSION decode step GPU time" in out

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
+from pytest_vllm_profile.codec import decode_json, encode_json
 from pytest_vllm_profile.comparator import (
     IncomparableSummariesError,
     Tolerances,
@@ -169,11 +170,12 @@ def test_built_replaced_kernel_is_new_and_missing_drift_and_fails() -> None:
     assert "NEW kernel attn_fwd_v2" in text and "MISSING kernel attn_fwd" in text
     drift = [f for f in result.regressions if f.kind == "drift"]
     assert {f.metric for f in drift} == {"kernel[attn_fwd_v2].new", "kernel[attn_fwd].missing"}
-    d = result.to_dict()
+    d = json.loads(encode_json(result))
     assert d["new_kernels"] == ["void flash::attn_fwd_v2<128>(Params)"]
     assert d["missing_kernels"] == ["void flash::attn_fwd<128>(Params)"]
+    assert [k["short_name"] for k in d["new_kernel_details"]] == ["attn_fwd_v2"]
     # The JSON form (results files, reports) reads back into the same Comparison.
-    assert Comparison.from_dict(json.loads(json.dumps(d))) == result
+    assert decode_json(encode_json(result), Comparison) == result
 
 
 def test_built_replaced_kernel_passes_with_fail_on_drift_off_but_is_reported() -> None:

@@ -130,14 +130,14 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
     result.assert_outcomes(passed=1)
     assert len(timings.boots_s) == 1 and len(timings.captures_s) == 3 and len(timings.booted) == 1
     document = read_baseline_file(project.baseline_file)  # schema-validated
-    assert document["test"] == INNER_NODEID
-    assert list(document["entries"]) == ["cpu"]
-    assert list(document["entries"]["cpu"]) == ["0.32.0"]
-    entry = document["entries"]["cpu"]["0.32.0"]
-    assert entry["repeats"] == 3
-    assert entry["summary"]["token_steps"] == MAX_TOKENS
-    assert entry["summary"]["layer_count"] == LAYERS
-    assert entry["summary"]["timing_domain"] == "cpu"
+    assert document.test == INNER_NODEID
+    assert list(document.entries) == ["cpu"]
+    assert list(document.entries["cpu"]) == ["0.32.0"]
+    entry = document.entries["cpu"]["0.32.0"]
+    assert entry.repeats == 3
+    assert entry.summary.token_steps == MAX_TOKENS
+    assert entry.summary.layer_count == LAYERS
+    assert entry.summary.timing_domain == "cpu"
     recorded = _only_test(data)
     assert recorded["verdict"] == "updated" and recorded["baseline_changed"] is True
     assert data["gpu"] == "cpu" and data["vllm_version"] == "0.32.0"

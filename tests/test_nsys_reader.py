@@ -107,12 +107,12 @@ def build_nsys_sqlite_from_torch(torch_trace_path: Path, out: Path, *, tables: s
     con.execute("INSERT INTO META_DATA_EXPORT VALUES ('EXPORT_SCHEMA_VERSION', '3.28.1')")
     con.execute("INSERT INTO TARGET_INFO_SESSION_START_TIME (utcEpochNs) VALUES (?)", (trace.metadata.base_time_ns,))
     m = trace.metadata
-    major, minor = (int(x) for x in m.gpu_compute_capability.split("."))
+    major, minor = (int(x) for x in m.device.compute_capability.split("."))
     con.execute(
         "INSERT INTO TARGET_INFO_GPU (vmId, id, name, totalMemory, smCount, cuDevice, computeMajor, computeMinor) "
-        "VALUES (0, 0, ?, ?, ?, 0, ?, ?)", (m.gpu_name, m.gpu_memory_bytes, m.gpu_sm_count, major, minor),
+        "VALUES (0, 0, ?, ?, ?, 0, ?, ?)", (m.device.name, m.device.memory_bytes, m.device.sm_count, major, minor),
     )
-    con.execute("INSERT INTO TARGET_INFO_CUDA_DEVICE VALUES (0, 0, ?, NULL, ?)", (cpu_pid, m.gpu_sm_count))
+    con.execute("INSERT INTO TARGET_INFO_CUDA_DEVICE VALUES (0, 0, ?, NULL, ?)", (cpu_pid, m.device.sm_count))
 
     kernels = ev[ev["category"] == "kernel"]
     rows = []
@@ -242,10 +242,10 @@ def test_reader_on_sqlite_built_to_nvidia_export_schema_projects_nvtx_steps_onto
 
 def test_reader_on_sqlite_built_to_nvidia_export_schema_reads_device_metadata(torch_trace, nsys_trace):
     m = nsys_trace.metadata
-    assert m.profiler == "nsys"
-    assert m.gpu_name == "NVIDIA H100 80GB HBM3" == torch_trace.metadata.gpu_name
-    assert m.gpu_sm_count == 132 and m.gpu_memory_bytes == 85017493504
-    assert m.gpu_compute_capability == "9.0"
+    assert m.runtime.profiler == "nsys"
+    assert m.device.name == "NVIDIA H100 80GB HBM3" == torch_trace.metadata.device.name
+    assert m.device.sm_count == 132 and m.device.memory_bytes == 85017493504
+    assert m.device.compute_capability == "9.0"
     assert m.base_time_ns == torch_trace.metadata.base_time_ns
     assert m.extra["export_schema_version"] == "3.28.1"
     assert m.world_size == 1 and (nsys_trace.events["rank"] == 0).all()
@@ -308,7 +308,7 @@ def test_reader_on_sqlite_built_to_schema_survives_missing_optional_tables(data_
     check_event_table(trace.events)
     assert set(trace.events["category"].astype(str)) == {"kernel"}
     assert len(trace.events) == 5244
-    assert trace.metadata.gpu_name is None and trace.metadata.profiler == "nsys"
+    assert trace.metadata.device.name is None and trace.metadata.runtime.profiler == "nsys"
 
 
 def test_reader_on_sqlite_built_to_schema_falls_back_to_short_name_and_strips_api_version(tmp_path: Path):

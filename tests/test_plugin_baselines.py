@@ -113,7 +113,7 @@ def test_update_baselines_writes_the_file_and_a_rerun_passes(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["PASS        test_workload.py::test_decode*", "    decode step * vs baseline *(+0.*%)"])
     (test,) = load_results(pytester).tests
-    assert test.verdict == "pass" and test.comparison["verdict"] == "pass"
+    assert test.verdict == "pass" and test.comparison is not None and test.comparison.verdict == "pass"
 
 
 
@@ -136,7 +136,7 @@ def test_regression_fails_with_the_comparison_explanation(
     result.stdout.fnmatch_lines(["FAIL        test_workload.py::test_decode*", "    top offenders:", "      1. *"])
     assert "Traceback" not in result.stdout.str()  # the explanation, not plugin internals
     (test,) = load_results(pytester).tests
-    assert test.verdict == "fail" and test.comparison["regressions"]
+    assert test.verdict == "fail" and test.comparison is not None and test.comparison.regressions
     props = dict(
         (p.get("name"), p.get("value")) for p in ET.parse(pytester.path / "junit.xml").iter("property")
     )
@@ -167,7 +167,7 @@ def test_assert_matches_baseline_in_the_body_fails_there(
     # The results file (and so the reports) keeps the verdict and the comparison behind it.
     (test,) = load_results(pytester).tests
     assert (test.outcome, test.verdict) == ("failed", "fail")
-    assert test.comparison is not None and test.comparison["regressions"]
+    assert test.comparison is not None and test.comparison.regressions
     assert test.baseline_path is not None and test.baseline_path.endswith("test_decode.json")
 
 
@@ -219,8 +219,8 @@ def test_results_file_holds_profile_requests_and_traces(
     assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (H100, RECORDED_VLLM_VERSION, "url", "torch")  # the server says its version
     (test,) = results.tests
     assert test.nodeid == "test_workload.py::test_decode" and test.outcome == "passed"
-    assert test.summary["token_steps"] == 10 and test.summary["layer_count"] == 36
-    assert test.summary["notes"][-1] == "median of 2 repeats"
+    assert test.summary is not None and test.summary.token_steps == 10 and test.summary.layer_count == 36
+    assert test.summary.notes[-1] == "median of 2 repeats"
     assert [r.completion_tokens for r in test.requests] == [10, 10]
     assert len(test.trace_paths) == 2 and all(Path(p).is_file() for p in test.trace_paths)
     assert all(Path(p).name.startswith("rank0.") for p in test.trace_paths)

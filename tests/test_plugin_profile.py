@@ -102,9 +102,9 @@ def test_terminal_summary_lists_verdicts_offenders_and_updated_files(h100_summar
                                                       total_abs_floor_us=0.0))
     assert strict.regressions
     results = RunResults(gpu="NVIDIA H100 80GB HBM3", vllm_version="0.26.0", tests=[
-        ResultOfTest(nodeid="t.py::a", outcome="failed", verdict="fail", summary=cand.to_dict(),
-                   comparison=strict.to_dict()),
-        ResultOfTest(nodeid="t.py::b", outcome="passed", verdict="updated", summary=base.to_dict(),
+        ResultOfTest(nodeid="t.py::a", outcome="failed", verdict="fail", summary=cand,
+                   comparison=strict),
+        ResultOfTest(nodeid="t.py::b", outcome="passed", verdict="updated", summary=base,
                    baseline_path="baselines/t/b.json", baseline_changed=True),
         ResultOfTest(nodeid="t.py::c", outcome="skipped"),
     ])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_vllm_profile.codec import decode_json, encode_json, from_builtins
 from pytest_vllm_profile.errors import AnalysisError
 from pytest_vllm_profile.repeats import RepeatSpread, combine_repeats, find_unstable_kernels, kernel_us_per_step
 from pytest_vllm_profile.summary import ProfileSummary
@@ -111,11 +112,11 @@ def test_real_repeats_with_different_layer_counts_are_rejected(seed_pair) -> Non
         combine_repeats([seed_pair[0], changed])
 
 
-def test_spread_unstable_kernels_round_trip_through_dict(batch_pair) -> None:
+def test_spread_unstable_kernels_round_trip_through_json(batch_pair) -> None:
     _, spread = combine_repeats(list(batch_pair))
-    again = RepeatSpread.from_dict(spread.to_dict())
+    again = decode_json(encode_json(spread), RepeatSpread)
     assert again == spread and len(again.unstable_kernels) == 14
-    assert RepeatSpread.from_dict({"repeats": 1}).unstable_kernels == []  # older baseline files
+    assert from_builtins({"repeats": 1}, RepeatSpread).unstable_kernels == []  # older baseline files
 
 
 def test_real_batch_baseline_with_unstable_kernels_is_saved_and_loaded(tmp_path: Path, batch_pair) -> None:

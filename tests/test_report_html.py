@@ -209,11 +209,15 @@ def test_bad_results_file_is_a_clear_error(tmp_path: Path, content: str | None, 
     assert problem in capsys.readouterr().err
 
 
-def test_summary_that_is_not_a_summary_names_the_test(tmp_path: Path) -> None:
-    results = real_results()
-    results.tests[1].summary = {"steps": "not a list"}
-    with pytest.raises(ReportInputError, match=r"test .*default.*summary"):
-        write_html_report(results, tmp_path)
+def test_summary_that_is_not_a_summary_names_the_file_the_test_and_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    real_results().save(path)
+    data = json.loads(path.read_text())
+    data["tests"][1]["summary"]["steps"] = "not a list"
+    path.write_text(json.dumps(data))
+    expected = r"results\.json: test .*default.*Expected `array`, got `str` - at `\$\.summary\.steps`"
+    with pytest.raises(ReportInputError, match=expected):
+        load_results(path)
 
 
 def test_run_report_needs_history_for_append(tmp_path: Path) -> None:

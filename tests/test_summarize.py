@@ -7,6 +7,7 @@ import pytest
 
 from pytest_vllm_profile.analysis import estimate_weight_bytes_from_config, summarize, summarize_path
 from pytest_vllm_profile.analysis.roofline import peak_bandwidth_gbps
+from pytest_vllm_profile.codec import encode_json, from_builtins
 from pytest_vllm_profile.errors import AnalysisError
 from pytest_vllm_profile.events import TraceSet
 from pytest_vllm_profile.summary import ProfileSummary
@@ -61,10 +62,10 @@ def test_no_roofline_without_model_size(data_dir):
 
 
 def test_json_round_trip(base0):
-    data = json.loads(base0.to_json())
+    data = json.loads(encode_json(base0))
     assert isinstance(data["token_steps"], int) and isinstance(data["total_kernel_us"], float)
     assert {"kind", "gpu_time_us", "layers"} <= set(data["steps"][0])
-    again = ProfileSummary.from_dict(data)
+    again = from_builtins(data, ProfileSummary)
     assert again == base0
 
 

@@ -77,16 +77,17 @@ def test_non_numeric_pid_becomes_minus_one(base_rep0_trace) -> None:
 
 def test_metadata_from_h100_trace(base_rep0_trace) -> None:
     meta = base_rep0_trace.metadata
-    assert meta.profiler == "torch"
-    assert meta.gpu_name == "NVIDIA H100 80GB HBM3"
-    assert meta.gpu_sm_count == 132
-    assert meta.gpu_memory_bytes == 85017493504
-    assert meta.gpu_compute_capability == "9.0"
-    assert (meta.cuda_driver_version, meta.cuda_runtime_version, meta.cupti_version) == (13000, 13000, 130001)
+    assert meta.runtime.profiler == "torch"
+    assert meta.device.name == "NVIDIA H100 80GB HBM3"
+    assert meta.device.sm_count == 132
+    assert meta.device.memory_bytes == 85017493504
+    assert meta.device.compute_capability == "9.0"
+    runtime = meta.runtime
+    assert (runtime.cuda_driver_version, runtime.cuda_runtime_version, runtime.cupti_version) == (13000, 13000, 130001)
     assert (meta.rank, meta.world_size) == (0, 1)
     assert meta.with_stack is True
     assert meta.base_time_ns == 1790857026000000000
-    assert meta.vllm_version is None  # vLLM 0.26 does not write it
+    assert meta.runtime.vllm_version is None  # vLLM 0.26 does not write it
 
 
 def test_cpu_trace_is_first_class(data_dir: Path) -> None:
@@ -94,9 +95,9 @@ def test_cpu_trace_is_first_class(data_dir: Path) -> None:
     check_event_table(trace.events)
     assert len(trace.events) == 11114  # 72076 X events less 60962 non-module python frames
     assert not trace.has_gpu_events
-    assert trace.metadata.vllm_version == "0.32.0"
-    assert trace.metadata.gpu_name is None
-    assert trace.metadata.cuda_runtime_version is None
+    assert trace.metadata.runtime.vllm_version == "0.32.0"
+    assert trace.metadata.device.name is None
+    assert trace.metadata.runtime.cuda_runtime_version is None
 
 
 def test_rank_argument_overrides_recorded_rank(base_rep0: Path) -> None:

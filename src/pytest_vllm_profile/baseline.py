@@ -2,11 +2,11 @@
 
 Layout: `<root>/<test file path without .py>/<test name, params sanitized>.json`, holding
 `{"schema_version": 1, "test": nodeid, "entries": {<gpu>: {<vllm version>: entry}}}`, where an
-entry is `{"created", "commit", "workload", "repeats", "summary", "spread"}` (schema:
-`schemas/baseline.schema.json`). GPU "cpu" and vLLM "unknown" are the keys of CPU runs and
-unknown versions.
+entry is `{"created", "commit", "workload", "repeats", "summary", "spread"}`: the typed
+`BaselineFile` / `BaselineRecord` below, whose generated schema `schemas/baseline.schema.json`
+ships. GPU "cpu" and vLLM "unknown" are the keys of CPU runs and unknown versions.
 
-Every read and write is validated against the schema; an invalid or corrupt file is reported
+Every read and write is validated against that schema; an invalid or corrupt file is reported
 (file, JSON pointer, schema message) and never overwritten. Writes are atomic (temp file in
 the same folder + `os.replace`) and serialized by an `fcntl` lock on a sibling lock file, so
 pytest-xdist workers can update different GPUs' entries of one file concurrently.
@@ -18,18 +18,22 @@ import json
 import os
 import re
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Annotated, Any, Final, Literal
 
+import msgspec
+
+from .codec import ModelDecodeError, from_builtins, to_builtins
 from .errors import BaselineError
 from .locks import exclusive_lock
 from .repeats import RepeatSpread
 from .schemas import SchemaValidationError, validate_baseline
 from .summary import ProfileSummary
 
-BASELINE_SCHEMA_VERSION = 1
+BASELINE_SCHEMA_VERSION: Final = 1
 CPU_GPU_KEY = "cpu"
 UNKNOWN_VLLM_KEY = "unknown"
 
@@ -75,47 +79,46 @@ def baseline_relpath(nodeid: str) -> Path:
     return Path(*dirs, name + ".json") if dirs else Path(name + ".json")
 
 
-@dataclass
-class BaselineEntry:
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True):
+    """One entry as stored in a baseline file."""
+
+    created: Annotated[str, msgspec.Meta(min_length=1, description="ISO 8601 UTC time the entry was written")]
+    commit: Annotated[str | None, msgspec.Meta(description="VCS commit of the code under test, when known")]
+    workload: Annotated[dict[str, Any], msgspec.Meta(description="Workload.to_dict() of the test's marker")]
+    repeats: Annotated[int, msgspec.Meta(ge=1)]
+    summary: ProfileSummary
+    spread: RepeatSpread | None
+
+
+class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
+    """One file per test: the accepted ProfileSummary (median of repeats) per GPU model and vLLM version."""
+
+    schema_version: Literal[1]
+    test: Annotated[str, msgspec.Meta(min_length=1, description="the pytest node id")]
+    # GPU model name ('cpu' for CPU runs) -> vLLM version ('unknown' when not known) -> entry
+    entries: dict[NonEmpty, dict[NonEmpty, BaselineRecord]]
+
+
+class BaselineEntry(BaselineRecord, kw_only=True):
     """One stored baseline: the median summary of `repeats` profiles on one GPU / vLLM version."""
 
     gpu: str
     vllm_version: str
-    created: str
-    commit: str | None
-    workload: dict[str, Any]
-    repeats: int
-    summary: ProfileSummary
-    spread: RepeatSpread | None
     path: Path | None = None
     test: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The entry's JSON form inside a baseline file."""
-        return {
-            "created": self.created,
-            "commit": self.commit,
-            "workload": self.workload,
-            "repeats": self.repeats,
-            "summary": self.summary.to_dict(),
-            "spread": self.spread.to_dict() if self.spread is not None else None,
-        }
+    def record(self) -> BaselineRecord:
+        """The entry's stored form inside a baseline file."""
+        return BaselineRecord(**{name: getattr(self, name) for name in BaselineRecord.__struct_fields__})
 
     @classmethod
-    def from_dict(cls, gpu: str, vllm_version: str, data: dict[str, Any], path: Path | None = None,
-                  test: str | None = None) -> "BaselineEntry":
-        return cls(
-            gpu=gpu,
-            vllm_version=vllm_version,
-            created=data["created"],
-            commit=data.get("commit"),
-            workload=dict(data.get("workload") or {}),
-            repeats=int(data["repeats"]),
-            summary=ProfileSummary.from_dict(data["summary"]),
-            spread=RepeatSpread.from_dict(data["spread"]) if data.get("spread") is not None else None,
-            path=path,
-            test=test,
-        )
+    def of(cls, gpu: str, vllm_version: str, record: BaselineRecord, path: Path | None = None,
+           test: str | None = None) -> BaselineEntry:
+        fields = {name: getattr(record, name) for name in BaselineRecord.__struct_fields__}
+        return cls(gpu=gpu, vllm_version=vllm_version, path=path, test=test, **fields)
 
 
 @dataclass
@@ -138,7 +141,7 @@ class BaselineLookup:
 _FIX_OR_DELETE = "fix or delete it, it is never overwritten automatically"
 
 
-def read_baseline_file(path: Path) -> dict[str, Any]:
+def read_baseline_file(path: Path) -> BaselineFile:
     """Parse and validate one baseline file; `BaselineError` naming the file otherwise."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,10 +155,13 @@ def read_baseline_file(path: Path) -> dict[str, Any]:
             f"{_FIX_OR_DELETE}"
         ) from None
     _check_schema(document, path, "baseline file", f"; {_FIX_OR_DELETE}")
-    return document
+    try:  # the schema is generated from BaselineFile: what passes it decodes
+        return from_builtins(document, BaselineFile, str(path))
+    except ModelDecodeError as exc:
+        raise BaselineError(f"{exc}; {_FIX_OR_DELETE}") from None
 
 
-def _check_schema(document: dict[str, Any], path: Path, what: str, advice: str = "") -> None:
+def _check_schema(document: Any, path: Path, what: str, advice: str = "") -> None:
     """Raise BaselineError "<path>: <what> does not match baseline.schema.json at ...<advice>"."""
     try:
         validate_baseline(document, str(path))
@@ -166,12 +172,12 @@ def _check_schema(document: dict[str, Any], path: Path, what: str, advice: str =
         ) from None
 
 
-def entries_of(document: dict[str, Any], path: Path | None = None) -> list[BaselineEntry]:
+def entries_of(document: BaselineFile, path: Path | None = None) -> list[BaselineEntry]:
     """Every entry of a parsed baseline file, GPU then vLLM version order."""
     return [
-        BaselineEntry.from_dict(gpu, version, data, path=path, test=document.get("test"))
-        for gpu, versions in sorted(document["entries"].items())
-        for version, data in sorted(versions.items())
+        BaselineEntry.of(gpu, version, record, path=path, test=document.test)
+        for gpu, versions in sorted(document.entries.items())
+        for version, record in sorted(versions.items())
     ]
 
 
@@ -193,14 +199,14 @@ class BaselineStore:
     def path_for(self, nodeid: str) -> Path:
         return self.root / baseline_relpath(nodeid)
 
-    def _read(self, nodeid: str) -> dict[str, Any] | None:
+    def _read(self, nodeid: str) -> BaselineFile | None:
         path = self.path_for(nodeid)
         if not path.exists():
             return None
         document = read_baseline_file(path)
-        if document["test"] != nodeid:
+        if document.test != nodeid:
             raise BaselineError(
-                f"{path}: baseline file belongs to test {document['test']!r}, not {nodeid!r} "
+                f"{path}: baseline file belongs to test {document.test!r}, not {nodeid!r} "
                 "(two node ids map to one file name; rename one of the tests)"
             )
         return document
@@ -210,11 +216,10 @@ class BaselineStore:
         document = self._read(nodeid)
         if document is None:
             return None
-        data = document["entries"].get(gpu_key(gpu), {}).get(vllm_key(vllm_version))
-        if data is None:
+        record = document.entries.get(gpu_key(gpu), {}).get(vllm_key(vllm_version))
+        if record is None:
             return None
-        return BaselineEntry.from_dict(gpu_key(gpu), vllm_key(vllm_version), data,
-                                       path=self.path_for(nodeid), test=nodeid)
+        return BaselineEntry.of(gpu_key(gpu), vllm_key(vllm_version), record, path=self.path_for(nodeid), test=nodeid)
 
     def lookup(self, nodeid: str, gpu: str | None, vllm_version: str | None) -> BaselineLookup:
         """Like `load`, but when nothing matches, say what does exist (and offer a fallback)."""
@@ -223,10 +228,10 @@ class BaselineStore:
         document = self._read(nodeid)
         if document is None:
             return BaselineLookup(path, None, message=f"no baseline file {path} for {nodeid}")
-        entries = document["entries"]
+        entries = document.entries
         versions = entries.get(gpu_k, {})
         if vllm_k in versions:
-            entry = BaselineEntry.from_dict(gpu_k, vllm_k, versions[vllm_k], path=path, test=nodeid)
+            entry = BaselineEntry.of(gpu_k, vllm_k, versions[vllm_k], path=path, test=nodeid)
             return BaselineLookup(path, entry, other_versions=sorted(versions, key=_version_sort_key),
                                   other_gpus=sorted(entries), message="")
         other_gpus = sorted(entries)
@@ -238,7 +243,7 @@ class BaselineStore:
             )
         ordered = sorted(versions, key=_version_sort_key)
         newest = ordered[-1]
-        fallback = BaselineEntry.from_dict(gpu_k, newest, versions[newest], path=path, test=nodeid)
+        fallback = BaselineEntry.of(gpu_k, newest, versions[newest], path=path, test=nodeid)
         return BaselineLookup(
             path, None, fallback=fallback, other_versions=ordered, other_gpus=other_gpus,
             message=(f"{path}: no baseline for vLLM {vllm_k} on {gpu_k}; baselines exist for vLLM "
@@ -269,9 +274,8 @@ class BaselineStore:
         """
         path = self.path_for(nodeid)
         gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
-        entry = BaselineEntry(gpu_k, vllm_k, created or _now(), commit, dict(workload or {}), int(repeats),
-                              summary, spread)
-        new_data = entry.to_dict()
+        record = BaselineRecord(created=created or _now(), commit=commit, workload=dict(workload or {}),
+                                repeats=int(repeats), summary=summary, spread=spread)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -279,18 +283,19 @@ class BaselineStore:
         with self._locked(path):
             document = self._read(nodeid)  # raises on invalid/corrupt: never overwritten silently
             if document is None:
-                document = {"schema_version": BASELINE_SCHEMA_VERSION, "test": nodeid, "entries": {}}
-            old = document["entries"].get(gpu_k, {}).get(vllm_k)
+                document = BaselineFile(schema_version=BASELINE_SCHEMA_VERSION, test=nodeid, entries={})
+            old = document.entries.get(gpu_k, {}).get(vllm_k)
             # Compare through JSON so tuples/lists and float formatting do not count as changes.
-            if old is not None and _without_created(old) == _without_created(json.loads(json.dumps(new_data))):
+            if old is not None and _without_created(old) == _without_created(record):
                 return False
-            document["entries"].setdefault(gpu_k, {})[vllm_k] = new_data
-            _check_schema(document, path, "refusing to write a baseline that")
-            self._atomic_write(path, json.dumps(document, indent=1, sort_keys=False) + "\n")
+            document.entries.setdefault(gpu_k, {})[vllm_k] = record
+            data = to_builtins(document)
+            _check_schema(data, path, "refusing to write a baseline that")
+            self._atomic_write(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
         return True
 
     @staticmethod
-    def _locked(path: Path) -> ContextManager[None]:
+    def _locked(path: Path) -> AbstractContextManager[None]:
         return exclusive_lock(path.with_name(f".{path.name}.lock"), BaselineError, "baseline lock file")
 
     @staticmethod
@@ -311,5 +316,6 @@ class BaselineStore:
             raise BaselineError(f"{path}: cannot write baseline file: {exc.strerror or exc}") from None
 
 
-def _without_created(data: dict[str, Any]) -> dict[str, Any]:
+def _without_created(record: BaselineRecord) -> dict[str, Any]:
+    data = json.loads(json.dumps(to_builtins(record)))
     return {k: v for k, v in data.items() if k != "created"}

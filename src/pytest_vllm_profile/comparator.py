@@ -22,10 +22,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .comparison import Comparison, Finding, KernelDrift, StepTimeChange, kernel_metric, step_metric
+from .codec import encode_json
+from .comparison import (
+    Comparison,
+    DriftPlace,
+    Finding,
+    KernelDrift,
+    StepTimeChange,
+    Verdict,
+    kernel_metric,
+    step_metric,
+)
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
-from .summary import STEP_KINDS, ProfileSummary
+from .summary import STEP_KINDS, ProfileSummary, StepKind
 
 
 class IncomparableSummariesError(AnalysisError):
@@ -118,7 +128,7 @@ def _short_names(*summaries: ProfileSummary) -> dict[str, str]:
     return names
 
 
-def launches_per_step(summary: ProfileSummary, kind: str) -> dict[str, float]:
+def launches_per_step(summary: ProfileSummary, kind: StepKind) -> dict[str, float]:
     """Kernel name -> launches per step of `kind` (analysis' median, else derived from totals)."""
     stats = summary.step_kinds.get(kind)
     if stats is None or stats.count == 0:
@@ -318,7 +328,7 @@ class _Comparer:
 
         self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
         self.improvements.sort(key=lambda f: f.contribution_us)
-        verdict = "fail" if self.regressions else "pass"
+        verdict: Verdict = "fail" if self.regressions else "pass"
         return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
                           new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
                           notes=self.notes)
@@ -335,8 +345,8 @@ class _Comparer:
         kernel = summary.kernel(name)
         assert kernel is not None
 
-        def best_of(kinds: list[str]) -> tuple[float, str, float] | None:  # (share, kind, µs per step)
-            best: tuple[float, str, float] | None = None
+        def best_of(kinds: list[StepKind]) -> tuple[float, DriftPlace, float] | None:  # (share, kind, µs per step)
+            best: tuple[float, DriftPlace, float] | None = None
             for kind in kinds:
                 stats = summary.step_kinds.get(kind)
                 if stats is None or stats.count == 0:
@@ -355,7 +365,8 @@ class _Comparer:
             best = best_of(kinds)
         if best is None:  # launched outside every step: judge it against the whole profile
             share = kernel.total_us / summary.total_kernel_us if summary.total_kernel_us > 0 else 0.0
-            best = (share, "outside-steps", kernel.total_us / max(summary.token_steps, 1))
+            outside: DriftPlace = "outside-steps"
+            best = (share, outside, kernel.total_us / max(summary.token_steps, 1))
             judged = True
         share, kind, us = best
         fails = judged and share >= self.tol.drift_share and not (excuse and name in self.unstable)

@@ -34,6 +34,8 @@ from typing import Any
 
 import pandas as pd
 
+from .summary import DeviceInfo, RuntimeInfo
+
 
 class Category(str, Enum):
     """Normalized event categories (the Kineto names; the nsys reader maps onto these)."""
@@ -75,17 +77,10 @@ class TraceMetadata:
     """What a trace says about where and how it was recorded."""
 
     paths: list[str]
-    profiler: str  # "torch" or "nsys"
+    runtime: RuntimeInfo  # the profiler, CUDA / CUPTI and vLLM versions
+    device: DeviceInfo = field(default_factory=DeviceInfo)  # the GPU (peak bandwidth: filled by analysis)
     rank: int = 0
     world_size: int = 1
-    gpu_name: str | None = None
-    gpu_sm_count: int | None = None
-    gpu_memory_bytes: int | None = None
-    gpu_compute_capability: str | None = None
-    cuda_driver_version: int | None = None
-    cuda_runtime_version: int | None = None
-    cupti_version: int | None = None
-    vllm_version: str | None = None
     with_stack: bool | None = None
     base_time_ns: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -48,17 +48,18 @@ import os
 import shutil
 import subprocess
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+from .codec import from_builtins, to_builtins
 from .errors import VllmProfileError, WorkloadError
 from .launchers.base import Launcher, ServerSpec
 from .pool import PoolSettings, ServerPool, nvidia_smi_gpu_count, worker_index
-from .results import RequestResult, RunResults, TestResult
+from .results import Outcome, RunResults, TestResult
 from .workload import Workload
 
 MARKER = "vllm_workload"
@@ -292,7 +293,7 @@ class PluginState:
         data = getattr(report, RESULT_ATTR, None)
         if data is None or report.when != "teardown":
             return
-        self.results.append(TestResult.from_dict(data))
+        self.results.append(from_builtins(data, TestResult, f"the report of {report.nodeid}"))
 
     def get_pool(self) -> ServerPool:
         if self.pool is None:
@@ -549,7 +550,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         phases["message"] = _short_message(report)
     phases["duration"] = phases.get("duration", 0.0) + report.duration
     if report.when == "teardown":
-        setattr(report, RESULT_ATTR, asdict(_test_result(item, workload, phases)))
+        setattr(report, RESULT_ATTR, to_builtins(_test_result(item, workload, phases)))
     return report
 
 
@@ -563,6 +564,7 @@ def _short_message(report: pytest.TestReport) -> str:
 
 
 def _test_result(item: pytest.Item, workload: Workload, phases: dict[str, Any]) -> TestResult:
+    outcome: Outcome
     if phases.get("setup") == "skipped" or phases.get("call") == "skipped":
         outcome = "skipped"
     elif phases.get("setup") == "failed":
@@ -586,17 +588,17 @@ def _test_result(item: pytest.Item, workload: Workload, phases: dict[str, Any]) 
         result.message = phases.get("message") or SKIP_REASON
         return result
     if profile is not None:
-        result.summary = profile.summary.to_dict()
-        result.requests = [RequestResult(**asdict(r)) for r in profile.requests]
+        result.summary = profile.summary
+        result.requests = list(profile.requests)
         result.trace_paths = [str(p) for p in profile.trace_paths]
     if baseline_outcome is not None:
         result.verdict = baseline_outcome.verdict
         result.baseline_path = str(baseline_outcome.baseline_path) if baseline_outcome.baseline_path else None
         result.baseline_changed = baseline_outcome.baseline_changed
         if baseline_outcome.comparison is not None:
-            result.comparison = baseline_outcome.comparison.to_dict()
+            result.comparison = baseline_outcome.comparison
         if baseline_outcome.baseline_summary is not None:
-            result.baseline_summary = baseline_outcome.baseline_summary.to_dict()
+            result.baseline_summary = baseline_outcome.baseline_summary
         result.message = baseline_outcome.message
     if outcome != "passed" and (not result.message or baseline_outcome is None or not baseline_outcome.fails_test):
         result.message = phases.get("message", "")
@@ -619,14 +621,13 @@ def _commit(state: PluginState) -> str | None:
 
 def build_run_results(state: PluginState) -> RunResults:
     from .baseline import keys_for_summary  # lazy: jsonschema is not loaded by plain pytest runs
-    from .summary import ProfileSummary
 
     tests = sorted(state.results, key=lambda t: t.nodeid)
     gpu = vllm_version = None
     for t in tests:
-        if t.summary:
-            gpu = keys_for_summary(ProfileSummary.from_dict(t.summary))[0]
-            vllm_version = (t.summary.get("runtime") or {}).get("vllm_version")
+        if t.summary is not None:
+            gpu = keys_for_summary(t.summary)[0]
+            vllm_version = t.summary.runtime.vllm_version
             break
     return RunResults(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

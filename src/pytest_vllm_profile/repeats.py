@@ -14,42 +14,36 @@ from __future__ import annotations
 
 import copy
 import statistics
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from .errors import AnalysisError
-from .summary import KernelKindStats, KernelSummary, ProfileSummary
+from .summary import KernelKindStats, KernelSummary, ProfileSummary, StepKind
+
+Relative = Annotated[float, msgspec.Meta(ge=0)]  # (max - min) / median
 
 
-@dataclass
-class RepeatSpread:
-    """Relative spread (max - min) / median of each timing across the repeats (0 for one repeat)."""
+class RepeatSpread(msgspec.Struct, forbid_unknown_fields=True):
+    """Relative spread (max - min) / median of each timing across the repeats (0 for one repeat).
 
-    repeats: int
-    total_kernel_us: float = 0.0
-    step_gpu_time_us: dict[str, float] = field(default_factory=dict)  # step kind -> spread of median step time
-    kernel_us_per_step: dict[str, dict[str, float]] = field(default_factory=dict)  # step kind -> kernel name -> spread
-    layer_time_us: dict[str, list[float]] = field(default_factory=dict)  # step kind -> spread per layer index
+    Files written before a field existed lack it: every field but `repeats` has a default.
+    """
+
+    repeats: Annotated[int, msgspec.Meta(ge=1)]
+    total_kernel_us: Relative = 0.0
+    # step kind -> spread of the median step time
+    step_gpu_time_us: dict[str, Relative] = msgspec.field(default_factory=dict)
+    # step kind -> kernel name -> spread
+    kernel_us_per_step: dict[str, dict[str, Relative]] = msgspec.field(default_factory=dict)
+    # step kind -> spread per layer index
+    layer_time_us: dict[str, list[Relative]] = msgspec.field(default_factory=dict)
     # Kernels launched in some repeats only, or a different number of times (memory copies
     # excepted unless missing from a repeat): their counts cannot be held exact.
-    unstable_kernels: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RepeatSpread":
-        return cls(
-            repeats=int(data["repeats"]),
-            total_kernel_us=float(data.get("total_kernel_us", 0.0)),
-            step_gpu_time_us={k: float(v) for k, v in data.get("step_gpu_time_us", {}).items()},
-            kernel_us_per_step={k: {n: float(x) for n, x in v.items()} for k, v in data.get("kernel_us_per_step", {}).items()},
-            layer_time_us={k: [float(x) for x in v] for k, v in data.get("layer_time_us", {}).items()},
-            unstable_kernels=[str(n) for n in data.get("unstable_kernels", [])],
-        )
+    unstable_kernels: list[str] = msgspec.field(default_factory=list)
 
 
-def kernel_us_per_step(summary: ProfileSummary, kind: str) -> dict[str, float]:
+def kernel_us_per_step(summary: ProfileSummary, kind: StepKind) -> dict[str, float]:
     """Kernel name -> microseconds that kernel takes per step of `kind` (its total / step count)."""
     stats = summary.step_kinds.get(kind)
     if stats is None or stats.count == 0:
@@ -235,7 +229,7 @@ def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: li
         # Layer lists line up by index (same layer count in every repeat: checked).
         width = len(stats.median_layer_time_us)
         same_layers = [p.median_layer_time_us for p in per if len(p.median_layer_time_us) == width]
-        columns = [list(c) for c in zip(*same_layers)]
+        columns = [list(c) for c in zip(*same_layers, strict=True)]
         stats.median_layer_time_us = [_median(c) for c in columns]
         spread.layer_time_us[kind] = [relative_spread(c) for c in columns]
         per_kernel = [kernel_us_per_step(s, kind) for s in summaries if kind in s.step_kinds]

@@ -5,16 +5,24 @@ history) are rendered from it, so `vllm-profile report RESULTS.json` works offli
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
-RESULTS_SCHEMA_VERSION = 1
+import msgspec
+
+from .codec import decode_json, encode_json
+from .comparison import Comparison
+from .summary import ProfileSummary
+
+RESULTS_SCHEMA_VERSION: Final = 1
+
+Outcome = Literal["passed", "failed", "skipped", "error"]
+# The baseline step's verdict of a test: the comparison's, or what was done instead of one.
+TestVerdict = Literal["pass", "fail", "updated", "no-baseline"]
 
 
-@dataclass
-class RequestResult:
+class RequestResult(msgspec.Struct, forbid_unknown_fields=True):
     """One completion request of the profiled workload."""
 
     latency_s: float
@@ -22,33 +30,26 @@ class RequestResult:
     completion_tokens: int | None = None
 
 
-@dataclass
-class TestResult:
+class TestResult(msgspec.Struct, forbid_unknown_fields=True):
+    __test__ = False  # a result type, not a pytest test class
+
     nodeid: str
-    outcome: str  # "passed", "failed", "skipped", "error"
-    verdict: str | None = None  # comparison verdict: "pass", "fail", "updated", "no-baseline", None
+    outcome: Outcome
+    verdict: TestVerdict | None = None  # None when there was no baseline step (skipped, error)
     message: str = ""  # why it failed / what was updated
-    workload: dict[str, Any] = field(default_factory=dict)  # Workload.to_dict()
-    summary: dict[str, Any] | None = None  # ProfileSummary.to_dict() (median of repeats)
-    baseline_summary: dict[str, Any] | None = None
-    comparison: dict[str, Any] | None = None  # Comparison.to_dict()
-    requests: list[RequestResult] = field(default_factory=list)
-    trace_paths: list[str] = field(default_factory=list)
+    workload: dict[str, Any] = msgspec.field(default_factory=dict)  # Workload.to_dict()
+    summary: ProfileSummary | None = None  # median of repeats
+    baseline_summary: ProfileSummary | None = None
+    comparison: Comparison | None = None
+    requests: list[RequestResult] = msgspec.field(default_factory=list)
+    trace_paths: list[str] = msgspec.field(default_factory=list)
     baseline_path: str | None = None
     baseline_changed: bool = False
     duration_s: float | None = None
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TestResult":
-        """Inverse of `asdict` (a results file's test, or a report sent from an xdist worker)."""
-        data = dict(data)
-        data["requests"] = [RequestResult(**r) for r in data.get("requests", [])]
-        return cls(**data)
 
-
-@dataclass
-class RunResults:
+class RunResults(msgspec.Struct, forbid_unknown_fields=True):
     schema_version: int = RESULTS_SCHEMA_VERSION
     created: str = ""  # ISO 8601 UTC
     commit: str | None = None
@@ -56,23 +57,16 @@ class RunResults:
     vllm_version: str | None = None
     launcher: str | None = None
     profiler: str | None = None
-    tests: list[TestResult] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    tests: list[TestResult] = msgspec.field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-        tmp.replace(path)
+        tmp.write_text(encode_json(self) + "\n")
+        os.replace(tmp, path)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunResults":
-        tests = [TestResult.from_dict(t) for t in data.get("tests", [])]
-        return cls(**{k: v for k, v in data.items() if k != "tests"}, tests=tests)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RunResults":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path) -> RunResults:
+        """Read a results file; `codec.ModelDecodeError` naming the file and field when it is not one."""
+        return decode_json(Path(path).read_bytes(), cls, str(path))

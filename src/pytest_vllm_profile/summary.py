@@ -1,26 +1,37 @@
-"""`ProfileSummary`: the JSON-serializable result of analysing one profile.
+"""`ProfileSummary`: the typed result of analysing one profile.
 
-This is the contract between analysis, baseline store, comparison and reports. Its JSON
-form is described by `schemas/summary.schema.json` (keep both in step; bump
-`SUMMARY_SCHEMA_VERSION` on any incompatible change).
+This is the contract between analysis, baseline store, comparison and reports. The model is
+these `msgspec.Struct` types; their JSON form (`codec.encode_json` / `codec.decode_json`) and
+the shipped `schemas/summary.schema.json` are generated from them (`schemas.generate`; bump
+`SUMMARY_SCHEMA_VERSION` on any incompatible change and migrate the old form on read).
 
 Times are microseconds. `timing_domain` says whose clock they are: "gpu" (sums of GPU
 kernel durations) or "cpu" (CPU-only traces, e.g. vLLM's CPU backend: `cpu_op` durations).
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Final, Literal, get_args
 
-SUMMARY_SCHEMA_VERSION = 1
+import msgspec
 
-STEP_KINDS: tuple[str, ...] = ("prefill", "decode", "mixed")
+from .codec import decode_json, encode_json
+
+SUMMARY_SCHEMA_VERSION: Final = 1
+
+StepKind = Literal["prefill", "decode", "mixed"]
+STEP_KINDS: tuple[StepKind, ...] = get_args(StepKind)
+TimingDomain = Literal["gpu", "cpu"]
+StepMethod = Literal["annotation", "gpu_activity"]  # vLLM's step annotations, or bursts of GPU activity
+LayerMethod = Literal["module", "kernel_pattern"]  # module annotations, or a repeating kernel pattern
+Profiler = Literal["torch", "nsys"]
+
+# Bounds checked when a file is read (and written into the schema), not when analysis builds one.
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Micros = Annotated[float, msgspec.Meta(ge=0)]
 
 
-@dataclass
-class DeviceInfo:
+class DeviceInfo(msgspec.Struct):
     name: str | None = None
     sm_count: int | None = None
     memory_bytes: int | None = None
@@ -28,127 +39,111 @@ class DeviceInfo:
     peak_memory_bandwidth_gbps: float | None = None  # from a table of known GPUs, None if unknown
 
 
-@dataclass
-class RuntimeInfo:
-    profiler: str = "torch"  # "torch" or "nsys"
+class RuntimeInfo(msgspec.Struct):
+    profiler: Profiler = "torch"
     cuda_driver_version: int | None = None
     cuda_runtime_version: int | None = None
     cupti_version: int | None = None
     vllm_version: str | None = None
 
 
-@dataclass
-class LayerTiming:
+class LayerTiming(msgspec.Struct):
     """One decoder layer inside one step."""
 
-    index: int
-    time_us: float  # kernel (or cpu_op) time attributed to this layer in this step
-    kernel_count: int
+    index: Count
+    time_us: Micros  # kernel (or cpu_op) time attributed to this layer in this step
+    kernel_count: Count
 
 
-@dataclass
-class StepSummary:
+class StepSummary(msgspec.Struct):
     """One engine step = one forward pass = one "token peak"."""
 
-    index: int
-    kind: str  # one of STEP_KINDS
+    index: Count
+    kind: StepKind
     name: str  # vLLM's annotation text, or "gpu_burst_<i>" when found from GPU activity
     start_us: float
-    wall_time_us: float  # span of the step on the timeline
-    gpu_time_us: float  # sum of kernel durations inside the step (cpu_op time when timing_domain == "cpu")
-    kernel_count: int
+    wall_time_us: Micros  # span of the step on the timeline
+    gpu_time_us: Micros  # sum of kernel durations inside the step (cpu_op time when timing_domain == "cpu")
+    kernel_count: Count
     prefill_requests: int | None = None
     prefill_tokens: int | None = None
     decode_requests: int | None = None
     decode_tokens: int | None = None
-    layers: list[LayerTiming] = field(default_factory=list)
+    layers: list[LayerTiming] = msgspec.field(default_factory=list)
 
 
-@dataclass
-class KernelKindStats:
-    count: int
-    total_us: float
-    mean_us: float
+class KernelKindStats(msgspec.Struct):
+    count: Count
+    total_us: Micros
+    mean_us: Micros
 
 
-@dataclass
-class KernelSummary:
+class KernelSummary(msgspec.Struct):
     """Statistics of every launch of one kernel name over the profile."""
 
     name: str
     short_name: str
-    kernel_class: str  # "attention", "gemm", "norm", "communication", "elementwise", "memory", "other"
-    count: int
-    total_us: float
-    mean_us: float
-    median_us: float
-    p90_us: float
-    min_us: float
-    max_us: float
-    share: float  # fraction of all kernel time, 0..1
-    per_step_kind: dict[str, KernelKindStats] = field(default_factory=dict)
+    kernel_class: str  # one of analysis.kernels.KERNEL_CLASSES ("attention", "gemm", ..., "other")
+    count: Count
+    total_us: Micros
+    mean_us: Micros
+    median_us: Micros
+    p90_us: Micros
+    min_us: Micros
+    max_us: Micros
+    share: Annotated[float, msgspec.Meta(ge=0, le=1.000001)]  # fraction of all kernel time (float sums: 1 + eps)
+    per_step_kind: dict[StepKind, KernelKindStats] = msgspec.field(default_factory=dict)
 
 
-@dataclass
-class StepKindStats:
+class StepKindStats(msgspec.Struct):
     """Aggregates over the steps of one kind."""
 
-    count: int
-    median_gpu_time_us: float
-    mean_gpu_time_us: float
-    min_gpu_time_us: float
-    max_gpu_time_us: float
-    median_layer_time_us: list[float] = field(default_factory=list)  # per layer index
-    kernels_per_step: dict[str, float] = field(default_factory=dict)  # kernel name -> launches per step (median)
+    count: Count
+    median_gpu_time_us: Micros
+    mean_gpu_time_us: Micros
+    min_gpu_time_us: Micros
+    max_gpu_time_us: Micros
+    median_layer_time_us: list[Micros] = msgspec.field(default_factory=list)  # per layer index
+    # kernel name -> launches per step (median)
+    kernels_per_step: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(default_factory=dict)
 
 
-@dataclass
-class Roofline:
+class Roofline(msgspec.Struct):
     """Decode-step memory-bandwidth roofline: weight bytes / step time / peak HBM bandwidth."""
 
-    weight_bytes: int
-    peak_bandwidth_gbps: float
-    decode_step_time_us: float
-    fraction: float  # 0..1 of the bandwidth roofline achieved
+    weight_bytes: Count
+    peak_bandwidth_gbps: Annotated[float, msgspec.Meta(gt=0)]
+    decode_step_time_us: Micros
+    fraction: Annotated[float, msgspec.Meta(ge=0)]  # 0..1 of the bandwidth roofline achieved
 
 
-@dataclass
-class ProfileSummary:
-    schema_version: int
+class ProfileSummary(msgspec.Struct):
+    schema_version: Literal[1]
     source: list[str]
-    timing_domain: str  # "gpu" or "cpu"
-    step_method: str  # "annotation" or "gpu_activity"
-    layer_method: str | None  # "module", "kernel_pattern" or None when no layers were found
-    token_steps: int
-    layer_count: int  # layers per step (0 when none were found)
-    total_kernel_us: float  # sum of all kernel event durations (cpu_op self time when timing_domain == "cpu")
-    device: DeviceInfo = field(default_factory=DeviceInfo)
-    runtime: RuntimeInfo = field(default_factory=RuntimeInfo)
-    steps: list[StepSummary] = field(default_factory=list)
-    kernels: list[KernelSummary] = field(default_factory=list)
-    step_kinds: dict[str, StepKindStats] = field(default_factory=dict)
+    timing_domain: TimingDomain
+    step_method: StepMethod
+    layer_method: LayerMethod | None  # None when no layers were found
+    token_steps: Count
+    layer_count: Count  # layers per step (0 when none were found)
+    total_kernel_us: Micros  # sum of all kernel event durations (cpu_op self time when timing_domain == "cpu")
+    device: DeviceInfo = msgspec.field(default_factory=DeviceInfo)
+    runtime: RuntimeInfo = msgspec.field(default_factory=RuntimeInfo)
+    steps: list[StepSummary] = msgspec.field(default_factory=list)
+    kernels: list[KernelSummary] = msgspec.field(default_factory=list)
+    step_kinds: dict[StepKind, StepKindStats] = msgspec.field(default_factory=dict)
     roofline: Roofline | None = None
-    rank: int = 0
-    world_size: int = 1
-    ranks: list["ProfileSummary"] = field(default_factory=list)  # per-rank summaries when world_size > 1
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+    rank: Count = 0
+    world_size: Annotated[int, msgspec.Meta(ge=1)] = 1
+    ranks: list[ProfileSummary] = msgspec.field(default_factory=list)  # per-rank summaries when world_size > 1
+    notes: list[str] = msgspec.field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        Path(path).write_text(encode_json(self) + "\n")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ProfileSummary":
-        return _build(cls, data)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "ProfileSummary":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+    def load(cls, path: str | Path) -> ProfileSummary:
+        """Read a summary JSON file; `codec.ModelDecodeError` naming the file and field when it is not one."""
+        return decode_json(Path(path).read_bytes(), cls, str(path))
 
     # One-line helpers for the seed's checks.
     def steps_of(self, kind: str) -> list[StepSummary]:
@@ -159,42 +154,3 @@ class ProfileSummary:
             if name_or_short in (k.name, k.short_name):
                 return k
         return None
-
-
-
-
-# Which fields of which dataclass hold nested dataclasses (single, list of, dict of).
-_NESTED: dict[tuple[type, str], type] = {
-    (ProfileSummary, "device"): DeviceInfo,
-    (ProfileSummary, "runtime"): RuntimeInfo,
-    (ProfileSummary, "roofline"): Roofline,
-}
-_NESTED_LISTS: dict[tuple[type, str], type] = {
-    (ProfileSummary, "steps"): StepSummary,
-    (ProfileSummary, "kernels"): KernelSummary,
-    (ProfileSummary, "ranks"): ProfileSummary,
-    (StepSummary, "layers"): LayerTiming,
-}
-_NESTED_DICTS: dict[tuple[type, str], type] = {
-    (ProfileSummary, "step_kinds"): StepKindStats,
-    (KernelSummary, "per_step_kind"): KernelKindStats,
-}
-
-
-def _build(cls: type, data: Any) -> Any:
-    """Rebuild nested dataclasses from `asdict` output (dicts/lists of dicts)."""
-    if data is None:
-        return None
-    known = {f.name for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            continue  # tolerate fields added by newer minor versions
-        if (cls, key) in _NESTED:
-            value = _build(_NESTED[(cls, key)], value)
-        elif (cls, key) in _NESTED_LISTS:
-            value = [_build(_NESTED_LISTS[(cls, key)], v) for v in value]
-        elif (cls, key) in _NESTED_DICTS:
-            value = {k: _build(_NESTED_DICTS[(cls, key)], v) for k, v in value.items()}
-        kwargs[key] = value
-    return cls(**kwargs)

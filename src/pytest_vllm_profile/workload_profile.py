@@ -33,8 +33,8 @@ from .errors import BaselineError, VllmProfileError
 from .locks import capture_lock
 from .pool import PooledServer
 from .repeats import combine_repeats
-from .results import RequestResult
-from .summary import KernelSummary, ProfileSummary, StepSummary
+from .results import RequestResult, TestVerdict
+from .summary import KernelSummary, ProfileSummary, StepKind, StepSummary
 from .workload import Workload
 
 
@@ -62,7 +62,7 @@ class BaselineSettings:
 class BaselineOutcome:
     """What the baseline step did for one test."""
 
-    verdict: str  # "pass", "fail", "updated", "no-baseline"
+    verdict: TestVerdict
     message: str = ""
     baseline_path: Path | None = None
     baseline_changed: bool = False
@@ -123,7 +123,7 @@ class VllmProfile:
         # The server's version, else the trace's, else "unknown".
         return vllm_key(self.server_vllm_version or self.summary.runtime.vllm_version)
 
-    def step_time_us(self, kind: str) -> float | None:
+    def step_time_us(self, kind: StepKind) -> float | None:
         """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""
         stats = self.summary.step_kinds.get(kind)
         return stats.median_gpu_time_us if stats is not None else None
@@ -193,6 +193,7 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
     comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
                                    profile.spread, step_kinds=profile.workload.compare_step_kinds)
+    verdict: TestVerdict
     if comparison.passed:
         verdict, message = "pass", ""
     else:

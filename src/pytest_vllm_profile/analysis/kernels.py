@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from ..summary import KernelKindStats, KernelSummary
+from ..summary import KernelKindStats, KernelSummary, StepKind
 
 # Templates that only wrap the real kernel: the short name is the wrapped one's.
 _WRAPPERS = (
@@ -158,7 +158,7 @@ class KernelStats:
         per_kind = (
             t[t["kind"] != ""].groupby(["name", "kind"], sort=False)["dur_us"].agg(["count", "sum", "mean"])
         )
-        kind_map: dict[str, dict[str, KernelKindStats]] = {}
+        kind_map: dict[str, dict[StepKind, KernelKindStats]] = {}
         for (name, kind), row in per_kind.iterrows():  # one row per (name, kind): small
             kind_map.setdefault(name, {})[kind] = KernelKindStats(
                 count=int(row["count"]), total_us=float(row["sum"]), mean_us=float(row["mean"])

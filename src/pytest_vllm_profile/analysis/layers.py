@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..events import Category, Trace
+from ..summary import LayerMethod
 from .cpu_ops import top_level_mask
 from .intervals import enclosing
 from .kernels import classes, is_attention_math, short_names
@@ -38,7 +39,7 @@ _LAUNCH_CATEGORIES = (Category.CUDA_RUNTIME.value, Category.CUDA_DRIVER.value)
 
 @dataclass
 class LayerDetection:
-    method: str | None  # "module", "kernel_pattern" or None
+    method: LayerMethod | None
     layer_count: int
     # one row per (step, layer): columns step, layer, time_us, kernel_count
     timings: pd.DataFrame
@@ -56,7 +57,8 @@ def _empty_timings() -> pd.DataFrame:
     )
 
 
-def _finish(method: str | None, timings: pd.DataFrame, notes: list[str], marker: str | None = None) -> LayerDetection:
+def _finish(method: LayerMethod | None, timings: pd.DataFrame, notes: list[str],
+            marker: str | None = None) -> LayerDetection:
     if timings.empty:
         return LayerDetection(None, 0, _empty_timings(), marker, notes)
     per_step = timings.groupby("step")["layer"].nunique()

@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..events import Category, Trace
+from ..summary import StepKind, StepMethod, TimingDomain
 from .intervals import enclosing
 from .kernels import classes, is_attention_math, short_names
 
@@ -54,7 +55,7 @@ _PREFILL_TIME_FACTOR = 1.5
 @dataclass
 class DetectedStep:
     index: int
-    kind: str
+    kind: StepKind
     name: str
     start_us: float
     end_us: float
@@ -67,12 +68,12 @@ class DetectedStep:
 @dataclass
 class StepDetection:
     steps: list[DetectedStep]
-    method: str  # "annotation" or "gpu_activity"
-    domain: str  # "gpu" or "cpu": whose clock the step bounds are on
+    method: StepMethod
+    domain: TimingDomain  # whose clock the step bounds are on
     notes: list[str] = field(default_factory=list)
 
 
-def _kind(n_prefill: int, n_decode: int) -> str:
+def _kind(n_prefill: int, n_decode: int) -> StepKind:
     if n_prefill > 0 and n_decode > 0:
         return "mixed"
     return "prefill" if n_prefill > 0 else "decode"

@@ -18,17 +18,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError, TraceError
 from ..events import Category, Trace, TraceSet
 from ..summary import (
+    STEP_KINDS,
     SUMMARY_SCHEMA_VERSION,
-    DeviceInfo,
     LayerTiming,
     ProfileSummary,
-    RuntimeInfo,
+    StepKind,
     StepKindStats,
     StepSummary,
 )
@@ -120,13 +121,7 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
     step_kinds = _step_kind_stats(steps, table)
 
     meta = trace.metadata
-    device = DeviceInfo(
-        name=meta.gpu_name,
-        sm_count=meta.gpu_sm_count,
-        memory_bytes=meta.gpu_memory_bytes,
-        compute_capability=meta.gpu_compute_capability,
-        peak_memory_bandwidth_gbps=peak_bandwidth_gbps(meta.gpu_name),
-    )
+    device = msgspec.structs.replace(meta.device, peak_memory_bandwidth_gbps=peak_bandwidth_gbps(meta.device.name))
     notes = [*detection.notes, *layers.notes]
     if domain == "cpu":
         notes.append(
@@ -145,13 +140,7 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
         layer_count=layers.layer_count,
         total_kernel_us=total,
         device=device,
-        runtime=RuntimeInfo(
-            profiler=meta.profiler,
-            cuda_driver_version=meta.cuda_driver_version,
-            cuda_runtime_version=meta.cuda_runtime_version,
-            cupti_version=meta.cupti_version,
-            vllm_version=meta.vllm_version,
-        ),
+        runtime=msgspec.structs.replace(meta.runtime),  # a copy: the summary owns its objects
         steps=steps,
         kernels=kernels,
         step_kinds=step_kinds,
@@ -163,9 +152,9 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
     return summary, timed
 
 
-def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[str, StepKindStats]:
-    out: dict[str, StepKindStats] = {}
-    for kind in ("prefill", "decode", "mixed"):
+def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[StepKind, StepKindStats]:
+    out: dict[StepKind, StepKindStats] = {}
+    for kind in STEP_KINDS:
         of_kind = [s for s in steps if s.kind == kind]
         if not of_kind:
             continue
@@ -226,8 +215,8 @@ def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.D
     if len(n_steps) == 1:
         for i, base in enumerate(first.steps):
             slowest = max(per_rank, key=lambda s: s.steps[i].gpu_time_us).steps[i]
-            steps.append(StepSummary(**{**base.__dict__, "gpu_time_us": slowest.gpu_time_us,
-                                        "kernel_count": slowest.kernel_count, "layers": slowest.layers}))
+            steps.append(msgspec.structs.replace(base, gpu_time_us=slowest.gpu_time_us,
+                                                 kernel_count=slowest.kernel_count, layers=slowest.layers))
     else:
         notes.append(f"ranks found different step counts {sorted(n_steps)}: top-level steps are rank {ranks[0]}'s")
         steps = list(first.steps)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..codec import encode_json
 from ..comparator import KernelDelta, Tolerances, compare_summaries, kernel_deltas, validate_step_kinds
 from ..errors import VllmProfileError
 from ..repeats import RepeatSpread
@@ -58,6 +59,7 @@ def _peek_json(path: Path) -> dict[str, Any] | None:
 def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None = None) -> CompareSide:
     """Read one side of `vllm-profile compare`: a trace (file or folder), a summary JSON or a baseline file."""
     from ..baseline import entries_of, read_baseline_file
+    from ..codec import ModelDecodeError, from_builtins
     from ..errors import BaselineError
     from ..schemas import SchemaValidationError, validate_summary
 
@@ -91,9 +93,10 @@ def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None
                            f"baseline {path} [{entry.gpu}, vLLM {entry.vllm_version}, {entry.repeats} repeat(s)]")
     try:
         validate_summary(data, str(path))
-    except SchemaValidationError as exc:
+        summary = from_builtins(data, ProfileSummary, str(path))
+    except (SchemaValidationError, ModelDecodeError) as exc:
         raise CompareInputError(f"{path}: neither a baseline file nor a valid summary JSON: {exc}") from None
-    return CompareSide(ProfileSummary.from_dict(data), None, f"summary {path}")
+    return CompareSide(summary, None, f"summary {path}")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -157,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exit_code = 0 if comparison.passed else 1
     if args.json:
-        # The JSON is what the result type offers (`Comparison.to_dict`), written as it was in 0.1.0.
-        emit(json.dumps(comparison.to_dict(), indent=1))
+        emit(encode_json(comparison))
     else:
         lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain(limit=10)]
         if comparison.improvements:

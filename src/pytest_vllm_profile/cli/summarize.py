@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from ..analysis.roofline import estimate_weight_bytes_from_config
 from ..analysis.summarize import summarize_path
+from ..codec import encode_json
 from ..summary import ProfileSummary
 from .output import emit
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         summary.notes.insert(0, f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
                                 "Qwen3-8B shape, max_tokens=10 (pass a trace path to analyse your own)")
     if args.json:
-        emit(summary.to_json())
+        emit(encode_json(summary))
     else:
         table = io.StringIO()
         print_table(summary, table, top=args.top, embedded=embedded)

@@ -10,16 +10,16 @@ read, never a reason to drop or rewrite the file.
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+import msgspec
+
+from ..codec import ModelDecodeError, decode_json, encode_json
 from ..results import RunResults
-from ..summary import STEP_KINDS
+from ..summary import STEP_KINDS, TimingDomain
 from .tables import ReportInputError, median_step_us, summary_of, verdict_of
 
 HISTORY_SCHEMA_VERSION = 1
@@ -29,42 +29,21 @@ class HistoryWarning(UserWarning):
     """A history line was skipped (corrupt or of an unknown layout); the file is left as is."""
 
 
-@dataclass
-class TestHistory:
-    verdict: str
-    median_step_us: dict[str, float] = field(default_factory=dict)  # step kind -> median step time
-    timing_domain: str | None = None
+class TestHistory(msgspec.Struct):
+    __test__ = False  # a result type, not a pytest test class
+
+    verdict: str  # a key of report.tables.VERDICT_LABELS
+    median_step_us: dict[str, float] = msgspec.field(default_factory=dict)  # step kind -> median step time
+    timing_domain: TimingDomain | None = None
 
 
-@dataclass
-class HistoryEntry:
+class HistoryEntry(msgspec.Struct):
     date: str  # ISO 8601 UTC of the run (RunResults.created)
     commit: str | None = None
     gpu: str | None = None
     vllm_version: str | None = None
-    tests: dict[str, TestHistory] = field(default_factory=dict)
+    tests: dict[str, TestHistory] = msgspec.field(default_factory=dict)
     schema: int = HISTORY_SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "HistoryEntry":
-        if not isinstance(data, dict) or not isinstance(data.get("date"), str):
-            raise ValueError("not an object with a 'date' string")
-        tests = data.get("tests", {})
-        if not isinstance(tests, dict):
-            raise ValueError("'tests' is not an object")
-        parsed = {}
-        for nodeid, t in tests.items():
-            med = t.get("median_step_us", {}) if isinstance(t, dict) else None
-            if not isinstance(med, dict) or not all(isinstance(v, (int, float)) for v in med.values()):
-                raise ValueError(f"test {nodeid!r}: 'median_step_us' is not an object of numbers")
-            parsed[nodeid] = TestHistory(str(t.get("verdict")), {str(k): float(v) for k, v in med.items()},
-                                         t.get("timing_domain"))
-        return cls(date=data["date"], commit=data.get("commit"), gpu=data.get("gpu"),
-                   vllm_version=data.get("vllm_version"), tests=parsed,
-                   schema=int(data.get("schema", HISTORY_SCHEMA_VERSION)))
 
 
 def entry_from_results(results: RunResults) -> HistoryEntry:
@@ -72,7 +51,7 @@ def entry_from_results(results: RunResults) -> HistoryEntry:
     tests = {}
     for test in results.tests:
         current = summary_of(test)  # only the current summary: no baseline or comparison needed
-        med = {k: v for k in STEP_KINDS if (v := median_step_us(current, k)) is not None}
+        med: dict[str, float] = {k: v for k in STEP_KINDS if (v := median_step_us(current, k)) is not None}
         tests[test.nodeid] = TestHistory(verdict_of(test), med, current.timing_domain if current else None)
     date = results.created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return HistoryEntry(date=date, commit=results.commit, gpu=results.gpu,
@@ -83,7 +62,7 @@ def append_run(path: str | Path, results: RunResults) -> HistoryEntry:
     """Append this run's line to the history file (created with its folder when missing)."""
     path = Path(path)
     entry = entry_from_results(results)
-    line = json.dumps(entry.to_dict(), sort_keys=True, ensure_ascii=False) + "\n"
+    line = encode_json(entry, indent=None, sort_keys=True, ensure_ascii=False) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab") as fh:
@@ -119,8 +98,8 @@ def load(path: str | Path) -> list[HistoryEntry]:
         if not line.strip():
             continue
         try:
-            entries.append(HistoryEntry.from_dict(json.loads(line)))
-        except (ValueError, UnicodeDecodeError, TypeError, AttributeError) as exc:
+            entries.append(decode_json(line, HistoryEntry))
+        except ModelDecodeError as exc:
             warnings.warn(f"{path}:{lineno}: skipped a corrupt history line ({exc})", HistoryWarning, stacklevel=2)
     return entries
 

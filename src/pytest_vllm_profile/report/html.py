@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..comparison import kernel_metric, step_metric
 from ..results import RunResults
+from ..summary import StepKind
 from .history import load as load_history
 from .history import trend_series, with_current_run
 from .plots import layer_bar_chart, step_time_plot, trend_plot
@@ -94,14 +95,15 @@ def _step_table(view: TestView) -> str:
         return '<p class="note">No steps were found.</p>'
     rows = "".join(
         f"<tr><td>{_e(r.kind)}</td><td class=\"num\">{r.steps}</td><td class=\"num\">{_e(fmt_us(r.baseline_us))}</td>"
-        f"<td class=\"num\">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct, view.metric_state(step_metric(r.kind)))}</tr>"
+        f"<td class=\"num\">{_e(fmt_us(r.current_us))}</td>"
+        f"{_pct_cell(r.delta_pct, view.metric_state(step_metric(r.kind)))}</tr>"
         for r in view.step_times
     )
     return (f'<table class="steps"><tr><th>step kind</th><th>steps</th><th>baseline median</th>'
             f"<th>current median</th><th>Δ</th></tr>{rows}</table>")
 
 
-def _kernel_table(view: TestView, kind: str) -> str:
+def _kernel_table(view: TestView, kind: StepKind) -> str:
     rows = kernel_rows(view.current, view.baseline, kind)
     if not rows:
         return '<p class="note">No kernels in these steps.</p>'
@@ -118,7 +120,7 @@ def _kernel_table(view: TestView, kind: str) -> str:
 
 
 def _findings(view: TestView) -> str:
-    regressions = view.comparison.regressions
+    regressions = view.comparison.regressions if view.comparison is not None else []
     if not regressions:
         return ""
     items = "".join(
@@ -131,11 +133,13 @@ def _findings(view: TestView) -> str:
 
 
 def _drift(view: TestView) -> str:
-    new, missing = view.comparison.new_kernels, view.comparison.missing_kernels
+    new = view.comparison.new_kernels if view.comparison is not None else []
+    missing = view.comparison.missing_kernels if view.comparison is not None else []
     if not new and not missing:
         return "<h3>Kernel drift</h3><p class=\"note\">Same kernel set as the baseline.</p>" if view.baseline else ""
     rows = "".join(
-        f'<tr><td>{label}</td><td title="{_e(k.name)}"><code>{_e(k.short_name)}</code></td><td>{_e(k.kernel_class)}</td>'
+        f'<tr><td>{label}</td><td title="{_e(k.name)}"><code>{_e(k.short_name)}</code></td>'
+        f'<td>{_e(k.kernel_class)}</td>'
         f'<td>{_e(k.step_kind)}</td><td class="num">{_e(fmt_us(k.us_per_step))}</td>'
         f'<td class="num">{100 * k.share_of_step:.1f}%</td><td>{"fails" if k.fails else "below threshold"}</td></tr>'
         for label, ks in (("new", new), ("missing", missing)) for k in ks
@@ -182,7 +186,8 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     kind = main_step_kind(view.current, view.baseline)
     parts = [
         f'<section class="test" id="{_e(slug)}"><h2>{_badge(view.verdict)} {_e(view.nodeid)}</h2>',
-        f'<p class="meta">{_e(wl_text)}' + (f" · {view.test.duration_s:.1f} s" if view.test.duration_s else "") + "</p>",
+        f'<p class="meta">{_e(wl_text)}'
+        + (f" · {view.test.duration_s:.1f} s" if view.test.duration_s else "") + "</p>",
     ]
     if view.test.message:
         parts.append(f'<pre class="message">{_e(view.test.message)}</pre>')
@@ -200,8 +205,9 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
                          + _img(out_dir, layer_png, "per-layer time (no layers were found)"))
             parts.append(f"<h3>Top kernels ({_e(kind)} steps)</h3>" + _kernel_table(view, kind))
         parts.append(_drift(view))
-    if view.comparison.notes:
-        parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in view.comparison.notes) + "</ul>")
+    notes = view.comparison.notes if view.comparison is not None else []
+    if notes:
+        parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     parts.append(_requests(view))
     parts.append(_traces(view, out_dir, base))
     parts.append("</section>")

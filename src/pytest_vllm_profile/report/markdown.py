@@ -47,27 +47,31 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
                      f"| {_step_cell(v, 'decode')} |")
     for v in views:
         c = v.comparison
-        if not (c.regressions or c.new_kernels or c.missing_kernels) and v.verdict not in ("fail", "error"):
+        regressions = c.regressions if c is not None else []
+        drift = [("new", c.new_kernels), ("missing", c.missing_kernels)] if c is not None else []
+        any_drift = any(ks for _, ks in drift)
+        if not (regressions or any_drift) and v.verdict not in ("fail", "error"):
             continue
         lines += ["", f"### {_verdict(v.verdict)} {md_escape(v.nodeid)}", ""]
-        if c.regressions:
+        if regressions:
             lines.append("Top offenders:")
             lines.append("")
-            for f in c.regressions[:top]:
+            for f in regressions[:top]:
                 allowed = "" if "allowed" in f.message else f" (allowed {md_escape(f.allowed)})"
                 lines.append(f"1. {md_escape(f.message or f.metric)}{allowed}")
-            if len(c.regressions) > top:
-                lines.append(f"\n…and {len(c.regressions) - top} more regressions.")
+            if len(regressions) > top:
+                lines.append(f"\n…and {len(regressions) - top} more regressions.")
             lines.append("")
-        if c.new_kernels or c.missing_kernels:
-            lines += ["| drift | kernel | class | per step | share | fails |", "| --- | --- | --- | ---: | ---: | --- |"]
-            for label, ks in (("new", c.new_kernels), ("missing", c.missing_kernels)):
+        if any_drift:
+            lines += ["| drift | kernel | class | per step | share | fails |",
+                      "| --- | --- | --- | ---: | ---: | --- |"]
+            for label, ks in drift:
                 for k in ks:
                     lines.append(f"| {label} | {md_escape(k.short_name)} | {md_escape(k.kernel_class)} "
                                  f"| {fmt_us(k.us_per_step)} / {md_escape(k.step_kind)} step "
                                  f"| {100 * k.share_of_step:.1f}% | {'yes' if k.fails else 'no'} |")
             lines.append("")
-        if v.test.message and not c.regressions:
+        if v.test.message and not regressions:
             lines += ["```", v.test.message.replace("```", "'''")[:2000], "```"]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VllmProfileError
-from ..summary import ProfileSummary
+from ..summary import ProfileSummary, StepKind
 
 BASELINE_COLOR = "#9e9e9e"
 CURRENT_COLOR = "#1f6feb"
@@ -78,7 +78,7 @@ def step_time_plot(current: ProfileSummary | None, baseline: ProfileSummary | No
     return _save(fig, path)
 
 
-def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: str,
+def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: StepKind,
                     path: Path, title: str = "") -> Path | None:
     """Median time of each decoder layer in `kind` steps, baseline vs current side by side."""
     series = []
@@ -107,7 +107,8 @@ def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | N
     ax.legend(fontsize=8, loc="lower right")
     if dax is not None:
         base_v, cur_v = series[0][2], series[1][2]
-        deltas = [100 * (c - b) / b if b else 0.0 for b, c in zip(base_v, cur_v)]
+        # the two sides' layer counts may differ: compare the layers both have
+        deltas = [100 * (c - b) / b if b else 0.0 for b, c in zip(base_v, cur_v, strict=False)]
         dax.bar(range(len(deltas)), deltas, width=0.7,
                 color=["#cf222e" if d > 0 else "#1a7f37" for d in deltas])
         dax.axhline(0, color="#57606a", linewidth=0.8)
@@ -131,7 +132,7 @@ def trend_plot(series: dict[str, list[tuple[str, float]]], path: Path, kind: str
         return None
     fig = _figure(9.0, 1.0 + 2.0 * len(series))
     axes = fig.subplots(len(series), 1, squeeze=False)[:, 0]
-    for ax, (test, points) in zip(axes, series.items()):
+    for ax, (test, points) in zip(axes, series.items(), strict=True):
         xs = list(range(len(points)))
         ys = [p[1] / 1000 for p in points]
         ax.plot(xs, ys, marker="o", color=CURRENT_COLOR, linewidth=1.4)

@@ -1,6 +1,6 @@
 """The numbers every report shows, shaped once from a `RunResults` (HTML and Markdown share them).
 
-A `TestView` is one test's results with its summaries and comparison rebuilt as objects;
+A `TestView` is one test's results with the numbers the renderers show beside it;
 rows (`StepTimeRow`, `KernelRow`) are plain data the renderers only format.
 """
 from __future__ import annotations
@@ -9,12 +9,12 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from ..codec import ModelDecodeError, from_builtins
 from ..comparison import Comparison, StepTimeChange
 from ..errors import VllmProfileError
 from ..results import RESULTS_SCHEMA_VERSION, RunResults, TestResult
-from ..summary import STEP_KINDS, ProfileSummary
+from ..summary import STEP_KINDS, ProfileSummary, StepKind
 
 
 class ReportInputError(VllmProfileError):
@@ -80,7 +80,7 @@ class TestView:
     verdict: str  # a key of VERDICT_LABELS
     current: ProfileSummary | None
     baseline: ProfileSummary | None
-    comparison: Comparison  # empty when the test was not compared (no baseline, error, update)
+    comparison: Comparison | None  # None when the test was not compared (no baseline, error, update)
     step_times: list[StepTimeRow] = field(default_factory=list)
 
     @property
@@ -94,6 +94,8 @@ class TestView:
 
     def metric_state(self, metric: str) -> str:
         """"worse" / "better" when the comparison counted `metric` as a regression / improvement."""
+        if self.comparison is None:
+            return ""
         if any(f.metric == metric for f in self.comparison.regressions):
             return "worse"
         if any(f.metric == metric for f in self.comparison.improvements):
@@ -110,7 +112,7 @@ def load_results(path: str | Path) -> RunResults:
     if not path.is_file():
         raise ReportInputError(f"{path}: results file not found (the plugin writes it with --vllm-results PATH)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportInputError(f"{path}: not a readable JSON results file: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("tests", []), list):
@@ -120,23 +122,22 @@ def load_results(path: str | Path) -> RunResults:
         raise ReportInputError(f"{path}: results schema_version {version} is newer than this "
                                f"pytest-vllm-profile understands ({RESULTS_SCHEMA_VERSION}); upgrade it")
     try:
-        return RunResults.from_dict(data)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ReportInputError(f"{path}: results file does not match the RunResults layout: {exc}") from None
-
-
-def _summary(data: dict[str, Any] | None, what: str, nodeid: str) -> ProfileSummary | None:
-    if not data:
-        return None
-    try:
-        return ProfileSummary.from_dict(data)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ReportInputError(f"test {nodeid}: its {what} is not a ProfileSummary: {exc}") from None
+        return from_builtins(data, RunResults, str(path))
+    except ModelDecodeError as exc:
+        # Name the test whose entry is wrong, not only its index.
+        for test in data.get("tests", []):
+            nodeid = test.get("nodeid", "?") if isinstance(test, dict) else "?"
+            try:
+                from_builtins(test, TestResult)
+            except ModelDecodeError as test_exc:
+                raise ReportInputError(f"{path}: test {nodeid}: {test_exc}; the results file does not match "
+                                       "the RunResults layout") from None
+        raise ReportInputError(f"{exc}; the results file does not match the RunResults layout") from None
 
 
 def summary_of(test: TestResult) -> ProfileSummary | None:
-    """The test's current profile summary as an object (None when it has none)."""
-    return _summary(test.summary, "summary", test.nodeid)
+    """The test's current profile summary (None when it has none)."""
+    return test.summary
 
 
 def verdict_of(test: TestResult) -> str:
@@ -149,21 +150,16 @@ def verdict_of(test: TestResult) -> str:
 
 
 def view_of(test: TestResult) -> TestView:
-    current = summary_of(test)
-    baseline = _summary(test.baseline_summary, "baseline_summary", test.nodeid)
-    try:
-        comparison = Comparison.from_dict(test.comparison or {})
-    except TypeError as exc:
-        raise ReportInputError(f"test {test.nodeid}: its comparison is not a Comparison.to_dict(): {exc}") from None
+    current, baseline, comparison = test.summary, test.baseline_summary, test.comparison
     return TestView(test=test, verdict=verdict_of(test), current=current, baseline=baseline, comparison=comparison,
-                    step_times=step_time_rows(current, baseline, comparison.step_times))
+                    step_times=step_time_rows(current, baseline, comparison.step_times if comparison else None))
 
 
 def views_of(results: RunResults) -> list[TestView]:
     return [view_of(t) for t in results.tests]
 
 
-def median_step_us(summary: ProfileSummary | None, kind: str) -> float | None:
+def median_step_us(summary: ProfileSummary | None, kind: StepKind) -> float | None:
     if summary is None:
         return None
     stats = summary.step_kinds.get(kind)
@@ -190,15 +186,16 @@ def step_time_rows(current: ProfileSummary | None, baseline: ProfileSummary | No
     return rows
 
 
-def main_step_kind(*summaries: ProfileSummary | None) -> str | None:
+def main_step_kind(*summaries: ProfileSummary | None) -> StepKind | None:
     """The step kind a report leads with: decode (the token peaks) when there is any."""
-    for kind in ("decode", "mixed", "prefill"):
+    lead_order: tuple[StepKind, ...] = ("decode", "mixed", "prefill")
+    for kind in lead_order:
         if any(s is not None and s.step_kinds.get(kind) and s.step_kinds[kind].count for s in summaries):
             return kind
     return None
 
 
-def _per_step(summary: ProfileSummary | None, kind: str) -> dict[str, tuple[float, float]]:
+def _per_step(summary: ProfileSummary | None, kind: StepKind) -> dict[str, tuple[float, float]]:
     """Kernel name -> (µs per step, launches per step) over the steps of `kind`."""
     if summary is None:
         return {}
@@ -214,7 +211,7 @@ def _per_step(summary: ProfileSummary | None, kind: str) -> dict[str, tuple[floa
     return out
 
 
-def kernel_rows(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: str,
+def kernel_rows(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: StepKind,
                 top: int = 15) -> list[KernelRow]:
     """The `top` kernels of `kind` steps by current time per step (baseline time for missing ones)."""
     cur, base = _per_step(current, kind), _per_step(baseline, kind)

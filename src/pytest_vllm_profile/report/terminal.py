@@ -5,10 +5,8 @@ regression; then the baseline files that changed. Plain text lines, no pytest im
 """
 from __future__ import annotations
 
-from typing import Any
-
-from ..comparison import Comparison
 from ..results import RunResults, TestResult
+from ..summary import ProfileSummary
 from .tables import VERDICT_LABELS
 
 VERDICT_LABEL = {**VERDICT_LABELS, "updated": "UPDATED"}  # the terminal's column is 11 wide
@@ -23,30 +21,32 @@ def _verdict_label(test: TestResult) -> str:
     return test.outcome.upper()
 
 
-def _unit(summary: dict[str, Any] | None) -> str:
-    return "CPU µs" if summary and summary.get("timing_domain") == "cpu" else "µs"
+def _unit(summary: ProfileSummary | None) -> str:
+    return "CPU µs" if summary is not None and summary.timing_domain == "cpu" else "µs"
 
 
 def step_time_lines(test: TestResult) -> list[str]:
     """One line per step kind: candidate time, and the baseline and change when compared."""
     unit = _unit(test.summary)
-    compared = {st["kind"]: st for st in (test.comparison or {}).get("step_times", [])}
+    compared = {st.kind: st for st in test.comparison.step_times} if test.comparison is not None else {}
     lines = []
-    kinds = (test.summary or {}).get("step_kinds", {})
+    kinds = test.summary.step_kinds if test.summary is not None else {}
     for kind in sorted(set(kinds) | set(compared)):
         st = compared.get(kind)
         if st is not None:
-            lines.append(f"{kind} step {st['candidate_us']:.1f} {unit} vs baseline {st['baseline_us']:.1f} "
-                         f"({st['delta_pct']:+.2f}%)")
+            lines.append(f"{kind} step {st.candidate_us:.1f} {unit} vs baseline {st.baseline_us:.1f} "
+                         f"({st.delta_pct:+.2f}%)")
         else:
             stats = kinds[kind]
-            lines.append(f"{kind} step {stats['median_gpu_time_us']:.1f} {unit} (x{stats['count']})")
+            lines.append(f"{kind} step {stats.median_gpu_time_us:.1f} {unit} (x{stats.count})")
     return lines
 
 
 def offender_lines(test: TestResult, limit: int = TOP_OFFENDERS) -> list[str]:
     """The regressions that explain most of the step-time change, largest first."""
-    comparison = Comparison.from_dict(test.comparison or {})  # regressions come ranked, largest first
+    comparison = test.comparison  # regressions come ranked, largest first
+    if comparison is None:
+        return []
     lines = [f.message or f.metric for f in comparison.regressions[:limit]]
     for drift in comparison.new_kernels[: max(0, limit - len(lines))]:
         lines.append(f"new kernel {drift.short_name} ({drift.us_per_step:.1f} µs/{drift.step_kind} step)")
@@ -62,8 +62,8 @@ def render_terminal_summary(results: RunResults) -> list[str]:
         label = _verdict_label(test)
         counts[label] = counts.get(label, 0) + 1
         head = f"{label:<11} {test.nodeid}"
-        if test.summary:
-            head += f"  [{test.summary.get('token_steps')} steps x {test.summary.get('layer_count')} layers]"
+        if test.summary is not None:
+            head += f"  [{test.summary.token_steps} steps x {test.summary.layer_count} layers]"
         lines.append(head)
         if test.outcome == "skipped":
             continue

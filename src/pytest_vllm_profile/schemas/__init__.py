@@ -1,13 +1,14 @@
 """The shipped JSON Schemas (draft 2020-12) and validation against them.
 
-`summary.schema.json` describes `ProfileSummary.to_dict()`; `baseline.schema.json` a baseline
-file, whose entries `$ref` the summary schema. Errors name the file, the JSON pointer of the
+Both are generated from the typed model (`schemas.generate`): `summary.schema.json` describes
+a `ProfileSummary`, `baseline.schema.json` a `baseline.BaselineFile` (the summary's types
+inline). Errors name the file, the JSON pointer of the
 offending value and the schema's message, so a person can fix the file by hand.
 """
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -31,17 +32,17 @@ class SchemaValidationError(VllmProfileError):
         super().__init__(f"{where}: invalid at JSON pointer '{pointer or '/'}': {problem}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """The parsed schema shipped in the package (`name` as in SUMMARY_SCHEMA)."""
     text = resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
     return json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str) -> Draft202012Validator:
-    # Register every shipped schema under its $id so relative $refs (baseline -> summary) resolve
-    # offline, without any network retrieval.
+    # Register every shipped schema under its $id so any $ref between them resolves offline,
+    # without any network retrieval.
     resources_ = []
     for other in (SUMMARY_SCHEMA, BASELINE_SCHEMA):
         schema = load_schema(other)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -37,6 +38,7 @@ import pandas as pd
 
 from ..errors import TraceError
 from ..events import EVENT_COLUMNS, Category, Trace, TraceMetadata, TraceSet, check_event_table, empty_event_table
+from ..summary import RuntimeInfo
 
 KERNEL_TABLE = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY_TABLE = "CUPTI_ACTIVITY_KIND_MEMCPY"
@@ -322,7 +324,8 @@ def project_ranges_to_gpu(ranges: pd.DataFrame, api: pd.DataFrame, gpu: pd.DataF
 
 
 def _metadata(db: _Db, path: Path, devices_by_process: dict[int, int]) -> TraceMetadata:
-    meta = TraceMetadata(paths=[str(path)], profiler="nsys", world_size=max(1, len(devices_by_process)))
+    meta = TraceMetadata(paths=[str(path)], runtime=RuntimeInfo(profiler="nsys"),
+                         world_size=max(1, len(devices_by_process)))
     if "META_DATA_EXPORT" in db.tables:
         for name, value in db.scalar_rows('SELECT name, value FROM "META_DATA_EXPORT"'):
             if name == "EXPORT_SCHEMA_VERSION":
@@ -350,13 +353,13 @@ def _metadata(db: _Db, path: Path, devices_by_process: dict[int, int]) -> TraceM
         pick = pick or [r for r in rows if r[6] == cuda_id] or [r for r in rows if r[0] == cuda_id] or rows[:1]
         if pick:
             _, name, memory, sms, major, minor, _ = pick[0]
-            meta.gpu_name = name
-            meta.gpu_memory_bytes = int(memory) if memory else None
-            meta.gpu_sm_count = int(sms) if sms else None
+            meta.device.name = name
+            meta.device.memory_bytes = int(memory) if memory else None
+            meta.device.sm_count = int(sms) if sms else None
             if major is not None and minor is not None:
-                meta.gpu_compute_capability = f"{major}.{minor}"
-    if meta.gpu_sm_count is None and sm_from_cuda:
-        meta.gpu_sm_count = int(sm_from_cuda)
+                meta.device.compute_capability = f"{major}.{minor}"
+    if meta.device.sm_count is None and sm_from_cuda:
+        meta.device.sm_count = int(sm_from_cuda)
     return meta
 
 
@@ -428,11 +431,11 @@ def read_nsys_trace_set(path: str | Path) -> TraceSet:
     events = whole.events
     ranks: dict[int, Trace] = {}
     for rank in sorted(r for r in events["rank"].unique() if r >= 0):
-        meta = TraceMetadata(**{**whole.metadata.__dict__, "rank": int(rank), "extra": dict(whole.metadata.extra)})
+        meta = replace(whole.metadata, rank=int(rank), extra=dict(whole.metadata.extra))
         ranks[int(rank)] = Trace(events=events[events["rank"] == rank].reset_index(drop=True), metadata=meta)
     others = events[events["rank"] < 0]
     api_server = None
     if not others.empty:
-        meta = TraceMetadata(**{**whole.metadata.__dict__, "extra": dict(whole.metadata.extra)})
+        meta = replace(whole.metadata, extra=dict(whole.metadata.extra))
         api_server = Trace(events=others.reset_index(drop=True), metadata=meta)
     return TraceSet(ranks=ranks, api_server=api_server, root=Path(path).parent)

@@ -38,6 +38,7 @@ import pandas as pd
 
 from ..errors import TraceError
 from ..events import EVENT_COLUMNS, GPU_CATEGORIES, Category, Trace, TraceMetadata
+from ..summary import DeviceInfo, RuntimeInfo
 
 try:  # ISA-L inflate: same stream API as zlib, ~5x faster (measured in benchmarks/RESULTS.md)
     from isal import isal_zlib as _inflate_lib
@@ -488,19 +489,24 @@ def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, clamped: 
     if frames_dropped is not None:
         extra["python_frames_dropped"] = frames_dropped
     vllm_version = doc.get("vllm_version")
+    runtime_version = _int_or(doc.get("cuda_runtime_version"), -1) if "cuda_runtime_version" in doc else None
     return TraceMetadata(
         paths=[str(path)],
-        profiler="torch",
+        runtime=RuntimeInfo(
+            profiler="torch",
+            cuda_driver_version=_int_or(doc.get("cuda_driver_version"), -1) if "cuda_driver_version" in doc else None,
+            cuda_runtime_version=runtime_version,
+            cupti_version=_int_or(doc.get("cupti_version"), -1) if "cupti_version" in doc else None,
+            vllm_version=str(vllm_version) if vllm_version is not None else None,
+        ),
+        device=DeviceInfo(
+            name=props.get("name") if isinstance(props.get("name"), str) else None,
+            sm_count=_int_or(props.get("numSms"), -1) if "numSms" in props else None,
+            memory_bytes=_int_or(props.get("totalGlobalMem"), -1) if "totalGlobalMem" in props else None,
+            compute_capability=cc,
+        ),
         rank=rank,
         world_size=_int_or(dist.get("world_size"), 1),
-        gpu_name=props.get("name") if isinstance(props.get("name"), str) else None,
-        gpu_sm_count=_int_or(props.get("numSms"), -1) if "numSms" in props else None,
-        gpu_memory_bytes=_int_or(props.get("totalGlobalMem"), -1) if "totalGlobalMem" in props else None,
-        gpu_compute_capability=cc,
-        cuda_driver_version=_int_or(doc.get("cuda_driver_version"), -1) if "cuda_driver_version" in doc else None,
-        cuda_runtime_version=_int_or(doc.get("cuda_runtime_version"), -1) if "cuda_runtime_version" in doc else None,
-        cupti_version=_int_or(doc.get("cupti_version"), -1) if "cupti_version" in doc else None,
-        vllm_version=str(vllm_version) if vllm_version is not None else None,
         with_stack=bool(doc["with_stack"]) if "with_stack" in doc else None,
         base_time_ns=_int_or(doc.get("baseTimeNanoseconds"), -1) if "baseTimeNanoseconds" in doc else None,
         extra=extra,
