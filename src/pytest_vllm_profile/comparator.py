@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import encode_json
 from .comparison import (
     Comparison,
     DriftPlace,
