@@ -16,8 +16,9 @@ from cpu_vllm import tiny_server_spec
 from pytest_vllm_profile.latency import LoadShape, TimedPassResult
 from pytest_vllm_profile.launchers.base import RunningServer
 from pytest_vllm_profile.launchers.process import ProcessLauncher
-from pytest_vllm_profile.timed_pass import run_timed_pass
+from pytest_vllm_profile.timed_pass import run_timed_pass, timed_pass_of
 from pytest_vllm_profile.token_prompts import count_tokens, exact_length_prompts
+from pytest_vllm_profile.workload import Workload
 from scheduler_delay import scheduler_delay_env, write_scheduler_delay_site
 
 pytestmark = pytest.mark.cpu_vllm
@@ -82,13 +83,14 @@ def test_exact_input_length_prompts_tokenize_to_that_length(cpu_vllm_server) -> 
     assert [r.prompt_tokens for r in result.runs[0].requests] == [40, 40, 40]  # as the server counted them
 
 
-def test_chat_completions_with_exact_input_length(cpu_vllm_server) -> None:
+def test_chat_completions_with_exact_input_length_from_a_marker(cpu_vllm_server) -> None:
     server = _server(cpu_vllm_server)
-    with httpx.Client(timeout=60) as client:
-        prompts = exact_length_prompts(client, server.base_url, server.model_name, input_len=30, count=2, api="chat")
-    result = _timed(server, LoadShape(api="chat", max_tokens=6, num_requests=2, repeats=1), prompts)
+    workload = Workload.from_marker_kwargs("t::chat", (), {"model": "tiny", "api": "chat", "input_len": 30,
+                                                          "max_tokens": 6, "concurrency": 2})
+    result = timed_pass_of(workload, server.base_url, server.model_name, repeats=1)
     reqs = result.runs[0].requests
-    assert [r.prompt_tokens for r in reqs] == [30, 30]
+    assert result.prompt_tokens == (30, 30) and result.shape.api == "chat" and result.shape.concurrency == 2
+    assert [r.prompt_tokens for r in reqs] == [30, 30]  # the templated conversation, as the server counted it
     assert all(r.output_tokens == 6 and r.tpot_ms is not None for r in reqs)
 
 
