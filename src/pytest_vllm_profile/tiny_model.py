@@ -19,6 +19,13 @@ from pathlib import Path
 # Files every usable model folder has after `make_tiny_qwen3`; checked by build_tiny_model.
 REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
+# A plain chat template, so /v1/chat/completions works on the tiny model (transformers has no
+# default template; without one vLLM answers chat requests with HTTP 400).
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
 _TRAINING_TEXT = ["What is the capital of France?", "The quick brown fox jumps over the lazy dog."] * 50
 
 
@@ -51,7 +58,7 @@ def make_tiny_qwen3(dest: Path, layers: int = 4) -> Path:
                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
     )
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="</s>").save_pretrained(dest)
+                            pad_token="</s>", chat_template=CHAT_TEMPLATE).save_pretrained(dest)
     return dest
 
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import WorkloadError
+from .latency import LoadShape
 from .summary import STEP_KINDS
 
 DEFAULT_PROMPT = "What is the capital of France?"
+API_KINDS: tuple[str, ...] = ("completions", "chat")
+ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "constant")
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,19 @@ class Workload:
     # ("decode",) when how a batch splits between prefill and mixed steps depends on timing.
     compare_step_kinds: tuple[str, ...] | None = None
 
+    # ---- timed pass, load shape and profiler needs (issue 12); validated in _validate_load_shape ----
+    timed_repeats: int | None = None  # timed (unprofiled) repeats; None: the session's setting; 0: none
+    concurrency: int = 1  # most requests in flight at once in the timed pass
+    num_requests: int | None = None  # requests per timed repeat; None: max(concurrency, len(prompts))
+    input_len: int | None = None  # exact prompt length in tokens, built with the server's /tokenize
+    api: str = "completions"  # "completions" (/v1/completions) or "chat" (/v1/chat/completions)
+    request_rate: float | None = None  # requests/s in the timed pass; None: all at once
+    arrival: str = "poisson"  # with request_rate: "poisson" (seeded, like vllm bench) or "constant"
+    seed: int = 0  # arrival draw
+    with_stack: bool = False  # torch_profiler_with_stack: Python stacks for attribution (slow to flush)
+
     @classmethod
-    def from_marker_kwargs(cls, test_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> "Workload":
+    def from_marker_kwargs(cls, test_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Workload:
         """Validate a marker's arguments; every error names the test and the argument."""
         if args:
             raise WorkloadError(f"{test_id}: vllm_workload takes keyword arguments only, got positional {args!r}")
@@ -48,6 +63,9 @@ class Workload:
             )
         if "model" not in kwargs:
             raise WorkloadError(f"{test_id}: vllm_workload needs model=... (a model name or local folder)")
+        if kwargs.get("input_len") is not None and "prompts" in kwargs:
+            raise WorkloadError(f"{test_id}: vllm_workload input_len= cannot be combined with prompts=: "
+                                "the prompts are generated to that length with the server's tokenizer")
         kw = dict(kwargs)
         try:
             if isinstance(kw.get("prompts"), str):
@@ -56,7 +74,8 @@ class Workload:
                 kw["prompts"] = tuple(kw["prompts"])
             if "server_args" in kw:
                 if isinstance(kw["server_args"], str):
-                    raise WorkloadError(f"{test_id}: vllm_workload server_args= must be a list, e.g. ['--enforce-eager']")
+                    raise WorkloadError(
+                        f"{test_id}: vllm_workload server_args= must be a list, e.g. ['--enforce-eager']")
                 kw["server_args"] = tuple(str(a) for a in kw["server_args"])
             if kw.get("compare_step_kinds") is not None:
                 if isinstance(kw["compare_step_kinds"], str):
@@ -93,6 +112,50 @@ class Workload:
             if not self.compare_step_kinds or unknown:
                 raise bad("compare_step_kinds", f"must be a non-empty subset of {list(STEP_KINDS)}"
                           + (f" (unknown: {unknown})" if unknown else ""))
+        self._validate_load_shape(bad)
+
+    # ---- timed pass and load shape (issue 12) -----------------------------------------------
+    def _validate_load_shape(self, bad: Callable[[str, str], WorkloadError]) -> None:
+        def positive_int(value: object) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+        if self.timed_repeats is not None and not (
+                isinstance(self.timed_repeats, int) and not isinstance(self.timed_repeats, bool)
+                and self.timed_repeats >= 0):
+            raise bad("timed_repeats", "must be an integer >= 0 (0: no timed pass)")
+        if not positive_int(self.concurrency):
+            raise bad("concurrency", "must be a positive integer")
+        if self.num_requests is not None and not positive_int(self.num_requests):
+            raise bad("num_requests", "must be a positive integer")
+        if self.input_len is not None and not positive_int(self.input_len):
+            raise bad("input_len", "must be a positive integer (prompt tokens)")
+        if self.api not in API_KINDS:
+            raise bad("api", f"must be one of {list(API_KINDS)}")
+        if self.request_rate is not None and (
+                not isinstance(self.request_rate, (int, float)) or isinstance(self.request_rate, bool)
+                or not self.request_rate > 0):
+            raise bad("request_rate", "must be a number > 0 (requests per second), or None for all at once")
+        if self.arrival not in ARRIVAL_KINDS:
+            raise bad("arrival", f"must be one of {list(ARRIVAL_KINDS)}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise bad("seed", "must be an integer")
+        if not isinstance(self.with_stack, bool):
+            raise bad("with_stack", "must be True or False")
+
+    @property
+    def requests_per_timed_repeat(self) -> int:
+        return self.num_requests if self.num_requests is not None else max(self.concurrency, len(self.prompts))
+
+    def load_shape(self, repeats: int) -> LoadShape:
+        """How the timed pass loads the server; `repeats` resolved by the caller (marker or session)."""
+        return LoadShape(
+            api="chat" if self.api == "chat" else "completions", max_tokens=self.max_tokens,
+            ignore_eos=self.ignore_eos, temperature=float(self.temperature),
+            num_requests=self.requests_per_timed_repeat, concurrency=self.concurrency,
+            request_rate=None if self.request_rate is None else float(self.request_rate),
+            arrival="constant" if self.arrival == "constant" else "poisson", seed=self.seed,
+            warmup_requests=self.warmup_requests, repeats=repeats,
+        )
 
     @property
     def model_name(self) -> str:
@@ -108,6 +171,8 @@ class Workload:
             "env": list(self.env),
             "tensor_parallel_size": self.tensor_parallel_size,
         }
+        if self.with_stack:  # a profiler setting of the server; only in the key when asked, so keys stay
+            ident["with_stack"] = True
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     def completion_requests(self) -> list[dict[str, Any]]:

