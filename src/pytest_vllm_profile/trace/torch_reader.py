@@ -10,8 +10,11 @@ Kineto writes the `traceEvents` array one event object per block, each block clo
 occurs between events. The streaming parser decompresses in blocks, cuts the text at the last
 event boundary of each block, decodes that slice and appends it to columnar numpy arrays: at
 most one block of event objects exists at a time, so memory is bounded by the output table,
-not by the JSON. Any file not laid out that way (or with values of unexpected types) goes
-through the full parser (`parser="full"`), which accepts any valid JSON layout.
+not by the JSON. Any file not laid out that way goes through `any_layout`, which cuts any valid
+JSON layout at candidate event boundaries, also in bounded memory; only text neither can cut
+(invalid JSON) goes to the whole-document parser, to name the error. Values of unexpected
+types go through a dict path slice by slice; bad values, duplicate events and zero timestamps
+are counted, dropped or refused by `validation` (issue 17).
 
 Python stack frames (`python_function` rows, written when the profiler ran with `with_stack`)
 are ~70 % of an eager trace's events, and the analyses use only the `nn.Module: <Name>` frames
@@ -24,6 +27,7 @@ gzip is inflated with ISA-L (`isal`) when installed: ~5x faster than zlib on the
 from __future__ import annotations
 
 import gc
+import math
 import operator
 import re
 import zlib
@@ -38,6 +42,8 @@ import pandas as pd
 
 from ..errors import TraceError
 from ..events import EVENT_COLUMNS, GPU_CATEGORIES, Category, Trace, TraceMetadata
+from .any_layout import LayoutMismatch, parse_events
+from .validation import DAMAGE_KEY, Damage, check_times, duplicate_mask, path_problem
 
 try:  # ISA-L inflate: same stream API as zlib, ~5x faster (measured in benchmarks/RESULTS.md)
     from isal import isal_zlib as _inflate_lib
@@ -47,7 +53,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency; zlib st
     _inflate_lib = zlib  # type: ignore[assignment]
     _INFLATE_ERRORS = (zlib.error,)
 
-ParserChoice = Literal["auto", "stream", "full"]
+ParserChoice = Literal["auto", "stream", "any-layout", "full"]
 
 # Decompressed bytes handed to the decoder at a time: large enough that per-call overhead is
 # noise, small enough that one block of event objects stays at a few tens of MB.
@@ -57,6 +63,12 @@ _ARRAY_END = b"\n  }\n  ]"
 _TRACE_EVENTS_KEY = re.compile(rb'"traceEvents"\s*:\s*\[')
 # Header bytes to scan for `"traceEvents": [` before deciding the file is laid out differently.
 _MAX_HEADER_BYTES = 64 << 20
+# Kineto-layout text without an event boundary before the streaming parser gives up on the layout
+# (a Kineto event is a few hundred bytes; without this a one-line file was held whole).
+_MAX_KINETO_PENDING = 4 * _BLOCK_BYTES
+# Largest decompressed JSON the whole-document parser takes (~10x that in RAM as Python objects);
+# it only runs on what neither streaming parser can cut, e.g. invalid JSON, to name the error.
+FULL_PARSE_MAX_BYTES = 256 << 20
 _RANK_IN_NAME = re.compile(r"(?:^|[._-])rank[_-]?(\d+)(?=[._-])")
 
 # Python stack frames kept by default: nn.Module frames (one per module call) mark layers.
@@ -88,8 +100,9 @@ class _Event(msgspec.Struct, gc=False):
     cat: str = ""
     pid: int | str = -1
     tid: int | str = -1
-    ts: float = 0.0
-    dur: float = 0.0
+    # NaN = absent: trace.validation counts and drops such events instead of reading them as 0.
+    ts: float = math.nan
+    dur: float = math.nan
     args: _Args | None = None
 
 
@@ -97,8 +110,11 @@ _EVENTS_DECODER = msgspec.json.Decoder(list[_Event])
 _DOC_DECODER = msgspec.json.Decoder()
 
 
-class _LayoutMismatch(Exception):
-    """The streaming parser met something it does not handle; use the full parser."""
+class NotATraceError(TraceError):
+    """The file is not a torch-profiler trace at all (not JSON, or JSON without `traceEvents`)."""
+
+
+_LayoutMismatch = LayoutMismatch  # the streaming parsers met something they do not handle
 
 
 # --------------------------------------------------------------------------- byte sources
@@ -144,8 +160,21 @@ def _iter_blocks(path: Path) -> Iterator[bytes]:
                 yield out
 
 
-def _read_all(path: Path) -> bytes:
-    return b"".join(_iter_blocks(path))
+def _read_all(path: Path, why_not_streamed: str) -> bytes:
+    """The whole decompressed text; refused above FULL_PARSE_MAX_BYTES (memory would not be bounded)."""
+    parts, size = [], 0
+    for block in _iter_blocks(path):
+        size += len(block)
+        if size > FULL_PARSE_MAX_BYTES:
+            raise TraceError(
+                path,
+                f"cannot be read in bounded memory: neither Kineto's line layout nor any other JSON layout could be "
+                f"streamed ({why_not_streamed}), and a whole-document parse of more than "
+                f"{FULL_PARSE_MAX_BYTES >> 20} MB of JSON ({path.stat().st_size >> 20} MB on disk) would need about "
+                "10x that in memory; refused",
+            )
+        parts.append(block)
+    return b"".join(parts)
 
 
 # --------------------------------------------------------------------------- columns
@@ -233,8 +262,11 @@ class _ColumnBuilder:
             return np.empty(0, dtype=dtype)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def table(self, rank: int) -> tuple[pd.DataFrame, int]:
-        """The normalized table, and how many negative durations were clamped to 0."""
+    def table(self, rank: int, path: Path) -> tuple[pd.DataFrame, list[str]]:
+        """The normalized table, and the damage notes (bad values dropped, duplicates removed).
+
+        Raises `TraceError` when damage is beyond repair (see `trace.validation`).
+        """
         names = np.empty(len(self.name_ids), dtype=object)
         names[:] = list(self.name_ids)
         # Categories in sorted order so that the table does not depend on set iteration order.
@@ -242,26 +274,34 @@ class _ColumnBuilder:
         recode = np.empty(len(cats), dtype=np.int32)
         for new_code, cat in enumerate(cats):
             recode[self.cat_ids[cat]] = new_code
-        cat_codes = recode[self._cat("cat", np.int32)]
-        ts = self._cat("ts", np.float64)
-        dur = self._cat("dur", np.float64)
-        negative = int((dur < 0).sum())
-        if negative:
-            dur = np.maximum(dur, 0.0)
-        pid = self._cat("pid", np.int64)
-        tid = self._cat("tid", np.int64)
+        col = {key: self._cat(key, np.int32 if key in ("name", "cat") else
+                              np.float64 if key in ("ts", "dur") else np.int64) for key in self.parts}
+        self.parts = {k: [] for k in self.parts}
+        col["cat"] = recode[col["cat"]]
+        damage = Damage(path)
+        if len(col["ts"]):
+            damage.totals = {cats[i]: int(n) for i, n in enumerate(np.bincount(col["cat"], minlength=len(cats))) if n}
+            keep = check_times(damage, col["ts"], col["dur"], col["cat"], cats)
+            damage.raise_if_fatal()
+            if keep is not None:
+                col = {k: v[keep] for k, v in col.items()}
+            dup = duplicate_mask([col[k] for k in ("name", "cat", "ts", "dur", "pid", "tid", "dev", "stream",
+                                                   "corr", "ext")])
+            if dup is not None:
+                damage.duplicates = _count_by(col["cat"][dup], cats)
+                col = {k: v[~dup] for k, v in col.items()}
+        cat_codes, ts, dur, pid, tid = col["cat"], col["ts"], col["dur"], col["pid"], col["tid"]
         # GPU rows: device/stream from args, else Kineto's pid/tid (which are device/stream
         # there, e.g. for gpu_user_annotation); CPU rows: -1 by contract.
         gpu_cat = np.array([c in GPU_CATEGORIES for c in cats], dtype=bool)
         is_gpu = gpu_cat[cat_codes] if len(cats) else np.zeros(0, dtype=bool)
-        dev_arg = self._cat("dev", np.int64)
-        stream_arg = self._cat("stream", np.int64)
+        dev_arg, stream_arg = col["dev"], col["stream"]
         device = np.where(is_gpu, np.where(dev_arg >= 0, dev_arg, pid), -1)
         stream = np.where(is_gpu, np.where(stream_arg >= 0, stream_arg, tid), -1)
         n = len(ts)
         cols = {
             # dtype=object spelled out: pandas >= 3 would otherwise infer its "str" dtype.
-            "name": pd.Series(names[self._cat("name", np.int32)] if n else np.empty(0, dtype=object), dtype=object),
+            "name": pd.Series(names[col["name"]] if n else np.empty(0, dtype=object), dtype=object),
             "category": pd.Categorical.from_codes(cat_codes, categories=pd.Index(cats, dtype=object))
             if n
             else pd.Categorical([]),
@@ -272,16 +312,20 @@ class _ColumnBuilder:
             "tid": tid,
             "device": device.astype(np.int64, copy=False),
             "stream": stream.astype(np.int64, copy=False),
-            "correlation": self._cat("corr", np.int64),
-            "external_id": self._cat("ext", np.int64),
+            "correlation": col["corr"],
+            "external_id": col["ext"],
             "rank": np.full(n, rank, dtype=np.int64),
             "step": np.full(n, -1, dtype=np.int64),
         }
-        self.parts = {k: [] for k in self.parts}
         table = pd.DataFrame(cols, copy=False)
         if n == 0:
             table = table.astype(EVENT_COLUMNS)
-        return table, negative
+        return table, damage.notes()
+
+
+def _count_by(cat_codes: np.ndarray, cats: list[str]) -> dict[str, int]:
+    counts = np.bincount(cat_codes, minlength=len(cats))
+    return {cats[i]: int(k) for i, k in enumerate(counts) if k}
 
 
 _EVENT_FIELDS = operator.attrgetter("name", "cat", "ts", "dur", "pid", "tid", "args")
@@ -331,14 +375,15 @@ def _int_or(value: object, default: int = -1) -> int:
 
 
 def _float_or(value: object) -> float:
+    """A JSON number (or numeric string) as float; NaN for anything else (null, bool, "abc", absent)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            return 0.0
-    return 0.0
+            return math.nan
+    return math.nan
 
 
 # --------------------------------------------------------------------------- parsers
@@ -357,9 +402,8 @@ def _decode_slice(builder: _ColumnBuilder, text: bytes) -> None:
         raise _LayoutMismatch(str(exc)) from None
 
 
-def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
-    """Stream the events into `builder`; returns the document without its events."""
-    blocks = _iter_blocks(path)
+def _header(path: Path, blocks: Iterator[bytes]) -> tuple[bytes, bytes]:
+    """The text up to and including `"traceEvents": [`, and the bytes read after it."""
     buf = b""
     match = None
     for block in blocks:
@@ -371,8 +415,31 @@ def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
         raise TraceError(path, "empty file: no bytes to parse" if not buf else "empty file: only whitespace")
     if match is None:
         raise _LayoutMismatch("no traceEvents array found in the header")
-    header = buf[: match.end()]
-    buf = buf[match.end() :]
+    return buf[: match.end()], buf[match.end() :]
+
+
+def _document(header: bytes, trailer: bytes) -> dict[str, Any]:
+    try:
+        doc = _DOC_DECODER.decode(header + b"]" + trailer)
+    except msgspec.DecodeError as exc:
+        raise _LayoutMismatch(str(exc)) from None
+    if not isinstance(doc, dict) or doc.pop("traceEvents", None) != []:
+        raise _LayoutMismatch("traceEvents is not a top-level key")
+    return doc
+
+
+def _parse_any_layout(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
+    """Bounded-memory parse of any JSON layout (`any_layout`); returns the document without its events."""
+    blocks = _iter_blocks(path)
+    header, rest = _header(path, blocks)
+    trailer = parse_events(blocks, rest, lambda text: _decode_slice(builder, text))
+    return _document(header, trailer)
+
+
+def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
+    """Stream the events into `builder`; returns the document without its events."""
+    blocks = _iter_blocks(path)
+    header, buf = _header(path, blocks)
     first = True  # the first slice starts with "{"; later ones start inside an event
 
     def decode(data: bytes, stop: int) -> None:
@@ -401,6 +468,8 @@ def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
             decode(buf, cut)
             first = False
             buf = buf[cut + len(_EVENT_BOUNDARY) :]
+        elif len(buf) > _MAX_KINETO_PENDING:
+            raise _LayoutMismatch(f"no Kineto event boundary in {len(buf) >> 20} MB")
         block = next(blocks, None)
         if block is None:
             break
@@ -414,17 +483,17 @@ def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
             raise _LayoutMismatch("traceEvents array does not end as Kineto writes it")
         decode(buf, end)
         trailer = buf[end + len(_ARRAY_END) :]
-    try:
-        doc = _DOC_DECODER.decode(header + b"]" + trailer)
-    except msgspec.DecodeError as exc:
-        raise _LayoutMismatch(str(exc)) from None
-    if not isinstance(doc, dict) or doc.pop("traceEvents", None) != []:
-        raise _LayoutMismatch("traceEvents is not a top-level key")
-    return doc
+    return _document(header, trailer)
 
 
 def _json_error(path: Path, raw: bytes, exc: orjson.JSONDecodeError) -> TraceError:
     pos = getattr(exc, "pos", None)
+    if "UTF-8" in exc.msg:  # orjson checks the encoding first and reports position 0: find the real one
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            line = raw.count(b"\n", 0, bad.start) + 1
+            return TraceError(path, f"invalid UTF-8 at byte {bad.start} (line {line}) of the JSON text: {bad.reason}")
     where = ""
     if isinstance(pos, int):
         line = raw.count(b"\n", 0, pos) + 1
@@ -434,8 +503,8 @@ def _json_error(path: Path, raw: bytes, exc: orjson.JSONDecodeError) -> TraceErr
     return TraceError(path, f"invalid JSON{where}: {exc.msg}")
 
 
-def _parse_full(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
-    raw = _read_all(path)
+def _parse_full(path: Path, builder: _ColumnBuilder, why_not_streamed: str = "parser='full' asked for") -> dict[str, Any]:
+    raw = _read_all(path, why_not_streamed)
     if not raw.strip():
         raise TraceError(path, "empty file: no bytes to parse" if not raw else "empty file: only whitespace")
     try:
@@ -444,11 +513,11 @@ def _parse_full(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
         raise _json_error(path, raw, exc) from None
     del raw
     if not isinstance(doc, dict):
-        raise TraceError(path, f"valid JSON but not a torch-profiler trace: the top level is a {type(doc).__name__}, not an object with 'traceEvents'")
+        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: the top level is a {type(doc).__name__}, not an object with 'traceEvents'")
     events = doc.pop("traceEvents", None)
     if not isinstance(events, list):
         keys = ", ".join(list(doc)[:8]) or "none"
-        raise TraceError(path, f"valid JSON but not a torch-profiler trace: no 'traceEvents' list (top-level keys: {keys})")
+        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: no 'traceEvents' list (top-level keys: {keys})")
     for start in range(0, len(events), 100_000):
         builder.add_dicts(events[start : start + 100_000])
     return doc
@@ -463,7 +532,8 @@ def rank_from_name(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, clamped: int, frames_dropped: int | None) -> TraceMetadata:
+def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, damage: list[str],
+              frames_dropped: int | None) -> TraceMetadata:
     dist = doc.get("distributedInfo") if isinstance(doc.get("distributedInfo"), dict) else {}
     props_list = doc.get("deviceProperties")
     props = props_list[0] if isinstance(props_list, list) and props_list and isinstance(props_list[0], dict) else {}
@@ -482,8 +552,8 @@ def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, clamped: 
         extra["nccl_version"] = dist.get("nccl_version")
     if isinstance(props_list, list) and len(props_list) > 1:
         extra["device_count"] = len(props_list)
-    if clamped:
-        extra["negative_durations_clamped"] = clamped
+    if damage:
+        extra[DAMAGE_KEY] = damage
     # None = python frames kept (keep_python_frames=True); else how many non-module frames went.
     if frames_dropped is not None:
         extra["python_frames_dropped"] = frames_dropped
@@ -530,15 +600,19 @@ def read_torch_trace(
     """Read one torch-profiler trace into the normalized event table (see `events.py`).
 
     `rank` overrides the rank recorded in the trace (`distributedInfo`, else `rank<N>` in the
-    file name, else 0). `parser`: "auto" streams Kineto-laid-out files with bounded memory and
-    falls back to a full JSON parse for anything else; "stream" / "full" force one (tests,
-    benchmarks). `keep_python_frames`: False (default) keeps `python_function` rows only for
+    file name, else 0). `parser`: "auto" streams Kineto-laid-out files, then any other JSON
+    layout (`any_layout`), with bounded memory, and parses the whole document only when neither
+    can (invalid JSON: to name the error; refused above FULL_PARSE_MAX_BYTES of JSON);
+    "stream" / "any-layout" / "full" force one (tests, benchmarks). `keep_python_frames`: False (default) keeps `python_function` rows only for
     `nn.Module: ...` frames (all the analyses use) and records how many others were dropped in
     `metadata.extra["python_frames_dropped"]`; True keeps every Python stack frame. Raises `TraceError` naming the file for anything that is not a readable trace.
     """
     path = Path(path)
+    problem = path_problem(path)
+    if problem is not None:
+        raise TraceError(path, problem)
     if not path.is_file():
-        raise TraceError(path, "no such file" if not path.exists() else "not a file")
+        raise TraceError(path, "a directory, not a trace file (read folders with trace.read_trace_set)")
     if path.stat().st_size == 0:
         raise TraceError(path, "empty file: 0 bytes")
     # Event parsing allocates millions of short-lived objects and no cycles; the cyclic GC
@@ -548,6 +622,10 @@ def read_torch_trace(
     try:
         builder = _ColumnBuilder(keep_python_frames)
         used = parser
+        if parser not in ("auto", "stream", "any-layout", "full"):
+            raise ValueError(f"parser must be 'auto', 'stream', 'any-layout' or 'full', not {parser!r}")
+        doc = None
+        why = f"parser={parser!r} asked for"
         if parser in ("auto", "stream"):
             try:
                 doc = _parse_streaming(path, builder)
@@ -555,17 +633,24 @@ def read_torch_trace(
             except _LayoutMismatch as exc:
                 if parser == "stream":
                     raise TraceError(path, f"not in Kineto's layout, cannot stream it ({exc})") from None
+                why = f"not Kineto's line layout: {exc}"
                 builder = _ColumnBuilder(keep_python_frames)
-                doc = _parse_full(path, builder)
-                used = "full"
-        elif parser == "full":
-            doc = _parse_full(path, builder)
-        else:
-            raise ValueError(f"parser must be 'auto', 'stream' or 'full', not {parser!r}")
+        if doc is None and parser in ("auto", "any-layout"):
+            try:
+                doc = _parse_any_layout(path, builder)
+                used = "any-layout"
+            except _LayoutMismatch as exc:
+                if parser == "any-layout":
+                    raise TraceError(path, f"cannot stream this JSON layout ({exc})") from None
+                why += f"; any layout: {exc}"
+                builder = _ColumnBuilder(keep_python_frames)
+        if doc is None:
+            doc = _parse_full(path, builder, why)
+            used = "full"
         trace_rank = _resolve_rank(path, doc, rank)
-        table, clamped = builder.table(trace_rank)
+        table, damage = builder.table(trace_rank, path)
     finally:
         if gc_was_enabled:
             gc.enable()
     frames_dropped = None if keep_python_frames else builder.python_frames_dropped
-    return Trace(events=table, metadata=_metadata(path, doc, trace_rank, used, clamped, frames_dropped))
+    return Trace(events=table, metadata=_metadata(path, doc, trace_rank, used, damage, frames_dropped))
