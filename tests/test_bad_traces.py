@@ -21,12 +21,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from test_nsys_reader import build_nsys_sqlite_from_torch
 
 from pytest_vllm_profile.analysis import DAMAGE_NOTE_PREFIX, damage_notes, summarize, summarize_path
 from pytest_vllm_profile.comparator import compare_summaries
 from pytest_vllm_profile.errors import TraceError
 from pytest_vllm_profile.trace import read_trace_set
+from test_nsys_reader import build_nsys_sqlite_from_torch
 
 SEED = "h100-seed-rep0.rank0.pt.trace.json.gz"
 BOUNDARY = b"\n  },\n  {"
@@ -264,7 +264,8 @@ NSYS_CASES = [
      "10 events (10 kernel) with a NULL or non-integer value (field 'start') dropped", None),
     ("null-end-on-10-kernels", "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = NULL WHERE rowid % 500 = 0",
      "10 events (10 kernel) with a NULL or non-integer value (field 'end') dropped", None),
-    ("end-before-start-on-10-kernels", "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = start - 10 WHERE rowid % 500 = 0",
+    ("end-before-start-on-10-kernels",
+     "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = start - 10 WHERE rowid % 500 = 0",
      "10 events (10 kernel) with a value before its start (field 'end') dropped", None),
     ("text-end-on-every-kernel", "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = 'x' || \"end\"", None,
      f"damaged trace: {NSYS_KERNELS} of {NSYS_KERNELS} kernel events have a NULL or non-integer value (field 'end'); "

@@ -141,7 +141,8 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
             "statistics use self time, so nested ops are not counted twice"
         )
     if device.peak_memory_bandwidth_gbps is not None:
-        notes.append(f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak for {device.name}")
+        notes.append(f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak "
+                     f"for {device.name}")
     summary = ProfileSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
         source=list(meta.paths),
@@ -216,8 +217,8 @@ def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> 
     if not trace_set.ranks:
         raise TraceError(trace_set.root or "trace set", "no engine-rank traces in this profile")
     ranks = sorted(trace_set.ranks)
-    per_rank, tables = zip(*(_summarize_rank(trace_set.ranks[r], model_weight_bytes) for r in ranks))
-    for r, s in zip(ranks, per_rank):
+    per_rank, tables = zip(*(_summarize_rank(trace_set.ranks[r], model_weight_bytes) for r in ranks), strict=True)
+    for r, s in zip(ranks, per_rank, strict=True):
         s.rank = r
     if len(per_rank) == 1:
         return per_rank[0]

@@ -66,7 +66,8 @@ def classify(path: Path) -> TraceFile:
     )
 
 
-def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice, root: Path) -> tuple[TraceFile, list[TraceFile]]:
+def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice,
+                 root: Path) -> tuple[TraceFile, list[TraceFile]]:
     if len(files) == 1:
         return files[0], []
     listed = ", ".join(sorted(f.path.name for f in files))
@@ -86,7 +87,8 @@ def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice, root
     return ordered[-1], ordered[:-1]
 
 
-def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_python_frames: bool = False) -> TraceSet:
+def read_trace_set(path: str | Path, session: SessionChoice = "latest", *,
+                   keep_python_frames: bool = False) -> TraceSet:
     """Read one profile session: a single trace file, or the folder vLLM wrote traces into.
 
     `keep_python_frames` is passed to `read_torch_trace`: by default only the `nn.Module: ...`
@@ -114,7 +116,8 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
         if len(sqlite) == 1:
             return read_nsys_trace_set(sqlite[0])
         if len(sqlite) > 1:
-            raise TraceError(root, f"several Nsight Systems exports ({', '.join(p.name for p in sqlite)}); point at one")
+            listed = ", ".join(p.name for p in sqlite)
+            raise TraceError(root, f"several Nsight Systems exports ({listed}); point at one")
         if not files:
             raise TraceError(root, "empty directory: no trace files")
         shown = ", ".join(p.name for p in files[:5]) + (" ..." if len(files) > 5 else "")
@@ -123,7 +126,8 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
     api_files = [f for f in torch_files if f.is_api_server]
     engine_files = [f for f in torch_files if not f.is_api_server]
     if not engine_files:
-        raise TraceError(root, f"no engine-rank trace; {_API_SERVER_HINT} ({', '.join(f.path.name for f in api_files)})")
+        listed = ", ".join(f.path.name for f in api_files)
+        raise TraceError(root, f"no engine-rank trace; {_API_SERVER_HINT} ({listed})")
 
     # Files whose names carry no rank say it inside (distributedInfo); read them to know.
     traces: dict[int, list[tuple[TraceFile, Trace | None]]] = {}
@@ -152,7 +156,8 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
         notes = list(skipped_notes)
         if skipped:
             trace.metadata.extra["older_sessions_skipped"] = [str(f.path) for f in skipped]
-            by = "the <ns> write time in the names" if chosen.written_ns is not None else "file mtime (the names carry no <ns> write time)"
+            by = ("the <ns> write time in the names" if chosen.written_ns is not None
+                  else "file mtime (the names carry no <ns> write time)")
             notes.append(f"{len(skipped) + 1} traces for rank {rank} in {root}; read the newest by {by}: "
                          f"{chosen.path.name}; not read: {', '.join(f.path.name for f in skipped)}")
         if notes:
@@ -171,9 +176,11 @@ def _read_single_file(path: Path, keep_python_frames: bool = False) -> TraceSet:
     if path.suffix == ".sqlite":
         return read_nsys_trace_set(path)
     if name.endswith(".nsys-rep"):
-        raise TraceError(path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) and pass the .sqlite")
+        raise TraceError(path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) "
+                               "and pass the .sqlite")
     if not is_torch_trace_name(name):
-        raise TraceError(path, "not a trace file: expected *.json, *.json.gz (torch profiler) or *.sqlite (Nsight Systems)")
+        raise TraceError(path, "not a trace file: expected *.json, *.json.gz (torch profiler) "
+                               "or *.sqlite (Nsight Systems)")
     if classify(path).is_api_server:
         raise TraceError(path, f"no engine-rank trace; {_API_SERVER_HINT}")
     trace = read_torch_trace(path, rank=rank_from_name(name), keep_python_frames=keep_python_frames)

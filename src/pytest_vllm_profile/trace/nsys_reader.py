@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
-from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -58,8 +58,10 @@ _API_VERSION_SUFFIX = re.compile(r"_v\d+$")
 
 # CUPTI enum values (CUpti_ActivityMemcpyKind / CUpti_ActivityMemoryKind), which the exporter
 # stores in copyKind / srcKind / dstKind / memKind; strings are Kineto's spelling.
-_MEMCPY_KIND = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH", 10: "PtoP"}
-_MEMORY_KIND = {0: "Unknown", 1: "Pageable", 2: "Pinned", 3: "Device", 4: "Array", 5: "Managed", 6: "Device Static", 7: "Managed Static"}
+_MEMCPY_KIND = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH",
+                10: "PtoP"}
+_MEMORY_KIND = {0: "Unknown", 1: "Pageable", 2: "Pinned", 3: "Device", 4: "Array", 5: "Managed", 6: "Device Static",
+                7: "Managed Static"}
 
 
 def _pid_of(global_id: np.ndarray) -> np.ndarray:
@@ -307,7 +309,8 @@ def project_ranges_to_gpu(ranges: pd.DataFrame, api: pd.DataFrame, gpu: pd.DataF
     if ranges.empty or api.empty or gpu.empty:
         return empty_event_table()
     per_corr = gpu[gpu["correlation"] >= 0].groupby("correlation").agg(
-        g_start=("start_us", "min"), g_end=("end_us", "max"), g_device=("device", "first"), g_stream=("stream", "first"),
+        g_start=("start_us", "min"), g_end=("end_us", "max"), g_device=("device", "first"),
+        g_stream=("stream", "first"),
     )
     api = api[api["correlation"] >= 0]
     out = []
@@ -399,7 +402,8 @@ def _open(path: str | Path) -> _Db:
     with open(path, "rb") as fh:
         head = fh.read(len(_SQLITE_MAGIC))
     if head != _SQLITE_MAGIC:
-        hint = " (a .nsys-rep report: convert it with `nsys export --type sqlite`)" if path.suffix == ".nsys-rep" else ""
+        is_report = path.suffix == ".nsys-rep"
+        hint = " (a .nsys-rep report: convert it with `nsys export --type sqlite`)" if is_report else ""
         raise TraceError(path, f"not an SQLite database{hint}; expected the output of `nsys export --type sqlite`")
     db = _Db(path)
     if KERNEL_TABLE not in db.tables:

@@ -27,31 +27,20 @@ gzip is inflated with ISA-L (`isal`) when installed: ~5x faster than zlib on the
 from __future__ import annotations
 
 import gc
-import math
-import operator
 import re
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-import numpy as np
 import orjson
-import pandas as pd
 
 from ..errors import TraceError
-from ..events import EVENT_COLUMNS, GPU_CATEGORIES, Category, Trace, TraceMetadata
+from ..events import Trace, TraceMetadata
 from .any_layout import LayoutMismatch, parse_events
-from .validation import DAMAGE_KEY, Damage, check_times, duplicate_mask, path_problem
-
-try:  # ISA-L inflate: same stream API as zlib, ~5x faster (measured in benchmarks/RESULTS.md)
-    from isal import isal_zlib as _inflate_lib
-
-    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _inflate_lib.error)
-except ImportError:  # pragma: no cover - isal is a declared dependency; zlib still works
-    _inflate_lib = zlib  # type: ignore[assignment]
-    _INFLATE_ERRORS = (zlib.error,)
+from .byte_source import iter_blocks
+from .kineto_columns import MODULE_FRAME_PREFIX, ColumnBuilder, decode_slice, int_or
+from .validation import DAMAGE_KEY, path_problem
 
 ParserChoice = Literal["auto", "stream", "any-layout", "full"]
 
@@ -71,42 +60,12 @@ _MAX_KINETO_PENDING = 4 * _BLOCK_BYTES
 FULL_PARSE_MAX_BYTES = 256 << 20
 _RANK_IN_NAME = re.compile(r"(?:^|[._-])rank[_-]?(\d+)(?=[._-])")
 
-# Python stack frames kept by default: nn.Module frames (one per module call) mark layers.
-MODULE_FRAME_PREFIX = "nn.Module: "
-_PYTHON_CATEGORY = Category.PYTHON.value
 # How Kineto starts every python_function event, right after the `{` of the event: the
 # streaming parser drops non-module frames by this prefix before decoding them.
 _PY_FRAME_START = b'\n    "ph": "X", "cat": "python_function", "name": "'
 _MODULE_FRAME_BYTES = MODULE_FRAME_PREFIX.encode()
 _LEADING_SPACE = re.compile(rb"[\n ]*")
 
-_TRUNCATED_GZIP = (
-    "truncated: the gzip stream ends early — was the trace still being written? "
-    "vLLM flushes traces after /stop_profile returns"
-)
-
-
-class _Args(msgspec.Struct, gc=False):
-    # -1 = absent, as in the table; an explicit JSON null fails validation -> dict path.
-    device: int = -1
-    stream: int = -1
-    correlation: int = -1
-    external_id: int = msgspec.field(default=-1, name="External id")
-
-
-class _Event(msgspec.Struct, gc=False):
-    ph: str = ""
-    name: str = ""
-    cat: str = ""
-    pid: int | str = -1
-    tid: int | str = -1
-    # NaN = absent: trace.validation counts and drops such events instead of reading them as 0.
-    ts: float = math.nan
-    dur: float = math.nan
-    args: _Args | None = None
-
-
-_EVENTS_DECODER = msgspec.json.Decoder(list[_Event])
 _DOC_DECODER = msgspec.json.Decoder()
 
 
@@ -117,53 +76,10 @@ class NotATraceError(TraceError):
 _LayoutMismatch = LayoutMismatch  # the streaming parsers met something they do not handle
 
 
-# --------------------------------------------------------------------------- byte sources
-
-
-def _is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _iter_blocks(path: Path) -> Iterator[bytes]:
-    """Decompressed bytes of `path` in blocks of about _BLOCK_BYTES; gzip is detected by its magic bytes."""
-    block_bytes = _BLOCK_BYTES
-    gz = _is_gzip(path)
-    decomp = _inflate_lib.decompressobj(wbits=31) if gz else None
-    # Compressed input is read in smaller pieces so decompressed blocks stay near block_bytes.
-    read_size = block_bytes // 8 if gz else block_bytes
-    with path.open("rb") as fh:
-        while True:
-            raw = fh.read(read_size)
-            if decomp is None:
-                if not raw:
-                    return
-                yield raw
-                continue
-            if not raw:
-                tail = decomp.flush()
-                if tail:
-                    yield tail
-                if not decomp.eof:
-                    raise TraceError(path, _TRUNCATED_GZIP)
-                return
-            try:
-                out = decomp.decompress(raw)
-                # Concatenated gzip members (rare) are valid gzip: keep decoding them.
-                while decomp.eof and decomp.unused_data:
-                    rest = decomp.unused_data
-                    decomp = _inflate_lib.decompressobj(wbits=31)
-                    out += decomp.decompress(rest)
-            except _INFLATE_ERRORS as exc:
-                raise TraceError(path, f"corrupt gzip data ({exc})") from None
-            if out:
-                yield out
-
-
 def _read_all(path: Path, why_not_streamed: str) -> bytes:
     """The whole decompressed text; refused above FULL_PARSE_MAX_BYTES (memory would not be bounded)."""
     parts, size = [], 0
-    for block in _iter_blocks(path):
+    for block in iter_blocks(path, _BLOCK_BYTES):
         size += len(block)
         if size > FULL_PARSE_MAX_BYTES:
             raise TraceError(
@@ -175,183 +91,6 @@ def _read_all(path: Path, why_not_streamed: str) -> bytes:
             )
         parts.append(block)
     return b"".join(parts)
-
-
-# --------------------------------------------------------------------------- columns
-
-
-class _ColumnBuilder:
-    """Accumulates complete events block by block into compact arrays.
-
-    Names and categories are stored as integer codes into first-seen tables, so each distinct
-    string exists once (a 1 GB trace repeats the same few thousand names millions of times).
-    """
-
-    def __init__(self, keep_python_frames: bool = False) -> None:
-        self.keep_python_frames = keep_python_frames
-        self.python_frames_dropped = 0
-        self.name_ids: dict[str, int] = {}
-        self.cat_ids: dict[str, int] = {}
-        self.parts: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("name", "cat", "ts", "dur", "pid", "tid", "dev", "stream", "corr", "ext")
-        }
-
-    def _push(self, **cols: np.ndarray) -> None:
-        for key, arr in cols.items():
-            self.parts[key].append(arr)
-
-    def add_structs(self, events: list[_Event]) -> None:
-        if self.keep_python_frames:
-            xs = [e for e in events if e.ph == "X"]
-        else:
-            xs = [
-                e
-                for e in events
-                if e.ph == "X" and (e.cat != _PYTHON_CATEGORY or e.name.startswith(MODULE_FRAME_PREFIX))
-            ]
-            self.python_frames_dropped += sum(1 for e in events if e.ph == "X") - len(xs)
-        if not xs:
-            return
-        n = len(xs)
-        # Transpose with C-level attrgetter/zip/map: a Python loop per event and column cost
-        # ~3x more than the JSON decode itself (profiled).
-        names, cats, ts, dur, pids, tids, args = zip(*map(_EVENT_FIELDS, xs))
-        no_args = _Args()
-        dev, stream, corr, ext = zip(*map(_ARGS_FIELDS, (a or no_args for a in args)))
-        self._push(
-            name=_codes(self.name_ids, names, n),
-            cat=_codes(self.cat_ids, cats, n),
-            ts=np.array(ts, dtype=np.float64),
-            dur=np.array(dur, dtype=np.float64),
-            pid=_int_column(pids),
-            tid=_int_column(tids),
-            dev=np.array(dev, dtype=np.int64),
-            stream=np.array(stream, dtype=np.int64),
-            corr=np.array(corr, dtype=np.int64),
-            ext=np.array(ext, dtype=np.int64),
-        )
-
-    def add_dicts(self, events: list[Any]) -> None:
-        """The same as `add_structs` for plain parsed JSON, tolerant of odd value types."""
-        xs = [e for e in events if isinstance(e, dict) and e.get("ph") == "X"]
-        if not self.keep_python_frames:
-            n_all = len(xs)
-            xs = [e for e in xs if not _is_dropped_frame_dict(e)]
-            self.python_frames_dropped += n_all - len(xs)
-        if not xs:
-            return
-        n = len(xs)
-        nid, cid = self.name_ids, self.cat_ids
-        args = [a if isinstance(a := e.get("args"), dict) else {} for e in xs]
-        self._push(
-            name=np.fromiter((nid.setdefault(str(e.get("name", "")), len(nid)) for e in xs), np.int32, n),
-            cat=np.fromiter((cid.setdefault(str(e.get("cat", "")), len(cid)) for e in xs), np.int32, n),
-            ts=np.fromiter((_float_or(e.get("ts")) for e in xs), np.float64, n),
-            dur=np.fromiter((_float_or(e.get("dur")) for e in xs), np.float64, n),
-            pid=np.fromiter((_int_or(e.get("pid")) for e in xs), np.int64, n),
-            tid=np.fromiter((_int_or(e.get("tid")) for e in xs), np.int64, n),
-            dev=np.fromiter((_int_or(a.get("device")) for a in args), np.int64, n),
-            stream=np.fromiter((_int_or(a.get("stream")) for a in args), np.int64, n),
-            corr=np.fromiter((_int_or(a.get("correlation")) for a in args), np.int64, n),
-            ext=np.fromiter((_int_or(a.get("External id")) for a in args), np.int64, n),
-        )
-
-    def _cat(self, key: str, dtype: type) -> np.ndarray:
-        parts = self.parts[key]
-        if not parts:
-            return np.empty(0, dtype=dtype)
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-    def table(self, rank: int, path: Path) -> tuple[pd.DataFrame, list[str]]:
-        """The normalized table, and the damage notes (bad values dropped, duplicates removed).
-
-        Raises `TraceError` when damage is beyond repair (see `trace.validation`).
-        """
-        names = np.empty(len(self.name_ids), dtype=object)
-        names[:] = list(self.name_ids)
-        # Categories in sorted order so that the table does not depend on set iteration order.
-        cats = sorted(self.cat_ids)
-        recode = np.empty(len(cats), dtype=np.int32)
-        for new_code, cat in enumerate(cats):
-            recode[self.cat_ids[cat]] = new_code
-        col = {key: self._cat(key, np.int32 if key in ("name", "cat") else
-                              np.float64 if key in ("ts", "dur") else np.int64) for key in self.parts}
-        self.parts = {k: [] for k in self.parts}
-        col["cat"] = recode[col["cat"]]
-        damage = Damage(path)
-        if len(col["ts"]):
-            damage.totals = {cats[i]: int(n) for i, n in enumerate(np.bincount(col["cat"], minlength=len(cats))) if n}
-            keep = check_times(damage, col["ts"], col["dur"], col["cat"], cats)
-            damage.raise_if_fatal()
-            if keep is not None:
-                col = {k: v[keep] for k, v in col.items()}
-            dup = duplicate_mask([col[k] for k in ("name", "cat", "ts", "dur", "pid", "tid", "dev", "stream",
-                                                   "corr", "ext")])
-            if dup is not None:
-                damage.duplicates = _count_by(col["cat"][dup], cats)
-                col = {k: v[~dup] for k, v in col.items()}
-        cat_codes, ts, dur, pid, tid = col["cat"], col["ts"], col["dur"], col["pid"], col["tid"]
-        # GPU rows: device/stream from args, else Kineto's pid/tid (which are device/stream
-        # there, e.g. for gpu_user_annotation); CPU rows: -1 by contract.
-        gpu_cat = np.array([c in GPU_CATEGORIES for c in cats], dtype=bool)
-        is_gpu = gpu_cat[cat_codes] if len(cats) else np.zeros(0, dtype=bool)
-        dev_arg, stream_arg = col["dev"], col["stream"]
-        device = np.where(is_gpu, np.where(dev_arg >= 0, dev_arg, pid), -1)
-        stream = np.where(is_gpu, np.where(stream_arg >= 0, stream_arg, tid), -1)
-        n = len(ts)
-        cols = {
-            # dtype=object spelled out: pandas >= 3 would otherwise infer its "str" dtype.
-            "name": pd.Series(names[col["name"]] if n else np.empty(0, dtype=object), dtype=object),
-            "category": pd.Categorical.from_codes(cat_codes, categories=pd.Index(cats, dtype=object))
-            if n
-            else pd.Categorical([]),
-            "start_us": ts,
-            "dur_us": dur,
-            "end_us": ts + dur,
-            "pid": pid,
-            "tid": tid,
-            "device": device.astype(np.int64, copy=False),
-            "stream": stream.astype(np.int64, copy=False),
-            "correlation": col["corr"],
-            "external_id": col["ext"],
-            "rank": np.full(n, rank, dtype=np.int64),
-            "step": np.full(n, -1, dtype=np.int64),
-        }
-        table = pd.DataFrame(cols, copy=False)
-        if n == 0:
-            table = table.astype(EVENT_COLUMNS)
-        return table, damage.notes()
-
-
-def _count_by(cat_codes: np.ndarray, cats: list[str]) -> dict[str, int]:
-    counts = np.bincount(cat_codes, minlength=len(cats))
-    return {cats[i]: int(k) for i, k in enumerate(counts) if k}
-
-
-_EVENT_FIELDS = operator.attrgetter("name", "cat", "ts", "dur", "pid", "tid", "args")
-_ARGS_FIELDS = operator.attrgetter("device", "stream", "correlation", "external_id")
-
-
-def _codes(ids: dict[str, int], values: tuple[str, ...], n: int) -> np.ndarray:
-    """Integer codes of `values` in the first-seen table `ids` (extended in place)."""
-    for value in set(values).difference(ids):
-        ids[value] = len(ids)
-    return np.fromiter(map(ids.__getitem__, values), np.int32, n)
-
-
-def _int_column(values: tuple[int | str, ...]) -> np.ndarray:
-    """Kineto pid/tid: ints, except a few labels ("Spans", "Traces") that become -1."""
-    try:
-        return np.array(values, dtype=np.int64)
-    except (ValueError, TypeError):
-        return np.fromiter((v if type(v) is int else -1 for v in values), np.int64, len(values))
-
-
-def _is_dropped_frame_dict(event: dict[str, Any]) -> bool:
-    # Same test as the Struct path, on the table's view of the values (str() of name/cat).
-    if str(event.get("cat", "")) != _PYTHON_CATEGORY:
-        return False
-    return not str(event.get("name", "")).startswith(MODULE_FRAME_PREFIX)
 
 
 def _drop_python_frames(content: bytes) -> tuple[list[bytes], int]:
@@ -370,36 +109,7 @@ def _drop_python_frames(content: bytes) -> tuple[list[bytes], int]:
     return kept, len(parts) - len(kept)
 
 
-def _int_or(value: object, default: int = -1) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _float_or(value: object) -> float:
-    """A JSON number (or numeric string) as float; NaN for anything else (null, bool, "abc", absent)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return math.nan
-    return math.nan
-
-
 # --------------------------------------------------------------------------- parsers
-
-
-def _decode_slice(builder: _ColumnBuilder, text: bytes) -> None:
-    """Decode a `[...]` slice of events; odd value types go through the dict path."""
-    try:
-        builder.add_structs(_EVENTS_DECODER.decode(text))
-    except msgspec.ValidationError:
-        try:
-            builder.add_dicts(orjson.loads(text))
-        except orjson.JSONDecodeError as exc:
-            raise _LayoutMismatch(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise _LayoutMismatch(str(exc)) from None
 
 
 def _header(path: Path, blocks: Iterator[bytes]) -> tuple[bytes, bytes]:
@@ -428,17 +138,17 @@ def _document(header: bytes, trailer: bytes) -> dict[str, Any]:
     return doc
 
 
-def _parse_any_layout(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
+def _parse_any_layout(path: Path, builder: ColumnBuilder) -> dict[str, Any]:
     """Bounded-memory parse of any JSON layout (`any_layout`); returns the document without its events."""
-    blocks = _iter_blocks(path)
+    blocks = iter_blocks(path, _BLOCK_BYTES)
     header, rest = _header(path, blocks)
-    trailer = parse_events(blocks, rest, lambda text: _decode_slice(builder, text))
+    trailer = parse_events(blocks, rest, lambda text: decode_slice(builder, text))
     return _document(header, trailer)
 
 
-def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
+def _parse_streaming(path: Path, builder: ColumnBuilder) -> dict[str, Any]:
     """Stream the events into `builder`; returns the document without its events."""
-    blocks = _iter_blocks(path)
+    blocks = iter_blocks(path, _BLOCK_BYTES)
     header, buf = _header(path, blocks)
     first = True  # the first slice starts with "{"; later ones start inside an event
 
@@ -453,14 +163,14 @@ def _parse_streaming(path: Path, builder: _ColumnBuilder) -> dict[str, Any]:
                 raise _LayoutMismatch("traceEvents does not start with an event object")
             start += 1
         if builder.keep_python_frames:
-            _decode_slice(builder, b"".join((b"[{", memoryview(data)[start:stop], b"\n  }]")))
+            decode_slice(builder, b"".join((b"[{", memoryview(data)[start:stop], b"\n  }]")))
             return
         kept, dropped = _drop_python_frames(data[start:stop])
         builder.python_frames_dropped += dropped
         if kept:
             kept[0] = b"[{" + kept[0]
             kept[-1] += b"\n  }]"
-            _decode_slice(builder, _EVENT_BOUNDARY.join(kept))
+            decode_slice(builder, _EVENT_BOUNDARY.join(kept))
 
     while True:
         cut = buf.rfind(_EVENT_BOUNDARY)
@@ -503,7 +213,8 @@ def _json_error(path: Path, raw: bytes, exc: orjson.JSONDecodeError) -> TraceErr
     return TraceError(path, f"invalid JSON{where}: {exc.msg}")
 
 
-def _parse_full(path: Path, builder: _ColumnBuilder, why_not_streamed: str = "parser='full' asked for") -> dict[str, Any]:
+def _parse_full(path: Path, builder: ColumnBuilder,
+                why_not_streamed: str = "parser='full' asked for") -> dict[str, Any]:
     raw = _read_all(path, why_not_streamed)
     if not raw.strip():
         raise TraceError(path, "empty file: no bytes to parse" if not raw else "empty file: only whitespace")
@@ -513,11 +224,13 @@ def _parse_full(path: Path, builder: _ColumnBuilder, why_not_streamed: str = "pa
         raise _json_error(path, raw, exc) from None
     del raw
     if not isinstance(doc, dict):
-        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: the top level is a {type(doc).__name__}, not an object with 'traceEvents'")
+        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: the top level is a "
+                                   f"{type(doc).__name__}, not an object with 'traceEvents'")
     events = doc.pop("traceEvents", None)
     if not isinstance(events, list):
         keys = ", ".join(list(doc)[:8]) or "none"
-        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: no 'traceEvents' list (top-level keys: {keys})")
+        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: no 'traceEvents' list "
+                                   f"(top-level keys: {keys})")
     for start in range(0, len(events), 100_000):
         builder.add_dicts(events[start : start + 100_000])
     return doc
@@ -534,7 +247,8 @@ def rank_from_name(name: str) -> int | None:
 
 def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, damage: list[str],
               frames_dropped: int | None) -> TraceMetadata:
-    dist = doc.get("distributedInfo") if isinstance(doc.get("distributedInfo"), dict) else {}
+    dist_info = doc.get("distributedInfo")
+    dist: dict[str, Any] = dist_info if isinstance(dist_info, dict) else {}
     props_list = doc.get("deviceProperties")
     props = props_list[0] if isinstance(props_list, list) and props_list and isinstance(props_list[0], dict) else {}
     cc = (
@@ -562,17 +276,17 @@ def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, damage: l
         paths=[str(path)],
         profiler="torch",
         rank=rank,
-        world_size=_int_or(dist.get("world_size"), 1),
+        world_size=int_or(dist.get("world_size"), 1),
         gpu_name=props.get("name") if isinstance(props.get("name"), str) else None,
-        gpu_sm_count=_int_or(props.get("numSms"), -1) if "numSms" in props else None,
-        gpu_memory_bytes=_int_or(props.get("totalGlobalMem"), -1) if "totalGlobalMem" in props else None,
+        gpu_sm_count=int_or(props.get("numSms"), -1) if "numSms" in props else None,
+        gpu_memory_bytes=int_or(props.get("totalGlobalMem"), -1) if "totalGlobalMem" in props else None,
         gpu_compute_capability=cc,
-        cuda_driver_version=_int_or(doc.get("cuda_driver_version"), -1) if "cuda_driver_version" in doc else None,
-        cuda_runtime_version=_int_or(doc.get("cuda_runtime_version"), -1) if "cuda_runtime_version" in doc else None,
-        cupti_version=_int_or(doc.get("cupti_version"), -1) if "cupti_version" in doc else None,
+        cuda_driver_version=int_or(doc.get("cuda_driver_version"), -1) if "cuda_driver_version" in doc else None,
+        cuda_runtime_version=int_or(doc.get("cuda_runtime_version"), -1) if "cuda_runtime_version" in doc else None,
+        cupti_version=int_or(doc.get("cupti_version"), -1) if "cupti_version" in doc else None,
         vllm_version=str(vllm_version) if vllm_version is not None else None,
         with_stack=bool(doc["with_stack"]) if "with_stack" in doc else None,
-        base_time_ns=_int_or(doc.get("baseTimeNanoseconds"), -1) if "baseTimeNanoseconds" in doc else None,
+        base_time_ns=int_or(doc.get("baseTimeNanoseconds"), -1) if "baseTimeNanoseconds" in doc else None,
         extra=extra,
     )
 
@@ -581,7 +295,7 @@ def _resolve_rank(path: Path, doc: dict[str, Any], rank: int | None) -> int:
     if rank is not None:
         return rank
     dist = doc.get("distributedInfo")
-    if isinstance(dist, dict) and _int_or(dist.get("rank")) >= 0:
+    if isinstance(dist, dict) and int_or(dist.get("rank")) >= 0:
         return int(dist["rank"])
     from_name = rank_from_name(path.name)
     return from_name if from_name is not None else 0
@@ -603,9 +317,12 @@ def read_torch_trace(
     file name, else 0). `parser`: "auto" streams Kineto-laid-out files, then any other JSON
     layout (`any_layout`), with bounded memory, and parses the whole document only when neither
     can (invalid JSON: to name the error; refused above FULL_PARSE_MAX_BYTES of JSON);
-    "stream" / "any-layout" / "full" force one (tests, benchmarks). `keep_python_frames`: False (default) keeps `python_function` rows only for
-    `nn.Module: ...` frames (all the analyses use) and records how many others were dropped in
-    `metadata.extra["python_frames_dropped"]`; True keeps every Python stack frame. Raises `TraceError` naming the file for anything that is not a readable trace.
+    "stream" / "any-layout" / "full" force one (tests, benchmarks). `keep_python_frames`: False
+    (default) keeps `python_function` rows only for `nn.Module: ...` frames (all the analyses
+    use) and records how many others were dropped in `metadata.extra["python_frames_dropped"]`;
+    True keeps every Python stack frame. Bad values and duplicate events are dropped with a note
+    in `metadata.extra["damage"]`, or refused (`trace.validation`). Raises `TraceError` naming
+    the file for anything that is not a readable trace.
     """
     path = Path(path)
     problem = path_problem(path)
@@ -620,7 +337,7 @@ def read_torch_trace(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        builder = _ColumnBuilder(keep_python_frames)
+        builder = ColumnBuilder(keep_python_frames)
         used = parser
         if parser not in ("auto", "stream", "any-layout", "full"):
             raise ValueError(f"parser must be 'auto', 'stream', 'any-layout' or 'full', not {parser!r}")
@@ -634,7 +351,7 @@ def read_torch_trace(
                 if parser == "stream":
                     raise TraceError(path, f"not in Kineto's layout, cannot stream it ({exc})") from None
                 why = f"not Kineto's line layout: {exc}"
-                builder = _ColumnBuilder(keep_python_frames)
+                builder = ColumnBuilder(keep_python_frames)
         if doc is None and parser in ("auto", "any-layout"):
             try:
                 doc = _parse_any_layout(path, builder)
@@ -643,7 +360,7 @@ def read_torch_trace(
                 if parser == "any-layout":
                     raise TraceError(path, f"cannot stream this JSON layout ({exc})") from None
                 why += f"; any layout: {exc}"
-                builder = _ColumnBuilder(keep_python_frames)
+                builder = ColumnBuilder(keep_python_frames)
         if doc is None:
             doc = _parse_full(path, builder, why)
             used = "full"

@@ -97,7 +97,8 @@ def check_times(damage: Damage, ts: np.ndarray, dur: np.ndarray, cat_codes: np.n
     checks = (
         ("dur", "a missing or non-numeric value", np.isnan(dur)),
         ("dur", "a negative value", dur < 0),
-        ("dur", f"an infinite or implausible value (> {MAX_PLAUSIBLE_US:.0e} µs)", np.isinf(dur) | (dur > MAX_PLAUSIBLE_US)),
+        ("dur", f"an infinite or implausible value (> {MAX_PLAUSIBLE_US:.0e} µs)",
+         np.isinf(dur) | (dur > MAX_PLAUSIBLE_US)),
         ("ts", "a missing, non-numeric or infinite value", ~np.isfinite(ts)),
         ("ts", "a zero value", ts == 0),
     )
