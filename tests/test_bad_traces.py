@@ -402,3 +402,30 @@ def test_one_event_per_line_layout_of_a_real_trace_is_read_in_bounded_memory(dat
     assert rows == kineto_rows == whole_rows == 9166
     assert streamed < 2 * kineto_growth + 4096, (streamed, kineto_growth)
     assert streamed < whole / 3, (streamed, whole)
+
+
+def test_unstreamable_json_above_the_whole_parse_limit_is_refused_naming_layout_and_size(
+        seed_raw: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A corrupted copy of a real trace, one event per line, with a stray byte early on: neither
+    # streaming parser can cut it, and with the whole-document limit scaled down from 256 MB to
+    # 1 MB (and the pending limit from 64 MB to 1 MB) it must be refused, not parsed whole.
+    from pytest_vllm_profile.trace import any_layout, torch_reader
+
+    monkeypatch.setattr(torch_reader, "FULL_PARSE_MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(torch_reader, "_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(any_layout, "PENDING_LIMIT_BYTES", 1 << 20)
+    text = _one_event_per_line(orjson.loads(seed_raw))
+    at = text.index(b'{"ph":"X"', 200_000)
+    path = tmp_path / "rank0.pt.trace.json"
+    path.write_bytes(text[:at] + b"#" + text[at:])
+    with pytest.raises(TraceError) as info:
+        read_trace_set(path)
+    problem = info.value.problem
+    assert problem.startswith("cannot be read in bounded memory: neither Kineto's line layout nor any other JSON "
+                              "layout could be streamed (not Kineto's line layout: ")
+    done = re.search(r"any layout: no decodable event boundary in 1 MB of text starting (\d+) bytes into the "
+                     r"traceEvents array \(last decode error: JSON is malformed: ", problem)
+    assert done is not None, problem
+    assert int(done.group(1)) < at  # the cut stopped before the stray byte
+    assert problem.endswith(f"and a whole-document parse of more than 1 MB of JSON ({len(text) >> 20} MB on disk) "
+                            "would need about 10x that in memory; refused")

@@ -31,24 +31,27 @@ class LayoutMismatch(Exception):
     """The text is not laid out as this parser expects (or is not valid JSON): try another parser."""
 
 
-def _last_good_cut(pending: bytes, decode: Callable[[bytes], None]) -> int:
-    """Decode the events up to the last boundary that decodes; the index after it (0 when none did)."""
+def _last_good_cut(pending: bytes, decode: Callable[[bytes], None]) -> tuple[int, str]:
+    """Decode the events up to the last boundary that decodes: the index after it (0 when none did)
+    and the last decode error seen (for the message when nothing ever decodes)."""
     window = 1 << 16
     tried = 0
+    error = ""
     while True:
         start = max(0, len(pending) - window)
         found = list(_BOUNDARY.finditer(pending, start))
         for match in reversed(found):
             try:
                 decode(b"".join((b"[", memoryview(pending)[: match.start() + 1], b"]")))
-            except LayoutMismatch:
+            except LayoutMismatch as exc:
+                error = str(exc)
                 tried += 1
                 if tried >= _TRIES_PER_BLOCK:
-                    return 0
+                    return 0, error
                 continue
-            return match.end() - 1  # the next event's "{"
+            return match.end() - 1, error  # the next event's "{"
         if start == 0:
-            return 0
+            return 0, error
         window *= 16
 
 
@@ -68,20 +71,26 @@ def parse_events(blocks: Iterator[bytes], first: bytes, decode: Callable[[bytes]
         return pending[1:] + b"".join(blocks)
     if not pending.startswith(b"{"):
         raise LayoutMismatch("traceEvents does not start with an event object")
+    done = 0  # bytes of the array's text already decoded
     for block in blocks:
         pending += block
-        cut = _last_good_cut(pending, decode)
+        cut, error = _last_good_cut(pending, decode)
         if cut:
+            done += cut
             pending = pending[cut:]
         elif len(pending) > PENDING_LIMIT_BYTES:
-            raise LayoutMismatch(f"no decodable event boundary in {len(pending) >> 20} MB of text")
+            raise LayoutMismatch(f"no decodable event boundary in {len(pending) >> 20} MB of text starting "
+                                 f"{done} bytes into the traceEvents array (last decode error: {error})")
     # The last event(s), the array's "]", and the rest of the document.
+    error = "no '}]' at all"
     for tries, match in enumerate(_ARRAY_END.finditer(pending)):
         if tries >= _END_TRIES:
             break
         try:
             decode(b"".join((b"[", memoryview(pending)[: match.start() + 1], b"]")))
-        except LayoutMismatch:
+        except LayoutMismatch as exc:
+            error = str(exc)
             continue
         return pending[match.end() :]
-    raise LayoutMismatch("traceEvents array does not end with a decodable event")
+    raise LayoutMismatch(f"the end of the traceEvents array does not decode, {done} bytes into it "
+                         f"(last decode error: {error})")
