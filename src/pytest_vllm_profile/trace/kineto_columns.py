@@ -156,7 +156,8 @@ class ColumnBuilder:
             damage.raise_if_fatal()
             if keep is not None:
                 col = {k: v[keep] for k, v in col.items()}
-            dup = duplicate_mask([col[k] for k in ("name", "cat", "ts", "dur", "pid", "tid", "dev", "stream",
+            # ts, dur, name, tid first: the hashed columns, which nearly tell rows apart alone.
+            dup = duplicate_mask([col[k] for k in ("ts", "dur", "name", "tid", "cat", "pid", "dev", "stream",
                                                    "corr", "ext")])
             if dup is not None:
                 damage.duplicates = _count_by(col["cat"][dup], cats)
