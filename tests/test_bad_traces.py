@@ -429,3 +429,20 @@ def test_unstreamable_json_above_the_whole_parse_limit_is_refused_naming_layout_
     assert int(done.group(1)) < at  # the cut stopped before the stray byte
     assert problem.endswith(f"and a whole-document parse of more than 1 MB of JSON ({len(text) >> 20} MB on disk) "
                             "would need about 10x that in memory; refused")
+
+
+def test_tensor_parallel_profile_with_one_damaged_rank_says_so_at_the_top(data_dir: Path, seed_raw: bytes,
+                                                                         seed_summary, tmp_path: Path) -> None:
+    # rank 0: the real trace; rank 1: a corrupted copy of it (6 kernel durations "abc").
+    shutil.copy(data_dir / SEED, tmp_path / "rank0.pt.trace.json.gz")
+    ev = Events.of(seed_raw)
+    _damage("kernel", 1000, _replace(_DUR, b'"dur": "abc"'))(ev)
+    damaged = tmp_path / "rank1.pt.trace.json.gz"
+    damaged.write_bytes(gzip.compress(ev.text(), compresslevel=1))
+    summary = summarize_path(tmp_path)
+    note = f"{DAMAGE_NOTE_PREFIX}6 events (6 kernel) with {_NON_NUMERIC} dropped (file {damaged})"
+    assert [r.rank for r in summary.ranks] == [0, 1]
+    assert summary.notes[0] == note
+    assert damage_notes(summary) == [note]
+    assert damage_notes(summary.ranks[0]) == []
+    assert compare_summaries(seed_summary, summary).regressions[0].metric == "trace_damage.candidate"
