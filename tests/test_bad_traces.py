@@ -212,7 +212,9 @@ def test_infinity_literal_in_a_corrupted_copy_of_a_real_trace_is_invalid_json_at
     with pytest.raises(TraceError) as info:
         summarize_path(path)
     line = seed_raw.count(b"\n", 0, at) + 1
-    assert info.value.problem == f"invalid JSON at byte {at} (line {line}): unexpected character, expected a JSON value"
+    assert info.value.problem == (f"invalid JSON at byte {at} (line {line}): unexpected character, expected a JSON "
+                                  "value (NaN / Infinity, as Python's json writes non-finite floats, are not "
+                                  "valid JSON)")
 
 
 # ----------------------------------------------------------------------------- other layouts

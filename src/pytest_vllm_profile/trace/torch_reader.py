@@ -210,7 +210,10 @@ def _json_error(path: Path, raw: bytes, exc: orjson.JSONDecodeError) -> TraceErr
         where = f" at byte {pos} (line {line})"
         if pos >= len(raw.rstrip()):
             return TraceError(path, f"invalid JSON: the text ends early{where} — the file looks cut off")
-    return TraceError(path, f"invalid JSON{where}: {exc.msg}")
+    hint = ""
+    if isinstance(pos, int) and raw[pos : pos + 9].lstrip(b"-").startswith((b"NaN", b"Infinity")):
+        hint = " (NaN / Infinity, as Python's json writes non-finite floats, are not valid JSON)"
+    return TraceError(path, f"invalid JSON{where}: {exc.msg}{hint}")
 
 
 def _parse_full(path: Path, builder: ColumnBuilder,
