@@ -32,6 +32,7 @@ from .comparison import (
     kernel_metric,
     step_metric,
 )
+from .damage import damage_notes
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
 from .summary import STEP_KINDS, ProfileSummary, StepKind
@@ -327,10 +328,21 @@ class _Comparer:
 
         self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
         self.improvements.sort(key=lambda f: f.contribution_us)
+        # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
+        self.regressions[:0] = self._damage()
         verdict: Verdict = "fail" if self.regressions else "pass"
         return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
                           new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
                           notes=self.notes)
+
+    def _damage(self) -> list[Finding]:
+        return [
+            Finding(metric=f"trace_damage.{side}", kind="damage", baseline=None, candidate=None, delta=None,
+                    delta_pct=None, allowed="no damaged trace data",
+                    message=f"the {side} summary is built on a damaged trace, so the comparison cannot pass: {note}")
+            for side, summary in (("baseline", self.b), ("candidate", self.c))
+            for note in damage_notes(summary)
+        ]
 
     def _drift(self) -> tuple[list[KernelDrift], list[KernelDrift]]:
         b_names = {k.name for k in self.b.kernels}

@@ -14,7 +14,7 @@ from .summary import StepKind
 Verdict = Literal["pass", "fail"]
 # Where a drifting kernel carries the most time: a step kind, or "outside-steps" when it ran in none.
 DriftPlace = Literal["prefill", "decode", "mixed", "outside-steps"]
-FindingKind = Literal["count", "time", "drift"]  # exact count, time within tolerance, kernel appeared/disappeared
+FindingKind = Literal["count", "time", "drift", "damage"]  # exact count, time within tolerance, kernel appeared/disappeared, a side built on a damaged trace
 
 
 def step_metric(kind: str) -> str:

@@ -7,7 +7,11 @@ A trace reader (torch/Kineto JSON in `trace.torch_reader`, Nsight Systems SQLite
 Columns (one row per complete event; instant, flow and metadata records are dropped;
 `python_function` rows (Python stack frames, `with_stack`) are kept only for `nn.Module: ...`
 frames unless the reader is called with `keep_python_frames=True`, and the count of frames left
-out is in `metadata.extra["python_frames_dropped"]`):
+out is in `metadata.extra["python_frames_dropped"]`). Readers validate values as they read
+them (`trace.validation`): rows with a missing, non-numeric, negative, infinite or implausible
+duration, or a missing or zero start, are dropped and exact duplicate rows removed, each with a
+note in `metadata.extra["damage"]` (or a `TraceError` when the damage is too large), so every
+row below holds finite times:
 
 | column        | dtype    | meaning |
 |---------------|----------|---------|

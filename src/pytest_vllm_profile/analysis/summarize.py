@@ -1,5 +1,8 @@
 """`summarize`: one profile (a `TraceSet`) -> `ProfileSummary`.
 
+A summary built on damaged trace data (values the reader dropped or deduplicated) carries a
+note starting with `damage.DAMAGE_NOTE_PREFIX`; `damage_notes(summary)` lists them.
+
 Per rank: steps (`StepDetector`), layers (`LayerDetector`), kernel statistics
 (`KernelStats`), per-step-kind aggregates, device/runtime info, and the decode roofline
 when the model's weight bytes and the GPU's peak bandwidth are known.
@@ -22,6 +25,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from ..damage import damage_notes
 from ..errors import AnalysisError, TraceError
 from ..events import Category, Trace, TraceSet
 from ..summary import (
@@ -34,6 +38,8 @@ from ..summary import (
     StepSummary,
 )
 from ..trace import read_trace_set
+from ..trace.discovery import READER_NOTES_KEY
+from ..trace.validation import DAMAGE_KEY
 from .cpu_ops import self_times, top_level_mask
 from .kernels import KernelStats, kernels_per_step
 from .layers import LayerDetection, LayerDetector
@@ -88,6 +94,7 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
     """The rank's summary and its timed table (what a multi-rank summary pools)."""
     if trace.events.empty:
         raise TraceError(", ".join(trace.metadata.paths) or "trace", "the trace holds no events")
+    meta = trace.metadata
     detection: StepDetection = StepDetector().detect(trace)
     domain = detection.domain
     layers: LayerDetection = LayerDetector().detect(trace, domain)
@@ -122,14 +129,16 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
 
     meta = trace.metadata
     device = msgspec.structs.replace(meta.device, peak_memory_bandwidth_gbps=peak_bandwidth_gbps(meta.device.name))
-    notes = [*detection.notes, *layers.notes]
+    # Damage notes first (the comparison looks for them; `damage_notes`), then what the reader skipped.
+    notes = [*meta.extra.get(DAMAGE_KEY, []), *meta.extra.get(READER_NOTES_KEY, []), *detection.notes, *layers.notes]
     if domain == "cpu":
         notes.append(
             "timing_domain=cpu: times are cpu_op durations; step/layer times sum top-level ops, per-op "
             "statistics use self time, so nested ops are not counted twice"
         )
     if device.peak_memory_bandwidth_gbps is not None:
-        notes.append(f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak for {device.name}")
+        notes.append(f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak "
+                     f"for {device.name}")
     summary = ProfileSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
         source=list(meta.paths),
@@ -198,8 +207,8 @@ def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> 
     if not trace_set.ranks:
         raise TraceError(trace_set.root or "trace set", "no engine-rank traces in this profile")
     ranks = sorted(trace_set.ranks)
-    per_rank, tables = zip(*(_summarize_rank(trace_set.ranks[r], model_weight_bytes) for r in ranks))
-    for r, s in zip(ranks, per_rank):
+    per_rank, tables = zip(*(_summarize_rank(trace_set.ranks[r], model_weight_bytes) for r in ranks), strict=True)
+    for r, s in zip(ranks, per_rank, strict=True):
         s.rank = r
     if len(per_rank) == 1:
         return per_rank[0]
@@ -209,7 +218,8 @@ def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> 
 def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.DataFrame],
              model_weight_bytes: int | None) -> ProfileSummary:
     first = per_rank[0]
-    notes = [f"{len(ranks)} ranks: per-step time is the slowest rank's; kernel statistics pool all ranks"]
+    notes = [*damage_notes_of_ranks(per_rank),
+             f"{len(ranks)} ranks: per-step time is the slowest rank's; kernel statistics pool all ranks"]
     n_steps = {s.token_steps for s in per_rank}
     steps: list[StepSummary] = []
     if len(n_steps) == 1:
@@ -247,6 +257,14 @@ def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.D
         stats.kernels_per_step = {k: v / len(ranks) for k, v in stats.kernels_per_step.items()}
     _add_roofline(combined, model_weight_bytes)
     return combined
+
+
+def damage_notes_of_ranks(per_rank: list[ProfileSummary]) -> list[str]:
+    """Every rank's damage notes, each once: the combined summary must say its ranks are damaged."""
+    found: list[str] = []
+    for summary in per_rank:
+        found.extend(n for n in damage_notes(summary) if n not in found)
+    return found
 
 
 def load_trace_set(path: str | Path) -> TraceSet:

@@ -8,7 +8,11 @@ vLLM's torch profiler writes, per profile session, into its trace directory:
 A folder used for several profiles holds several files per rank. We never merge two sessions
 of one rank: `session="latest"` takes each rank's newest file (by `<ns>`, else by mtime) and
 records the files left out in `TraceSet.ranks[r].metadata.extra["older_sessions_skipped"]`;
-`session="only"` refuses a folder holding more than one session.
+`session="only"` refuses a folder holding more than one session. When the choice rests on
+mtime (names without `<ns>`), the rule and the files left out are stated in a note
+(`metadata.extra[READER_NOTES_KEY]`, copied into the summary's notes).
+A `.json` in the folder that is not a torch-profiler trace at all (no `traceEvents`) is skipped
+with a note when another file is a trace; a damaged trace is never skipped.
 Nsight Systems exports (`.sqlite`) go to `nsys_reader.read_nsys_sqlite`.
 """
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Literal
 from ..errors import TraceError
 from ..events import Trace, TraceSet
 from .nsys_reader import read_nsys_trace_set
-from .torch_reader import rank_from_name, read_torch_trace
+from .torch_reader import NotATraceError, rank_from_name, read_torch_trace
+from .validation import path_problem
 
 SessionChoice = Literal["latest", "only"]
 
@@ -29,6 +34,7 @@ _TORCH_SUFFIXES = (".json", ".json.gz")
 _NS_IN_NAME = re.compile(r"(?:^|\.)(\d{13,})(?=\.)")
 _PROFILER_TABLE = re.compile(r"(?:^|\.)profiler_out[^/]*\.txt$")
 _API_SERVER_HINT = "the async_llm trace holds only the API server's CPU events"
+READER_NOTES_KEY = "reader_notes"  # metadata.extra: what discovery skipped or chose, in words
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,8 @@ def classify(path: Path) -> TraceFile:
     )
 
 
-def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice, root: Path) -> tuple[TraceFile, list[TraceFile]]:
+def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice,
+                 root: Path) -> tuple[TraceFile, list[TraceFile]]:
     if len(files) == 1:
         return files[0], []
     listed = ", ".join(sorted(f.path.name for f in files))
@@ -80,7 +87,8 @@ def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice, root
     return ordered[-1], ordered[:-1]
 
 
-def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_python_frames: bool = False) -> TraceSet:
+def read_trace_set(path: str | Path, session: SessionChoice = "latest", *,
+                   keep_python_frames: bool = False) -> TraceSet:
     """Read one profile session: a single trace file, or the folder vLLM wrote traces into.
 
     `keep_python_frames` is passed to `read_torch_trace`: by default only the `nn.Module: ...`
@@ -92,11 +100,15 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
     if session not in ("latest", "only"):
         raise ValueError(f"session must be 'latest' or 'only', not {session!r}")
     root = Path(path)
-    if not root.exists():
-        raise TraceError(root, "no such file or directory")
+    problem = path_problem(root)
+    if problem is not None:
+        raise TraceError(root, problem)
     if root.is_file():
         return _read_single_file(root, keep_python_frames)
-    files = sorted(p for p in root.iterdir() if p.is_file())
+    try:
+        files = sorted(p for p in root.iterdir() if p.is_file())
+    except OSError as exc:
+        raise TraceError(root, f"cannot list the folder: {exc.strerror or exc}") from None
     torch_files = [classify(p) for p in files if is_torch_trace_name(p.name)]
     tables = [p for p in files if _PROFILER_TABLE.search(p.name)]
     sqlite = [p for p in files if p.suffix == ".sqlite"]
@@ -104,7 +116,8 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
         if len(sqlite) == 1:
             return read_nsys_trace_set(sqlite[0])
         if len(sqlite) > 1:
-            raise TraceError(root, f"several Nsight Systems exports ({', '.join(p.name for p in sqlite)}); point at one")
+            listed = ", ".join(p.name for p in sqlite)
+            raise TraceError(root, f"several Nsight Systems exports ({listed}); point at one")
         if not files:
             raise TraceError(root, "empty directory: no trace files")
         shown = ", ".join(p.name for p in files[:5]) + (" ..." if len(files) > 5 else "")
@@ -113,16 +126,25 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
     api_files = [f for f in torch_files if f.is_api_server]
     engine_files = [f for f in torch_files if not f.is_api_server]
     if not engine_files:
-        raise TraceError(root, f"no engine-rank trace; {_API_SERVER_HINT} ({', '.join(f.path.name for f in api_files)})")
+        listed = ", ".join(f.path.name for f in api_files)
+        raise TraceError(root, f"no engine-rank trace; {_API_SERVER_HINT} ({listed})")
 
     # Files whose names carry no rank say it inside (distributedInfo); read them to know.
     traces: dict[int, list[tuple[TraceFile, Trace | None]]] = {}
+    not_traces: list[NotATraceError] = []
     for f in engine_files:
         if f.rank is not None:
             traces.setdefault(f.rank, []).append((f, None))
-        else:
+            continue
+        try:
             trace = read_torch_trace(f.path, keep_python_frames=keep_python_frames)
-            traces.setdefault(trace.metadata.rank, []).append((f, trace))
+        except NotATraceError as exc:  # an unrelated .json beside the traces: skipped, and said so below
+            not_traces.append(exc)
+            continue
+        traces.setdefault(trace.metadata.rank, []).append((f, trace))
+    if not traces:
+        raise not_traces[0]
+    skipped_notes = [f"skipped {exc.path}: {exc.problem}" for exc in not_traces]
 
     ranks: dict[int, Trace] = {}
     for rank in sorted(traces):
@@ -131,8 +153,15 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *, keep_
         trace = next(t for f, t in entries if f is chosen) or read_torch_trace(
             chosen.path, rank=rank, keep_python_frames=keep_python_frames
         )
+        notes = list(skipped_notes)
         if skipped:
             trace.metadata.extra["older_sessions_skipped"] = [str(f.path) for f in skipped]
+            by = ("the <ns> write time in the names" if chosen.written_ns is not None
+                  else "file mtime (the names carry no <ns> write time)")
+            notes.append(f"{len(skipped) + 1} traces for rank {rank} in {root}; read the newest by {by}: "
+                         f"{chosen.path.name}; not read: {', '.join(f.path.name for f in skipped)}")
+        if notes:
+            trace.metadata.extra.setdefault(READER_NOTES_KEY, []).extend(notes)
         ranks[rank] = trace
 
     api_server = None
@@ -147,9 +176,11 @@ def _read_single_file(path: Path, keep_python_frames: bool = False) -> TraceSet:
     if path.suffix == ".sqlite":
         return read_nsys_trace_set(path)
     if name.endswith(".nsys-rep"):
-        raise TraceError(path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) and pass the .sqlite")
+        raise TraceError(path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) "
+                               "and pass the .sqlite")
     if not is_torch_trace_name(name):
-        raise TraceError(path, "not a trace file: expected *.json, *.json.gz (torch profiler) or *.sqlite (Nsight Systems)")
+        raise TraceError(path, "not a trace file: expected *.json, *.json.gz (torch profiler) "
+                               "or *.sqlite (Nsight Systems)")
     if classify(path).is_api_server:
         raise TraceError(path, f"no engine-rank trace; {_API_SERVER_HINT}")
     trace = read_torch_trace(path, rank=rank_from_name(name), keep_python_frames=keep_python_frames)

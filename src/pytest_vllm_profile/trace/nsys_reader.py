@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ import pandas as pd
 from ..errors import TraceError
 from ..events import EVENT_COLUMNS, Category, Trace, TraceMetadata, TraceSet, check_event_table, empty_event_table
 from ..summary import RuntimeInfo
+from .validation import DAMAGE_KEY, Damage
 
 KERNEL_TABLE = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY_TABLE = "CUPTI_ACTIVITY_KIND_MEMCPY"
@@ -59,8 +60,10 @@ _API_VERSION_SUFFIX = re.compile(r"_v\d+$")
 
 # CUPTI enum values (CUpti_ActivityMemcpyKind / CUpti_ActivityMemoryKind), which the exporter
 # stores in copyKind / srcKind / dstKind / memKind; strings are Kineto's spelling.
-_MEMCPY_KIND = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH", 10: "PtoP"}
-_MEMORY_KIND = {0: "Unknown", 1: "Pageable", 2: "Pinned", 3: "Device", 4: "Array", 5: "Managed", 6: "Device Static", 7: "Managed Static"}
+_MEMCPY_KIND = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH",
+                10: "PtoP"}
+_MEMORY_KIND = {0: "Unknown", 1: "Pageable", 2: "Pinned", 3: "Device", 4: "Array", 5: "Managed", 6: "Device Static",
+                7: "Managed Static"}
 
 
 def _pid_of(global_id: np.ndarray) -> np.ndarray:
@@ -84,6 +87,7 @@ class _Db:
             raise TraceError(path, f"cannot be read as an SQLite database ({exc})") from None
         self.tables = {r[0] for r in rows}
         self._columns: dict[str, set[str]] = {}
+        self.damage = Damage(path)  # start/end values that are not integers, NULL, or end < start
 
     def columns(self, table: str) -> set[str]:
         if table not in self._columns:
@@ -135,7 +139,31 @@ def _frame(n: int, **cols: object) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def _gpu_chunk(chunk: pd.DataFrame, names: np.ndarray, category: str) -> pd.DataFrame:
+def _valid_times(chunk: pd.DataFrame, category: str, damage: Damage) -> np.ndarray | None:
+    """Rows whose start/end are integers with end >= start; bad ones counted into `damage`. None: all good."""
+    damage.totals[category] = damage.totals.get(category, 0) + len(chunk)
+    if chunk["start"].dtype.kind == "i" and chunk["end"].dtype.kind == "i":  # the common case: one cheap test
+        backwards = (chunk["end"].to_numpy() < chunk["start"].to_numpy())
+        if not backwards.any():
+            return None
+        bad_start = bad_end = np.zeros(len(chunk), dtype=bool)
+    else:
+        start = pd.to_numeric(chunk["start"], errors="coerce").to_numpy(dtype=float)
+        end = pd.to_numeric(chunk["end"], errors="coerce").to_numpy(dtype=float)
+        bad_start, bad_end = np.isnan(start), np.isnan(end)
+        backwards = ~bad_start & ~bad_end & (end < start)
+    for field_name, problem, mask in (("start", "a NULL or non-integer value", bad_start),
+                                      ("end", "a NULL or non-integer value", bad_end),
+                                      ("end", "a value before its start", backwards)):
+        if mask.any():
+            damage.add(field_name, problem, {category: int(mask.sum())})
+    return ~(bad_start | bad_end | backwards)
+
+
+def _gpu_chunk(chunk: pd.DataFrame, names: np.ndarray, category: str, damage: Damage) -> pd.DataFrame:
+    keep = _valid_times(chunk, category, damage)
+    if keep is not None:
+        chunk, names = chunk[keep], names[keep]
     start_ns = _int_col(chunk, "start", 0)
     end_ns = _int_col(chunk, "end", 0)
     device = _int_col(chunk, "deviceId")
@@ -164,7 +192,7 @@ def _read_gpu_activity(
 ) -> list[pd.DataFrame]:
     """One GPU activity table as event frames; `name_rows` gives each chunk's row names."""
     sql = db.select(table, {**_GPU_ACTIVITY_COLUMNS, **extra_columns})
-    return [_gpu_chunk(chunk, name_rows(chunk), category) for chunk in db.chunks(sql)]
+    return [_gpu_chunk(chunk, name_rows(chunk), category, db.damage) for chunk in db.chunks(sql)]
 
 
 def _read_kernels(db: _Db, strings: pd.Series) -> list[pd.DataFrame]:
@@ -207,7 +235,11 @@ def _read_memset(db: _Db) -> list[pd.DataFrame]:
     return _read_gpu_activity(db, MEMSET_TABLE, {"memKind": "0"}, memset_names, Category.MEMSET.value)
 
 
-def _cpu_chunk(chunk: pd.DataFrame, names: np.ndarray, categories: np.ndarray, correlation: np.ndarray) -> pd.DataFrame:
+def _cpu_chunk(chunk: pd.DataFrame, names: np.ndarray, categories: np.ndarray, correlation: np.ndarray,
+               damage: Damage) -> pd.DataFrame:
+    keep = _valid_times(chunk, str(categories[0]) if len(categories) else "cpu", damage)
+    if keep is not None:
+        chunk, names, categories, correlation = chunk[keep], names[keep], categories[keep], correlation[keep]
     start_ns = _int_col(chunk, "start", 0)
     end_ns = _int_col(chunk, "end", 0)
     gtid = _int_col(chunk, "globalTid", 0)
@@ -233,7 +265,8 @@ def _read_runtime(db: _Db, strings: pd.Series) -> list[pd.DataFrame]:
         # The exporter puts runtime (cuda*) and driver (cu*) API calls in one table.
         driver = names.str.startswith("cu") & ~names.str.startswith("cuda")
         categories = np.where(driver, Category.CUDA_DRIVER.value, Category.CUDA_RUNTIME.value).astype(object)
-        frames.append(_cpu_chunk(chunk, names.to_numpy(dtype=object), categories, _int_col(chunk, "correlationId")))
+        frames.append(_cpu_chunk(chunk, names.to_numpy(dtype=object), categories, _int_col(chunk, "correlationId"),
+                                 db.damage))
     return frames
 
 
@@ -257,10 +290,11 @@ def _read_nvtx(db: _Db, strings: pd.Series) -> tuple[list[pd.DataFrame], int]:
             names[missing] = _lookup(strings, _int_col(chunk, "textId"))[missing]
         names[pd.isna(names)] = "<unnamed NVTX range>"
         categories = np.full(len(chunk), Category.CPU_ANNOTATION.value, dtype=object)
-        frame = _cpu_chunk(chunk, names, categories, np.full(len(chunk), -1, dtype=np.int64))
         # Kineto links a CPU annotation to its GPU projection by "External id"; nsys has none,
         # so the NVTX row id plays that part (positive, unique within the file).
-        frame["external_id"] = _int_col(chunk, "_range_id") + 1
+        frame = _cpu_chunk(chunk, names, categories, _int_col(chunk, "_range_id") + 1, db.damage)
+        frame["external_id"] = frame["correlation"]
+        frame["correlation"] = -1
         frames.append(frame)
     open_ranges = db.scalar_rows(f'SELECT COUNT(*) FROM "{NVTX_TABLE}" WHERE {ranges} AND "end" IS NULL')[0][0]
     return frames, int(open_ranges)
@@ -277,7 +311,8 @@ def project_ranges_to_gpu(ranges: pd.DataFrame, api: pd.DataFrame, gpu: pd.DataF
     if ranges.empty or api.empty or gpu.empty:
         return empty_event_table()
     per_corr = gpu[gpu["correlation"] >= 0].groupby("correlation").agg(
-        g_start=("start_us", "min"), g_end=("end_us", "max"), g_device=("device", "first"), g_stream=("stream", "first"),
+        g_start=("start_us", "min"), g_end=("end_us", "max"), g_device=("device", "first"),
+        g_stream=("stream", "first"),
     )
     api = api[api["correlation"] >= 0]
     out = []
@@ -370,7 +405,8 @@ def _open(path: str | Path) -> _Db:
     with open(path, "rb") as fh:
         head = fh.read(len(_SQLITE_MAGIC))
     if head != _SQLITE_MAGIC:
-        hint = " (a .nsys-rep report: convert it with `nsys export --type sqlite`)" if path.suffix == ".nsys-rep" else ""
+        is_report = path.suffix == ".nsys-rep"
+        hint = " (a .nsys-rep report: convert it with `nsys export --type sqlite`)" if is_report else ""
         raise TraceError(path, f"not an SQLite database{hint}; expected the output of `nsys export --type sqlite`")
     db = _Db(path)
     if KERNEL_TABLE not in db.tables:
@@ -406,6 +442,9 @@ def read_nsys_sqlite(path: str | Path) -> Trace:
         if nvtx is not None and api is not None and gpu is not None:
             projected = project_ranges_to_gpu(nvtx, api, gpu)
         meta = _metadata(db, path, devices_by_process)
+        db.damage.raise_if_fatal()
+        if db.damage.problems:
+            meta.extra[DAMAGE_KEY] = db.damage.notes()
     # Engine ranks: GPU-owning processes ordered by their (first) device, then pid.
     rank_of = {p: r for r, p in enumerate(sorted(devices_by_process, key=lambda p: (devices_by_process[p], p)))}
     parts = [p for p in (gpu, api, nvtx, projected) if p is not None and not p.empty]
