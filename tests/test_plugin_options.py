@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_profile.plugin import SKIP_REASON, WORKLOAD_KEY, workload_of
+from pytest_vllm_profile.plugin import ITEM_KEY, SKIP_REASON, workload_of
 
 OPTIONS = [
     "--vllm-profile", "--update-baselines", "--baseline-dir=*", "--vllm-launcher={process,docker,url}",
@@ -137,7 +137,7 @@ def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> N
     """, funcname="test_func")
     wl = workload_of(item)
     assert (wl.model, wl.max_tokens, wl.server_args) == ("m", 4, ("--enforce-eager",))
-    assert item.stash[WORKLOAD_KEY] == wl  # attached while collecting
+    assert item.stash[ITEM_KEY].workload == wl  # attached while collecting
     assert "vllm_profile" in item.fixturenames  # a marker alone still profiles (baseline check)
 
 

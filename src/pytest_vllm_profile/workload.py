@@ -13,6 +13,8 @@ from .errors import WorkloadError
 from .summary import STEP_KINDS
 
 DEFAULT_PROMPT = "What is the capital of France?"
+# Marker arguments that override the session's comparison tolerances for one test.
+TOLERANCE_ARGS = ("rel_tol", "abs_floor_us", "fail_on_drift")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class Workload:
     # Step kinds whose per-step metrics the baseline comparison looks at (None: all). E.g.
     # ("decode",) when how a batch splits between prefill and mixed steps depends on timing.
     compare_step_kinds: tuple[str, ...] | None = None
+    # ---- per-test tolerances: None keeps the session's --vllm-rel-tol / --vllm-abs-floor-us /
+    # --vllm-no-fail-on-drift (ini) value. Not part of the server identity (server_key).
+    rel_tol: float | None = None
+    abs_floor_us: float | None = None
+    fail_on_drift: bool | None = None
 
     @classmethod
     def from_marker_kwargs(cls, test_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> "Workload":
@@ -93,6 +100,14 @@ class Workload:
             if not self.compare_step_kinds or unknown:
                 raise bad("compare_step_kinds", f"must be a non-empty subset of {list(STEP_KINDS)}"
                           + (f" (unknown: {unknown})" if unknown else ""))
+        # ---- per-test tolerances
+        for arg in TOLERANCE_ARGS[:2]:
+            value = getattr(self, arg)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or not value >= 0):  # (NaN is not >= 0)
+                raise bad(arg, "must be a number >= 0")
+        if self.fail_on_drift is not None and not isinstance(self.fail_on_drift, bool):
+            raise bad("fail_on_drift", "must be True or False")
 
     @property
     def model_name(self) -> str:
@@ -126,4 +141,7 @@ class Workload:
         d["env"] = dict(self.env)
         if self.compare_step_kinds is not None:
             d["compare_step_kinds"] = list(self.compare_step_kinds)
+        for arg in TOLERANCE_ARGS:  # unset: left out, so baselines recorded by 0.1.0 re-record unchanged
+            if d[arg] is None:
+                del d[arg]
         return d

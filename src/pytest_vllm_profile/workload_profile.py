@@ -33,6 +33,7 @@ from .errors import BaselineError, VllmProfileError
 from .pool import CAPTURE_LOCK_NAME, PooledServer, exclusive_lock
 from .repeats import combine_repeats
 from .results import RequestResult
+from .settings import BaselineSettings, CaptureSettings
 from .summary import KernelSummary, ProfileSummary, StepSummary
 from .workload import Workload
 
@@ -43,18 +44,6 @@ class BaselineMismatch(AssertionError):
 
 class KernelNotFoundError(VllmProfileError, LookupError):
     """`VllmProfile.kernel(name)` found no kernel of that name."""
-
-
-@dataclass
-class BaselineSettings:
-    """How the session treats baselines (from the command line / ini)."""
-
-    root: Path
-    update: bool = False
-    rel_tol: float | None = None  # None: comparator.Tolerances' default
-    abs_floor_us: float | None = None
-    fail_on_drift: bool = True  # new / missing kernels fail the verdict (else only reported)
-    commit: str | None = None
 
 
 @dataclass
@@ -84,6 +73,9 @@ class VllmProfile:
     server_vllm_version: str | None = None
     baseline_outcome: BaselineOutcome | None = None  # set once compared (by the test or by the plugin)
     baseline_settings: BaselineSettings | None = None
+    # (GPU key, vLLM version key) the baseline is stored under when not the default one
+    # (the plugin's pytest_vllm_profile_baseline_key hook); see `baseline_key`.
+    baseline_key_override: tuple[str, str] | None = None
 
     @property
     def comparison(self) -> Comparison | None:
@@ -121,6 +113,11 @@ class VllmProfile:
     def vllm_version(self) -> str:
         # The server's version, else the trace's, else "unknown".
         return vllm_key(self.server_vllm_version or self.summary.runtime.vllm_version)
+
+    @property
+    def baseline_key(self) -> tuple[str, str]:
+        """(GPU key, vLLM version key) of this profile's baseline entry: (gpu, vllm_version) unless overridden."""
+        return self.baseline_key_override or (self.gpu, self.vllm_version)
 
     def step_time_us(self, kind: str) -> float | None:
         """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""
@@ -174,7 +171,7 @@ def make_tolerances(settings: BaselineSettings) -> Tolerances:
 def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
     """Compare `profile` with its stored baseline (never writes). Raises BaselineError on a bad file."""
     store = make_store(settings)
-    gpu, version = profile.gpu, profile.vllm_version
+    gpu, version = profile.baseline_key
     lookup = store.lookup(profile.nodeid, gpu, version)
     path = Path(lookup.path)
     if lookup.entry is None:
@@ -215,10 +212,11 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
     store = make_store(settings)
     path = Path(store.path_for(profile.nodeid))
     existed = path.is_file()
+    gpu, version = profile.baseline_key
     changed = store.save(
         profile.nodeid,
-        profile.gpu,
-        profile.vllm_version,
+        gpu,
+        version,
         profile.summary,
         spread=profile.spread,
         workload=profile.workload.to_dict(),
@@ -228,19 +226,10 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
     verb = "created" if not existed else ("updated" if changed else "unchanged")
     return BaselineOutcome(
         verdict="updated",  # baseline_changed tells whether the file's content changed
-        message=f"baseline {verb} for {profile.gpu}/vLLM {profile.vllm_version}: {path}",
+        message=f"baseline {verb} for {gpu}/vLLM {version}: {path}",
         baseline_path=path,
         baseline_changed=changed,
     )
-
-
-@dataclass
-class CaptureSettings:
-    """How the fixture drives captures (from the command line / ini)."""
-
-    repeats: int = 1  # used when the workload does not say
-    timeout_s: float = 600.0
-    poll_interval_s: float = 1.0
 
 
 def profile_workload(
