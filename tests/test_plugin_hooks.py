@@ -6,6 +6,7 @@ xdist and with `-n 2` (the hooks then run in the worker processes).
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,3 +146,32 @@ def test_verdict_hook_gets_each_tests_outcome_and_comparison(
     """)
     run(pytester, recorded_trace_double, *xdist_args).assert_outcomes(failed=1)
     assert hook_log(log) == [{"test": node, "verdict": "fail", "decode_delta_pct": 5.0, "layers": 36}]
+
+
+def test_the_worked_example_of_docs_hooks_md_does_what_it_says(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
+    example = text.split("```python\n# conftest.py\n")[1].split("```")[0]
+    posted = tmp_path / "posted.jsonl"
+    # The dashboard is not there: its POSTs go to a file (the example calls urllib.request.urlopen at call time).
+    pytester.makeconftest(textwrap.dedent(f"""
+        import urllib.request
+
+        def _post_to_file(request, timeout):
+            with open({str(posted)!r}, "a") as handle:
+                handle.write(request.data.decode() + "\\n")
+
+        urllib.request.urlopen = _post_to_file
+    """) + "\n" + example)
+    monkeypatch.setenv("BUILD_ID", "build-42")
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    entries = json.loads(baseline_file(pytester).read_text())["entries"]
+    assert list(entries) == ["H100"] and list(entries["H100"]) == ["0.26"]
+    assert entries["H100"]["0.26"]["commit"] == "build-42"
+    recorded_trace_double.serve(slowed_trace)
+    run(pytester, recorded_trace_double).assert_outcomes(failed=1)
+    assert [(p["verdict"], p["gpu"], p["decode_delta_pct"] is not None) for p in hook_log(posted)] == [
+        ("updated", H100, False), ("fail", H100, True)]
