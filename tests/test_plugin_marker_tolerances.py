@@ -37,6 +37,9 @@ def test_marker_tolerances_win_over_the_sessions(
         passed=2)
     stored = json.loads(baseline_file(pytester, "test_loose").read_text())["entries"][H100][RECORDED_VLLM_VERSION]
     assert (stored["workload"]["rel_tol"], stored["workload"]["fail_on_drift"]) == (0.10, False)
+    # Unset tolerances are not stored, so a 0.1.0 baseline re-records unchanged.
+    stored = json.loads(baseline_file(pytester, "test_strict").read_text())["entries"][H100][RECORDED_VLLM_VERSION]
+    assert stored["workload"]["rel_tol"] == 0.01 and not {"abs_floor_us", "fail_on_drift"} & set(stored["workload"])
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double, "--vllm-rel-tol=0.03", *xdist_args)
     result.assert_outcomes(passed=1, failed=1)
