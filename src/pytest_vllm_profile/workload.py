@@ -101,7 +101,7 @@ class Workload:
                 raise bad("compare_step_kinds", f"must be a non-empty subset of {list(STEP_KINDS)}"
                           + (f" (unknown: {unknown})" if unknown else ""))
         # ---- per-test tolerances
-        for arg in TOLERANCE_ARGS[:2]:
+        for arg in ("rel_tol", "abs_floor_us"):
             value = getattr(self, arg)
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
                                       or not value >= 0):  # (NaN is not >= 0)
