@@ -1,87 +1,25 @@
-"""The plugin end to end over HTTP against `recorded_trace_double`.
+"""The plugin end to end over HTTP against `recorded_trace_double` (see tests/double_sessions.py).
 
-The double is a real HTTP server speaking vLLM's endpoints that, on /stop_profile, writes a
-REAL recorded vLLM trace (H100, Qwen3-8B shape, max_tokens=10: 10 steps x 36 layers) into
-its trace folder. Regressions are made deterministic by serving base-rep1 (same workload,
-0.2-0.5 % apart: passes) or a `_scaled_` copy of base-rep0 whose time axis is stretched by 5 %
-(fails). Real-vLLM (CPU) runs of the plugin go through the process launcher elsewhere.
+Real-vLLM (CPU) runs of the plugin go through the process launcher elsewhere.
 """
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Iterator
 
-import httpx
 import pytest
 
-# In-process pytester runs drop the modules first imported inside them; numpy cannot be
-# imported twice in one process and httpx/httpcore re-imported apart stop mapping their
-# exceptions. So everything the plugin imports lazily is imported out here first.
-import pytest_vllm_profile.analysis  # noqa: F401
-import pytest_vllm_profile.launchers.url  # noqa: F401
-import pytest_vllm_profile.workload_profile  # noqa: F401
-import pytest_vllm_profile.report.html  # noqa: F401
-import pytest_vllm_profile.report.markdown  # noqa: F401
-
-try:  # httpcore imports its connection code on first use: use it once out here
-    httpx.get("http://127.0.0.1:9/", timeout=1.0)
-except httpx.HTTPError:
-    pass
+from double_sessions import H100, REP1, WORKLOAD_TEST, baseline_file, load_results, run
 from pytest_vllm_profile.results import RunResults
-
-from vllm_double import DATA, DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble, scaled_trace
-
-REP0 = DATA / "base-rep0.pt.trace.json.gz"
-REP1 = DATA / "base-rep1.pt.trace.json.gz"
-H100 = "NVIDIA H100 80GB HBM3"
-
-WORKLOAD_TEST = f"""
-import pytest
-
-@pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0)
-def test_decode(vllm_profile):
-    assert vllm_profile.token_steps == 10
-    assert vllm_profile.layer_count == 36
-    assert len(vllm_profile.steps_of("decode")) == 9
-"""
-
-
-@pytest.fixture
-def recorded_trace_double(tmp_path: Path) -> Iterator[RecordedTraceDouble]:
-    with RecordedTraceDouble(tmp_path / "server-traces", trace_source=REP0) as double:
-        yield double
-
-
-@pytest.fixture(scope="module")
-def slowed_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """base-rep0 with every timestamp offset and duration x1.05 (a 5 % slower GPU)."""
-    return scaled_trace(REP0, 1.05, tmp_path_factory.mktemp("scaled"))
-
-
-def run(pytester: pytest.Pytester, double: RecordedTraceDouble, *args: str) -> pytest.RunResult:
-    # `--opt=value` form: pytest takes a bare existing path argument into its rootdir guess.
-    return pytester.runpytest(
-        "--vllm-profile", "--vllm-launcher=url", f"--vllm-url={double.url}",
-        f"--vllm-trace-dir={double.trace_dir}", "--vllm-repeats=1", "-o", "vllm_capture_poll_s=0.05",
-        "-p", "no:cacheprovider", *args,
-    )
-
-
-def baseline_file(pytester: pytest.Pytester, test: str = "test_decode") -> Path:
-    return pytester.path / "baselines" / "test_workload" / f"{test}.json"
-
-
-def load_results(pytester: pytest.Pytester) -> RunResults:
-    return RunResults.load(pytester.path / ".vllm-profile" / "results.json")
+from vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 
 def test_missing_baseline_is_a_failure_telling_how_to_record_one(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, xdist_args: tuple[str, ...]
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    result = run(pytester, recorded_trace_double)
+    result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1, errors=0)
     result.stdout.fnmatch_lines([
         f"no baseline for test_workload.py::test_decode on {H100}/vLLM 0.26.0 in "
@@ -95,10 +33,10 @@ def test_missing_baseline_is_a_failure_telling_how_to_record_one(
 
 
 def test_update_baselines_writes_the_file_and_a_rerun_passes(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, xdist_args: tuple[str, ...]
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    result = run(pytester, recorded_trace_double, "--update-baselines")
+    result = run(pytester, recorded_trace_double, "--update-baselines", *xdist_args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["UPDATED     test_workload.py::test_decode*", "baseline files updated (1):",
                                  f"    {baseline_file(pytester)}  (test_workload.py::test_decode)"])
@@ -109,7 +47,7 @@ def test_update_baselines_writes_the_file_and_a_rerun_passes(
     assert entry["workload"]["max_tokens"] == 10
 
     recorded_trace_double.serve(REP1)  # a second real profile of the same workload
-    result = run(pytester, recorded_trace_double)
+    result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["PASS        test_workload.py::test_decode*", "    decode step * vs baseline *(+0.*%)"])
     (test,) = load_results(pytester).tests
@@ -118,12 +56,13 @@ def test_update_baselines_writes_the_file_and_a_rerun_passes(
 
 
 def test_regression_fails_with_the_comparison_explanation(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path,
+    xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
     recorded_trace_double.serve(slowed_trace)
-    result = run(pytester, recorded_trace_double, "--junitxml", "junit.xml")
+    result = run(pytester, recorded_trace_double, "--junitxml", "junit.xml", *xdist_args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=1, errors=0)
     result.stdout.fnmatch_lines([
@@ -147,10 +86,11 @@ def test_regression_fails_with_the_comparison_explanation(
 
 
 def test_assert_matches_baseline_in_the_body_fails_there(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path,
+    xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
     pytester.makepyfile(test_workload=f"""
         import pytest
 
@@ -160,7 +100,7 @@ def test_assert_matches_baseline_in_the_body_fails_there(
             raise RuntimeError("not reached when the baseline does not match")
     """)
     recorded_trace_double.serve(slowed_trace)
-    result = run(pytester, recorded_trace_double)
+    result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*BaselineMismatch: test_workload.py::test_decode: profile regressed*"])
     assert "not reached" not in result.stdout.str()
@@ -172,10 +112,10 @@ def test_assert_matches_baseline_in_the_body_fails_there(
 
 
 def test_failed_body_never_writes_a_baseline(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, xdist_args: tuple[str, ...]
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST.replace("layer_count == 36", "layer_count == 32"))
-    result = run(pytester, recorded_trace_double, "--update-baselines")
+    result = run(pytester, recorded_trace_double, "--update-baselines", *xdist_args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*assert 36 == 32*"])
     assert not baseline_file(pytester).exists()
@@ -201,7 +141,7 @@ def test_invalid_baseline_file_is_a_clear_failure(
 
 def test_results_file_holds_profile_requests_and_traces(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     out = tmp_path / "out" / "run.json"
@@ -209,7 +149,7 @@ def test_results_file_holds_profile_requests_and_traces(
     job_summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(job_summary))
     result = run(pytester, recorded_trace_double, "--update-baselines", f"--vllm-results={out}",
-                 "--vllm-repeats=2", f"--vllm-report={tmp_path / 'html'}")
+                 "--vllm-repeats=2", f"--vllm-report={tmp_path / 'html'}", *xdist_args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"results: {out}", f"HTML report: {tmp_path / 'html'}*"])
     assert (tmp_path / "html" / "index.html").is_file()

@@ -6,16 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_profile.plugin import SKIP_REASON, WORKLOAD_KEY, workload_of
+from pytest_vllm_profile.plugin import ITEM_KEY, SKIP_REASON, workload_of
+from pytest_vllm_profile.settings import OPTIONS as OPTION_TABLE
+from pytest_vllm_profile.settings import Option
 
-OPTIONS = [
-    "--vllm-profile", "--update-baselines", "--baseline-dir=*", "--vllm-launcher={process,docker,url}",
-    "--vllm-url=URL", "--vllm-trace-dir=DIR", "--vllm-python=PYTHON", "--vllm-image=IMAGE", "--vllm-allow-pull",
-    "--vllm-docker-host=URL", "--vllm-profiler={torch,nsys}", "--vllm-repeats=N", "--vllm-rel-tol=FRACTION",
-    "--vllm-abs-floor-us=US", "--vllm-no-fail-on-drift", "--vllm-server-arg=ARG", "--vllm-health-timeout=SECONDS",
-    "--vllm-capture-timeout=SECONDS", "--vllm-max-servers=N", "--vllm-workers-per-gpu=N",
-    "--vllm-results=FILE", "--vllm-report=DIR", "--vllm-trace-root=DIR",
-]
+
+def help_form(option: Option) -> str:
+    """How `pytest --help` shows a flag: `--flag`, `--flag=METAVAR` or `--flag={a,b}`."""
+    assert option.flag is not None
+    if option.choices:
+        return f"{option.flag}={{{','.join(option.choices)}}}"
+    return f"{option.flag}={option.metavar}" if option.metavar else option.flag
+
+
+OPTIONS = [help_form(o) for o in OPTION_TABLE if o.flag is not None]
+INI_KEYS = [(o.ini, {"bool": "bool", "args": "args"}.get(o.type, "string")) for o in OPTION_TABLE if o.ini]
+RELEASED_FLAGS = {
+    "--vllm-profile", "--update-baselines", "--baseline-dir", "--vllm-launcher", "--vllm-url", "--vllm-trace-dir",
+    "--vllm-python", "--vllm-image", "--vllm-allow-pull", "--vllm-docker-host", "--vllm-profiler", "--vllm-repeats",
+    "--vllm-rel-tol", "--vllm-abs-floor-us", "--vllm-no-fail-on-drift", "--vllm-server-arg", "--vllm-health-timeout",
+    "--vllm-capture-timeout", "--vllm-max-servers", "--vllm-workers-per-gpu", "--vllm-results", "--vllm-report",
+    "--vllm-trace-root",
+}
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 MARKED = """
@@ -35,8 +47,10 @@ def test_every_option_is_in_help_under_the_group(pytester: pytest.Pytester) -> N
     assert result.ret == 0
     result.stdout.fnmatch_lines(["vLLM profiling regression tests (pytest-vllm-profile):"])
     result.stdout.fnmatch_lines([f"  {opt}*" for opt in OPTIONS], consecutive=False)
-    result.stdout.fnmatch_lines(["  vllm_baseline_dir (string):*", "  vllm_fail_on_drift (bool):*"])
-    # ... and OPTIONS is the whole group, each documented in the README.
+    result.stdout.fnmatch_lines([f"  {ini} ({kind}):*" for ini, kind in INI_KEYS], consecutive=False)
+    # The table still has every option 0.1.0 had (a lost row would drop one silently) ...
+    assert RELEASED_FLAGS <= {o.flag for o in OPTION_TABLE}
+    # ... and its flags are the whole group, each documented in the README.
     group = result.stdout.str().split("vLLM profiling regression tests (pytest-vllm-profile):\n")[1].split("\n\n")[0]
     in_help = re.findall(r"^  (--[\w-]+)", group, flags=re.MULTILINE)
     assert sorted(in_help) == sorted(opt.split("=")[0] for opt in OPTIONS)
@@ -49,9 +63,10 @@ def test_marker_is_documented(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["@pytest.mark.vllm_workload(model=..., max_tokens=, prompts=, repeats=*--vllm-profile*"])
 
 
-def test_workload_tests_are_skipped_with_the_reason_without_vllm_profile(pytester: pytest.Pytester) -> None:
+def test_workload_tests_are_skipped_with_the_reason_without_vllm_profile(pytester: pytest.Pytester,
+                                                                        xdist_args: tuple[str, ...]) -> None:
     pytester.makepyfile(test_marked=MARKED)
-    result = pytester.runpytest("-rs")
+    result = pytester.runpytest("-rs", *xdist_args)
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines([f"SKIPPED * {SKIP_REASON}"])
     assert not (pytester.path / ".vllm-profile" / "results.json").exists()  # nothing ran: no results file
@@ -69,7 +84,8 @@ def test_marker_only_test_is_skipped_too(pytester: pytest.Pytester) -> None:
 
 @pytest.mark.parametrize("flag", [(), ("--vllm-profile", "--vllm-launcher", "url", "--vllm-url", "http://x:1",
                                        "--vllm-trace-dir", ".")])
-def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytester, flag: tuple[str, ...]) -> None:
+def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytester, flag: tuple[str, ...],
+                                                          xdist_args: tuple[str, ...]) -> None:
     pytester.makepyfile(test_typo="""
         import pytest
 
@@ -80,8 +96,9 @@ def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytes
         def test_fine():
             pass
     """)
-    result = pytester.runpytest(*flag)
-    assert result.ret == pytest.ExitCode.INTERRUPTED  # 2: errors during collection
+    result = pytester.runpytest(*flag, *xdist_args)
+    # 2: errors during collection; pytest-xdist reports a worker's collection error as exit code 1
+    assert result.ret == (pytest.ExitCode.TESTS_FAILED if xdist_args else pytest.ExitCode.INTERRUPTED)
     result.stdout.fnmatch_lines([
         "*ERROR collecting test_typo.py*",
         "*invalid @pytest.mark.vllm_workload: test_typo.py::test_typo: unknown vllm_workload argument(s) max_token;*",
@@ -137,7 +154,7 @@ def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> N
     """, funcname="test_func")
     wl = workload_of(item)
     assert (wl.model, wl.max_tokens, wl.server_args) == ("m", 4, ("--enforce-eager",))
-    assert item.stash[WORKLOAD_KEY] == wl  # attached while collecting
+    assert item.stash[ITEM_KEY].workload == wl  # attached while collecting
     assert "vllm_profile" in item.fixturenames  # a marker alone still profiles (baseline check)
 
 
@@ -179,8 +196,8 @@ def test_option_validation_is_only_about_launchers_when_profiling(pytester: pyte
     pytester.runpytest().assert_outcomes(passed=1, skipped=1)
 
 
-def test_plain_run_prints_no_vllm_profile_section(pytester: pytest.Pytester) -> None:
+def test_plain_run_prints_no_vllm_profile_section(pytester: pytest.Pytester, xdist_args: tuple[str, ...]) -> None:
     pytester.makepyfile(test_marked=MARKED)
-    result = pytester.runpytest()
+    result = pytester.runpytest(*xdist_args)
     assert "= vllm-profile =" not in result.stdout.str()  # (the plugin list names it too)
     result.assert_outcomes(passed=1, skipped=1)

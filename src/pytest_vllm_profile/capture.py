@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     _GZIP_ERRORS = (EOFError, OSError, zlib.error)
 from .launchers.base import Launcher, RunningServer
 from .results import RequestResult
+from .settings import DEFAULT_CAPTURE_POLL_S, DEFAULT_CAPTURE_TIMEOUT_S
 from .workload import Workload
 
 CAPTURE_PREFIX = "capture-"
@@ -108,9 +109,9 @@ class ProfileCapture:
         self,
         server: RunningServer,
         workload: Workload,
-        timeout_s: float = 600.0,
+        timeout_s: float = DEFAULT_CAPTURE_TIMEOUT_S,
         launcher: Launcher | None = None,
-        poll_interval_s: float = 1.0,
+        poll_interval_s: float = DEFAULT_CAPTURE_POLL_S,
         stable_polls: int = 2,
         trace_timeout_s: float | None = None,
     ) -> None:

@@ -35,6 +35,13 @@ from pathlib import Path
 from .errors import LauncherError
 from .launchers.base import Launcher, RunningServer, ServerSpec
 from .locks import HeldLock, exclusive_lock, reserve_port
+from .settings import (
+    DEFAULT_HEALTH_TIMEOUT_S,
+    DEFAULT_LAUNCHER,
+    DEFAULT_MAX_SERVERS,
+    DEFAULT_PROFILER,
+    DEFAULT_WORKERS_PER_GPU,
+)
 from .workload import Workload
 
 LauncherFactory = Callable[[ServerSpec], Launcher]
@@ -135,20 +142,20 @@ def _port_is_free(host: str, port: int) -> bool:
 class PoolSettings:
     """Launcher-side configuration shared by every server of the pool."""
 
-    launcher: str = "process"  # "process", "docker" or "url"
-    profiler: str = "torch"
+    launcher: str = DEFAULT_LAUNCHER  # "process", "docker" or "url"
+    profiler: str = DEFAULT_PROFILER
     extra_server_args: tuple[str, ...] = ()  # appended to every server's arguments
-    health_timeout_s: float = 900.0
+    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     trace_root: Path | None = None  # per-server trace dirs are made under it
     fixed_trace_dir: Path | None = None  # url launcher: the folder the attached server writes to
     log_root: Path | None = None
     host: str = "127.0.0.1"
     base_port: int = DEFAULT_BASE_PORT
-    max_live_servers: int = 1
+    max_live_servers: int = DEFAULT_MAX_SERVERS
     worker: int | None = None
     cuda_visible_devices: str | None = None
     gpu_count: int | None = None
-    workers_per_gpu: int = 1
+    workers_per_gpu: int = DEFAULT_WORKERS_PER_GPU
     lock_dir: Path | None = None  # where the GPU boot locks live; default: the system temp folder
 
 

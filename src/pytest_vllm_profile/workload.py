@@ -17,6 +17,8 @@ from .summary import STEP_KINDS
 DEFAULT_PROMPT = "What is the capital of France?"
 API_KINDS: tuple[str, ...] = ("completions", "chat")
 ARRIVAL_KINDS: tuple[str, ...] = ("poisson", "constant")
+# Marker arguments that override the session's comparison tolerances for one test.
+TOLERANCE_ARGS = ("rel_tol", "abs_floor_us", "fail_on_drift")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Workload:
     # Step kinds whose per-step metrics the baseline comparison looks at (None: all). E.g.
     # ("decode",) when how a batch splits between prefill and mixed steps depends on timing.
     compare_step_kinds: tuple[str, ...] | None = None
+    # ---- per-test tolerances: None keeps the session's --vllm-rel-tol / --vllm-abs-floor-us /
+    # --vllm-no-fail-on-drift (ini) value. Not part of the server identity (server_key).
+    rel_tol: float | None = None
+    abs_floor_us: float | None = None
+    fail_on_drift: bool | None = None
 
     # ---- timed pass, load shape and profiler needs (issue 12); validated in _validate_load_shape ----
     timed_repeats: int | None = None  # timed (unprofiled) repeats; None: the session's setting; 0: none
@@ -112,6 +119,14 @@ class Workload:
             if not self.compare_step_kinds or unknown:
                 raise bad("compare_step_kinds", f"must be a non-empty subset of {list(STEP_KINDS)}"
                           + (f" (unknown: {unknown})" if unknown else ""))
+        # ---- per-test tolerances
+        for arg in ("rel_tol", "abs_floor_us"):
+            value = getattr(self, arg)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                      or not value >= 0):  # (NaN is not >= 0)
+                raise bad(arg, "must be a number >= 0")
+        if self.fail_on_drift is not None and not isinstance(self.fail_on_drift, bool):
+            raise bad("fail_on_drift", "must be True or False")
         self._validate_load_shape(bad)
 
     # ---- timed pass and load shape (issue 12) -----------------------------------------------
@@ -191,4 +206,7 @@ class Workload:
         d["env"] = dict(self.env)
         if self.compare_step_kinds is not None:
             d["compare_step_kinds"] = list(self.compare_step_kinds)
+        for arg in TOLERANCE_ARGS:  # unset: left out, so baselines recorded by 0.1.0 re-record unchanged
+            if d[arg] is None:
+                del d[arg]
         return d

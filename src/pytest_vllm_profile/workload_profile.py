@@ -34,6 +34,7 @@ from .locks import capture_lock
 from .pool import PooledServer
 from .repeats import combine_repeats
 from .results import RequestResult, TestVerdict
+from .settings import BaselineSettings, CaptureSettings
 from .summary import KernelSummary, ProfileSummary, StepKind, StepSummary
 from .workload import Workload
 
@@ -44,18 +45,6 @@ class BaselineMismatch(AssertionError):
 
 class KernelNotFoundError(VllmProfileError, LookupError):
     """`VllmProfile.kernel(name)` found no kernel of that name."""
-
-
-@dataclass
-class BaselineSettings:
-    """How the session treats baselines (from the command line / ini)."""
-
-    root: Path
-    update: bool = False
-    rel_tol: float | None = None  # None: comparator.Tolerances' default
-    abs_floor_us: float | None = None
-    fail_on_drift: bool = True  # new / missing kernels fail the verdict (else only reported)
-    commit: str | None = None
 
 
 @dataclass
@@ -85,6 +74,9 @@ class VllmProfile:
     server_vllm_version: str | None = None
     baseline_outcome: BaselineOutcome | None = None  # set once compared (by the test or by the plugin)
     baseline_settings: BaselineSettings | None = None
+    # (GPU key, vLLM version key) the baseline is stored under when not the default one
+    # (the plugin's pytest_vllm_profile_baseline_key hook); see `baseline_key`.
+    baseline_key_override: tuple[str, str] | None = None
 
     @property
     def comparison(self) -> Comparison | None:
@@ -122,6 +114,11 @@ class VllmProfile:
     def vllm_version(self) -> str:
         # The server's version, else the trace's, else "unknown".
         return vllm_key(self.server_vllm_version or self.summary.runtime.vllm_version)
+
+    @property
+    def baseline_key(self) -> tuple[str, str]:
+        """(GPU key, vLLM version key) of this profile's baseline entry: (gpu, vllm_version) unless overridden."""
+        return self.baseline_key_override or (self.gpu, self.vllm_version)
 
     def step_time_us(self, kind: StepKind) -> float | None:
         """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""
@@ -176,7 +173,7 @@ def make_tolerances(settings: BaselineSettings) -> Tolerances:
 def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
     """Compare `profile` with its stored baseline (never writes). Raises BaselineError on a bad file."""
     store = make_store(settings)
-    gpu, version = profile.gpu, profile.vllm_version
+    gpu, version = profile.baseline_key
     lookup = store.lookup(profile.nodeid, gpu, version)
     path = Path(lookup.path)
     if lookup.entry is None:
@@ -218,10 +215,11 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
     store = make_store(settings)
     path = Path(store.path_for(profile.nodeid))
     existed = path.is_file()
+    gpu, version = profile.baseline_key
     changed = store.save(
         profile.nodeid,
-        profile.gpu,
-        profile.vllm_version,
+        gpu,
+        version,
         profile.summary,
         spread=profile.spread,
         workload=profile.workload.to_dict(),
@@ -231,19 +229,10 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
     verb = "created" if not existed else ("updated" if changed else "unchanged")
     return BaselineOutcome(
         verdict="updated",  # baseline_changed tells whether the file's content changed
-        message=f"baseline {verb} for {profile.gpu}/vLLM {profile.vllm_version}: {path}",
+        message=f"baseline {verb} for {gpu}/vLLM {version}: {path}",
         baseline_path=path,
         baseline_changed=changed,
     )
-
-
-@dataclass
-class CaptureSettings:
-    """How the fixture drives captures (from the command line / ini)."""
-
-    repeats: int = 1  # used when the workload does not say
-    timeout_s: float = 600.0
-    poll_interval_s: float = 1.0
 
 
 def profile_workload(

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..settings import DEFAULT_HEALTH_TIMEOUT_S, DEFAULT_PROFILER
+
 
 @dataclass
 class ServerSpec:
@@ -25,13 +27,13 @@ class ServerSpec:
     served_model_name: str | None = None
     server_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    profiler: str = "torch"  # "torch" or "nsys"
+    profiler: str = DEFAULT_PROFILER  # "torch" or "nsys"
     trace_dir: Path | None = None  # where the profiler writes; launcher creates one if None
     host: str = "127.0.0.1"
     port: int | None = None  # None: pick a free port
     gpus: tuple[int, ...] | None = None  # CUDA_VISIBLE_DEVICES for this server; None: leave as is
     tensor_parallel_size: int = 1
-    health_timeout_s: float = 900.0
+    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     log_path: Path | None = None
 
 

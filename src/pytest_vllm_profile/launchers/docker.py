@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LauncherError
+from ..settings import DEFAULT_IMAGE
 from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section
 from .readiness import ReadinessTimeout, wait_until_ready
@@ -127,7 +128,7 @@ def cleanup_leftovers(client: Any, hostname: str | None = None) -> list[str]:
 class ContainerOptions:
     """How to run the server container (the `ServerSpec` says what server to run)."""
 
-    image: str = "vllm/vllm-openai"
+    image: str = DEFAULT_IMAGE
     tag: str | None = None  # None: the tag in `image`, else "latest"
     base_url: str | None = None  # engine URL; None: DOCKER_HOST, a Podman socket, Docker's default
     allow_pull: bool = False

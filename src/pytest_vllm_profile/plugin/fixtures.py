@@ -1,0 +1,55 @@
+"""The fixtures: `vllm_server_pool` (session) and `vllm_profile` (per test)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ..errors import VllmProfileError
+from ..pool import ServerPool
+from .marker import SKIP_REASON, item_state_for_fixture
+from .state import session_state
+
+if TYPE_CHECKING:
+    from ..workload_profile import VllmProfile
+
+
+@pytest.fixture(scope="session")
+def vllm_server_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
+    """One vLLM server per distinct server identity, shared by the session (or xdist worker)."""
+    state = session_state(request.config)
+    if not state.settings.enabled:
+        pytest.skip(SKIP_REASON)
+    pool = state.get_pool()
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -> VllmProfile:
+    """The profile (median of repeats) of this test's `vllm_workload` on its pooled server."""
+    from ..workload_profile import profile_workload
+
+    item = request.node
+    session = session_state(request.config)
+    test = item_state_for_fixture(item)
+    workload = test.workload
+    problem = None
+    try:
+        pooled = vllm_server_pool.get(workload)
+        if pooled.uses == 1:
+            test.server_boot_s = pooled.boot_s
+        # The marker's tolerances win over the session's options.
+        baseline = session.settings.baseline_settings(session.commit()).with_overrides(
+            rel_tol=workload.rel_tol, abs_floor_us=workload.abs_floor_us, fail_on_drift=workload.fail_on_drift)
+        profile = profile_workload(item.nodeid, workload, pooled, session.settings.capture_settings(), baseline)
+        profile.baseline_key_override = item.config.hook.pytest_vllm_profile_baseline_key(item=item, profile=profile)
+    except VllmProfileError as exc:
+        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+    if problem is not None:  # failed outside the except block: the message alone, no exception chain
+        pytest.fail(problem, pytrace=False)
+    test.profile = profile
+    return profile

@@ -1,0 +1,74 @@
+"""Shared parts of the plugin's pytester sessions against `RecordedTraceDouble` (tests/vllm_double.py).
+
+The double is a real HTTP server speaking vLLM's endpoints that, on /stop_profile, writes a
+REAL recorded vLLM trace (H100, Qwen3-8B shape, max_tokens=10: 10 steps x 36 layers) into
+its trace folder. Regressions are made deterministic by serving base-rep1 (same workload,
+0.2-0.5 % apart: passes) or a `_scaled_` copy of base-rep0 whose time axis is stretched by 5 %
+(fails). tests/conftest.py imports the fixtures `recorded_trace_double` and `slowed_trace`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+# In-process pytester runs drop the modules first imported inside them; numpy cannot be
+# imported twice in one process and httpx/httpcore re-imported apart stop mapping their
+# exceptions. So everything the plugin imports lazily is imported out here first.
+import pytest_vllm_profile.analysis  # noqa: F401
+import pytest_vllm_profile.launchers.url  # noqa: F401
+import pytest_vllm_profile.report.html  # noqa: F401
+import pytest_vllm_profile.report.markdown  # noqa: F401
+import pytest_vllm_profile.workload_profile  # noqa: F401
+
+try:  # httpcore imports its connection code on first use: use it once out here
+    httpx.get("http://127.0.0.1:9/", timeout=1.0)
+except httpx.HTTPError:
+    pass
+from pytest_vllm_profile.results import RunResults
+from vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble, scaled_trace
+
+REP0 = DATA / "base-rep0.pt.trace.json.gz"
+REP1 = DATA / "base-rep1.pt.trace.json.gz"
+H100 = "NVIDIA H100 80GB HBM3"
+
+WORKLOAD_TEST = f"""
+import pytest
+
+@pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0)
+def test_decode(vllm_profile):
+    assert vllm_profile.token_steps == 10
+    assert vllm_profile.layer_count == 36
+    assert len(vllm_profile.steps_of("decode")) == 9
+"""
+
+
+@pytest.fixture
+def recorded_trace_double(tmp_path: Path) -> Iterator[RecordedTraceDouble]:
+    with RecordedTraceDouble(tmp_path / "server-traces", trace_source=REP0) as double:
+        yield double
+
+
+@pytest.fixture(scope="module")
+def slowed_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """base-rep0 with every timestamp offset and duration x1.05 (a 5 % slower GPU)."""
+    return scaled_trace(REP0, 1.05, tmp_path_factory.mktemp("scaled"))
+
+
+def run(pytester: pytest.Pytester, double: RecordedTraceDouble, *args: str) -> pytest.RunResult:
+    # `--opt=value` form: pytest takes a bare existing path argument into its rootdir guess.
+    return pytester.runpytest(
+        "--vllm-profile", "--vllm-launcher=url", f"--vllm-url={double.url}",
+        f"--vllm-trace-dir={double.trace_dir}", "--vllm-repeats=1", "-o", "vllm_capture_poll_s=0.05",
+        "-p", "no:cacheprovider", *args,
+    )
+
+
+def baseline_file(pytester: pytest.Pytester, test: str = "test_decode") -> Path:
+    return pytester.path / "baselines" / "test_workload" / f"{test}.json"
+
+
+def load_results(pytester: pytest.Pytester) -> RunResults:
+    return RunResults.load(pytester.path / ".vllm-profile" / "results.json")
