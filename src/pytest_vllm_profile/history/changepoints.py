@@ -7,13 +7,13 @@ distance between the two sides, scaled by their sizes, is largest (Q-hat); keep 
 when a permutation test says a split that large is unlikely in a series without one; repeat
 inside each segment until no split is significant.
 
-With alpha = 1 (the paper's default) and univariate data, for X = Z[s:t] and Y = Z[t:e]:
+With alpha = 1 (the paper's default) and univariate data, for X = Z[s:t] and Y = Z[t:k]:
 
     E(X, Y) = 2/(m n) sum|X_i - Y_j| - 1/C(m,2) sum_{i<k}|X_i - X_k| - 1/C(n,2) sum_{i<k}|Y_i - Y_k|
     Q(t)    = m n / (m + n) * E(X, Y)
 
-The end of each split is the end of its segment (MongoDB's variant; the paper also searches
-over it). The permutation test shuffles the values inside the segment being split and counts
+The best split is searched over its place t and over the end k of its right side, Y = Z[t:k],
+as the paper does (a change followed by a change back is seen). The permutation test shuffles the values inside the segment being split and counts
 how often the best split of the shuffled segment reaches the observed Q: p = (hits + 1) /
 (permutations + 1). The shuffles come from one `numpy.random.Generator` seeded from `seed`, so
 the same series always gives the same change points.
@@ -47,32 +47,49 @@ class ChangePoint:
         return None if self.mean_before == 0 else (self.mean_after - self.mean_before) / abs(self.mean_before)
 
 
+def _prefix(values: np.ndarray) -> np.ndarray:
+    """c[a, b] = sum of |Z_i - Z_j| over i < a, j < b: any block of the distance matrix in O(1)."""
+    n = len(values)
+    c = np.zeros((n + 1, n + 1))
+    c[1:, 1:] = np.abs(values[:, None] - values[None, :]).cumsum(0).cumsum(1)
+    return c
+
+
+def _qhat(c: np.ndarray, t: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Q of X = Z[:t] against Y = Z[t:k], element-wise over the arrays t and k."""
+    m = t.astype(float)
+    n = (k - t).astype(float)
+    within_left = c[t, t] / 2.0
+    within_right = (c[k, k] - c[t, k] - c[k, t] + c[t, t]) / 2.0
+    between = c[t, k] - c[t, t]
+    e = 2.0 * between / (m * n) - within_left / (m * (m - 1) / 2.0) - within_right / (n * (n - 1) / 2.0)
+    return m * n / (m + n) * e
+
+
 def _qhat_all(values: np.ndarray, min_size: int) -> np.ndarray:
-    """Q(t) for every split t of `values` (index t: first value of the right side); -inf where a
-    side would be shorter than `min_size`."""
+    """Q(t) with Y running to the end, for every split t (index t: first value of the right
+    side); -inf where a side would be shorter than `min_size`."""
     n = len(values)
     q = np.full(n, -np.inf)
     if n < 2 * min_size:
         return q
-    d = np.abs(values[:, None] - values[None, :])
-    # c[a, b] = sum of d[:a, :b]: any block sum in O(1)
-    c = np.zeros((n + 1, n + 1))
-    c[1:, 1:] = d.cumsum(0).cumsum(1)
     t = np.arange(min_size, n - min_size + 1)
-    m = t.astype(float)
-    k = (n - t).astype(float)
-    within_left = c[t, t] / 2.0
-    within_right = (c[n, n] - c[t, n] - c[n, t] + c[t, t]) / 2.0
-    between = c[t, n] - c[t, t]
-    e = 2.0 * between / (m * k) - within_left / (m * (m - 1) / 2.0) - within_right / (k * (k - 1) / 2.0)
-    q[t] = m * k / (m + k) * e
+    q[t] = _qhat(_prefix(values), t, np.full_like(t, n))
     return q
 
 
 def _best_split(values: np.ndarray, min_size: int) -> tuple[int, float]:
-    q = _qhat_all(values, min_size)
-    t = int(np.argmax(q))
-    return t, float(q[t])
+    """The split t maximizing Q(t, k) over the split and the end k of the right side (the
+    paper's search: the right side need not run to the end, so a change followed by another
+    one back is still seen); (t, -inf) when the segment is too short."""
+    n = len(values)
+    if n < 2 * min_size:
+        return 0, -np.inf
+    t, k = np.meshgrid(np.arange(min_size, n - min_size + 1), np.arange(2 * min_size, n + 1), indexing="ij")
+    valid = k - t >= min_size
+    q = np.where(valid, _qhat(_prefix(values), t, np.where(valid, k, n)), -np.inf)
+    i = int(np.argmax(q))
+    return int(t.flat[i]), float(q.flat[i])
 
 
 def e_divisive(

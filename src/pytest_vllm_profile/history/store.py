@@ -86,6 +86,10 @@ class Series:
     runs: list[RunRecord] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
 
+    def tail(self, runs: int) -> Series:
+        """The same series over its newest `runs` runs only."""
+        return Series(self.gpu, self.nodeid, self.metric, self.unit, self.runs[-runs:], self.values[-runs:])
+
 
 def runner_name() -> str:
     """The CI runner's name (GitHub Actions, GitLab, Buildkite, Jenkins), else the host name."""
