@@ -94,6 +94,8 @@ def test_series_filters_by_test_metric_prefix_and_gpu(history_location: str) -> 
         assert store.series(metric="class.decode.gemm_") == []  # "_" is a character, not a wildcard
         assert store.series(gpu="NVIDIA B200") == []
         assert store.series(nodeid=FAIL_ID, gpu="NVIDIA H100 80GB HBM3")
+        both = store.series(nodeid=FAIL_ID, metric="step.prefill", gpu="NVIDIA H100 80GB HBM3")
+        assert sorted(s.metric for s in both) == ["step.prefill.count", "step.prefill.median_us"]
 
 
 def test_a_fresh_history_is_at_the_current_schema_and_an_old_one_is_migrated(history_location: str) -> None:

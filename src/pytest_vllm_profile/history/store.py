@@ -262,13 +262,12 @@ class HistoryStore:
             where.append("m.nodeid = ?")
             params.append(nodeid)
         if metric is not None:
-            where.append("m.metric LIKE ?")
+            where.append("m.metric LIKE ? ESCAPE '\\'")
             params.append(metric.replace("%", r"\%").replace("_", r"\_") + "%")
         if gpu is not None:
             where.append("r.gpu = ?")
             params.append(gpu)
-        escape = " ESCAPE '\\'" if metric is not None else ""
-        clause = (" WHERE " + " AND ".join(where) + escape) if where else ""
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
         rows = self._execute(
             "SELECT r.id, r.created, r.commit_sha, r.vllm_version, r.gpu, r.runner, m.nodeid, m.metric, m.unit, "
             f"m.value FROM metrics m JOIN runs r ON r.id = m.run_id{clause} ORDER BY r.created, r.id",
