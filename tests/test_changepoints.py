@@ -88,3 +88,13 @@ def test_bad_input_is_refused_with_the_cause() -> None:
         e_divisive([1.0] * 10, min_size=1)
     with pytest.raises(ValueError, match="pvalue"):
         e_divisive([1.0] * 10, pvalue=1.5)
+
+
+def test_mongodb_signal_processing_sanity_vector() -> None:
+    # signal-processing-algorithms' tests/test_e_divisive.py: fit_predict([0] * cp + [1] * cp) == [cp]
+    # for cp in 4..99. Here from cp = 5: with 2 * 4 values only 70 orderings exist, 2 of them as
+    # extreme as the observed one, so no permutation test can reach p <= 0.01 (it does at 0.05).
+    for cp in [*range(5, 13), 20, 40, 99]:  # a sample: all 95 take 30 s here
+        assert [p.index for p in e_divisive([0.0] * cp + [1.0] * cp)] == [cp], cp
+    assert [p.index for p in e_divisive([0.0] * 4 + [1.0] * 4, pvalue=0.05)] == [4]
+    assert e_divisive([0.0] * 4 + [1.0] * 4) == []
