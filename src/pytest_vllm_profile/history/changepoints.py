@@ -10,13 +10,14 @@ inside each segment until no split is significant.
 With alpha = 1 (the paper's default) and univariate data, for X = Z[s:t] and Y = Z[t:k]:
 
     E(X, Y) = 2/(m n) sum|X_i - Y_j| - 1/C(m,2) sum_{i<k}|X_i - X_k| - 1/C(n,2) sum_{i<k}|Y_i - Y_k|
-    Q(t)    = m n / (m + n) * E(X, Y)
+    Q(t, k) = m n / (m + n) * E(X, Y)
 
 The best split is searched over its place t and over the end k of its right side, Y = Z[t:k],
-as the paper does (a change followed by a change back is seen). The permutation test shuffles the values inside the segment being split and counts
-how often the best split of the shuffled segment reaches the observed Q: p = (hits + 1) /
-(permutations + 1). The shuffles come from one `numpy.random.Generator` seeded from `seed`, so
-the same series always gives the same change points.
+as the paper does (a change followed by a change back is seen). The permutation test
+shuffles the values inside the segment being split and counts how often the best split of
+the shuffled segment reaches the observed Q: p = (hits + 1) / (permutations + 1). The
+shuffles come from one `numpy.random.Generator` seeded from `seed`, so the same series always
+gives the same change points.
 """
 
 from __future__ import annotations

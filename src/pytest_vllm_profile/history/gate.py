@@ -1,7 +1,7 @@
 """The nightly gate over the history: change points of every series, said in words.
 
 A change point is where a series moves to a new level (history/changepoints.py finds them).
-For times a rise is a slowdown; for counts any change is news. The gate fails on a slowdown
+For times a rise is a slowdown, for throughputs a fall; for counts any change is news. The gate fails on a slowdown
 that still holds: the last change point of a series, a rise of at least `min_change`, within
 the newest `window` runs.
 """
@@ -20,7 +20,8 @@ DEFAULT_MIN_CHANGE = 0.01
 # A slowdown fails the gate while its change point is among the newest runs (by then the
 # history has min_size runs on the new level, so it is found at the earliest min_size runs late).
 DEFAULT_GATE_WINDOW = 10
-TIME_UNITS = ("us", "ms", "s")
+TIME_UNITS = ("us", "ms", "s")  # a rise is slower
+RATE_UNITS = ("per_s",)  # a fall is slower
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,9 @@ class SeriesChange:
     @property
     def is_slowdown(self) -> bool:
         rel = self.point.relative_change
-        return self.series.unit in TIME_UNITS and rel is not None and rel > 0
+        if rel is None:
+            return False
+        return (self.series.unit in TIME_UNITS and rel > 0) or (self.series.unit in RATE_UNITS and rel < 0)
 
     def describe(self) -> str:
         """e.g. "decode step +4.0 % since run 12 (commit abc1234, vLLM 0.11.0)"."""

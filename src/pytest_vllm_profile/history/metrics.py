@@ -9,24 +9,22 @@ Names are dotted and stable, so a series is the same metric of the same test ove
     kernels.<kind>.per_step          kernels launched per step
     count.token_steps, count.layer_count
     latency.request.median_s         median latency of the profiled requests
-    latency.<field>...               numeric fields of a timed-pass latency result, when the results carry one
+    latency.<ttft|tpot|itl|e2e>.<median|p90>_ms   the timed pass's latencies, pooled over its repeats
+    throughput.<output_tokens|requests|total_tokens>.median_per_s   median over the timed repeats
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Any
 
-import msgspec
-
+from ..latency import LATENCY_METRICS, THROUGHPUT_METRICS, TimedPassResult
 from ..results import TestResult
 from ..summary import STEP_KINDS, ProfileSummary
 
 Metrics = dict[str, tuple[float, str]]
-# TestResult fields that may hold a timed-pass latency result (the timed pass adds one); read
-# as plain data so the history needs no change when that result grows a field.
-LATENCY_FIELDS = ("latency", "timed_pass")
-_MAX_DEPTH = 3
+# The TestResult field of the timed (unprofiled) pass (issue 12); read with getattr so results
+# without it (0.1.0 files, runs without a timed pass) simply have no timed-pass metrics.
+TIMED_PASS_FIELD = "timed_pass"
 
 
 def _median_step_us(summary: ProfileSummary, kind: str) -> float | None:
@@ -71,34 +69,33 @@ def _summary_metrics(summary: ProfileSummary) -> Metrics:
     return out
 
 
-def _unit_of(name: str) -> str:
-    for suffix, unit in (("_us", "us"), ("_ms", "ms"), ("_s", "s")):
-        if name.endswith(suffix):
-            return unit
-    return "value"
-
-
-def _flatten(prefix: str, value: Any, out: Metrics, depth: int = 0) -> None:
-    if isinstance(value, bool) or value is None:
-        return
-    if isinstance(value, (int, float)):
-        out[prefix] = (float(value), _unit_of(prefix))
-    elif isinstance(value, dict) and depth < _MAX_DEPTH:
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out, depth + 1)
-    # lists (per-request samples) are not series of runs: left out
+def timed_pass_metrics(timed: TimedPassResult) -> Metrics:
+    """Median and p90 of each latency metric pooled over the timed repeats, and the median over
+    repeats of each throughput."""
+    out: Metrics = {}
+    for metric in LATENCY_METRICS:
+        dist = timed.distribution(metric)
+        if dist is not None:
+            name = metric.removesuffix("_ms")
+            out[f"latency.{name}.median_ms"] = (dist.median, "ms")
+            if "p90" in dist.percentiles:
+                out[f"latency.{name}.p90_ms"] = (dist.percentiles["p90"], "ms")
+    for metric in THROUGHPUT_METRICS:
+        dist = timed.throughput(metric)
+        if dist is not None:
+            out[f"throughput.{metric.removesuffix('_per_s')}.median_per_s"] = (dist.median, "per_s")
+    return out
 
 
 def latency_metrics(test: TestResult) -> Metrics:
-    """The latency numbers of a test, from its requests and any timed-pass result it carries."""
+    """The latency numbers of a test: its profiled requests, and its timed pass when it has one."""
     out: Metrics = {}
     latencies = [r.latency_s for r in test.requests]
     if latencies:
         out["latency.request.median_s"] = (statistics.median(latencies), "s")
-    for field in LATENCY_FIELDS:
-        value = getattr(test, field, None)
-        if value is not None:
-            _flatten("latency", msgspec.to_builtins(value), out)
+    timed = getattr(test, TIMED_PASS_FIELD, None)  # UNSET / missing: no timed pass ran
+    if isinstance(timed, TimedPassResult):
+        out.update(timed_pass_metrics(timed))
     return out
 
 
