@@ -80,10 +80,10 @@ def timed_pass_metrics(timed: TimedPassResult) -> Metrics:
             out[f"latency.{name}.median_ms"] = (dist.median, "ms")
             if "p90" in dist.percentiles:
                 out[f"latency.{name}.p90_ms"] = (dist.percentiles["p90"], "ms")
-    for metric in THROUGHPUT_METRICS:
-        dist = timed.throughput(metric)
+    for rate in THROUGHPUT_METRICS:
+        dist = timed.throughput(rate)
         if dist is not None:
-            out[f"throughput.{metric.removesuffix('_per_s')}.median_per_s"] = (dist.median, "per_s")
+            out[f"throughput.{rate.removesuffix('_per_s')}.median_per_s"] = (dist.median, "per_s")
     return out
 
 
