@@ -36,7 +36,7 @@ if [ -z "${version:-}" ]; then
     pg_createcluster "$version" main >&2
     read -r version name port status _ < <(pg_lsclusters -h | head -n 1)
 fi
-if [ "$status" != "online" ]; then
+if [[ "$status" != online* ]]; then
     log "starting cluster $version/$name on port $port"
     pg_ctlcluster "$version" "$name" start >&2
 fi
