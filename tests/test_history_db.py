@@ -37,6 +37,11 @@ def history_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         yield str(tmp_path / "history.sqlite")
         return
     url = os.environ.get(POSTGRES_ENV)
+    if not url and os.environ.get("CI"):
+        pytest.fail(
+            f"CI is set but {POSTGRES_ENV} is not: run the suite through scripts/test.sh, which starts "
+            "PostgreSQL (scripts/setup-postgres.sh); CI must not skip the PostgreSQL history tests"
+        )
     if not url:
         pytest.skip(
             f"no PostgreSQL server for the tests: {POSTGRES_ENV} is not set (scripts/setup-postgres.sh, "
