@@ -18,7 +18,9 @@ import pytest
 # imported twice in one process and httpx/httpcore re-imported apart stop mapping their
 # exceptions. So everything the plugin imports lazily is imported out here first.
 import pytest_vllm_profile.analysis  # noqa: F401
+import pytest_vllm_profile.history  # noqa: F401
 import pytest_vllm_profile.launchers.url  # noqa: F401
+import pytest_vllm_profile.plugin.history  # noqa: F401
 import pytest_vllm_profile.report.html  # noqa: F401
 import pytest_vllm_profile.report.markdown  # noqa: F401
 import pytest_vllm_profile.workload_profile  # noqa: F401

@@ -16,9 +16,9 @@ from pytest_vllm_profile.codec import ModelDecodeError, decode_json, encode_json
 from pytest_vllm_profile.comparator import Tolerances, compare_summaries
 from pytest_vllm_profile.comparison import Comparison
 from pytest_vllm_profile.errors import BaselineError
+from pytest_vllm_profile.history import HistoryEntry, TestHistory
 from pytest_vllm_profile.repeats import RepeatSpread, combine_repeats
 from pytest_vllm_profile.report import load_results
-from pytest_vllm_profile.report.history import HistoryEntry, TestHistory
 from pytest_vllm_profile.results import RequestResult, RunResults, TestResult
 from pytest_vllm_profile.schemas import BASELINE_SCHEMA, SUMMARY_SCHEMA, load_schema
 from pytest_vllm_profile.schemas.generate import generate, schema_text

@@ -11,6 +11,7 @@ import pytest
 
 from pytest_vllm_profile.cli import main as cli_main
 from pytest_vllm_profile.cli.report import run as run_report
+from pytest_vllm_profile.history import open_history
 from pytest_vllm_profile.report import ReportInputError, load_results
 from pytest_vllm_profile.report.html import write_html_report
 from pytest_vllm_profile.report.tables import kernel_rows
@@ -170,12 +171,13 @@ def test_report_command_renders_offline_from_results_file(tmp_path: Path, capsys
     assert load_results(tmp_path / "results.json").tests[0].nodeid == FAIL_ID
     out = tmp_path / "out"
     summary = tmp_path / "summary.md"
-    hist = tmp_path / "hist" / "history.jsonl"
+    hist = tmp_path / "hist" / "history.sqlite"
     rc = cli_main(["report", str(tmp_path / "results.json"), "--out", str(out), "--history", str(hist),
                "--append-history", "--job-summary", str(summary)])
     assert rc == 0
-    assert (out / "index.html").is_file() and (out / "trend-decode.png").is_file()
-    assert len(hist.read_text().splitlines()) == 1
+    assert (out / "index.html").is_file() and (out / "history.png").is_file()
+    with open_history(hist) as store:
+        assert len(store.runs()) == 1
     assert FAIL_ID.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|") in summary.read_text()
     assert str(out / "index.html") in capsys.readouterr().out
 

@@ -88,8 +88,11 @@ def test_nightly_runs_the_plugin_on_a_configurable_gpu_runner() -> None:
     assert "continue-on-error" not in pytest_step and "|| true" not in cmd
     after = job["steps"][job["steps"].index(pytest_step) + 1:]
     assert after and all(str(s.get("if", "")).startswith("always()") for s in after)
-    # The plugin writes the job summary itself; the report step adds the history and its trend.
-    assert any("--append-history" in s.get("run", "") and "$HISTORY_FILE" in s.get("run", "") for s in after)
+    # The plugin writes the job summary and appends to the history itself; the report step plots
+    # the history, the gate step fails the job on a slowdown found in it.
+    assert '--vllm-history="$HISTORY"' in cmd
+    assert any("vllm-profile report" in s.get("run", "") and '--history "$HISTORY"' in s.get("run", "") for s in after)
+    assert any("vllm-profile history" in s.get("run", "") and "--gate" in s.get("run", "") for s in after)
     uploads = [s for s in after if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert any("report/" in s["with"]["path"] and "traces/" in s["with"]["path"] for s in uploads)
     assert any(str(s.get("uses", "")).startswith("actions/cache/save") for s in after)

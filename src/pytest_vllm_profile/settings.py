@@ -47,6 +47,10 @@ DEFAULT_IMAGE = "vllm/vllm-openai"  # the docker launcher's image (its tag: late
 DEFAULT_BASELINE_DIR = "baselines"
 DEFAULT_TRACE_ROOT = ".vllm-profile/sessions"
 DEFAULT_RESULTS_FILE = ".vllm-profile/results.json"  # written only with --vllm-profile
+# Issue 13: the run history database (SQLite file under rootdir, or a postgresql:// URL);
+# appended to only with --vllm-profile. HISTORY_OFF turns it off.
+DEFAULT_HISTORY_FILE = ".vllm-profile/history.sqlite"
+HISTORY_OFF = "off"
 
 OptionType = Literal["bool", "str", "choice", "int", "float", "path", "args"]
 
@@ -173,6 +177,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("trace_root", "folder under which each session keeps its traces and server logs (default {default} "
            "under rootdir)", flag="--vllm-trace-root", ini="vllm_trace_root", type="path",
            default=DEFAULT_TRACE_ROOT, metavar="DIR", relative_to="rootdir"),
+    # issue 13: the run history (docs/history.md)
+    Option("history", f"history database every profiled run is appended to: an SQLite file or a postgresql:// URL "
+           f"(default {DEFAULT_HISTORY_FILE} under rootdir; {HISTORY_OFF}: none)", flag="--vllm-history",
+           ini="vllm_history", metavar="PATH_OR_URL"),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -235,6 +243,7 @@ class SessionSettings:
     results_path: Path | None
     report_dir: Path | None
     trace_root: Path
+    history: str | None  # SQLite path (absolute) or postgresql:// URL; None: no history
 
     def capture_settings(self) -> CaptureSettings:
         return CaptureSettings(repeats=self.repeats, timeout_s=self.capture_timeout_s,
@@ -265,7 +274,21 @@ def resolve_settings(raw: Mapping[str, Any], rootdir: Path, cwd: Path) -> Sessio
         values[option.name] = value
     if values["results_path"] is None and values["enabled"]:
         values["results_path"] = rootdir / DEFAULT_RESULTS_FILE
+    values["history"] = _history_location(values["history"], values["enabled"], rootdir, cwd)
     return SessionSettings(**values)
+
+
+def _history_location(given: str | None, enabled: bool, rootdir: Path, cwd: Path) -> str | None:
+    """The history database: a URL as given, a path made absolute, the default when profiling."""
+    if given == HISTORY_OFF or (given is None and not enabled):
+        return None
+    if given is None:
+        return str(rootdir / DEFAULT_HISTORY_FILE)
+    if "://" in given:
+        if not given.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"--vllm-history={given!r}: a URL must be postgresql://...; else give an SQLite file")
+        return given
+    return str(_path(given, cwd))
 
 
 def check_launcher_settings(s: SessionSettings) -> None:

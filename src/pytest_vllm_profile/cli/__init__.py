@@ -9,7 +9,7 @@ Each subcommand is a module of this package with the same two functions:
 The cli sits on top of the library: no library module imports this package.
 
 Exit codes: 0 ok, 1 the input could not be analysed (message on stderr), 2 usage error;
-`compare`: 0 pass, 1 regression, 2 unusable input.
+`compare`: 0 pass, 1 regression, 2 unusable input; `history --gate`: 0 pass, 1 slowdown, 2 unreadable history.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import VllmProfileError
-from . import compare, report, summarize
+from . import compare, history, report, summarize
 from .output import detach_closed_stdout
 
-SUBCOMMANDS: tuple[ModuleType, ...] = (summarize, compare, report)
+SUBCOMMANDS: tuple[ModuleType, ...] = (summarize, compare, report, history)
 
 
 def build_parser() -> argparse.ArgumentParser:

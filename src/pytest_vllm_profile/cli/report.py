@@ -1,4 +1,4 @@
-"""`vllm-profile report RESULTS.json --out DIR [--history FILE] [--append-history] [--job-summary FILE]`:
+"""`vllm-profile report RESULTS.json --out DIR [--history PATH_OR_URL] [--append-history] [--job-summary FILE]`:
 re-render the HTML report (and job summary / history) from a results file, offline."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VllmProfileError
-from ..report import append_run, load_results, write_html_report, write_job_summary
+from ..history import open_history
+from ..report import load_results, write_html_report, write_job_summary
 from .output import emit
 
 
@@ -20,10 +21,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "`pytest --vllm-profile --vllm-results PATH`.")
     p.add_argument("results", type=Path, help="results JSON written by the plugin (--vllm-results)")
     p.add_argument("--out", type=Path, required=True, help="folder for index.html and its plots")
-    p.add_argument("--history", type=Path, default=None,
-                   help="history file (JSON Lines, one run per line) to plot the trend from")
+    p.add_argument("--history", default=None, metavar="PATH_OR_URL",
+                   help="history database (SQLite file or postgresql:// URL) to plot the series and change points from")
     p.add_argument("--append-history", action="store_true",
-                   help="append this run to --history first (the nightly workflow does this)")
+                   help="append this run to --history first (when the plugin did not: it appends by default)")
     p.add_argument("--job-summary", type=Path, default=None,
                    help="append the Markdown job summary to this file (e.g. \"$GITHUB_STEP_SUMMARY\")")
     return p
@@ -33,12 +34,13 @@ def run(args: argparse.Namespace) -> int:
     """Exit code 0 when the report was written, 1 when the input cannot be rendered, 2 on a
     usage error (the cli's convention); the message on stderr says why."""
     if args.append_history and args.history is None:
-        print("vllm-profile report: error: --append-history needs --history FILE", file=sys.stderr)
+        print("vllm-profile report: error: --append-history needs --history PATH_OR_URL", file=sys.stderr)
         return 2
     try:
         results = load_results(args.results)
         if args.append_history:
-            append_run(args.history, results)
+            with open_history(args.history) as store:
+                store.append_run(results)
         index = write_html_report(results, args.out, history=args.history,
                                   trace_base=Path(args.results).resolve().parent)
         if args.job_summary is not None:

@@ -49,6 +49,9 @@ def write_results_and_reports(state: SessionState) -> None:
         warnings.warn(f"pytest-vllm-profile: cannot write {state.settings.results_path}: {exc}", stacklevel=1)
         return
     state.run_results = results
+    from .history import append_and_check
+
+    append_and_check(state, results)  # before the HTML report, which plots the history with this run
     _write_reports(state, results)
 
 
@@ -60,7 +63,8 @@ def _write_reports(state: SessionState, results: RunResults) -> None:
             warnings.warn(f"pytest-vllm-profile: HTML report not written ({exc})", stacklevel=1)
         else:
             try:
-                state.report_path = write_html_report(results, state.settings.report_dir)
+                state.report_path = write_html_report(results, state.settings.report_dir,
+                                                      history=state.settings.history)
             except VllmProfileError as exc:
                 warnings.warn(f"pytest-vllm-profile: HTML report not written: {exc}", stacklevel=1)
     try:
@@ -86,3 +90,5 @@ def write_terminal_summary(terminalreporter: Any, state: SessionState) -> None:
         terminalreporter.write_line(f"results: {state.settings.results_path}")
     if state.report_path is not None:
         terminalreporter.write_line(f"HTML report: {state.report_path}")
+    for line in state.history_notes:
+        terminalreporter.write_line(line)

@@ -47,6 +47,7 @@ class SessionState:
     session_stamp: str | None = None  # xdist controller: shared by all workers' session folders
     run_results: RunResults | None = None  # written at session end
     report_path: Path | None = None
+    history_notes: list[str] = field(default_factory=list)  # for the terminal section (plugin/history.py)
     _commit: str | None = None
     _commit_known: bool = False
 

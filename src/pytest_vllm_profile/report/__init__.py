@@ -5,12 +5,11 @@ All are rendered from a `results.RunResults`, so `vllm-profile report RESULTS.js
 """
 from __future__ import annotations
 
-from .history import HistoryEntry, HistoryWarning, append_run, load
 from .html import write_html_report
 from .markdown import maybe_write_github_summary, render_job_summary, write_job_summary
 from .tables import ReportInputError, load_results
 
 __all__ = [
-    "HistoryEntry", "HistoryWarning", "ReportInputError", "append_run", "load", "load_results",
+    "ReportInputError", "load_results",
     "maybe_write_github_summary", "render_job_summary", "write_html_report", "write_job_summary",
 ]

@@ -13,9 +13,8 @@ from pathlib import Path
 from ..comparison import kernel_metric, step_metric
 from ..results import RunResults
 from ..summary import StepKind
-from .history import load as load_history
-from .history import trend_series, with_current_run
-from .plots import layer_bar_chart, step_time_plot, trend_plot
+from .history import history_section
+from .plots import layer_bar_chart, step_time_plot
 from .tables import (
     VERDICT_LABELS,
     ReportInputError,
@@ -214,7 +213,7 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def render_html(results: RunResults, out_dir: Path, history: Path | None = None,
+def render_html(results: RunResults, out_dir: Path, history: str | Path | None = None,
                 trace_base: Path | None = None) -> str:
     """The report page; plots are written into `out_dir` as a side effect."""
     views = views_of(results)
@@ -235,14 +234,7 @@ def render_html(results: RunResults, out_dir: Path, history: Path | None = None,
         ("run", results.created), ("commit", results.commit), ("GPU", results.gpu),
         ("vLLM", results.vllm_version), ("launcher", results.launcher), ("profiler", results.profiler)) if value)
     summary_line = ", ".join(f"{n} {VERDICT_LABELS.get(k, k).lower()}" for k, n in sorted(counts.items()))
-    trend = ""
-    if history is not None:
-        entries = with_current_run(load_history(history), results)
-        png = trend_plot(trend_series(entries, "decode"), out_dir / "trend-decode.png",
-                         title="median decode-step time per run")
-        trend = (f"<h2>Trend over {len(entries)} run(s)</h2>"
-                 f"<p class=\"note\">From {_e(history.name)}; small drifts below the per-run tolerance show "
-                 f"up here.</p>" + _img(out_dir, png, "decode-step trend (no decode steps in the history)"))
+    trend = history_section(results, out_dir, history) if history is not None else ""
     sections = "\n".join(_test_section(v, i, out_dir, base) for i, v in enumerate(views))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -260,11 +252,12 @@ def render_html(results: RunResults, out_dir: Path, history: Path | None = None,
 """
 
 
-def write_html_report(results: RunResults, out_dir: Path, history: Path | None = None,
+def write_html_report(results: RunResults, out_dir: Path, history: str | Path | None = None,
                       trace_base: Path | None = None) -> Path:
     """Write `index.html` and its PNG plots into `out_dir`; returns the path of index.html.
 
-    `history`: a history file (JSON Lines, see history.py) whose runs are plotted as a trend.
+    `history`: a history database (SQLite file or postgresql:// URL, see history/) whose series of
+    this run's tests are plotted with their change points.
     `trace_base`: folder that relative trace paths in `results` are relative to (default: cwd).
     """
     out_dir = Path(out_dir)

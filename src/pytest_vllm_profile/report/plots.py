@@ -7,10 +7,12 @@ session. Each function returns the written path, or None when there is nothing t
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import VllmProfileError
+from ..history import Series, SeriesChange, metric_label
 from ..summary import ProfileSummary, StepKind
 
 BASELINE_COLOR = "#9e9e9e"
@@ -120,32 +122,36 @@ def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | N
     return _save(fig, path)
 
 
-def trend_plot(series: dict[str, list[tuple[str, float]]], path: Path, kind: str = "decode",
-               title: str = "") -> Path | None:
-    """Per test, median `kind`-step time over runs (one panel per test: their scales differ).
-
-    `series`: test id -> [(run label, µs)], oldest first. Drifts smaller than the comparison's
-    tolerance stay invisible run to run; over weeks they show here.
-    """
-    series = {k: v for k, v in series.items() if v}
+def history_plot(series: Sequence[Series], changes: Sequence[SeriesChange], path: Path) -> Path | None:
+    """One panel per series (their scales differ): the value of every run, dashed lines at the
+    change points, and each level's mean drawn flat across its runs."""
+    series = [s for s in series if s.values]
     if not series:
         return None
     fig = _figure(9.0, 1.0 + 2.0 * len(series))
     axes = fig.subplots(len(series), 1, squeeze=False)[:, 0]
-    for ax, (test, points) in zip(axes, series.items(), strict=True):
-        xs = list(range(len(points)))
-        ys = [p[1] / 1000 for p in points]
-        ax.plot(xs, ys, marker="o", color=CURRENT_COLOR, linewidth=1.4)
-        ax.scatter([xs[-1]], [ys[-1]], s=70, color="#d97706", zorder=3, label="this run")
-        step = max(1, len(points) // 12)
-        ax.set_xticks(xs[::step], [points[i][0] for i in xs[::step]], fontsize=7, rotation=20)
-        ax.set_ylabel(f"{kind} step (ms)", fontsize=8)
+    for ax, s in zip(axes, series, strict=True):
+        scale, unit = (1000.0, "ms") if s.unit == "us" else (1.0, s.unit)
+        xs = list(range(len(s.values)))
+        ys = [v / scale for v in s.values]
+        ax.plot(xs, ys, marker="o", markersize=3, color=CURRENT_COLOR, linewidth=1.2)
+        cuts = sorted(c.point.index for c in changes if c.series is s)
+        for start, end in zip([0, *cuts], [*cuts, len(ys)], strict=True):
+            level = sum(ys[start:end]) / (end - start)
+            ax.hlines(level, start - 0.4, end - 0.6, color="#57606a", linewidth=1.0)
+        for c in changes:
+            if c.series is s:
+                ax.axvline(c.point.index - 0.5, color="#cf222e" if c.is_slowdown else "#1a7f37",
+                           linestyle="--", linewidth=1.2)
+                ax.annotate(c.describe(), (c.point.index - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                            xytext=(3, -10), textcoords="offset points", fontsize=7)
+        step = max(1, len(xs) // 12)
+        ax.set_xticks(xs[::step], [str(s.runs[i].id) for i in xs[::step]], fontsize=7)
+        ax.set_xlabel("run", fontsize=8)
+        ax.set_ylabel(f"{metric_label(s.metric)} ({unit})", fontsize=8)
         lo, hi = min(ys), max(ys)
-        pad = max((hi - lo) * 0.5, hi * 0.01, 1e-3)
-        ax.set_ylim(lo - pad, hi + pad)  # zoomed: the point is to see small drifts
+        pad = max((hi - lo) * 0.5, abs(hi) * 0.01, 1e-3)
+        ax.set_ylim(lo - pad, hi + pad)  # zoomed: the point is to see small level changes
         ax.grid(True, alpha=0.3)
-        ax.set_title(test, fontsize=9, loc="left")
-        ax.legend(fontsize=7, loc="upper left")
-    if title:
-        fig.suptitle(title, fontsize=10)
+        ax.set_title(s.nodeid, fontsize=9, loc="left")
     return _save(fig, path)
