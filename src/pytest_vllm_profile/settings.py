@@ -27,6 +27,10 @@ from .errors import VllmProfileError
 # any of them differently (docs/hooks.md).
 LAUNCHERS = ("process", "docker", "url")
 PROFILERS = ("torch", "nsys")
+# How an nsys run captures (issue 14, launchers/nsys.py): auto picks per server -- cuda-range where
+# vLLM's cuda profiler opens the range (GPU builds), else an nsys interactive session.
+NSYS_MODES = ("auto", "cuda-range", "session")
+DEFAULT_NSYS_MODE = "auto"
 
 DEFAULT_LAUNCHER = "process"
 DEFAULT_PROFILER = "torch"
@@ -173,6 +177,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("trace_root", "folder under which each session keeps its traces and server logs (default {default} "
            "under rootdir)", flag="--vllm-trace-root", ini="vllm_trace_root", type="path",
            default=DEFAULT_TRACE_ROOT, metavar="DIR", relative_to="rootdir"),
+    # ---- issue 14: Nsight Systems ----
+    Option("nsys", "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual "
+           "install folders", flag="--vllm-nsys", ini="vllm_nsys", metavar="PATH"),
+    Option("nsys_mode", "how nsys captures: auto (default: cuda-range on GPU builds, else session), cuda-range "
+           "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
+           flag="--vllm-nsys-mode", ini="vllm_nsys_mode", type="choice", default=DEFAULT_NSYS_MODE,
+           choices=NSYS_MODES),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -235,6 +246,8 @@ class SessionSettings:
     results_path: Path | None
     report_dir: Path | None
     trace_root: Path
+    nsys: str | None = None
+    nsys_mode: str = DEFAULT_NSYS_MODE
 
     def capture_settings(self) -> CaptureSettings:
         return CaptureSettings(repeats=self.repeats, timeout_s=self.capture_timeout_s,

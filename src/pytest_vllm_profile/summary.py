@@ -45,6 +45,10 @@ class RuntimeInfo(msgspec.Struct):
     cuda_runtime_version: int | None = None
     cupti_version: int | None = None
     vllm_version: str | None = None
+    # nsys runs (issue 14): how the profile was captured ("cuda-range" or "session") and by which nsys,
+    # e.g. "session, nsys 2022.4.2.1"; the nsys version that exported the report (EXPORT_PRODUCT_VERSION).
+    nsys_capture: str | None = None
+    nsys_version: str | None = None
 
 
 class LayerTiming(msgspec.Struct):
