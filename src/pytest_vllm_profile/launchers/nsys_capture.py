@@ -33,6 +33,11 @@ from .nsys import (
 from .nsys_tool import NsysImporterError, NsysNotFoundError, NsysTool, importer_error_in
 
 REPORT_BASE_NAME = "vllm-nsys"
+# nsys 2022.4.2.1 sometimes exits at once, before starting the application, with
+# "ProcessWaiterImpl ... sem_open ... No such file or directory" (2 of about 10 starts on this
+# 2-core machine under load, issue 14); starting it again works. Retried this often:
+NSYS_STARTUP_RACE = ("ProcessWaiterImpl", "sem_open")
+STARTUP_RACE_RETRIES = 2
 
 
 class NsysSession:
@@ -136,6 +141,7 @@ class NsysServerControl:
         self.session: NsysSession | None = None
         self.output_base: Path | None = None
         self.captures = 0  # captures begun on this server
+        self.startup_retries = 0
         self._session_report: Path | None = None
 
     def wrap(self, cmd: list[str], env: dict[str, str], trace_dir: Path, *, platform: str,
@@ -163,6 +169,13 @@ class NsysServerControl:
             cmd = cmd[:at] + args + cmd[at:]
             env.update(cuda_env)
         return nsys.wrap_command(cmd, self.output_base, tool=self.tool), env
+
+    def retry_after_startup_race(self, log_tail: str) -> bool:
+        """Whether to start the exited nsys again: its log shows NSYS_STARTUP_RACE and retries remain."""
+        if self.startup_retries >= STARTUP_RACE_RETRIES or not all(s in log_tail for s in NSYS_STARTUP_RACE):
+            return False
+        self.startup_retries += 1
+        return True
 
     def describe(self) -> str:
         """"session, nsys 2022.4.2.1" — what the summary and results name as the capture."""

@@ -113,6 +113,7 @@ class ProcessLauncher(Launcher):
         # install folders), capture mode asked for ("auto" picks per server), report timeout.
         self.nsys_options = (nsys, nsys_mode, nsys_report_timeout_s)
         self.nsys_control: NsysServerControl | None = None
+        self._env: dict[str, str] = {}
         self._stopped = False
 
     # ---- command --------------------------------------------------------------------------
@@ -196,18 +197,8 @@ class ProcessLauncher(Launcher):
             self.log_path = Path(tempfile.mkdtemp(prefix="vllm-profile-log-")) / "server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command, env = self.build_command(trace_dir, port)
-
-        with open(self.log_path, "wb") as log:
-            log.write(("$ " + " ".join(self.command) + "\n").encode())
-            log.flush()
-            try:
-                self.process = subprocess.Popen(
-                    self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env, start_new_session=True,
-                )
-            except OSError as exc:
-                raise LauncherError(f"cannot start {self.command[0]}: {exc}") from None
-        self.pgid = self.process.pid  # start_new_session: the child leads its own group
+        self._env = env
+        self._spawn("wb")
         track_live(self)
         base_url = f"http://{url_host(spec.host)}:{port}"
         try:
@@ -225,6 +216,20 @@ class ProcessLauncher(Launcher):
         )
         return self.server
 
+    def _spawn(self, log_mode: str) -> None:
+        assert self.log_path is not None
+        with open(self.log_path, log_mode) as log:
+            log.write(("$ " + " ".join(self.command) + "\n").encode())
+            log.flush()
+            try:
+                self.process = subprocess.Popen(
+                    self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=self._env, start_new_session=True,
+                )
+            except OSError as exc:
+                raise LauncherError(f"cannot start {self.command[0]}: {exc}") from None
+        self.pgid = self.process.pid  # start_new_session: the child leads its own group
+
     def _wait_healthy(self, base_url: str, timeout_s: float) -> None:
         try:
             wait_until_ready(base_url, timeout_s, still_starting=self._fail_if_exited)
@@ -240,6 +245,10 @@ class ProcessLauncher(Launcher):
         """Readiness check of the child: a server that exited is reported at once, with its log."""
         assert self.process is not None
         code = self.process.poll()
+        if code is not None and self.nsys_control is not None and self.nsys_control.retry_after_startup_race(
+                self.log_tail(LOG_TAIL_LINES)):
+            self._spawn("ab")  # nsys itself failed at once, before the server ran: start it again
+            return
         if code is not None:
             raise LauncherError(
                 f"vLLM server exited with code {code} during startup\n"
