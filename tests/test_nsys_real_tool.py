@@ -195,3 +195,34 @@ def test_cuda_range_on_a_cpu_build_is_refused_with_the_way_out():
 def test_repeat_reports_are_numbered_from_one():
     assert nsys.repeat_report(Path("/t/vllm-nsys"), 1) == Path("/t/vllm-nsys.1.nsys-rep")
     assert nsys.repeat_report(Path("/t/vllm-nsys.nsys-rep"), 3) == Path("/t/vllm-nsys.3.nsys-rep")
+
+
+def test_launcher_stops_the_server_when_its_report_never_comes_double_server(
+    real_nsys: nsys_tool.NsysTool, nvtx_program: Path, tmp_path: Path
+):
+    # The "server" is the NVTX program under the real `nsys profile` cuda-range command: it never
+    # opens a cudaProfilerApi range, so capture 1's report never comes.
+    from pytest_vllm_profile.launchers.base import RunningServer, ServerSpec
+    from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
+
+    launcher = ProcessLauncher(ServerSpec(model="double", profiler="nsys"))
+    launcher.nsys_control = NsysServerControl(real_nsys.path, "cuda-range", report_timeout_s=2)
+    launcher.command, launcher._env = launcher.nsys_control.wrap(
+        [str(nvtx_program), "2000"], dict(os.environ), tmp_path, platform="gpu", vllm_version="0.26.0",
+        profiler_style="profiler-config", user_server_args=(), session_name="unused")
+    launcher.log_path = tmp_path / "server.log"
+    launcher._spawn("wb")
+    launcher.server = RunningServer(base_url="http://127.0.0.1:9", trace_dir=tmp_path, log_path=launcher.log_path,
+                                    profiler="nsys", model_name="double")
+    try:
+        time.sleep(1)
+        assert process_group_members(launcher.pgid), "the double server runs"
+        with pytest.raises(nsys.NsysExportError) as info:
+            launcher.collect_traces()
+        assert not process_group_members(launcher.pgid), "collect_traces stopped the server itself"
+    finally:
+        launcher.stop()
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'vllm-nsys.1.nsys-rep'}: nsys report not complete after 2 s")
+    assert "stopped the vLLM server" in message
+    assert not process_group_members(launcher.pgid)
