@@ -220,3 +220,13 @@ def test_collect_returns_an_existing_sqlite_in_a_folder(tmp_path: Path):
 def test_collect_in_an_empty_folder_says_what_it_looked_for(tmp_path: Path):
     with pytest.raises(nsys.NsysExportError, match="expected one nsys report"):
         nsys.collect(tmp_path)
+
+
+def test_wait_for_report_takes_the_only_other_report_when_the_numbered_one_never_comes(tmp_path: Path):
+    other = tmp_path / "vllm-nsys-renamed.nsys-rep"
+    other.write_bytes(b"x" * 100)
+    found = nsys.wait_for_report(tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=10, poll_s=0.05,
+                                 other_report=lambda: other)
+    assert found == other
+    with pytest.raises(nsys.NsysExportError, match=r"vllm-nsys\.1\.nsys-rep: nsys report not complete"):
+        nsys.wait_for_report(tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=0.2, poll_s=0.05, other_report=lambda: None)

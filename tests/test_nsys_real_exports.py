@@ -142,9 +142,9 @@ def test_committed_real_gpu_exports_read_into_steps_and_layers(data_dir: Path):
         traces = read_nsys_trace_set(export)
         assert traces.ranks, f"{export}: no GPU-owning process"
         rank0 = traces.ranks[0].events
-        assert (rank0["category"] == "kernel").sum() > 0
-        assert (rank0["category"] == "gpu_user_annotation").sum() > 0, f"{export}: vLLM's steps not projected"
+        assert (rank0["category"] == "kernel").sum() == expected["kernels"] > 0
+        assert traces.ranks[0].metadata.device.name, f"{export}: no GPU named (TARGET_INFO_GPU)"
         summary = summarize_path(export)
         assert summary.runtime.nsys_version == expected["nsys_version"]
         assert summary.layer_count == expected["layers"], export
-        assert summary.token_steps >= expected["max_tokens"], export
+        assert summary.token_steps == expected["max_tokens"], export  # one request: one step per token

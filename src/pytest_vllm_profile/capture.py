@@ -271,9 +271,16 @@ class NsysSessionCapture(ProfileCapture):
         if path not in ("/start_profile", "/stop_profile") or control is None:
             return super()._post(client, path, body)
         try:
-            control.begin_capture() if path == "/start_profile" else control.end_capture()
+            if path == "/start_profile":
+                control.begin_capture()
+            else:
+                control.end_capture()
         except VllmProfileError as exc:
-            raise CaptureError(f"{'nsys start' if path == '/start_profile' else 'nsys stop'} failed: {exc}") from None
+            # The session is in an unknown state (a report that never came): the server goes too.
+            if self.launcher is not None:
+                self.launcher.stop()
+            step = "nsys start" if path == "/start_profile" else "nsys stop"
+            raise CaptureError(f"{step} failed (stopped the vLLM server): {exc}") from None
         return httpx.Response(200)
 
 

@@ -166,6 +166,7 @@ def wait_for_report(
     timeout_s: float,
     poll_s: float = 0.5,
     nsys_output: Callable[[], str] | None = None,
+    other_report: Callable[[], Path | None] | None = None,
 ) -> Path:
     """Wait until nsys has finished writing the report `output` and return its path.
 
@@ -173,11 +174,15 @@ def wait_for_report(
     range stops, `nsys stop` is called or the profiled process ends; it counts as complete once
     it exists and its size has not changed over two polls. nsys_output: what nsys printed so far
     (the server log): an importer failure there ends the wait at once with NsysImporterError.
+    other_report: while `output` does not exist, a report under another name to take instead
+    (an nsys that numbers repeated captures differently); None: keep waiting.
     """
     report = report_file(output) if Path(output).suffix != REPORT_SUFFIX else Path(output)
     deadline = time.monotonic() + timeout_s
     last_size = -1
     while True:
+        if not report.is_file() and other_report is not None:
+            report = other_report() or report
         if report.is_file():
             size = report.stat().st_size
             if size > 0 and size == last_size:
@@ -219,9 +224,9 @@ def export_sqlite(report: Path, timeout_s: float, nsys: str | None = None) -> Pa
 
 
 def export(output: Path, timeout_s: float = DEFAULT_REPORT_TIMEOUT_S, nsys: str | None = None,
-           nsys_output: Callable[[], str] | None = None) -> Path:
-    """Wait for the report `output`, export it, return the .sqlite path."""
-    report = wait_for_report(output, timeout_s=timeout_s, nsys_output=nsys_output)
+           nsys_output: Callable[[], str] | None = None, other_report: Callable[[], Path | None] | None = None) -> Path:
+    """Wait for the report `output` (see wait_for_report), export it, return the .sqlite path."""
+    report = wait_for_report(output, timeout_s=timeout_s, nsys_output=nsys_output, other_report=other_report)
     return export_sqlite(report, timeout_s=timeout_s, nsys=nsys)
 
 

@@ -24,6 +24,7 @@ from . import nsys
 from .nsys import (
     DEFAULT_REPORT_TIMEOUT_S,
     QUIET_FLAGS,
+    REPORT_SUFFIX,
     CaptureMode,
     NsysExportError,
     repeat_report,
@@ -103,8 +104,11 @@ class NsysSession:
         if self.output is None:
             raise LauncherError(f"nsys session {self.name}: stop() without start()")
         output, self.output = self.output, None
-        text = self._run("stop", f"--session={self.name}")
         report = report_file(output)
+        try:
+            text = self._run("stop", f"--session={self.name}")
+        except NsysExportError as exc:
+            raise NsysExportError(f"{report}: no report, `nsys stop` did not succeed: {exc}") from None
         if not report.is_file():
             failure = importer_error_in(text)
             if failure:
@@ -206,11 +210,25 @@ class NsysServerControl:
     def collect(self, nsys_output: Callable[[], str] | None = None) -> Path:
         """The exported .sqlite of the capture that just ended (waits for its report first)."""
         assert self.tool is not None
+        other: Callable[[], Path | None] | None = None
         if self.mode == "session":
             if self._session_report is None:
                 raise NsysExportError("nsys session capture: collect() before the capture ended (nsys stop)")
             report, self._session_report = self._session_report, None
         else:
             report = self._next_report()
-        return nsys.export(report, timeout_s=self.report_timeout_s, nsys=self.tool.path, nsys_output=nsys_output)
+            other = self._only_other_report
+        return nsys.export(report, timeout_s=self.report_timeout_s, nsys=self.tool.path, nsys_output=nsys_output,
+                           other_report=other)
+
+    def _only_other_report(self) -> Path | None:
+        """The one `vllm-nsys*.nsys-rep` in the trace folder, if the expected numbered name never comes.
+
+        `<base>.<n>.nsys-rep` is how nsys 2022.4 numbers `repeat` reports; an nsys naming them
+        otherwise still has this capture's report as the only one there (earlier captures' reports
+        were moved into their capture folders).
+        """
+        assert self.output_base is not None
+        found = sorted(self.output_base.parent.glob(f"{self.output_base.name}*{REPORT_SUFFIX}"))
+        return found[0] if len(found) == 1 else None
 
