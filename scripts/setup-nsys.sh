@@ -37,8 +37,8 @@ add_components() {
     for f in /etc/apt/sources.list.d/*.sources; do
         [ -f "$f" ] || continue
         grep -q '^URIs:.*debian' "$f" || continue
-        if grep -q '^Components:' "$f" && ! grep -q '^Components:.*non-free\b' "$f"; then
-            sed -i -E '/^Components:/ { /contrib/! s/$/ contrib/; / non-free( |$)/! s/$/ non-free/ }' "$f"
+        if grep -q '^Components:' "$f" && ! grep -qE '^Components:.* non-free( |$)' "$f"; then
+            sed -i -E '/^Components:/ { / contrib( |$)/! s/$/ contrib/; / non-free( |$)/! s/$/ non-free/ }' "$f"
             changed=1
         fi
     done
