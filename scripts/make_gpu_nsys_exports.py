@@ -11,6 +11,7 @@ made it (read by the test: nsys_version, layers, max_tokens, mode, ...).
 
 scripts/make-gpu-nsys-exports.sh sets up the environment (vLLM bundle, libdw, model) first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,12 +59,25 @@ def main(argv: list[str] | None = None) -> int:
 def make_one(args: argparse.Namespace, mode: str) -> Path:
     trace_dir = Path(f"/tmp/nsys-gpu-traces/{mode}")
     shutil.rmtree(trace_dir, ignore_errors=True)
-    server_args: tuple[str, ...] = ("--load-format", "dummy", "--max-model-len", str(args.max_model_len),
-                                    "--gpu-memory-utilization", "0.5")
+    server_args: tuple[str, ...] = (
+        "--load-format",
+        "dummy",
+        "--max-model-len",
+        str(args.max_model_len),
+        "--gpu-memory-utilization",
+        "0.5",
+    )
     server_args += ("--enforce-eager",) if args.eager else ()
-    spec = ServerSpec(model=args.model, served_model_name=SERVED_NAME, server_args=server_args, profiler="nsys",
-                      env={"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}, trace_dir=trace_dir,
-                      health_timeout_s=900, log_path=args.out / f"server-{mode}.log")
+    spec = ServerSpec(
+        model=args.model,
+        served_model_name=SERVED_NAME,
+        server_args=server_args,
+        profiler="nsys",
+        env={"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"},
+        trace_dir=trace_dir,
+        health_timeout_s=900,
+        log_path=args.out / f"server-{mode}.log",
+    )
     launcher = ProcessLauncher(spec, python=args.python, nsys=args.nsys, nsys_mode=mode, nsys_report_timeout_s=600)
     t0 = time.monotonic()
     server = launcher.start()
@@ -85,11 +99,21 @@ def make_one(args: argparse.Namespace, mode: str) -> Path:
         has_kernels = "CUPTI_ACTIVITY_KIND_KERNEL" in tables
         kernels = con.execute('SELECT COUNT(*) FROM "CUPTI_ACTIVITY_KIND_KERNEL"').fetchone()[0] if has_kernels else 0
     description = {
-        "made_by": "scripts/make_gpu_nsys_exports.py", "mode": mode, "capture": launcher.nsys_control.describe(),
-        "nsys_version": version, "nsys_path": launcher.nsys_control.tool.path, "vllm_version": server.vllm_version,
-        "model": Path(args.model).name, "layers": args.layers, "max_tokens": args.max_tokens, "prompt": PROMPT,
-        "server_args": list(server_args), "captures": [str(p) for p in sqlites], "kernels": kernels,
-        "boot_s": round(boot_s, 1), "size_bytes": target.stat().st_size,
+        "made_by": "scripts/make_gpu_nsys_exports.py",
+        "mode": mode,
+        "capture": launcher.nsys_control.describe(),
+        "nsys_version": version,
+        "nsys_path": launcher.nsys_control.tool.path,
+        "vllm_version": server.vllm_version,
+        "model": Path(args.model).name,
+        "layers": args.layers,
+        "max_tokens": args.max_tokens,
+        "prompt": PROMPT,
+        "server_args": list(server_args),
+        "captures": [str(p) for p in sqlites],
+        "kernels": kernels,
+        "boot_s": round(boot_s, 1),
+        "size_bytes": target.stat().st_size,
     }
     target.with_suffix(".json").write_text(json.dumps(description, indent=1) + "\n")
     return target

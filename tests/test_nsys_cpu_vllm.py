@@ -5,6 +5,7 @@ cuda profiler, so the mode chosen for it is an interactive session (`nsys launch
 `nsys start` / `nsys stop` around each workload). Two captures on that one server, each with
 its own report, exported to SQLite and read.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -36,7 +37,7 @@ def descendants(pid: int) -> set[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            children.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(entry.name))
+            children.setdefault(int(stat[stat.rfind(")") + 2 :].split()[1]), []).append(int(entry.name))
     found, todo = set(), [pid]
     while todo:
         current = todo.pop()
@@ -52,8 +53,9 @@ def nsys_cpu_server(
     if nsys_tool.find_nsys() is None:
         pytest.skip("no nsys on this machine: run scripts/setup-nsys.sh (Debian's nsight-systems 2022.4)")
     traces = tmp_path_factory.mktemp("nsys-cpu-traces")
-    launcher = ProcessLauncher(tiny_server_spec(tiny_qwen3_model, traces, profiler="nsys"), python=cpu_vllm_python,
-                               nsys_report_timeout_s=300)
+    launcher = ProcessLauncher(
+        tiny_server_spec(tiny_qwen3_model, traces, profiler="nsys"), python=cpu_vllm_python, nsys_report_timeout_s=300
+    )
     server = launcher.start()
     below: set[int] = set()
     try:
@@ -73,14 +75,15 @@ def _state(pid: int) -> str:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return "Z"
-    return stat[stat.rfind(")") + 2:].split()[0]
+    return stat[stat.rfind(")") + 2 :].split()[0]
 
 
 @pytest.fixture(scope="module")
 def captures(nsys_cpu_server: tuple[ProcessLauncher, RunningServer]) -> list[tuple[CaptureResult, float]]:
     launcher, server = nsys_cpu_server
-    workload = Workload(model=server.model_name, prompts=("What is the capital of France?",), max_tokens=8,
-                        warmup_requests=1)
+    workload = Workload(
+        model=server.model_name, prompts=("What is the capital of France?",), max_tokens=8, warmup_requests=1
+    )
     results = []
     for _ in range(CAPTURES):
         capture = make_capture(server, workload, launcher=launcher, timeout_s=300)
@@ -94,7 +97,7 @@ def captures(nsys_cpu_server: tuple[ProcessLauncher, RunningServer]) -> list[tup
 def test_cpu_build_is_captured_in_an_nsys_session(nsys_cpu_server: tuple[ProcessLauncher, RunningServer]):
     launcher, _ = nsys_cpu_server
     assert launcher.command[1] == "launch" and launcher.command[2].startswith("--session-new=")
-    assert "--" not in launcher.command[:launcher.command.index(launcher.spec.model)]  # 2022.4: no separator
+    assert "--" not in launcher.command[: launcher.command.index(launcher.spec.model)]  # 2022.4: no separator
     assert "--profiler-config" not in launcher.command
     assert launcher.nsys_control is not None and launcher.nsys_control.describe().startswith("session, nsys 20")
 

@@ -5,6 +5,7 @@ The 2022.4 schema test takes the DDL of the GPU tables from the real 2022.4 expo
 with --lazy=false, so every table of that schema is in it, empty) and fills them with the GPU
 activity of a real vLLM torch trace, as tests/test_nsys_reader.py does for schema 3.28.1.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,11 @@ def test_real_2022_4_profile_export_reads_its_nvtx_ranges(data_dir: Path):
     trace = read_nsys_sqlite(data_dir / PROFILE_2022_4, require_kernels=False)
     rows = trace.events
     assert list(rows["name"]) == [
-        "execute_context_0(8)_generation_0(0)", "execute_context_1(8)_generation_0(0)",
-        "execute_context_2(8)_generation_0(0)", "start_end_range", "left_open",
+        "execute_context_0(8)_generation_0(0)",
+        "execute_context_1(8)_generation_0(0)",
+        "execute_context_2(8)_generation_0(0)",
+        "start_end_range",
+        "left_open",
     ]
     assert set(rows["category"]) == {"user_annotation"}
     steps = rows[rows["name"].str.startswith("execute_context_")]
@@ -73,9 +77,19 @@ def _ddl_of(export: Path, tables: list[str]) -> dict[str, str]:
     return {name: sql for name, sql in rows if name in tables}
 
 
-GPU_TABLES = ["StringIds", "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
-              "CUPTI_ACTIVITY_KIND_RUNTIME", "NVTX_EVENTS", "TARGET_INFO_GPU", "TARGET_INFO_SESSION_START_TIME",
-              "TARGET_INFO_CUDA_DEVICE", "EXPORT_META_DATA", "META_DATA_EXPORT"]
+GPU_TABLES = [
+    "StringIds",
+    "CUPTI_ACTIVITY_KIND_KERNEL",
+    "CUPTI_ACTIVITY_KIND_MEMCPY",
+    "CUPTI_ACTIVITY_KIND_MEMSET",
+    "CUPTI_ACTIVITY_KIND_RUNTIME",
+    "NVTX_EVENTS",
+    "TARGET_INFO_GPU",
+    "TARGET_INFO_SESSION_START_TIME",
+    "TARGET_INFO_CUDA_DEVICE",
+    "EXPORT_META_DATA",
+    "META_DATA_EXPORT",
+]
 
 
 def _to_2022_4_schema(current: Path, real_2022_4: Path, out: Path) -> Path:
@@ -90,7 +104,7 @@ def _to_2022_4_schema(current: Path, real_2022_4: Path, out: Path) -> Path:
         if cols:
             quoted = ", ".join(f'"{c}"' for c in cols)
             con.execute(f'INSERT INTO main."{name}" ({quoted}) SELECT {quoted} FROM cur."{name}"')
-    con.execute('INSERT INTO "EXPORT_META_DATA" VALUES (\'EXPORT_PRODUCT_VERSION\', \'2022.4.2.1\')')
+    con.execute("INSERT INTO \"EXPORT_META_DATA\" VALUES ('EXPORT_PRODUCT_VERSION', '2022.4.2.1')")
     con.commit()
     con.execute("DETACH DATABASE cur")
     con.close()
@@ -133,8 +147,10 @@ def _gpu_exports(data_dir: Path) -> list[Path]:
 def test_committed_real_gpu_exports_read_into_steps_and_layers(data_dir: Path):
     exports = _gpu_exports(data_dir)
     if not exports:
-        pytest.skip(f"no real GPU nsys export committed yet: expected {data_dir}/{GPU_EXPORT_GLOB} with its "
-                    f".json beside it, made on the GPU machine by scripts/make-gpu-nsys-exports.sh")
+        pytest.skip(
+            f"no real GPU nsys export committed yet: expected {data_dir}/{GPU_EXPORT_GLOB} with its "
+            f".json beside it, made on the GPU machine by scripts/make-gpu-nsys-exports.sh"
+        )
     from pytest_vllm_profile.analysis import summarize_path
 
     for export in exports:

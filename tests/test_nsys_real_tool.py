@@ -5,6 +5,7 @@ interactive session with repeated captures, and a report that never comes.
 The profiled program is scripts/nsys/nvtx_steps.c (CPU only, NVTX ranges), compiled here.
 Doubles are named so: a `..._double_...` test uses a stand-in executable.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,12 +41,14 @@ def real_nsys() -> nsys_tool.NsysTool:
 @pytest.fixture(scope="module")
 def nvtx_program(real_nsys: nsys_tool.NsysTool, tmp_path_factory: pytest.TempPathFactory) -> Path:
     headers = sorted(Path("/").glob("usr/lib/*/nsight-systems/target-linux-x64/nvtx/include")) + sorted(
-        Path("/").glob("opt/nvidia/nsight-systems/*/target-linux-x64/nvtx/include"))
+        Path("/").glob("opt/nvidia/nsight-systems/*/target-linux-x64/nvtx/include")
+    )
     if shutil.which("gcc") is None or not headers:
         pytest.skip("needs gcc and the NVTX headers of nsight-systems-target (scripts/setup-nsys.sh)")
     exe = tmp_path_factory.mktemp("nvtx") / "nvtx_steps"
-    subprocess.run(["gcc", "-O1", "-o", str(exe), str(REPO / "scripts/nsys/nvtx_steps.c"), f"-I{headers[0]}", "-ldl"],
-                   check=True)
+    subprocess.run(
+        ["gcc", "-O1", "-o", str(exe), str(REPO / "scripts/nsys/nvtx_steps.c"), f"-I{headers[0]}", "-ldl"], check=True
+    )
     return exe
 
 
@@ -61,8 +64,15 @@ def test_real_2022_4_rejects_the_separator_and_takes_the_command_built_for_it(
     if real_nsys.version[:2] != (2022, 4):
         pytest.skip(f"this check is about nsys 2022.4; here is {real_nsys.version_string}")
     assert not real_nsys.takes_separator
-    with_separator = [real_nsys.path, "profile", *nsys.QUIET_FLAGS, f"--output={tmp_path / 'sep'}", "--",
-                      str(nvtx_program), "1"]
+    with_separator = [
+        real_nsys.path,
+        "profile",
+        *nsys.QUIET_FLAGS,
+        f"--output={tmp_path / 'sep'}",
+        "--",
+        str(nvtx_program),
+        "1",
+    ]
     rejected = subprocess.run(with_separator, capture_output=True, text=True, timeout=120)
     assert "ambiguous" in rejected.stdout + rejected.stderr
     cmd = nsys.wrap_command([str(nvtx_program), "1"], tmp_path / "built", tool=real_nsys)
@@ -75,11 +85,16 @@ def test_real_2022_4_rejects_the_separator_and_takes_the_command_built_for_it(
     assert "nvtx_steps: 1 rounds" in done.stdout  # the program ran under it, with its own argument
 
 
-def test_real_session_two_captures_each_with_its_own_report(real_nsys: nsys_tool.NsysTool, nvtx_program: Path,
-                                                             tmp_path: Path):
+def test_real_session_two_captures_each_with_its_own_report(
+    real_nsys: nsys_tool.NsysTool, nvtx_program: Path, tmp_path: Path
+):
     session = NsysSession(real_nsys, f"vp-test-{os.getpid()}", command_timeout_s=120)
-    launched = subprocess.Popen(nsys.launch_command([str(nvtx_program), "400"], session.name, tool=real_nsys),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    launched = subprocess.Popen(
+        nsys.launch_command([str(nvtx_program), "400"], session.name, tool=real_nsys),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         session.wait_launched(timeout_s=60)
         assert session.state() == "Launched"
@@ -89,8 +104,9 @@ def test_real_session_two_captures_each_with_its_own_report(real_nsys: nsys_tool
             time.sleep(0.5)
             report = session.stop()
             assert report == tmp_path / f"cap.{n}.nsys-rep" and report.is_file()
-            windows.append(read_nsys_sqlite(nsys.export_sqlite(report, 120, nsys=real_nsys.path),
-                                            require_kernels=False))
+            windows.append(
+                read_nsys_sqlite(nsys.export_sqlite(report, 120, nsys=real_nsys.path), require_kernels=False)
+            )
     finally:
         os.killpg(launched.pid, 15)
         launched.wait(30)
@@ -99,13 +115,21 @@ def test_real_session_two_captures_each_with_its_own_report(real_nsys: nsys_tool
     assert first.max() < second.min(), "the second capture must hold later rounds than the first"
 
 
-def test_report_that_never_comes_fails_within_the_timeout_naming_the_file(real_nsys: nsys_tool.NsysTool,
-                                                                          nvtx_program: Path, tmp_path: Path):
+def test_report_that_never_comes_fails_within_the_timeout_naming_the_file(
+    real_nsys: nsys_tool.NsysTool, nvtx_program: Path, tmp_path: Path
+):
     # cuda-range mode around a program that never calls cudaProfilerStart: no report ever comes.
     control = NsysServerControl(real_nsys.path, "cuda-range", report_timeout_s=3)
-    cmd, env = control.wrap([str(nvtx_program), "200"], dict(os.environ), tmp_path, platform="gpu",
-                            vllm_version="0.26.0", profiler_style="profiler-config", user_server_args=(),
-                            session_name="unused")
+    cmd, env = control.wrap(
+        [str(nvtx_program), "200"],
+        dict(os.environ),
+        tmp_path,
+        platform="gpu",
+        vllm_version="0.26.0",
+        profiler_style="profiler-config",
+        user_server_args=(),
+        session_name="unused",
+    )
     assert "--capture-range-end=repeat" in cmd and control.describe().startswith("cuda-range, nsys ")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
@@ -150,12 +174,24 @@ def test_importer_missing_library_is_reported_by_name(tmp_path: Path):
     # QdstrmImporter without libdw.so.1; laid out as Nsight Compute lays out its bundled nsys.
     (tmp_path / "lib.c").write_text("int answer(void) { return 42; }\n")
     (tmp_path / "main.c").write_text("int answer(void);\nint main(void) { return answer() == 42 ? 0 : 1; }\n")
-    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libdwdouble.so.1", "-o", str(tmp_path / "libdwdouble.so.1"),
-                    str(tmp_path / "lib.c")], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-fPIC",
+            "-Wl,-soname,libdwdouble.so.1",
+            "-o",
+            str(tmp_path / "libdwdouble.so.1"),
+            str(tmp_path / "lib.c"),
+        ],
+        check=True,
+    )
     host = tmp_path / "host" / "linux-desktop-glibc_2_11_3-x64"
     host.mkdir(parents=True)
-    subprocess.run(["gcc", "-o", str(host / "QdstrmImporter"), str(tmp_path / "main.c"), f"-L{tmp_path}",
-                    "-l:libdwdouble.so.1"], check=True)
+    subprocess.run(
+        ["gcc", "-o", str(host / "QdstrmImporter"), str(tmp_path / "main.c"), f"-L{tmp_path}", "-l:libdwdouble.so.1"],
+        check=True,
+    )
     exe = fake_nsys(tmp_path / "host" / "target-linux-x64", "exit 0\n")
     assert nsys_tool.importer_candidates(str(exe)) == [host / "QdstrmImporter"]
     found = nsys_tool.importer_problem(str(exe), env={"LD_LIBRARY_PATH": str(tmp_path)})
@@ -179,10 +215,16 @@ def test_importer_failure_in_nsys_output_ends_the_wait_at_once(tmp_path: Path):
     assert nsys_tool.importer_error_in(libs) == "error while loading shared libraries: libdw.so.1:"
 
 
-@pytest.mark.parametrize(("requested", "platform", "expected"), [
-    ("auto", "gpu", "cuda-range"), ("auto", "cpu", "session"), ("auto", "xpu", "session"),
-    ("session", "gpu", "session"), ("cuda-range", "gpu", "cuda-range"),
-])
+@pytest.mark.parametrize(
+    ("requested", "platform", "expected"),
+    [
+        ("auto", "gpu", "cuda-range"),
+        ("auto", "cpu", "session"),
+        ("auto", "xpu", "session"),
+        ("session", "gpu", "session"),
+        ("cuda-range", "gpu", "cuda-range"),
+    ],
+)
 def test_capture_mode_is_chosen_per_server(requested: str, platform: str, expected: str):
     assert nsys.choose_capture_mode(requested, platform) == expected
 
@@ -208,12 +250,24 @@ def test_launcher_stops_the_server_when_its_report_never_comes_double_server(
     launcher = ProcessLauncher(ServerSpec(model="double", profiler="nsys"))
     launcher.nsys_control = NsysServerControl(real_nsys.path, "cuda-range", report_timeout_s=2)
     launcher.command, launcher._env = launcher.nsys_control.wrap(
-        [str(nvtx_program), "2000"], dict(os.environ), tmp_path, platform="gpu", vllm_version="0.26.0",
-        profiler_style="profiler-config", user_server_args=(), session_name="unused")
+        [str(nvtx_program), "2000"],
+        dict(os.environ),
+        tmp_path,
+        platform="gpu",
+        vllm_version="0.26.0",
+        profiler_style="profiler-config",
+        user_server_args=(),
+        session_name="unused",
+    )
     launcher.log_path = tmp_path / "server.log"
     launcher._spawn("wb")
-    launcher.server = RunningServer(base_url="http://127.0.0.1:9", trace_dir=tmp_path, log_path=launcher.log_path,
-                                    profiler="nsys", model_name="double")
+    launcher.server = RunningServer(
+        base_url="http://127.0.0.1:9",
+        trace_dir=tmp_path,
+        log_path=launcher.log_path,
+        profiler="nsys",
+        model_name="double",
+    )
     try:
         time.sleep(1)
         assert process_group_members(launcher.pgid), "the double server runs"

@@ -12,6 +12,7 @@ the range) and finds, waits for and exports each capture's own report:
 A report that does not come within the report timeout fails naming the file waited for;
 the caller (the launcher) then stops the server.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -48,8 +49,13 @@ class NsysSession:
     (`nsys stop` returns once it is written). `listed()` asks `nsys sessions list`.
     """
 
-    def __init__(self, tool: NsysTool, name: str, command_timeout_s: float = DEFAULT_REPORT_TIMEOUT_S,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tool: NsysTool,
+        name: str,
+        command_timeout_s: float = DEFAULT_REPORT_TIMEOUT_S,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.tool = tool
         self.name = name
         self.command_timeout_s = command_timeout_s
@@ -88,15 +94,24 @@ class NsysSession:
         deadline = time.monotonic() + timeout_s
         while (state := self.state()) not in ("Launched", "Collecting"):
             if time.monotonic() >= deadline:
-                raise LauncherError(f"nsys session {self.name}: not launched within {timeout_s:.0f} s "
-                                    f"(`nsys sessions list` says {state or 'nothing about it'})")
+                raise LauncherError(
+                    f"nsys session {self.name}: not launched within {timeout_s:.0f} s "
+                    f"(`nsys sessions list` says {state or 'nothing about it'})"
+                )
             time.sleep(poll_s)
 
     def start(self, output: Path, extra: Sequence[str] = ()) -> None:
         """`nsys start --session=<name> --sample=none --cpuctxsw=none --output=<base> --force-overwrite=true`."""
         base = report_base(Path(output))
-        self._run("start", f"--session={self.name}", *QUIET_FLAGS, f"--output={base}", "--force-overwrite=true",
-                  *extra, timeout_s=120)
+        self._run(
+            "start",
+            f"--session={self.name}",
+            *QUIET_FLAGS,
+            f"--output={base}",
+            "--force-overwrite=true",
+            *extra,
+            timeout_s=120,
+        )
         self.output = base
 
     def stop(self) -> Path:
@@ -113,8 +128,10 @@ class NsysSession:
             failure = importer_error_in(text)
             if failure:
                 raise NsysImporterError(f"{report}: nsys could not write the report; its importer failed: {failure}")
-            raise NsysExportError(f"{report}: `nsys stop --session={self.name}` returned but wrote no report; "
-                                  f"it said: {text.strip()[-1000:]}")
+            raise NsysExportError(
+                f"{report}: `nsys stop --session={self.name}` returned but wrote no report; "
+                f"it said: {text.strip()[-1000:]}"
+            )
         return report
 
     def cancel_quietly(self) -> None:
@@ -135,8 +152,9 @@ class NsysServerControl:
     "auto", "cuda-range" or "session". report_timeout_s: how long one capture's report may take.
     """
 
-    def __init__(self, configured_nsys: str | None = None, requested_mode: str = "auto",
-                 report_timeout_s: float | None = None) -> None:
+    def __init__(
+        self, configured_nsys: str | None = None, requested_mode: str = "auto", report_timeout_s: float | None = None
+    ) -> None:
         self.configured_nsys = configured_nsys
         self.requested_mode = requested_mode
         self.report_timeout_s = report_timeout_s or DEFAULT_REPORT_TIMEOUT_S
@@ -148,9 +166,18 @@ class NsysServerControl:
         self.startup_retries = 0
         self._session_report: Path | None = None
 
-    def wrap(self, cmd: list[str], env: dict[str, str], trace_dir: Path, *, platform: str,
-             vllm_version: str | None, profiler_style: str | None, user_server_args: Sequence[str],
-             session_name: str) -> tuple[list[str], dict[str, str]]:
+    def wrap(
+        self,
+        cmd: list[str],
+        env: dict[str, str],
+        trace_dir: Path,
+        *,
+        platform: str,
+        vllm_version: str | None,
+        profiler_style: str | None,
+        user_server_args: Sequence[str],
+        session_name: str,
+    ) -> tuple[list[str], dict[str, str]]:
         """The server command under nsys and its environment; decides the capture mode.
 
         Raises NsysNotFoundError / NsysImporterError before anything starts when nsys cannot
@@ -182,7 +209,7 @@ class NsysServerControl:
         return True
 
     def describe(self) -> str:
-        """"session, nsys 2022.4.2.1" — what the summary and results name as the capture."""
+        """ "session, nsys 2022.4.2.1" — what the summary and results name as the capture."""
         version = self.tool.version_string if self.tool is not None else "?"
         return f"{self.mode}, nsys {version}"
 
@@ -218,8 +245,9 @@ class NsysServerControl:
         else:
             report = self._next_report()
             other = self._only_other_report
-        return nsys.export(report, timeout_s=self.report_timeout_s, nsys=self.tool.path, nsys_output=nsys_output,
-                           other_report=other)
+        return nsys.export(
+            report, timeout_s=self.report_timeout_s, nsys=self.tool.path, nsys_output=nsys_output, other_report=other
+        )
 
     def _only_other_report(self) -> Path | None:
         """The one `vllm-nsys*.nsys-rep` in the trace folder, if the expected numbered name never comes.
@@ -231,4 +259,3 @@ class NsysServerControl:
         assert self.output_base is not None
         found = sorted(self.output_base.parent.glob(f"{self.output_base.name}*{REPORT_SUFFIX}"))
         return found[0] if len(found) == 1 else None
-

@@ -9,6 +9,7 @@ the importer cannot load a library (Nsight Compute 2025.3.1's bundled nsys on a 
 without libdw.so.1), no report ever appears. `importer_problem` finds that out with `ldd`
 before anything runs, so the error names the library instead of a missing report.
 """
+
 from __future__ import annotations
 
 import glob
@@ -94,8 +95,10 @@ def find_nsys(configured: str | os.PathLike[str] | None = None) -> str | None:
         exe = path / "nsys" if path.is_dir() else path
         if exe.is_file() and os.access(exe, os.X_OK):
             return str(exe.absolute())
-        raise NsysNotFoundError(f"--vllm-nsys {configured}: no executable nsys there ({exe} "
-                                f"{'is not executable' if exe.is_file() else 'does not exist'})")
+        raise NsysNotFoundError(
+            f"--vllm-nsys {configured}: no executable nsys there ({exe} "
+            f"{'is not executable' if exe.is_file() else 'does not exist'})"
+        )
     on_path = shutil.which("nsys")
     if on_path:
         return on_path
@@ -172,9 +175,11 @@ def importer_problem(nsys_path: str, env: dict[str, str] | None = None) -> str |
     for importer in importer_candidates(nsys_path):
         missing = missing_libraries(importer, env)
         if missing:
-            return (f"nsys' report importer {importer} cannot load {', '.join(missing)} (ldd: not found), so no "
-                    f".nsys-rep can be written; install them (Debian: libdw1 libelf1) or put a folder holding them "
-                    f"on LD_LIBRARY_PATH (docs/nsys.md, 'nsys on a GPU runner')")
+            return (
+                f"nsys' report importer {importer} cannot load {', '.join(missing)} (ldd: not found), so no "
+                f".nsys-rep can be written; install them (Debian: libdw1 libelf1) or put a folder holding them "
+                f"on LD_LIBRARY_PATH (docs/nsys.md, 'nsys on a GPU runner')"
+            )
     return None
 
 

@@ -7,6 +7,7 @@ collection, the capture window (event times run from 0 to it).
 The GPU tables (`TARGET_INFO_GPU`, `TARGET_INFO_CUDA_DEVICE`) exist only in GPU captures, and
 2022.4 exports have no `TARGET_INFO_CUDA_DEVICE` at all: each is optional.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,8 +57,11 @@ def _gpu(db: ExportDb, meta: TraceMetadata, devices_by_process: dict[int, int]) 
     cuda_id = devices_by_process.get(first_process, 0) if first_process is not None else 0
     gpu_id, sm_from_cuda = None, None
     if "TARGET_INFO_CUDA_DEVICE" in db.tables:
-        rows = db.scalar_rows(db.select("TARGET_INFO_CUDA_DEVICE",
-                                        dict.fromkeys(("gpuId", "cudaId", "pid", "numMultiprocessors"), "NULL")))
+        rows = db.scalar_rows(
+            db.select(
+                "TARGET_INFO_CUDA_DEVICE", dict.fromkeys(("gpuId", "cudaId", "pid", "numMultiprocessors"), "NULL")
+            )
+        )
         match = [r for r in rows if r[1] == cuda_id and (first_process is None or r[2] in (first_process, None))]
         match = match or [r for r in rows if r[1] == cuda_id]
         if match:
@@ -81,8 +85,9 @@ def _gpu(db: ExportDb, meta: TraceMetadata, devices_by_process: dict[int, int]) 
 def export_metadata(db: ExportDb, path: Path, devices_by_process: dict[int, int]) -> TraceMetadata:
     """TraceMetadata of the export: profiler nsys (and its version), start time, window, rank-0 GPU."""
     description = export_description(db)
-    meta = TraceMetadata(paths=[str(path)], runtime=RuntimeInfo(profiler="nsys"),
-                         world_size=max(1, len(devices_by_process)))
+    meta = TraceMetadata(
+        paths=[str(path)], runtime=RuntimeInfo(profiler="nsys"), world_size=max(1, len(devices_by_process))
+    )
     if "EXPORT_SCHEMA_VERSION" in description:
         meta.extra["export_schema_version"] = description["EXPORT_SCHEMA_VERSION"]
     if "EXPORT_PRODUCT_VERSION" in description:
