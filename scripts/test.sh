@@ -6,6 +6,7 @@
 #   - podman + runc    a real Docker-compatible API for the container launcher (scripts/setup-podman.sh)
 #   - chromium         a real headless browser for the HTML report check (scripts/setup-report-tools.sh)
 #   - postgresql       a real PostgreSQL server for the shared run history (scripts/setup-postgres.sh)
+#   - nsys             Debian's Nsight Systems 2022.4 for the real-nsys tests (scripts/setup-nsys.sh)
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ bash scripts/setup-report-tools.sh
 # The script prints the tests' URL (nothing where it cannot set one up: those tests then skip).
 postgres_url=$(bash scripts/setup-postgres.sh)
 if [ -n "$postgres_url" ]; then export VLLM_PROFILE_TEST_POSTGRES_URL="$postgres_url"; fi
+bash scripts/setup-nsys.sh
 echo "test.sh: set-up took $(( $(date +%s) - t0 )) s"
 # Exit code 5 (no tests collected) is a failure here like any other non-zero code.
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

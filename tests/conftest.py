@@ -28,6 +28,8 @@ def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "bin-empty"
     folder.mkdir()
     monkeypatch.setenv("PATH", str(folder))
+    # nor in the install folders nsys is looked for in (a machine with scripts/setup-nsys.sh has one)
+    monkeypatch.setattr("pytest_vllm_profile.launchers.nsys_tool.INSTALL_GLOBS", ())
     return folder
 
 

@@ -22,15 +22,21 @@ from pytest_vllm_profile.launchers import nsys
 SERVER = ["vllm", "serve", "Qwen/Qwen3-8B", "--port", "8011"]
 
 
-def test_wrap_command_puts_nsys_profile_with_the_capture_range_flags_before_the_server():
-    cmd = nsys.wrap_command(SERVER, Path("/traces/run1.nsys-rep"))
+NSYS_2022_4 = nsys.NsysTool(path="/usr/bin/nsys", version=(2022, 4, 2, 1), version_text="2022.4.2.1-df9881f")
+NSYS_2025_3 = nsys.NsysTool(path="/opt/nsys", version=(2025, 3, 1, 90), version_text="2025.3.1.90")
+
+
+def test_wrap_command_puts_nsys_profile_with_the_repeating_capture_range_before_the_server():
+    cmd = nsys.wrap_command(SERVER, Path("/traces/run1.nsys-rep"), tool=NSYS_2025_3)
     assert cmd == [
-        "nsys", "profile",
+        "/opt/nsys", "profile",
         "--trace-fork-before-exec=true",
         "--cuda-graph-trace=node",
         "--trace=cuda,nvtx,osrt",
         "--capture-range=cudaProfilerApi",
-        "--capture-range-end=stop",
+        "--capture-range-end=repeat",
+        "--sample=none",
+        "--cpuctxsw=none",
         "--output=/traces/run1",
         "--force-overwrite=true",
         "--",
@@ -38,10 +44,24 @@ def test_wrap_command_puts_nsys_profile_with_the_capture_range_flags_before_the_
     ]
 
 
+def test_wrap_command_for_nsys_2022_4_has_no_separator():
+    cmd = nsys.wrap_command(SERVER, Path("/traces/run1"), tool=NSYS_2022_4)
+    assert "--" not in cmd and cmd[0] == "/usr/bin/nsys"
+    assert cmd[-len(SERVER):] == SERVER and cmd[-len(SERVER) - 1] == "--force-overwrite=true"
+
+
+def test_launch_command_opens_a_named_session_with_the_trace_flags():
+    cmd = nsys.launch_command(SERVER, "vp-1", tool=NSYS_2022_4)
+    assert cmd[:3] == ["/usr/bin/nsys", "launch", "--session-new=vp-1"]
+    assert "--trace=cuda,nvtx,osrt" in cmd and "--capture-range=cudaProfilerApi" not in cmd
+    assert cmd[-len(SERVER):] == SERVER and "--" not in cmd
+    assert nsys.launch_command(SERVER, "vp-1", tool=NSYS_2025_3)[-len(SERVER) - 1] == "--"
+
+
 def test_wrap_command_passes_extra_flags_before_the_separator():
-    cmd = nsys.wrap_command(SERVER, Path("/traces/run1"), extra=["--sample=none", "--cpuctxsw=none"])
+    cmd = nsys.wrap_command(SERVER, Path("/traces/run1"), extra=["--duration=60"], tool=NSYS_2025_3)
     sep = cmd.index("--")
-    assert cmd[sep - 2:sep] == ["--sample=none", "--cpuctxsw=none"]
+    assert cmd[sep - 1] == "--duration=60"
     assert cmd[sep + 1:] == SERVER
     assert "--output=/traces/run1" in cmd
 
@@ -200,3 +220,13 @@ def test_collect_returns_an_existing_sqlite_in_a_folder(tmp_path: Path):
 def test_collect_in_an_empty_folder_says_what_it_looked_for(tmp_path: Path):
     with pytest.raises(nsys.NsysExportError, match="expected one nsys report"):
         nsys.collect(tmp_path)
+
+
+def test_wait_for_report_takes_the_only_other_report_when_the_numbered_one_never_comes(tmp_path: Path):
+    other = tmp_path / "vllm-nsys-renamed.nsys-rep"
+    other.write_bytes(b"x" * 100)
+    found = nsys.wait_for_report(tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=10, poll_s=0.05,
+                                 other_report=lambda: other)
+    assert found == other
+    with pytest.raises(nsys.NsysExportError, match=r"vllm-nsys\.1\.nsys-rep: nsys report not complete"):
+        nsys.wait_for_report(tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=0.2, poll_s=0.05, other_report=lambda: None)

@@ -216,19 +216,31 @@ def test_nsys_profiler_without_nsys_on_path_is_a_clear_error(
 
 
 @pytest.mark.cpu_vllm
-def test_nsys_command_wraps_server_with_cuda_profiler_double_nsys_on_path(
+def test_nsys_command_on_a_cpu_build_launches_an_nsys_session_double_nsys_on_path(
     cpu_vllm_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A stand-in `nsys` executable: only its presence on PATH matters to command building.
-    fake_bin = fake_nsys(tmp_path / "bin", "exit 0\n").parent
+    # A stand-in `nsys` executable that only answers --version (as nsys 2025.3.1 does).
+    fake_bin = fake_nsys(tmp_path / "bin", 'echo "NVIDIA Nsight Systems version 2025.3.1.90-253135822126v0"\n').parent
     monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
     spec = ServerSpec(model=str(tmp_path), profiler="nsys", server_args=("--enforce-eager",))
-    cmd, _ = ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path / "tr", 8123)
-    assert cmd[:2] == ["nsys", "profile"] and "--capture-range=cudaProfilerApi" in cmd
-    server = cmd[cmd.index("--") + 1:]
+    launcher = ProcessLauncher(spec, python=cpu_vllm_python)
+    cmd, _ = launcher.build_command(tmp_path / "tr", 8123)
+    # The vLLM CPU build has no cuda profiler: auto picks an interactive session, no --profiler-config.
+    assert cmd[:3] == [str(fake_bin / "nsys"), "launch", f"--session-new=vllm-profile-{os.getpid()}-8123"]
+    server = cmd[cmd.index("--") + 1:]  # 2025.3 takes the separator
     assert server[0] == cpu_vllm_python and server[-1] == "--enforce-eager"
-    assert json.loads(server[server.index("--profiler-config") + 1]) == {"profiler": "cuda"}
-    assert any(a.startswith("--output=") and a.endswith("tr/vllm-nsys") for a in cmd)
+    assert "--profiler-config" not in server
+    assert launcher.nsys_control is not None and launcher.nsys_control.describe() == "session, nsys 2025.3.1.90"
+
+
+def test_nsys_cuda_range_on_a_cpu_build_is_refused_double_nsys_on_path(
+    cpu_vllm_python: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_bin = fake_nsys(tmp_path / "bin", 'echo "NVIDIA Nsight Systems version 2022.4.2.1-df9881f"\n').parent
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    spec = ServerSpec(model=str(tmp_path), profiler="nsys")
+    with pytest.raises(LauncherError, match="cuda-range needs vLLM's cuda profiler, which this cpu build rejects"):
+        ProcessLauncher(spec, python=cpu_vllm_python, nsys_mode="cuda-range").build_command(tmp_path / "tr", 8123)
 
 
 _SIGINT_IGNORING_GROUP = """

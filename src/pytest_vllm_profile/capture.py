@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .errors import CaptureError
+from .errors import CaptureError, VllmProfileError
 
 try:  # ISA-L gzip, as the trace reader uses: reading a large trace through once is ~5x faster
     from isal import igzip as _gzip
@@ -256,3 +256,37 @@ class ProfileCapture:
             shutil.move(str(path), str(dest))  # a rename on one filesystem, copy+remove across
             moved.append(dest)
         return root, moved
+
+
+class NsysSessionCapture(ProfileCapture):
+    """A capture of a server under an nsys interactive session (`launchers.nsys_capture`).
+
+    The same pass as `ProfileCapture`, but `nsys start` / `nsys stop` take the place of
+    /start_profile and /stop_profile: the server runs no profiler of its own (vLLM CPU builds
+    have no cuda profiler), so those endpoints are not called.
+    """
+
+    def _post(self, client: httpx.Client, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        control = getattr(self.launcher, "nsys_control", None)
+        if path not in ("/start_profile", "/stop_profile") or control is None:
+            return super()._post(client, path, body)
+        try:
+            if path == "/start_profile":
+                control.begin_capture()
+            else:
+                control.end_capture()
+        except VllmProfileError as exc:
+            # The session is in an unknown state (a report that never came): the server goes too.
+            if self.launcher is not None:
+                self.launcher.stop()
+            step = "nsys start" if path == "/start_profile" else "nsys stop"
+            raise CaptureError(f"{step} failed (stopped the vLLM server): {exc}") from None
+        return httpx.Response(200)
+
+
+def make_capture(server: RunningServer, workload: Workload, launcher: Launcher | None = None,
+                 **options: Any) -> ProfileCapture:
+    """The capture for `server`: `NsysSessionCapture` when its launcher runs it in an nsys session."""
+    control = getattr(launcher, "nsys_control", None)
+    kind = NsysSessionCapture if control is not None and control.mode == "session" else ProfileCapture
+    return kind(server, workload, launcher=launcher, **options)

@@ -27,6 +27,10 @@ from .errors import VllmProfileError
 # any of them differently (docs/hooks.md).
 LAUNCHERS = ("process", "docker", "url")
 PROFILERS = ("torch", "nsys")
+# How an nsys run captures (issue 14, launchers/nsys.py): auto picks per server -- cuda-range where
+# vLLM's cuda profiler opens the range (GPU builds), else an nsys interactive session.
+NSYS_MODES = ("auto", "cuda-range", "session")
+DEFAULT_NSYS_MODE = "auto"
 
 DEFAULT_LAUNCHER = "process"
 DEFAULT_PROFILER = "torch"
@@ -181,6 +185,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("history", f"history database every profiled run is appended to: an SQLite file or a postgresql:// URL "
            f"(default {DEFAULT_HISTORY_FILE} under rootdir; {HISTORY_OFF}: none)", flag="--vllm-history",
            ini="vllm_history", metavar="PATH_OR_URL"),
+    # ---- issue 14: Nsight Systems ----
+    Option("nsys", "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual "
+           "install folders", flag="--vllm-nsys", ini="vllm_nsys", metavar="PATH"),
+    Option("nsys_mode", "how nsys captures: auto (default: cuda-range on GPU builds, else session), cuda-range "
+           "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
+           flag="--vllm-nsys-mode", ini="vllm_nsys_mode", type="choice", default=DEFAULT_NSYS_MODE,
+           choices=NSYS_MODES),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -244,6 +255,8 @@ class SessionSettings:
     report_dir: Path | None
     trace_root: Path
     history: str | None  # SQLite path (absolute) or postgresql:// URL; None: no history
+    nsys: str | None = None
+    nsys_mode: str = DEFAULT_NSYS_MODE
 
     def capture_settings(self) -> CaptureSettings:
         return CaptureSettings(repeats=self.repeats, timeout_s=self.capture_timeout_s,

@@ -45,6 +45,11 @@ class RuntimeInfo(msgspec.Struct):
     cuda_runtime_version: int | None = None
     cupti_version: int | None = None
     vllm_version: str | None = None
+    # nsys runs (issue 14): how the profile was captured ("cuda-range" or "session") and by which nsys,
+    # e.g. "session, nsys 2022.4.2.1"; the nsys version that exported the report (EXPORT_PRODUCT_VERSION).
+    # UNSET (left out of the JSON) for torch profiles, so files without them read and write unchanged.
+    nsys_capture: str | msgspec.UnsetType = msgspec.UNSET
+    nsys_version: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class LayerTiming(msgspec.Struct):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .baseline import BaselineStore, keys_for_summary, vllm_key
-from .capture import ProfileCapture
+from .capture import make_capture
 from .comparator import Tolerances, compare_summaries
 from .comparison import Comparison
 from .errors import BaselineError, VllmProfileError
@@ -255,7 +255,7 @@ def profile_workload(
     trace_paths: list[Path] = []
     for _ in range(repeats):
         with capture_lock(pooled.server.trace_dir):
-            result = ProfileCapture(
+            result = make_capture(
                 pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
                 poll_interval_s=capture.poll_interval_s,
             ).run()
@@ -270,6 +270,9 @@ def profile_workload(
     # The server's own answer wins, as in VllmProfile.vllm_version (the baseline key), so the
     # results and reports name the same version; traces of vLLM < 0.3x do not say it at all.
     combined.runtime.vllm_version = pooled.server.vllm_version or combined.runtime.vllm_version
+    nsys_control = getattr(pooled.launcher, "nsys_control", None)  # nsys runs: "session, nsys 2022.4.2.1"
+    if nsys_control is not None:
+        combined.runtime.nsys_capture = nsys_control.describe()
     return VllmProfile(
         nodeid=nodeid,
         workload=workload,

@@ -16,12 +16,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LauncherError
 from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
 from .readiness import ReadinessTimeout, wait_until_ready
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
+
+if TYPE_CHECKING:
+    from .nsys_capture import NsysServerControl
 
 LOG_TAIL_LINES = 40
 _API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
@@ -91,6 +95,9 @@ class ProcessLauncher(Launcher):
         stop_timeout_s: float = 30.0,
         with_stack: bool = True,
         record_shapes: bool = False,
+        nsys: str | None = None,
+        nsys_mode: str = "auto",
+        nsys_report_timeout_s: float | None = None,
     ) -> None:
         super().__init__(spec)
         self.python = python
@@ -102,7 +109,11 @@ class ProcessLauncher(Launcher):
         self.log_path: Path | None = None
         self.command: list[str] = []
         self.install: VllmInstall | None = None
-        self._nsys_output: Path | None = None
+        # nsys runs only (`launchers.nsys_capture.NsysServerControl`): path of nsys (None: PATH /
+        # install folders), capture mode asked for ("auto" picks per server), report timeout.
+        self.nsys_options = (nsys, nsys_mode, nsys_report_timeout_s)
+        self.nsys_control: NsysServerControl | None = None
+        self._env: dict[str, str] = {}
         self._stopped = False
 
     # ---- command --------------------------------------------------------------------------
@@ -158,19 +169,18 @@ class ProcessLauncher(Launcher):
         return cmd, env
 
     def _wrap_for_nsys(self, cmd: list[str], env: dict[str, str], trace_dir: Path) -> tuple[list[str], dict[str, str]]:
-        """Run the server under `nsys profile`; /start_profile../stop_profile open its capture range."""
-        from . import nsys  # lazy: only nsys runs need it
+        """Run the server under nsys, in the capture mode chosen for this server (launchers.nsys_capture)."""
+        from .nsys_capture import NsysServerControl  # lazy: only nsys runs need it
 
         assert self.install is not None
-        nsys.require_nsys(explicit=True)
-        if "--profiler-config" not in self.spec.server_args:
-            # The cuda profiler's arguments go before the user's (argparse: last one wins).
-            args, cuda_env = nsys.cuda_profiler_server_args(self.install.version, self.install.profiler_style)
-            at = len(cmd) - len(self.spec.server_args)
-            cmd = cmd[:at] + args + cmd[at:]
-            env.update(cuda_env)
-        self._nsys_output = trace_dir / "vllm-nsys"
-        return nsys.wrap_command(cmd, self._nsys_output), env
+        path, mode, timeout_s = self.nsys_options
+        self.nsys_control = NsysServerControl(path, mode, timeout_s)
+        port = cmd[cmd.index("--port") + 1] if "--port" in cmd else "0"
+        return self.nsys_control.wrap(
+            cmd, env, trace_dir, platform=self.install.platform, vllm_version=self.install.version,
+            profiler_style=self.install.profiler_style, user_server_args=self.spec.server_args,
+            session_name=f"vllm-profile-{os.getpid()}-{port}",
+        )
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> RunningServer:
@@ -187,18 +197,8 @@ class ProcessLauncher(Launcher):
             self.log_path = Path(tempfile.mkdtemp(prefix="vllm-profile-log-")) / "server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.command, env = self.build_command(trace_dir, port)
-
-        with open(self.log_path, "wb") as log:
-            log.write(("$ " + " ".join(self.command) + "\n").encode())
-            log.flush()
-            try:
-                self.process = subprocess.Popen(
-                    self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env, start_new_session=True,
-                )
-            except OSError as exc:
-                raise LauncherError(f"cannot start {self.command[0]}: {exc}") from None
-        self.pgid = self.process.pid  # start_new_session: the child leads its own group
+        self._env = env
+        self._spawn("wb")
         track_live(self)
         base_url = f"http://{url_host(spec.host)}:{port}"
         try:
@@ -216,6 +216,20 @@ class ProcessLauncher(Launcher):
         )
         return self.server
 
+    def _spawn(self, log_mode: str) -> None:
+        assert self.log_path is not None
+        with open(self.log_path, log_mode) as log:
+            log.write(("$ " + " ".join(self.command) + "\n").encode())
+            log.flush()
+            try:
+                self.process = subprocess.Popen(
+                    self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=self._env, start_new_session=True,
+                )
+            except OSError as exc:
+                raise LauncherError(f"cannot start {self.command[0]}: {exc}") from None
+        self.pgid = self.process.pid  # start_new_session: the child leads its own group
+
     def _wait_healthy(self, base_url: str, timeout_s: float) -> None:
         try:
             wait_until_ready(base_url, timeout_s, still_starting=self._fail_if_exited)
@@ -231,6 +245,10 @@ class ProcessLauncher(Launcher):
         """Readiness check of the child: a server that exited is reported at once, with its log."""
         assert self.process is not None
         code = self.process.poll()
+        if code is not None and self.nsys_control is not None and self.nsys_control.retry_after_startup_race(
+                self.log_tail(LOG_TAIL_LINES)):
+            self._spawn("ab")  # nsys itself failed at once, before the server ran: start it again
+            return
         if code is not None:
             raise LauncherError(
                 f"vLLM server exited with code {code} during startup\n"
@@ -302,9 +320,12 @@ class ProcessLauncher(Launcher):
 
     def collect_traces(self) -> Path:
         assert self.server is not None
-        if self.spec.profiler == "nsys":
-            from . import nsys
-
-            # nsys writes the report when the capture range closes (/stop_profile); export it.
-            return nsys.collect(self._nsys_output or self.server.trace_dir)
+        if self.nsys_control is not None:
+            # This capture's own numbered report, exported; one that never comes stops the server.
+            try:
+                return self.nsys_control.collect(nsys_output=lambda: read_log_tail(self.log_path, 200))
+            except LauncherError as exc:
+                self.stop()
+                raise type(exc)(f"{exc}\n(stopped the vLLM server; last log lines ({self.log_path}):\n"
+                                f"{self.log_tail(LOG_TAIL_LINES)})") from None
         return self.server.trace_dir

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 def _process_launcher(spec: ServerSpec, settings: SessionSettings) -> Launcher:
     from ..launchers.process import ProcessLauncher
 
-    return ProcessLauncher(spec, python=settings.python)
+    return ProcessLauncher(spec, python=settings.python, nsys=settings.nsys, nsys_mode=settings.nsys_mode,
+                           nsys_report_timeout_s=settings.capture_timeout_s)
 
 
 def _docker_launcher(spec: ServerSpec, settings: SessionSettings) -> Launcher:

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import TraceError
-from ..events import EVENT_COLUMNS, Category, Trace, TraceMetadata, TraceSet, check_event_table, empty_event_table
-from ..summary import RuntimeInfo
+from ..events import EVENT_COLUMNS, Category, Trace, TraceSet, check_event_table, empty_event_table
+from .nsys_metadata import export_metadata
 from .validation import DAMAGE_KEY, Damage
 
 KERNEL_TABLE = "CUPTI_ACTIVITY_KIND_KERNEL"
@@ -196,6 +196,8 @@ def _read_gpu_activity(
 
 
 def _read_kernels(db: _Db, strings: pd.Series) -> list[pd.DataFrame]:
+    if KERNEL_TABLE not in db.tables:  # a CPU-only capture (read with require_kernels=False)
+        return []
     def kernel_names(chunk: pd.DataFrame) -> np.ndarray:
         names = _lookup(strings, _int_col(chunk, "demangledName"))
         missing = pd.isna(names)
@@ -358,47 +360,7 @@ def project_ranges_to_gpu(ranges: pd.DataFrame, api: pd.DataFrame, gpu: pd.DataF
     return pd.concat(out, ignore_index=True) if out else empty_event_table()
 
 
-def _metadata(db: _Db, path: Path, devices_by_process: dict[int, int]) -> TraceMetadata:
-    meta = TraceMetadata(paths=[str(path)], runtime=RuntimeInfo(profiler="nsys"),
-                         world_size=max(1, len(devices_by_process)))
-    if "META_DATA_EXPORT" in db.tables:
-        for name, value in db.scalar_rows('SELECT name, value FROM "META_DATA_EXPORT"'):
-            if name == "EXPORT_SCHEMA_VERSION":
-                meta.extra["export_schema_version"] = value
-    if "TARGET_INFO_SESSION_START_TIME" in db.tables and "utcEpochNs" in db.columns("TARGET_INFO_SESSION_START_TIME"):
-        rows = db.scalar_rows('SELECT utcEpochNs FROM "TARGET_INFO_SESSION_START_TIME"')
-        if rows and rows[0][0] is not None:
-            meta.base_time_ns = int(rows[0][0])
-    # The rank-0 process' CUDA device -> physical GPU (TARGET_INFO_CUDA_DEVICE maps a process'
-    # cudaId to TARGET_INFO_GPU.id); without that table, TARGET_INFO_GPU.id/cuDevice is tried.
-    first_process = min(devices_by_process, key=devices_by_process.__getitem__) if devices_by_process else None
-    cuda_id = devices_by_process.get(first_process, 0) if first_process is not None else 0
-    gpu_id, sm_from_cuda = None, None
-    if "TARGET_INFO_CUDA_DEVICE" in db.tables:
-        rows = db.scalar_rows(db.select("TARGET_INFO_CUDA_DEVICE",
-                                        dict.fromkeys(("gpuId", "cudaId", "pid", "numMultiprocessors"), "NULL")))
-        match = [r for r in rows if r[1] == cuda_id and (first_process is None or r[2] in (first_process, None))]
-        match = match or [r for r in rows if r[1] == cuda_id]
-        if match:
-            gpu_id, sm_from_cuda = match[0][0], match[0][3]
-    if "TARGET_INFO_GPU" in db.tables:
-        wanted = ("id", "name", "totalMemory", "smCount", "computeMajor", "computeMinor", "cuDevice")
-        rows = db.scalar_rows(db.select("TARGET_INFO_GPU", dict.fromkeys(wanted, "NULL")))
-        pick = [r for r in rows if gpu_id is not None and r[0] == gpu_id]
-        pick = pick or [r for r in rows if r[6] == cuda_id] or [r for r in rows if r[0] == cuda_id] or rows[:1]
-        if pick:
-            _, name, memory, sms, major, minor, _ = pick[0]
-            meta.device.name = name
-            meta.device.memory_bytes = int(memory) if memory else None
-            meta.device.sm_count = int(sms) if sms else None
-            if major is not None and minor is not None:
-                meta.device.compute_capability = f"{major}.{minor}"
-    if meta.device.sm_count is None and sm_from_cuda:
-        meta.device.sm_count = int(sm_from_cuda)
-    return meta
-
-
-def _open(path: str | Path) -> _Db:
+def _open(path: str | Path, require_kernels: bool = True) -> _Db:
     path = Path(path)
     if not path.is_file():
         raise TraceError(path, "file not found")
@@ -409,20 +371,28 @@ def _open(path: str | Path) -> _Db:
         hint = " (a .nsys-rep report: convert it with `nsys export --type sqlite`)" if is_report else ""
         raise TraceError(path, f"not an SQLite database{hint}; expected the output of `nsys export --type sqlite`")
     db = _Db(path)
-    if KERNEL_TABLE not in db.tables:
-        db.con.close()
-        raise TraceError(
-            path,
-            f"has no {KERNEL_TABLE} table: the capture holds no CUDA kernels (was nsys run with --trace=cuda, "
-            "and did the capture range open, i.e. did the server get /start_profile with the cuda profiler on?)",
-        )
+    if require_kernels:
+        missing = KERNEL_TABLE not in db.tables
+        # A non-lazy export (`nsys export --lazy=false`) of a capture without CUDA work has the table, empty.
+        if missing or not db.scalar_rows(f'SELECT 1 FROM "{KERNEL_TABLE}" LIMIT 1'):
+            db.con.close()
+            raise TraceError(
+                path,
+                f"has {'no' if missing else 'an empty'} {KERNEL_TABLE} table: the capture holds no CUDA kernels (was "
+                "nsys run with --trace=cuda, and did the capture range open, i.e. did the server get /start_profile "
+                "with the cuda profiler on?)",
+            )
     return db
 
 
-def read_nsys_sqlite(path: str | Path) -> Trace:
-    """All events of an nsys SQLite export as one normalized table (`rank` tells processes apart)."""
+def read_nsys_sqlite(path: str | Path, require_kernels: bool = True) -> Trace:
+    """All events of an nsys SQLite export as one normalized table (`rank` tells processes apart).
+
+    require_kernels: a file without CUPTI_ACTIVITY_KIND_KERNEL is an error (a GPU capture that
+    recorded no kernels); False reads CPU-only captures (the NVTX ranges and metadata).
+    """
     path = Path(path)
-    db = _open(path)
+    db = _open(path, require_kernels)
     with closing(db.con):
         strings = pd.Series(dtype=object)
         if STRINGS_TABLE in db.tables:
@@ -441,7 +411,7 @@ def read_nsys_sqlite(path: str | Path) -> Trace:
         projected = None
         if nvtx is not None and api is not None and gpu is not None:
             projected = project_ranges_to_gpu(nvtx, api, gpu)
-        meta = _metadata(db, path, devices_by_process)
+        meta = export_metadata(db, path, devices_by_process)
         db.damage.raise_if_fatal()
         if db.damage.problems:
             meta.extra[DAMAGE_KEY] = db.damage.notes()
