@@ -48,6 +48,10 @@ DEFAULT_BASELINE_DIR = "baselines"
 DEFAULT_TRACE_ROOT = ".vllm-profile/sessions"
 DEFAULT_RESULTS_FILE = ".vllm-profile/results.json"  # written only with --vllm-profile
 
+# Issue 13 item 3, across vLLM versions: what the kernel-set diff does to the verdict.
+CROSS_VERSION_DRIFT = ("report", "fail")
+DEFAULT_CROSS_VERSION_DRIFT = "report"
+
 OptionType = Literal["bool", "str", "choice", "int", "float", "path", "args"]
 
 
@@ -173,6 +177,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("trace_root", "folder under which each session keeps its traces and server logs (default {default} "
            "under rootdir)", flag="--vllm-trace-root", ini="vllm_trace_root", type="path",
            default=DEFAULT_TRACE_ROOT, metavar="DIR", relative_to="rootdir"),
+    # -- issue 13 item 3: across vLLM versions ----------------------------------------------
+    Option("baseline_version", "compare with this vLLM version's baseline entry (same GPU) instead of the running "
+           "version's; without it, a version with no entry of its own is compared with the newest older one",
+           flag="--vllm-baseline-version", ini="vllm_baseline_version", metavar="VERSION"),
+    Option("cross_version_drift", "kernels that appear/disappear between vLLM versions: report (default: shown as "
+           "'what changed between A and B') or fail (fail the test as kernel-set drift)",
+           flag="--vllm-cross-version-drift", ini="vllm_cross_version_drift", type="choice",
+           default=DEFAULT_CROSS_VERSION_DRIFT, choices=CROSS_VERSION_DRIFT),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -196,6 +208,10 @@ class BaselineSettings:
     abs_floor_us: float | None = None
     fail_on_drift: bool = True  # new / missing kernels fail the verdict (else only reported)
     commit: str | None = None
+    # issue 13 item 3: the vLLM version whose entry to compare with (None: the running one's,
+    # else the newest older one), and whether cross-version kernel-set drift fails
+    baseline_version: str | None = None
+    cross_version_drift: str = DEFAULT_CROSS_VERSION_DRIFT
 
     def with_overrides(self, rel_tol: float | None = None, abs_floor_us: float | None = None,
                        fail_on_drift: bool | None = None) -> BaselineSettings:
@@ -235,6 +251,8 @@ class SessionSettings:
     results_path: Path | None
     report_dir: Path | None
     trace_root: Path
+    baseline_version: str | None  # issue 13 item 3
+    cross_version_drift: str
 
     def capture_settings(self) -> CaptureSettings:
         return CaptureSettings(repeats=self.repeats, timeout_s=self.capture_timeout_s,
@@ -242,7 +260,9 @@ class SessionSettings:
 
     def baseline_settings(self, commit: str | None) -> BaselineSettings:
         return BaselineSettings(root=self.baseline_dir, update=self.update_baselines, rel_tol=self.rel_tol,
-                                abs_floor_us=self.abs_floor_us, fail_on_drift=self.fail_on_drift, commit=commit)
+                                abs_floor_us=self.abs_floor_us, fail_on_drift=self.fail_on_drift, commit=commit,
+                                baseline_version=self.baseline_version,
+                                cross_version_drift=self.cross_version_drift)
 
 
 def _path(raw: Any, base: Path) -> Path:
