@@ -18,6 +18,7 @@ from pytest_vllm_profile.baseline import BaselineStore, older_vllm_versions
 from pytest_vllm_profile.comparator import IncomparableSummariesError, Tolerances, compare_summaries
 from pytest_vllm_profile.comparator_crossversion import class_metric, compare_across_versions
 from pytest_vllm_profile.comparison import Comparison
+from pytest_vllm_profile.report.html import render_html
 from pytest_vllm_profile.report.markdown import render_job_summary
 from pytest_vllm_profile.report.terminal import render_terminal_summary
 from pytest_vllm_profile.results import RunResults, TestResult
@@ -135,7 +136,7 @@ def test_real_h100_against_cpu_clock_is_refused_across_versions(real_pair, data_
         compare_across_versions(real_pair[0], cpu, "0.26.0", "0.32.0")
 
 
-def test_cross_version_comparison_round_trips_and_shows_in_reports(real_pair) -> None:
+def test_cross_version_comparison_round_trips_and_shows_in_reports(real_pair, tmp_path: Path) -> None:
     rep0, rep1 = real_pair
     candidate = renamed_copy(rep1, "0.27.0")
     result = compare_across_versions(rep0, candidate, "0.26.0", "0.27.0")
@@ -151,6 +152,9 @@ def test_cross_version_comparison_round_trips_and_shows_in_reports(real_pair) ->
     markdown = render_job_summary(results)
     assert "| ✅ PASS (cross-version: vLLM 0.26.0 -&gt; 0.27.0) |" in markdown  # the verdict column (">" escaped)
     assert "what changed between vLLM 0.26.0 and 0.27.0" in markdown
+    assert "kernels only in vLLM 0.27.0: " in markdown and "kernels only in vLLM 0.26.0: " in terminal
+    page = render_html(results, tmp_path)
+    assert "cross-version: vLLM 0.26.0 -&gt; 0.27.0" in page and "what changed between vLLM 0.26.0 and 0.27.0" in page
 
 
 # ---- the store: which older version, and recording beside it -------------------------------------

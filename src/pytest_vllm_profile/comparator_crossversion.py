@@ -140,6 +140,8 @@ class _CrossVersionComparer(_Comparer):
 
         new_kernels, missing_kernels = self._drift()
         self._report_drift(new_kernels, missing_kernels)
+        self.change.new_kernels = [d.short_name for d in new_kernels]
+        self.change.missing_kernels = [d.short_name for d in missing_kernels]
         self.notes.append(
             f"{self.change.label}: kernels matched by class and step kind, layers by index; "
             "per-kernel names and launch counts are not compared across versions"

@@ -83,6 +83,9 @@ class VersionChange(msgspec.Struct):
     to_version: str
     classes: list[ClassChange] = msgspec.field(default_factory=list)
     drift_fails: bool = False
+    # short names of kernels only B runs / only A ran, anywhere in the profile (in steps or not)
+    new_kernels: list[str] = msgspec.field(default_factory=list)
+    missing_kernels: list[str] = msgspec.field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -105,7 +108,11 @@ class VersionChange(msgspec.Struct):
             lines.append(f"  {c.step_kind} {c.kernel_class}: " + "; ".join(parts))
         if len(changed) > limit:
             lines.append(f"  ... and {len(changed) - limit} more class changes")
-        if not changed:
+        for names, where in ((self.new_kernels, self.to_version), (self.missing_kernels, self.from_version)):
+            if names:
+                more = f" and {len(names) - limit} more" if len(names) > limit else ""
+                lines.append(f"  kernels only in vLLM {where}: {', '.join(names[:limit])}{more}")
+        if not changed and not self.new_kernels and not self.missing_kernels:
             lines.append("  same kernels and launches per step in every class")
         return lines
 
