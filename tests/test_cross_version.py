@@ -22,7 +22,10 @@ from pytest_vllm_profile.report.html import render_html
 from pytest_vllm_profile.report.markdown import render_job_summary
 from pytest_vllm_profile.report.terminal import render_terminal_summary
 from pytest_vllm_profile.results import RunResults, TestResult
+from pytest_vllm_profile.settings import BaselineSettings
 from pytest_vllm_profile.summary import ProfileSummary
+from pytest_vllm_profile.workload import Workload
+from pytest_vllm_profile.workload_profile import VllmProfile, check_baseline, update_baseline
 
 RENAMED_CLASSES = ("gemm", "attention")
 NODEID = "tests/test_x.py::test_seed"
@@ -197,3 +200,37 @@ def test_recording_a_new_version_keeps_the_older_versions_entries(tmp_path: Path
     entries = {(e.gpu, e.vllm_version): e.commit for e in store.entries(NODEID)}
     assert entries == {(GPU, "0.31.0"): "a", (GPU, "0.32.0"): "b", ("cpu", "0.31.0"): "a"}
     assert store.lookup(NODEID, GPU, "0.32.0").entry is not None
+
+
+# ---- the plugin's baseline step (workload_profile.check_baseline / update_baseline) ---------------
+
+def profile_on(summary: ProfileSummary, version: str, root: Path, **settings: object) -> VllmProfile:
+    return VllmProfile(nodeid=NODEID, workload=Workload(model="m", max_tokens=10), summary=summary,
+                       repeat_summaries=[summary], server_vllm_version=version,
+                       baseline_settings=BaselineSettings(root=root, **settings))  # type: ignore[arg-type]
+
+
+def test_check_on_a_new_version_compares_across_versions_and_update_records_beside(
+        tmp_path: Path, real_pair) -> None:
+    rep0, rep1 = real_pair
+    assert update_baseline(profile_on(rep0, "0.26.0", tmp_path), BaselineSettings(root=tmp_path)).verdict == "updated"
+    new = profile_on(renamed_copy(rep1, "0.27.0"), "0.27.0", tmp_path)
+    passed = check_baseline(new, new.baseline_settings)
+    assert passed.verdict == "pass" and passed.comparison is not None and passed.comparison.cross_version is not None
+    slower = profile_on(scaled_class(renamed_copy(rep1, "0.27.0"), "gemm", "decode", 1.05), "0.27.0", tmp_path)
+    failed = check_baseline(slower, slower.baseline_settings)
+    assert failed.fails_test and failed.verdict == "fail"
+    assert (f"regressed against the baseline for {GPU}/vLLM 0.26.0 (cross-version: vLLM 0.26.0 -> 0.27.0)"
+            in failed.message)
+    strict = profile_on(renamed_copy(rep1, "0.27.0"), "0.27.0", tmp_path, cross_version_drift="fail")
+    assert check_baseline(strict, strict.baseline_settings).verdict == "fail"
+    # recording 0.27.0 keeps 0.26.0; a check on 0.27.0 is then same-version again
+    update_baseline(new, new.baseline_settings)
+    assert [e.vllm_version for e in BaselineStore(tmp_path).entries(NODEID)] == ["0.26.0", "0.27.0"]
+    again = check_baseline(new, new.baseline_settings)
+    assert again.verdict == "pass" and again.comparison is not None and again.comparison.cross_version is None
+    # --vllm-baseline-version names the older entry even though 0.27.0 has its own now
+    named = profile_on(renamed_copy(rep1, "0.27.0"), "0.27.0", tmp_path, baseline_version="0.26.0")
+    outcome = check_baseline(named, named.baseline_settings)
+    assert outcome.comparison is not None and outcome.comparison.cross_version is not None
+    assert outcome.comparison.cross_version.from_version == "0.26.0"

@@ -112,8 +112,9 @@ def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
     assert baseline_file.read_text() == recorded_text  # a check never writes
 
     # 3. a real slowdown still fails across versions: the 0.32.0 run's decode step made 3x the
-    # recorded 0.31.0 one (past the +100 % CPU tolerance). (0.32.0's own decode step was 65 % faster
-    # than 0.31.0's in the first run here: 1699 vs 4890 CPU µs, with _C::greedy_argmax new.)
+    # recorded 0.31.0 one (past the +100 % CPU tolerance). On this busy 2-core machine 0.32.0's decode
+    # step measured -65 % (1699 vs 4890 CPU µs) in one run and +11 % (2944 vs 2654) in the next, the
+    # prefill step +3 % and -81 %: both passed under the CPU tolerances, _C::greedy_argmax new in 0.32.0.
     baseline = from_builtins(checked["baseline_summary"], ProfileSummary, "baseline_summary")
     candidate = from_builtins(checked["summary"], ProfileSummary, "summary")
     assert baseline.token_steps == candidate.token_steps == MAX_TOKENS
@@ -121,4 +122,6 @@ def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
     slower.step_kinds["decode"].median_gpu_time_us = 3 * baseline.step_kinds["decode"].median_gpu_time_us
     slowed = compare_across_versions(baseline, slower, OLD, NEW, Tolerances(rel_time=1.0, abs_floor_us=250))
     assert slowed.verdict == "fail"
-    assert [f.metric for f in slowed.regressions] == ["step.decode.gpu_time_us"]
+    # (without the repeats' spreads, which the plugin's own check used, a noisy class may fail too)
+    assert "step.decode.gpu_time_us" in [f.metric for f in slowed.regressions]
+    assert not any(f.kind == "drift" for f in slowed.regressions)
