@@ -234,3 +234,8 @@ def test_check_on_a_new_version_compares_across_versions_and_update_records_besi
     outcome = check_baseline(named, named.baseline_settings)
     assert outcome.comparison is not None and outcome.comparison.cross_version is not None
     assert outcome.comparison.cross_version.from_version == "0.26.0"
+    wrong = profile_on(rep1, "0.27.0", tmp_path, baseline_version="0.25.0")
+    missing = check_baseline(wrong, wrong.baseline_settings)
+    assert missing.verdict == "no-baseline" and missing.fails_test
+    assert "no baseline for vLLM 0.25.0 (--vllm-baseline-version)" in missing.message
+    assert "baselines exist for vLLM 0.26.0, 0.27.0" in missing.message

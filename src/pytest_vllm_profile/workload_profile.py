@@ -179,6 +179,9 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     path = Path(lookup.path)
     if lookup.entry is None and lookup.fallback is not None:  # across vLLM versions (issue 13 item 3)
         return _check_across_versions(profile, settings, lookup.fallback, version, path)
+    if lookup.entry is None and settings.baseline_version and lookup.other_versions:
+        return BaselineOutcome(verdict="no-baseline", fails_test=True, baseline_path=path,
+                               message=f"{profile.nodeid}: {lookup.message}; name one of those versions")
     if lookup.entry is None:
         what_exists = f" ({lookup.message})" if lookup.message and lookup.other_gpus else ""
         return BaselineOutcome(
