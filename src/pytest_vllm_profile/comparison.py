@@ -58,6 +58,65 @@ class StepTimeChange(msgspec.Struct):
     delta_pct: float
 
 
+class ClassChange(msgspec.Struct):
+    """One kernel class in one step kind, vLLM A vs B: what a cross-version comparison matches on."""
+
+    step_kind: StepKind
+    kernel_class: str  # analysis.kernels.KERNEL_CLASSES: "gemm", "attention", "norm", ...
+    baseline_us: float  # µs per step of the class's kernels
+    candidate_us: float
+    baseline_launches: float  # launches per step
+    candidate_launches: float
+    added: list[str] = msgspec.field(default_factory=list)  # short names only B runs in this place
+    removed: list[str] = msgspec.field(default_factory=list)  # short names only A ran here
+
+
+class VersionChange(msgspec.Struct):
+    """A comparison across vLLM versions (issue 13): the baseline is vLLM A's entry, the run is B.
+
+    Kernels are matched by class and place (step kind; layers by index), so a renamed kernel is
+    compared as its class; `classes` is "what changed between A and B". Kernel-set drift fails
+    only when `drift_fails` (--vllm-cross-version-drift=fail).
+    """
+
+    from_version: str
+    to_version: str
+    classes: list[ClassChange] = msgspec.field(default_factory=list)
+    drift_fails: bool = False
+    # short names of kernels only B runs / only A ran, anywhere in the profile (in steps or not)
+    new_kernels: list[str] = msgspec.field(default_factory=list)
+    missing_kernels: list[str] = msgspec.field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"cross-version: vLLM {self.from_version} -> {self.to_version}"
+
+    def describe(self, limit: int = 12) -> list[str]:
+        """Lines of "what changed between vLLM A and B" (kernel-set and class changes)."""
+        lines = [f"what changed between vLLM {self.from_version} and {self.to_version} "
+                 f"(kernels matched by class and step kind):"]
+        changed = [c for c in self.classes
+                   if c.added or c.removed or c.baseline_launches != c.candidate_launches]
+        for c in changed[:limit]:
+            parts = [f"{c.baseline_us:.1f} -> {c.candidate_us:.1f} µs/step",
+                     f"launches/step {c.baseline_launches:g} -> {c.candidate_launches:g}"]
+            if c.added:
+                parts.append("new: " + ", ".join(c.added[:4]) + (f" +{len(c.added) - 4}" if len(c.added) > 4 else ""))
+            if c.removed:
+                parts.append("gone: " + ", ".join(c.removed[:4])
+                             + (f" +{len(c.removed) - 4}" if len(c.removed) > 4 else ""))
+            lines.append(f"  {c.step_kind} {c.kernel_class}: " + "; ".join(parts))
+        if len(changed) > limit:
+            lines.append(f"  ... and {len(changed) - limit} more class changes")
+        for names, where in ((self.new_kernels, self.to_version), (self.missing_kernels, self.from_version)):
+            if names:
+                more = f" and {len(names) - limit} more" if len(names) > limit else ""
+                lines.append(f"  kernels only in vLLM {where}: {', '.join(names[:limit])}{more}")
+        if not changed and not self.new_kernels and not self.missing_kernels:
+            lines.append("  same kernels and launches per step in every class")
+        return lines
+
+
 class Comparison(msgspec.Struct):
     """The verdict and what moved.
 
@@ -76,6 +135,8 @@ class Comparison(msgspec.Struct):
     missing_kernels: list[KernelDrift] = msgspec.field(default_factory=list, name="missing_kernel_details")
     new_kernel_names: list[str] = msgspec.field(default_factory=list, name="new_kernels")
     missing_kernel_names: list[str] = msgspec.field(default_factory=list, name="missing_kernels")
+    # Set when the baseline is another vLLM version's entry (issue 13 item 3); None otherwise.
+    cross_version: VersionChange | None = None
 
     def __post_init__(self) -> None:
         # Derived, never set by hand: the details are the truth.
@@ -88,7 +149,7 @@ class Comparison(msgspec.Struct):
 
     def explain(self, limit: int = 5) -> str:
         """Multi-line reason for a failed test: what regressed, by how much, top offenders first."""
-        lines = [f"verdict: {self.verdict}"]
+        lines = [f"verdict: {self.verdict}" + (f" ({self.cross_version.label})" if self.cross_version else "")]
         for st in self.step_times:
             lines.append(f"  {st.kind} step: {st.baseline_us:.1f} µs -> {st.candidate_us:.1f} µs "
                          f"({st.delta_pct:+.2f}%)")
@@ -103,4 +164,6 @@ class Comparison(msgspec.Struct):
             lines.append(f"  MISSING kernel {k.short_name} ({k.kernel_class}, was {k.us_per_step:.1f} µs/{k.step_kind} "
                          f"step, {100 * k.share_of_step:.1f}%)")
         lines.extend(f"  note: {n}" for n in self.notes)
+        if self.cross_version is not None:
+            lines.extend("  " + line for line in self.cross_version.describe())
         return "\n".join(lines)

@@ -56,6 +56,10 @@ DEFAULT_RESULTS_FILE = ".vllm-profile/results.json"  # written only with --vllm-
 DEFAULT_HISTORY_FILE = ".vllm-profile/history.sqlite"
 HISTORY_OFF = "off"
 
+# Issue 13 item 3, across vLLM versions: what the kernel-set diff does to the verdict.
+CROSS_VERSION_DRIFT = ("report", "fail")
+DEFAULT_CROSS_VERSION_DRIFT = "report"
+
 OptionType = Literal["bool", "str", "choice", "int", "float", "path", "args"]
 
 
@@ -192,6 +196,14 @@ OPTIONS: tuple[Option, ...] = (
            "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
            flag="--vllm-nsys-mode", ini="vllm_nsys_mode", type="choice", default=DEFAULT_NSYS_MODE,
            choices=NSYS_MODES),
+    # -- issue 13 item 3: across vLLM versions ----------------------------------------------
+    Option("baseline_version", "compare with this vLLM version's baseline entry (same GPU) instead of the running "
+           "version's; without it, a version with no entry of its own is compared with the newest older one",
+           flag="--vllm-baseline-version", ini="vllm_baseline_version", metavar="VERSION"),
+    Option("cross_version_drift", "kernels that appear/disappear between vLLM versions: report (default: shown as "
+           "'what changed between A and B') or fail (fail the test as kernel-set drift)",
+           flag="--vllm-cross-version-drift", ini="vllm_cross_version_drift", type="choice",
+           default=DEFAULT_CROSS_VERSION_DRIFT, choices=CROSS_VERSION_DRIFT),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -215,6 +227,10 @@ class BaselineSettings:
     abs_floor_us: float | None = None
     fail_on_drift: bool = True  # new / missing kernels fail the verdict (else only reported)
     commit: str | None = None
+    # issue 13 item 3: the vLLM version whose entry to compare with (None: the running one's,
+    # else the newest older one), and whether cross-version kernel-set drift fails
+    baseline_version: str | None = None
+    cross_version_drift: str = DEFAULT_CROSS_VERSION_DRIFT
 
     def with_overrides(self, rel_tol: float | None = None, abs_floor_us: float | None = None,
                        fail_on_drift: bool | None = None) -> BaselineSettings:
@@ -255,6 +271,8 @@ class SessionSettings:
     report_dir: Path | None
     trace_root: Path
     history: str | None  # SQLite path (absolute) or postgresql:// URL; None: no history
+    baseline_version: str | None  # issue 13 item 3
+    cross_version_drift: str
     nsys: str | None = None
     nsys_mode: str = DEFAULT_NSYS_MODE
 
@@ -264,7 +282,9 @@ class SessionSettings:
 
     def baseline_settings(self, commit: str | None) -> BaselineSettings:
         return BaselineSettings(root=self.baseline_dir, update=self.update_baselines, rel_tol=self.rel_tol,
-                                abs_floor_us=self.abs_floor_us, fail_on_drift=self.fail_on_drift, commit=commit)
+                                abs_floor_us=self.abs_floor_us, fail_on_drift=self.fail_on_drift, commit=commit,
+                                baseline_version=self.baseline_version,
+                                cross_version_drift=self.cross_version_drift)
 
 
 def _path(raw: Any, base: Path) -> Path:

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .baseline import BaselineStore, keys_for_summary, vllm_key
+from .baseline import BaselineEntry, BaselineStore, keys_for_summary, vllm_key
 from .capture import make_capture
 from .comparator import Tolerances, compare_summaries
+from .comparator_crossversion import compare_across_versions
 from .comparison import Comparison
 from .errors import BaselineError, VllmProfileError
 from .locks import capture_lock
@@ -174,8 +175,13 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     """Compare `profile` with its stored baseline (never writes). Raises BaselineError on a bad file."""
     store = make_store(settings)
     gpu, version = profile.baseline_key
-    lookup = store.lookup(profile.nodeid, gpu, version)
+    lookup = store.lookup(profile.nodeid, gpu, version, settings.baseline_version)
     path = Path(lookup.path)
+    if lookup.entry is None and lookup.fallback is not None:  # across vLLM versions (issue 13 item 3)
+        return _check_across_versions(profile, settings, lookup.fallback, version, path)
+    if lookup.entry is None and settings.baseline_version and lookup.other_versions:
+        return BaselineOutcome(verdict="no-baseline", fails_test=True, baseline_path=path,
+                               message=f"{profile.nodeid}: {lookup.message}; name one of those versions")
     if lookup.entry is None:
         what_exists = f" ({lookup.message})" if lookup.message and lookup.other_gpus else ""
         return BaselineOutcome(
@@ -208,6 +214,22 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
         baseline_summary=base_summary,
         fails_test=verdict == "fail",
     )
+
+
+def _check_across_versions(profile: VllmProfile, settings: BaselineSettings, entry: BaselineEntry, version: str,
+                           path: Path) -> BaselineOutcome:
+    """Compare with another vLLM version's entry: matched by kernel class and place, drift reported."""
+    comparison = compare_across_versions(
+        entry.summary, profile.summary, entry.vllm_version, version, make_tolerances(settings), entry.spread,
+        profile.spread, step_kinds=profile.workload.compare_step_kinds,
+        drift_fails=settings.cross_version_drift == "fail")
+    cross = f"cross-version: vLLM {entry.vllm_version} -> {version}"
+    message = "" if comparison.passed else (
+        f"{profile.nodeid}: profile regressed against the baseline for {entry.gpu}/vLLM {entry.vllm_version} "
+        f"({cross}) ({path})\n{comparison.explain()}\n"
+        f"(if the change is intended, record vLLM {version}'s own baseline with --update-baselines)")
+    return BaselineOutcome(verdict="pass" if comparison.passed else "fail", message=message, baseline_path=path,
+                           comparison=comparison, baseline_summary=entry.summary, fails_test=not comparison.passed)
 
 
 def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:

@@ -176,6 +176,16 @@ def _traces(view: TestView, out_dir: Path, base: Path) -> str:
             f"the .pt.trace.json.gz file (it is read in your browser, nothing is uploaded).</p>")
 
 
+def _cross_version(view: TestView) -> list[str]:
+    """The verdict's "cross-version: vLLM A -> B" and "what changed between A and B" (issue 13 item 3)."""
+    cross = view.comparison.cross_version if view.comparison is not None else None
+    if cross is None:
+        return []
+    head, *rest = cross.describe()
+    items = "".join(f"<li>{_e(line.strip())}</li>" for line in rest)
+    return [f'<p class="meta"><b>{_e(cross.label)}</b></p><h3>{_e(head)}</h3><ul>{items}</ul>']
+
+
 def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     slug = _slug(view.nodeid, index)
     wl = view.test.workload
@@ -188,6 +198,7 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
         f'<p class="meta">{_e(wl_text)}'
         + (f" · {view.test.duration_s:.1f} s" if view.test.duration_s else "") + "</p>",
     ]
+    parts.extend(_cross_version(view))
     if view.test.message:
         parts.append(f'<pre class="message">{_e(view.test.message)}</pre>')
     if view.current is None and view.baseline is None:
@@ -222,7 +233,9 @@ def render_html(results: RunResults, out_dir: Path, history: str | Path | None =
     for v in views:
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
     overview = "".join(
-        f'<tr><td><a href="#{_e(_slug(v.nodeid, i))}">{_e(v.nodeid)}</a></td><td>{_badge(v.verdict)}</td>'
+        f'<tr><td><a href="#{_e(_slug(v.nodeid, i))}">{_e(v.nodeid)}</a></td><td>{_badge(v.verdict)}'
+        + (f' <span class="note">{_e(v.comparison.cross_version.label)}</span>'
+           if v.comparison and v.comparison.cross_version else "") + "</td>"
         + "".join(
             f'<td class="num">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct, v.metric_state(step_metric(k)))}'
             if (r := v.step_time(k))

@@ -43,7 +43,9 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
         lines += [meta, ""]
     lines += ["| test | verdict | prefill step (Δ) | decode step (Δ) |", "| --- | --- | ---: | ---: |"]
     for v in views:
-        lines.append(f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)} | {_step_cell(v, 'prefill')} "
+        xver = v.comparison.cross_version if v.comparison is not None else None
+        cross = f" ({md_escape(xver.label)})" if xver is not None else ""
+        lines.append(f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)}{cross} | {_step_cell(v, 'prefill')} "
                      f"| {_step_cell(v, 'decode')} |")
     for v in views:
         c = v.comparison
@@ -53,6 +55,10 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
         if not (regressions or any_drift) and v.verdict not in ("fail", "error"):
             continue
         lines += ["", f"### {_verdict(v.verdict)} {md_escape(v.nodeid)}", ""]
+        if c is not None and c.cross_version is not None:  # "what changed between A and B"
+            head, *rest = c.cross_version.describe()
+            lines += [f"{md_escape(c.cross_version.label)}; {md_escape(head)}", ""]
+            lines += [f"- {md_escape(line.strip())}" for line in rest] + [""]
         if regressions:
             lines.append("Top offenders:")
             lines.append("")

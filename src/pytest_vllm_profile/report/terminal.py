@@ -48,6 +48,8 @@ def offender_lines(test: TestResult, limit: int = TOP_OFFENDERS) -> list[str]:
     if comparison is None:
         return []
     lines = [f.message or f.metric for f in comparison.regressions[:limit]]
+    if comparison.cross_version is not None:  # the kernel-set diff is "what changed", not an offender
+        return lines
     for drift in comparison.new_kernels[: max(0, limit - len(lines))]:
         lines.append(f"new kernel {drift.short_name} ({drift.us_per_step:.1f} µs/{drift.step_kind} step)")
     for drift in comparison.missing_kernels[: max(0, limit - len(lines))]:
@@ -69,7 +71,12 @@ def render_terminal_summary(results: RunResults) -> list[str]:
             continue
         if test.server_boot_s is not None:
             lines.append(f"    server booted in {test.server_boot_s:.1f} s (start to healthy)")
+        cross = test.comparison.cross_version if test.comparison is not None else None
+        if cross is not None:
+            lines.append(f"    {cross.label}")
         lines.extend(f"    {line}" for line in step_time_lines(test))
+        if cross is not None:
+            lines.extend(f"    {line}" for line in cross.describe(limit=6))
         offenders = offender_lines(test)
         if offenders:
             lines.append("    top offenders:")
