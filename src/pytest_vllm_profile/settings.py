@@ -189,13 +189,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("history", f"history database every profiled run is appended to: an SQLite file or a postgresql:// URL "
            f"(default {DEFAULT_HISTORY_FILE} under rootdir; {HISTORY_OFF}: none)", flag="--vllm-history",
            ini="vllm_history", metavar="PATH_OR_URL"),
-    # ---- issue 14: Nsight Systems ----
-    Option("nsys", "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual "
-           "install folders", flag="--vllm-nsys", ini="vllm_nsys", metavar="PATH"),
-    Option("nsys_mode", "how nsys captures: auto (default: cuda-range on GPU builds, else session), cuda-range "
-           "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
-           flag="--vllm-nsys-mode", ini="vllm_nsys_mode", type="choice", default=DEFAULT_NSYS_MODE,
-           choices=NSYS_MODES),
     # -- issue 13 item 3: across vLLM versions ----------------------------------------------
     Option("baseline_version", "compare with this vLLM version's baseline entry (same GPU) instead of the running "
            "version's; without it, a version with no entry of its own is compared with the newest older one",
@@ -204,6 +197,13 @@ OPTIONS: tuple[Option, ...] = (
            "'what changed between A and B') or fail (fail the test as kernel-set drift)",
            flag="--vllm-cross-version-drift", ini="vllm_cross_version_drift", type="choice",
            default=DEFAULT_CROSS_VERSION_DRIFT, choices=CROSS_VERSION_DRIFT),
+    # ---- issue 14: Nsight Systems ----
+    Option("nsys", "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual "
+           "install folders", flag="--vllm-nsys", ini="vllm_nsys", metavar="PATH"),
+    Option("nsys_mode", "how nsys captures: auto (default: cuda-range on GPU builds, else session), cuda-range "
+           "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
+           flag="--vllm-nsys-mode", ini="vllm_nsys_mode", type="choice", default=DEFAULT_NSYS_MODE,
+           choices=NSYS_MODES),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
