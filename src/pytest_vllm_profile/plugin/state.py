@@ -47,6 +47,7 @@ class SessionState:
     session_stamp: str | None = None  # xdist controller: shared by all workers' session folders
     run_results: RunResults | None = None  # written at session end
     report_path: Path | None = None
+    own_results_path: Path | None = None  # this session's results under its session folder (issue 17)
     _commit: str | None = None
     _commit_known: bool = False
 
