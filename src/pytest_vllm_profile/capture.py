@@ -117,6 +117,9 @@ def watched_call(call: Callable[[], T], launcher: Launcher | None) -> T:
                 return future.result(timeout=WATCH_POLL_S)
             except FuturesTimeout:
                 check_server_alive(launcher)
+            except CaptureError:
+                check_server_alive(launcher)  # a dropped connection of a dead server: say why
+                raise
     finally:
         pool.shutdown(wait=False)  # a request left hanging on a dead server ends with its socket
 
