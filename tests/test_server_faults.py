@@ -368,3 +368,55 @@ def test_secret_in_env_and_server_args_is_written_nowhere_stand_in_server(
     assert holding == []
     results = json.loads((pytester.path / ".vllm-profile" / "results.json").read_text())
     assert results["tests"][0]["workload"]["env"]["HF_TOKEN"] == "<redacted>"
+
+
+# ---- the real vLLM CPU server (one boot) ----------------------------------------------------------
+_REAL_BOOT_SESSION = """
+import sys, threading, time
+sys.path.insert(0, sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+from pathlib import Path
+from cpu_vllm import tiny_server_spec
+from pytest_vllm_profile.launchers.process import ProcessLauncher
+launcher = ProcessLauncher(tiny_server_spec(Path(sys.argv[2]), Path(sys.argv[3]), health_timeout_s=600),
+                           python=sys.argv[1])
+def report():
+    while launcher.pgid is None:
+        time.sleep(0.05)
+    print("PGID", launcher.pgid, flush=True)
+threading.Thread(target=report, daemon=True).start()
+launcher.start()
+"""
+
+
+@pytest.mark.cpu_vllm
+def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_within_seconds(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    tests_dir = str(Path(__file__).resolve().parent)
+    session = subprocess.Popen(
+        [sys.executable, "-c", _REAL_BOOT_SESSION, cpu_vllm_python, str(tiny_qwen3_model), str(tmp_path), SRC,
+         tests_dir], stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    pgid = -1
+    try:
+        line = session.stdout.readline()  # type: ignore[union-attr]
+        assert line.startswith("PGID "), line
+        pgid = int(line.split()[1])
+        deadline = time.monotonic() + 120
+        while len(process_group_members(pgid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)  # API server and EngineCore both up: the boot is under way
+        assert len(process_group_members(pgid)) >= 2
+        os.killpg(session.pid, signal.SIGTERM)  # the session's whole group, as CI runners do
+        started = time.monotonic()
+        gone_after = _wait_gone(pgid, 30)
+        session.wait(10)
+    finally:
+        if session.poll() is None:
+            session.kill()
+        left = process_group_members(pgid) if pgid > 0 else []
+        if left:
+            _kill_group(pgid)
+    assert gone_after is not None, f"real vLLM server group {pgid} outlived the session by 30 s: {left}"
+    assert gone_after < KILL_GRACE_S + 5, f"took {gone_after:.1f} s (a CI runner's grace is 10 s)"
+    print(f"real vLLM group gone {time.monotonic() - started:.1f} s after SIGTERM")
