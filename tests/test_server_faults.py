@@ -42,8 +42,12 @@ STAND_IN_SERVER = textwrap.dedent(r"""
     if os.environ.get("STAND_IN_FAIL_BOOT"):
         print("ValueError: stand-in boot failure", flush=True)
         sys.exit(2)
+    if os.environ.get("STAND_IN_IGNORE_SIGNALS"):  # slow to shut down, as vLLM in /stop_profile (~40 s)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     print("ENGINE_PID", engine.pid, flush=True)
+    time.sleep(float(os.environ.get("STAND_IN_BOOT_DELAY_S", "0")))  # a long boot
     def watch_engine():
         code = engine.wait()
         print(f"ERROR EngineCore died with code {code}; shutting down", flush=True)
@@ -209,7 +213,7 @@ def test_sigterm_to_a_session_kills_its_stand_in_server_within_the_grace(stand_i
         from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
         process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
         spec = ServerSpec(model="m", served_model_name="m", trace_dir=Path({str(tmp_path / "tr")!r}),
-                          health_timeout_s=20)
+                          health_timeout_s=20, env={{"STAND_IN_IGNORE_SIGNALS": "1"}})
         launcher = process.ProcessLauncher(spec, python={stand_in_python!r}, stop_timeout_s=30)
         launcher.start()
         print(launcher.pgid, flush=True)
@@ -226,6 +230,70 @@ def test_sigterm_to_a_session_kills_its_stand_in_server_within_the_grace(stand_i
     finally:
         _kill_group(pgid)
     assert left == [] and took < KILL_GRACE_S + 3
+
+
+def _processes_running(marker: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_sigterm_to_an_xdist_sessions_whole_group_during_boot_leaves_no_stand_in_server(
+    pytester: pytest.Pytester, stand_in_python: str, tmp_path: Path
+) -> None:
+    """`-n 2`, SIGTERM to the whole pytest process group while both workers boot their server
+    (the issue: a full server alive 90 s later in 2 of 7 runs)."""
+    pytester.makeconftest(textwrap.dedent("""
+        from pathlib import Path
+        from pytest_vllm_profile.launchers import process
+        from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
+        process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
+    """))
+    pytester.makepyfile(test_two=textwrap.dedent("""
+        import pytest
+
+        SLOW = {"STAND_IN_BOOT_DELAY_S": "300", "STAND_IN_IGNORE_SIGNALS": "1"}
+
+        @pytest.mark.vllm_workload(model="m-a", max_tokens=1, env=SLOW)
+        def test_a(vllm_profile):
+            pass
+
+        @pytest.mark.vllm_workload(model="m-b", max_tokens=1, env=SLOW)
+        def test_b(vllm_profile):
+            pass
+    """))
+    marker = str(tmp_path / "stand_in_server.py")
+    session = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-n", "2", "--vllm-profile", "--vllm-launcher=process",
+         f"--vllm-python={stand_in_python}", "-p", "no:cacheprovider", "-q"],
+        cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_processes_running(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        booting = _processes_running(marker)
+        assert len(booting) == 2, "both workers should be booting a stand-in server"
+        time.sleep(0.5)
+        os.killpg(session.pid, signal.SIGTERM)
+        started = time.monotonic()
+        while _processes_running(marker) and time.monotonic() - started < KILL_GRACE_S + 10:
+            time.sleep(0.05)
+        took = time.monotonic() - started
+        left = _processes_running(marker)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(session.pid, signal.SIGKILL)
+        for pid in _processes_running(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    assert left == [] and took < KILL_GRACE_S + 3, f"stand-in servers {left} left {took:.1f} s after SIGTERM"
 
 
 # ---- hangs: a server that dies while a test waits on it -----------------------------------------

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from ..errors import LauncherError
 from ..redact import redact_args
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
@@ -248,9 +250,9 @@ class ProcessLauncher(Launcher):
                 f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
             )) from None
 
-    def _probe_own_server(self, client: object, base_url: str) -> list[str]:
+    def _probe_own_server(self, client: httpx.Client, base_url: str) -> list[str]:
         """`served_models`, then the proof that the answer came from this launcher's own server."""
-        models = served_models(client, base_url)  # type: ignore[arg-type]
+        models = served_models(client, base_url)
         assert self.pgid is not None and self._port is not None
         owned = port_owned_by(self._port, process_group_members(self.pgid))
         if owned is False:
