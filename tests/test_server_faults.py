@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from cpu_vllm import tiny_server_spec
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.errors import CaptureError, LauncherError
 from pytest_vllm_profile.launchers.base import ServerDied, ServerSpec, free_port
@@ -488,3 +489,40 @@ def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_wi
     assert gone_after is not None, f"real vLLM server group {pgid} outlived the session by 30 s: {left}"
     assert gone_after < KILL_GRACE_S + 5, f"took {gone_after:.1f} s (a CI runner's grace is 10 s)"
     print(f"real vLLM group gone {time.monotonic() - started:.1f} s after SIGTERM")
+
+
+def _engine_core_of(pgid: int) -> int | None:
+    for pid in process_group_members(pgid):
+        try:
+            if b"EngineCore" in Path(f"/proc/{pid}/cmdline").read_bytes() + Path(f"/proc/{pid}/comm").read_bytes():
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+@pytest.mark.cpu_vllm
+def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    launcher = ProcessLauncher(tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"),
+                               python=cpu_vllm_python)
+    server = launcher.start()
+    try:
+        engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]
+        assert engine is not None, "no EngineCore process in the real server's group"
+        workload = Workload(model=str(tiny_qwen3_model), prompts=("hello",) * 4, max_tokens=200, warmup_requests=0)
+        capture = ProfileCapture(server, workload, timeout_s=600, launcher=launcher)
+        killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(2); os.kill({engine}, 9)"])
+        started = time.monotonic()
+        with pytest.raises(CaptureError) as info:
+            capture.run()
+        took = time.monotonic() - started
+        killer.wait(10)
+    finally:
+        launcher.stop()
+    message = str(info.value)
+    print(f"capture failed {took:.1f} s after it started (EngineCore killed at 2 s): {message.splitlines()[0]}")
+    assert took < 30, f"the capture waited {took:.0f} s on a dead engine"
+    assert "died: " in message and "process(es) [" in message or "exit code" in message
+    assert "last log lines" in message

@@ -215,7 +215,7 @@ class ProfileCapture:
 
             t0 = time.perf_counter()
             try:
-                requests = self._run_requests(client, bodies)
+                requests = watched_call(lambda: self._run_requests(client, bodies), self.launcher)
             except BaseException:
                 # Leave the server's profiler off again, or the next capture's /start_profile fails.
                 try:
