@@ -11,10 +11,12 @@ import os
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -29,7 +31,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     import gzip as _gzip  # type: ignore[no-redef]
 
     _GZIP_ERRORS = (EOFError, OSError, zlib.error)
-from .launchers.base import Launcher, RunningServer
+from .launchers.base import Launcher, RunningServer, ServerDied
 from .results import RequestResult
 from .settings import DEFAULT_CAPTURE_POLL_S, DEFAULT_CAPTURE_TIMEOUT_S
 from .workload import Workload
@@ -84,6 +86,42 @@ def _listing(root: Path) -> dict[Path, int]:
             except FileNotFoundError:  # renamed between listing and stat (temp file)
                 continue
     return found
+
+
+T = TypeVar("T")
+# How often a wait on the server checks that the server's processes still live.
+WATCH_POLL_S = 0.5
+
+
+def check_server_alive(launcher: Launcher | None) -> None:
+    """CaptureError with the launcher's exit code and log tail when the server died."""
+    if launcher is None:
+        return
+    try:
+        launcher.check_alive()
+    except ServerDied as exc:
+        raise CaptureError(str(exc)) from None
+
+
+def watched_call(call: Callable[[], T], launcher: Launcher | None) -> T:
+    """`call()` (an HTTP request that may take minutes), failing at once when the server dies
+    meanwhile: kill -9 of the EngineCore during /stop_profile otherwise hangs for the whole
+    request timeout (600 s) and ends in "got no answer" without the cause."""
+    if launcher is None:
+        return call()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-profile-watched")
+    try:
+        future = pool.submit(call)
+        while True:
+            try:
+                return future.result(timeout=WATCH_POLL_S)
+            except FuturesTimeout:
+                check_server_alive(launcher)
+            except CaptureError:
+                check_server_alive(launcher)  # a dropped connection of a dead server: say why
+                raise
+    finally:
+        pool.shutdown(wait=False)  # a request left hanging on a dead server ends with its socket
 
 
 def gzip_complete(path: Path) -> bool:
@@ -177,7 +215,7 @@ class ProfileCapture:
 
             t0 = time.perf_counter()
             try:
-                requests = self._run_requests(client, bodies)
+                requests = watched_call(lambda: self._run_requests(client, bodies), self.launcher)
             except BaseException:
                 # Leave the server's profiler off again, or the next capture's /start_profile fails.
                 try:
@@ -188,7 +226,7 @@ class ProfileCapture:
             workload_s = time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            self._post(client, "/stop_profile")
+            watched_call(lambda: self._post(client, "/stop_profile"), self.launcher)
             stop_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -230,6 +268,7 @@ class ProfileCapture:
                 checked.update({p: new[p] for p in complete})
                 if len(complete) == len(pending):
                     return sorted(new)
+            check_server_alive(self.launcher)
             if time.monotonic() >= deadline:
                 there = sorted(str(p.relative_to(watch_dir)) for p in _listing(watch_dir))
                 raise CaptureError(

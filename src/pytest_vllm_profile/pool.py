@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LauncherError
-from .launchers.base import Launcher, RunningServer, ServerSpec
+from .launchers.base import Launcher, RunningServer, ServerDied, ServerSpec
 from .locks import HeldLock, exclusive_lock, reserve_port
 from .settings import (
     DEFAULT_HEALTH_TIMEOUT_S,
@@ -246,12 +246,16 @@ class ServerPool:
         key = self.key_for(workload)
         with self._lock:
             if key in self._failed:
+                reason = self._failed[key]
+                if " died earlier: " in reason:
+                    raise LauncherError(reason)
                 raise LauncherError(
                     f"server for model {workload.model!r} failed to start earlier in this session "
-                    f"(not retried): {self._failed[key]}"
+                    f"(not retried): {reason}"
                 )
             pooled = self._live.get(key)
             if pooled is not None:
+                self._fail_if_died(key, pooled, workload)
                 self._live.move_to_end(key)
                 pooled.uses += 1
                 return pooled
@@ -274,16 +278,28 @@ class ServerPool:
                 self._release_port(spec.port)
                 if not isinstance(exc, Exception):
                     raise
-                reason = str(exc) or type(exc).__name__
+                # Redacted here too: a launcher's message may quote its command line or log tail.
+                reason = launcher.redact(str(exc) or type(exc).__name__)
                 self._failed[key] = reason
                 if isinstance(exc, LauncherError):
-                    raise
-                raise LauncherError(f"server for model {workload.model!r} failed to start: {reason}") from exc
+                    raise LauncherError(reason) from None
+                raise LauncherError(f"server for model {workload.model!r} failed to start: {reason}") from None
             self.started_count += 1
             pooled = PooledServer(key=key, launcher=launcher, server=server, uses=1,
                                   boot_s=round(time.monotonic() - started, 1))
             self._live[key] = pooled
             return pooled
+
+    def _fail_if_died(self, key: str, pooled: PooledServer, workload: Workload) -> None:
+        """A pooled server that died since its last test fails this test, and every later one, with its
+        exit code and log tail (not with the next request's "Connection refused")."""
+        try:
+            pooled.launcher.check_alive()
+        except ServerDied as exc:
+            self._live.pop(key, None)
+            self._stop_one(pooled)
+            self._failed[key] = f"server for model {workload.model!r} died earlier: {exc}"
+            raise LauncherError(self._failed[key]) from None
 
     def boot_lock_paths(self, workload: Workload) -> list[Path]:
         """Lock files to hold while `workload`'s server boots: one per GPU it shares, sorted.

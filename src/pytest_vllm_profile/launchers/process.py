@@ -18,11 +18,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
+
 from ..errors import LauncherError
-from .base import Launcher, RunningServer, ServerSpec, free_port, track_live, untrack_live, url_host
+from ..redact import redact_args
+from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
-from .readiness import ReadinessTimeout, wait_until_ready
+from .proc_sockets import port_owned_by
+from .readiness import NotReady, ReadinessTimeout, served_models, wait_until_ready
 from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
+from .watchdog import KILL_GRACE_S, start_watchdog, stop_watchdog, xdist_controller_pid
 
 if TYPE_CHECKING:
     from .nsys_capture import NsysServerControl
@@ -65,6 +70,14 @@ def process_group_members(pgid: int) -> list[int]:
         if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2:].split()[1])
 
 
 def _interpreter_of_script(script: str) -> str | None:
@@ -115,6 +128,9 @@ class ProcessLauncher(Launcher):
         self.nsys_control: NsysServerControl | None = None
         self._env: dict[str, str] = {}
         self._stopped = False
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._port: int | None = None
+        self._watched_pids: list[int] = []  # the leader and its children once healthy (check_alive)
 
     # ---- command --------------------------------------------------------------------------
     def _server_command_prefix(self) -> tuple[list[str], str]:
@@ -199,13 +215,21 @@ class ProcessLauncher(Launcher):
         self.command, env = self.build_command(trace_dir, port)
         self._env = env
         self._spawn("wb")
+        self._port = port
+        assert self.pgid is not None  # set by _spawn
+        pgid = self.pgid
         track_live(self)
+        try:  # kills the group however this process ends (SIGKILL included): no orphaned server
+            self._watchdog = start_watchdog(pgid, also_watch_pid=xdist_controller_pid())
+        except OSError:
+            self._watchdog = None  # the in-process safety net (atexit, SIGTERM) still holds
         base_url = f"http://{url_host(spec.host)}:{port}"
         try:
             self._wait_healthy(base_url, spec.health_timeout_s)
         except BaseException:  # includes KeyboardInterrupt: Ctrl-C during boot leaves nothing
             self.stop()
             raise
+        self._watched_pids = [pgid] + [pid for pid in process_group_members(pgid) if _parent_of(pid) == pgid]
         self.server = RunningServer(
             base_url=base_url,
             trace_dir=trace_dir,
@@ -219,7 +243,7 @@ class ProcessLauncher(Launcher):
     def _spawn(self, log_mode: str) -> None:
         assert self.log_path is not None
         with open(self.log_path, log_mode) as log:
-            log.write(("$ " + " ".join(self.command) + "\n").encode())
+            log.write(("$ " + " ".join(redact_args(self.command)) + "\n").encode())
             log.flush()
             try:
                 self.process = subprocess.Popen(
@@ -232,14 +256,24 @@ class ProcessLauncher(Launcher):
 
     def _wait_healthy(self, base_url: str, timeout_s: float) -> None:
         try:
-            wait_until_ready(base_url, timeout_s, still_starting=self._fail_if_exited)
-        except ReadinessTimeout:
-            raise LauncherError(
+            wait_until_ready(base_url, timeout_s, still_starting=self._fail_if_exited, probe=self._probe_own_server)
+        except ReadinessTimeout as exc:
+            raise LauncherError(self.redact(
                 f"vLLM server at {base_url} did not become healthy within {timeout_s:.0f} s "
-                f"(stopped it; raise ServerSpec.health_timeout_s for big models)\n"
+                f"(stopped it; raise ServerSpec.health_timeout_s for big models; last problem: {exc.last_problem})\n"
                 f"{self.log_causes()}"
                 f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
-            ) from None
+            )) from None
+
+    def _probe_own_server(self, client: httpx.Client, base_url: str) -> list[str]:
+        """`served_models`, then the proof that the answer came from this launcher's own server."""
+        models = served_models(client, base_url)
+        assert self.pgid is not None and self._port is not None
+        owned = port_owned_by(self._port, process_group_members(self.pgid))
+        if owned is False:
+            raise NotReady(f"port {self._port} answers, but its listening socket belongs to no process of this "
+                           f"server's group {self.pgid}: another server is on the port (it serves {models})")
+        return models
 
     def _fail_if_exited(self) -> None:
         """Readiness check of the child: a server that exited is reported at once, with its log."""
@@ -250,12 +284,60 @@ class ProcessLauncher(Launcher):
             self._spawn("ab")  # nsys itself failed at once, before the server ran: start it again
             return
         if code is not None:
-            raise LauncherError(
-                f"vLLM server exited with code {code} during startup\n"
-                f"command: {' '.join(self.command)}\n"
+            tail = self.log_tail(LOG_TAIL_LINES)
+            taken = ""
+            if "Address already in use" in (read_log_for_causes(self.log_path) + tail):
+                taken = (f"port {self._port} is already in use by another process: the server exited with "
+                         f"'Address already in use'\n")
+            raise LauncherError(self.redact(
+                f"{taken}vLLM server exited with code {code} during startup\n"
+                f"command: {' '.join(redact_args(self.command))}\n"
                 f"{self.log_causes()}"
-                f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
-            )
+                f"last log lines ({self.log_path}):\n{tail}"
+            ))
+
+    def check_alive(self) -> None:
+        """Raise ServerDied when the server's leader or one of its processes at boot is gone."""
+        if self.process is None or self._stopped:
+            return
+        assert self.pgid is not None
+        code = self.process.poll()
+        gone = []
+        if code is None:
+            alive = set(process_group_members(self.pgid))
+            gone = [pid for pid in self._watched_pids if pid not in alive]
+            if not gone:
+                return
+            # An engine process died; the API server usually follows within a moment: wait for its code.
+            try:
+                code = self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                code = None
+        what = f"exit code {code}" if code is not None else "API server still running"
+        lost = f"; process(es) {gone} of its group are gone" if gone else ""
+        raise ServerDied(self.redact(
+            f"vLLM server {self.pgid} at port {self._port} died: {what}{lost}\n"
+            f"{self.log_causes()}last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
+        ))
+
+    def kill_now(self) -> None:
+        """SIGTERM to the group, SIGKILL after KILL_GRACE_S: for a session being terminated."""
+        if self._stopped or self.process is None or self.pgid is None:
+            return
+        self._stopped = True
+        try:
+            for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, 5.0)):
+                if not self._group_alive():
+                    break
+                try:
+                    os.killpg(self.pgid, sig)
+                except ProcessLookupError:
+                    break
+                if self._wait_group_gone(wait_s):
+                    break
+        finally:
+            untrack_live(self)
+            stop_watchdog(self._watchdog)
 
     def stop(self) -> None:
         """Stop the whole process group; idempotent and safe to call from atexit."""
@@ -279,6 +361,21 @@ class ProcessLauncher(Launcher):
             raise
         finally:
             untrack_live(self)
+            stop_watchdog(self._watchdog)
+            self._scrub_log()
+
+    def _scrub_log(self) -> None:
+        """Remove secret values from the server's log once it is stopped (vLLM prints its arguments)."""
+        path = self.log_path
+        if path is None or not path.is_file() or not (self.spec.env or self.spec.server_args):
+            return
+        try:
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+            clean = self.redact(text)
+            if clean != text:
+                path.write_bytes(clean.encode("utf-8", errors="surrogateescape"))
+        except OSError:
+            pass
 
     def _terminate_group(self) -> None:
         assert self.process is not None and self.pgid is not None

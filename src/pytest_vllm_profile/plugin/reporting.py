@@ -6,6 +6,7 @@ The controller (or the single process) writes the files and the terminal section
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -38,16 +39,27 @@ def session_results(state: SessionState) -> RunResults:
     return build_run_results(state.results, state.settings, state.commit())
 
 
+def session_results_path(state: SessionState) -> Path:
+    """`<trace root>/<session stamp>/results.json`: this session's results, kept by later sessions."""
+    stamp = state.session_stamp or state.ensure_session_dir().parent.name
+    return state.settings.trace_root / stamp / "results.json"
+
+
 def write_results_and_reports(state: SessionState) -> None:
     """At session end: the results file, then the reports made from it."""
     if state.settings.results_path is None or not (state.settings.enabled or state.results):
         return
     results = session_results(state)
+    own_path = session_results_path(state)
     try:
+        # This session's own copy first (a second session in the same rootdir never replaces
+        # it), then the shared file, which always holds the latest finished session.
+        results.save(own_path)
         results.save(state.settings.results_path)
     except OSError as exc:
         warnings.warn(f"pytest-vllm-profile: cannot write {state.settings.results_path}: {exc}", stacklevel=1)
         return
+    state.own_results_path = own_path
     state.run_results = results
     from .history import append_and_check
 
@@ -88,6 +100,8 @@ def write_terminal_summary(terminalreporter: Any, state: SessionState) -> None:
         terminalreporter.write_line(line)
     if state.run_results is not None and state.settings.results_path is not None:
         terminalreporter.write_line(f"results: {state.settings.results_path}")
+        if state.own_results_path is not None:
+            terminalreporter.write_line(f"this session's results: {state.own_results_path}")
     if state.report_path is not None:
         terminalreporter.write_line(f"HTML report: {state.report_path}")
     for line in state.history_notes:

@@ -48,6 +48,7 @@ class SessionState:
     run_results: RunResults | None = None  # written at session end
     report_path: Path | None = None
     history_notes: list[str] = field(default_factory=list)  # for the terminal section (plugin/history.py)
+    own_results_path: Path | None = None  # this session's results under its session folder (issue 17)
     _commit: str | None = None
     _commit_known: bool = False
 
