@@ -19,8 +19,11 @@ total kernel time are always compared.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .comparison import (
     Comparison,
@@ -35,6 +38,8 @@ from .comparison import (
 from .damage import damage_notes
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
+from .samples import layer_samples, step_samples
+from .significance import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, DecisionRule, SampleDecision, compare_samples
 from .summary import STEP_KINDS, ProfileSummary, StepKind
 
 
@@ -63,6 +68,13 @@ class Tolerances:
     noise_multiplier: float = 3.0  # noise of k * spread is tolerated when larger than rel_time
     drift_share: float = 0.01  # a new / missing kernel fails at >= 1 % of a step's GPU time
     fail_on_drift: bool = True
+    # Metrics with samples (step and layer times, latencies) are judged by significance.py instead:
+    # a regression is significant at `alpha` and at least `min_effect` (or the µs floor) big.
+    alpha: float = DEFAULT_ALPHA
+    min_effect: float = DEFAULT_MIN_EFFECT
+
+    def decision_rule(self) -> DecisionRule:
+        return DecisionRule(alpha=self.alpha, min_effect=self.min_effect)
 
     @classmethod
     def from_options(cls, **options: Any) -> Tolerances:
@@ -87,14 +99,19 @@ class Tolerances:
                 values[name] = float(value)
             except (TypeError, ValueError):
                 raise VllmProfileError(f"tolerance {name}={value!r} must be a number") from None
+        # A relative tolerance the user gives is also the smallest shift the statistical rule counts.
+        if "rel_time" in values and "min_effect" not in values:
+            values["min_effect"] = values["rel_time"]
         return cls(**values)
 
     def __post_init__(self) -> None:
         for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
-                     "noise_multiplier", "drift_share"):
+                     "noise_multiplier", "drift_share", "min_effect"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise VllmProfileError(f"tolerance {name}={value!r} must be a number >= 0")
+        if not 0 < self.alpha < 1:
+            raise VllmProfileError(f"tolerance alpha={self.alpha!r} must be between 0 and 1 (e.g. 0.01)")
 
 
 @dataclass
@@ -159,6 +176,10 @@ class _Comparer:
                  baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None,
                  step_kinds: tuple[str, ...] | None = None) -> None:
         self.b, self.c, self.tol = baseline, candidate, tol
+        self.b_spread, self.c_spread = baseline_spread, candidate_spread
+        self.rule = tol.decision_rule()
+        self.too_few_samples: list[str] = []
+        self.without_samples: list[str] = []  # sides that lack samples (a 0.1.0 combined baseline)
         self.spreads = [s for s in (baseline_spread, candidate_spread) if s is not None]
         self.step_kinds = step_kinds
         self.unstable = {name for s in self.spreads for name in s.unstable_kernels}
@@ -192,10 +213,54 @@ class _Comparer:
 
     # -- times -----------------------------------------------------------------------------
     def time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
-             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None) -> None:
-        rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
+             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None,
+             baseline_samples: Sequence[float] | None = None, candidate_samples: Sequence[float] | None = None) -> None:
+        """Judge one time metric: from its samples when both sides have enough, else by the tolerance."""
         if step_us is not None:  # a part of a step: judged by what it does to the step (Tolerances)
             floor_us = max(floor_us, self.tol.kernel_step_share * step_us)
+        if baseline_samples is not None and candidate_samples is not None:
+            decision = compare_samples(baseline_samples, candidate_samples, self.rule, floor=floor_us)
+            if decision.outcome != "too-few-samples":
+                self._sample_finding(metric, label, base, cand, unit, contribution_us, decision)
+                return
+            self.too_few_samples.append(metric)
+        self._tolerance_time(metric, label, base, cand, floor_us, spread, contribution_us, unit)
+
+    def _sample_finding(self, metric: str, label: str, base: float, cand: float, unit: str,
+                        contribution_us: float | None, decision: SampleDecision) -> None:
+        if decision.outcome not in ("regression", "improvement"):
+            return
+        assert decision.estimate is not None and decision.low is not None and decision.high is not None
+        delta = cand - base
+        pct = 100 * delta / base if base else None
+        confidence = f"{100 * (1 - self.rule.alpha):g}%"
+        finding = Finding(
+            metric=metric, kind="time", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
+            allowed=f"shift within ±{100 * decision.threshold:.2f}% or not significant at alpha={self.rule.alpha:g}",
+            contribution_us=delta if contribution_us is None else contribution_us,
+            message=(f"{label} {base:.1f} {unit} -> {cand:.1f} {unit}: shift {100 * decision.estimate:+.2f}% "
+                     f"({confidence} interval {100 * decision.low:+.2f}% to {100 * decision.high:+.2f}%, "
+                     f"threshold ±{100 * decision.threshold:.2f}%, p={decision.p_value:.2g}, "
+                     f"{decision.baseline_n} vs {decision.candidate_n} samples)"),
+            estimate_pct=100 * decision.estimate,
+            interval_pct=[100 * decision.low, 100 * decision.high], threshold_pct=100 * decision.threshold,
+            p_value=decision.p_value, samples=[decision.baseline_n, decision.candidate_n],
+        )
+        (self.regressions if decision.outcome == "regression" else self.improvements).append(finding)
+
+    def _samples(self, kind: StepKind, layer: int | None = None) -> tuple[Any, Any]:
+        """(baseline, candidate) samples of a step kind's step time or of one of its layers."""
+        pair = []
+        for side, summary, spread in (("baseline", self.b, self.b_spread), ("candidate", self.c, self.c_spread)):
+            got = step_samples(summary, spread, kind) if layer is None else layer_samples(summary, spread, kind, layer)
+            if got is None and side not in self.without_samples:
+                self.without_samples.append(side)
+            pair.append(got)
+        return pair[0], pair[1]
+
+    def _tolerance_time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
+                        contribution_us: float | None, unit: str) -> None:
+        rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
         allowed_us = max(rel * base, floor_us)
         delta = cand - base
         pct = 100 * delta / base if base else None
@@ -260,8 +325,10 @@ class _Comparer:
             base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
             change_pct = 100 * (cand_us - base_us) / base_us if base_us else 0.0
             step_times.append(StepTimeChange(kind, base_us, cand_us, change_pct))
+            b_samples, c_samples = self._samples(kind)
             self.time(step_metric(kind), f"{kind} step {clock} time", base_us, cand_us,
-                      tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]))
+                      tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
+                      baseline_samples=b_samples, candidate_samples=c_samples)
 
             # Per kernel: launches per step exact, µs per step within tolerance.
             b_launch, c_launch = launches_per_step(b, kind), launches_per_step(c, kind)
@@ -290,8 +357,10 @@ class _Comparer:
             # Per layer (only when the layer structure is the same).
             if layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):
                 for j, (bl, cl) in enumerate(zip(bs.median_layer_time_us, cs.median_layer_time_us, strict=True)):
+                    b_samples, c_samples = self._samples(kind, j)
                     self.time(f"layer[{j}].{kind}.time_us", f"layer {j} in {kind} steps", bl, cl, tol.abs_floor_us,
-                              self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]), step_us=base_us)
+                              self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]), step_us=base_us,
+                              baseline_samples=b_samples, candidate_samples=c_samples)
             elif layers_match:
                 self.notes.append(f"{kind} steps: per-layer times not compared (layer lists differ in length)")
 
@@ -326,6 +395,15 @@ class _Comparer:
                              f"(allowed < {_fmt_pct(tol.drift_share)})"),
                 ))
 
+        if self.without_samples:
+            self.notes.append(f"the {' and '.join(self.without_samples)} summary has no per-step samples of its "
+                              "repeats (written before they were kept): step and layer times judged by the fixed "
+                              "tolerance, not the statistical rule")
+        if self.too_few_samples:
+            self.notes.append(f"too few samples for a statistical verdict (need >= {self.rule.min_samples} a side) "
+                              f"on {len(self.too_few_samples)} metric(s), judged by the fixed tolerance instead: "
+                              f"{', '.join(self.too_few_samples[:5])}"
+                              + (f" and {len(self.too_few_samples) - 5} more" if len(self.too_few_samples) > 5 else ""))
         self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
         self.improvements.sort(key=lambda f: f.contribution_us)
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
@@ -333,7 +411,8 @@ class _Comparer:
         verdict: Verdict = "fail" if self.regressions else "pass"
         return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
                           new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
-                          notes=self.notes)
+                          notes=self.notes,
+                          too_few_samples=self.too_few_samples or msgspec.UNSET)
 
     def _damage(self) -> list[Finding]:
         return [

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .summary import StepKind
 
@@ -39,6 +40,13 @@ class Finding(msgspec.Struct):
     allowed: str  # the tolerance that applied, in words, e.g. "±2% (min 5 µs), noise 0.3%"
     contribution_us: float = 0.0  # how much of the step-time change this explains (per step)
     message: str = ""  # one sentence a person acts on
+    # Set only on findings judged from samples by the statistical rule (significance.py, issue 13);
+    # absent (UNSET, not written) on those judged by the fixed tolerance, as in 0.1.0 files. In %.
+    estimate_pct: float | UnsetType = UNSET  # Hodges-Lehmann shift, % of the baseline median
+    interval_pct: list[float] | UnsetType = UNSET  # [low, high] at confidence 1 - alpha
+    threshold_pct: float | UnsetType = UNSET  # the smallest shift that counts (min effect or the µs floor)
+    p_value: float | UnsetType = UNSET  # two-sided Mann-Whitney U
+    samples: list[int] | UnsetType = UNSET  # [baseline, candidate] sample counts
 
 
 class KernelDrift(msgspec.Struct):
@@ -76,6 +84,9 @@ class Comparison(msgspec.Struct):
     missing_kernels: list[KernelDrift] = msgspec.field(default_factory=list, name="missing_kernel_details")
     new_kernel_names: list[str] = msgspec.field(default_factory=list, name="new_kernels")
     missing_kernel_names: list[str] = msgspec.field(default_factory=list, name="missing_kernels")
+    # Metrics that had samples but too few for the statistical rule (judged by the fixed tolerance);
+    # written only when there are some.
+    too_few_samples: list[str] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         # Derived, never set by hand: the details are the truth.
