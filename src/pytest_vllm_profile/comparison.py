@@ -84,7 +84,8 @@ class Comparison(msgspec.Struct):
     missing_kernels: list[KernelDrift] = msgspec.field(default_factory=list, name="missing_kernel_details")
     new_kernel_names: list[str] = msgspec.field(default_factory=list, name="new_kernels")
     missing_kernel_names: list[str] = msgspec.field(default_factory=list, name="missing_kernels")
-    # Metrics that had samples but too few for the statistical rule (judged by the fixed tolerance);
+    # Metrics with samples, but too few for the statistical rule: neither passed nor failed, reported
+    # here and in `explain()` (their step kind's kernel and layer times are not judged either);
     # written only when there are some.
     too_few_samples: list[str] | UnsetType = UNSET
 
@@ -113,5 +114,7 @@ class Comparison(msgspec.Struct):
         for k in self.missing_kernels:
             lines.append(f"  MISSING kernel {k.short_name} ({k.kernel_class}, was {k.us_per_step:.1f} µs/{k.step_kind} "
                          f"step, {100 * k.share_of_step:.1f}%)")
+        if self.too_few_samples:
+            lines.append(f"  UNDECIDED (too few samples): {', '.join(self.too_few_samples)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)

@@ -10,8 +10,9 @@ group per repeat) or the per-request latencies of the timed pass (one group). Th
   noise of a CPU runner widens the interval while a GPU's stays tight: nothing hand-set;
 * significance: the interval excludes 0 AND the Mann-Whitney U test (scipy.stats, as
   asv and Google Benchmark's compare.py use) rejects "no shift" at alpha;
-* big enough to matter: |estimate| >= the threshold (the rule's minimum effect, or the
-  metric's absolute floor when that is larger).
+* big enough to matter: |estimate| >= the threshold: the rule's minimum effect, or
+  noise_multiplier x the step-to-step noise the samples show (what tells a CPU runner, ~7 %,
+  from an H100, ~0.1 %), or the metric's absolute floor, whichever is largest.
 
 A regression needs all of it. Fewer than `min_samples` samples on a side is its own outcome,
 "too-few-samples", which the comparison reports (and judges by the fixed tolerance instead).
@@ -34,7 +35,9 @@ DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_EFFECT = 0.01  # 1 %: above the 0.2-0.3 % shifts between same-config H100 runs
 DEFAULT_RESAMPLES = 400
 DEFAULT_SEED = 0
+# Two-sided Mann-Whitney U cannot reach p < 0.01 with fewer than 5 samples a side (5 vs 5: p >= 0.008).
 DEFAULT_MIN_SAMPLES = 5
+DEFAULT_NOISE_MULTIPLIER = 4.0
 
 
 class RepeatSamples(tuple[float, ...]):
@@ -68,6 +71,18 @@ def groups_of(samples: Sequence[float]) -> list[list[float]]:
     return [[float(v) for v in samples]] if len(samples) else []
 
 
+def relative_noise(samples: Sequence[float]) -> float:
+    """Step-to-step noise of a sample set: 1.4826 x MAD / median within each repeat (a normal's
+    sigma, robust to an odd slow step), the largest over the repeats; 0 for fewer than 2 samples."""
+    worst = 0.0
+    for group in groups_of(samples):
+        values = np.asarray(group, dtype=float)
+        mid = float(np.median(values)) if len(values) > 1 else 0.0
+        if mid > 0:
+            worst = max(worst, 1.4826 * float(np.median(np.abs(values - mid))) / mid)
+    return worst
+
+
 @dataclass(frozen=True)
 class DecisionRule:
     """The statistical rule's settings (see the module doc)."""
@@ -77,6 +92,10 @@ class DecisionRule:
     resamples: int = DEFAULT_RESAMPLES
     seed: int = DEFAULT_SEED
     min_samples: int = DEFAULT_MIN_SAMPLES
+    # The threshold is also at least noise_multiplier x the step-to-step noise the samples show
+    # (relative_noise): between unchanged CPU runs the level moved by up to 3.7 sigma of that noise
+    # (benchmarks/RESULTS.md); on an H100 4 sigma is <= 0.5 %, below min_effect: it changes nothing there.
+    noise_multiplier: float = DEFAULT_NOISE_MULTIPLIER
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -152,11 +171,15 @@ def compare_samples(baseline: Sequence[float], candidate: Sequence[float], rule:
     b = np.concatenate(b_groups) if b_groups else np.empty(0)
     c = np.concatenate(c_groups) if c_groups else np.empty(0)
     scale = float(np.median(b)) if nb else 0.0
-    threshold = max(rule.min_effect, floor / scale) if scale > 0 else rule.min_effect
+    noise = max(relative_noise(baseline), relative_noise(candidate))
+    threshold = max(rule.min_effect, rule.noise_multiplier * noise, floor / scale if scale > 0 else 0.0)
     if nb < rule.min_samples or nc < rule.min_samples or scale <= 0:
         return SampleDecision("too-few-samples", None, None, None, threshold, None, nb, nc,
                               len(b_groups), len(c_groups))
     estimate = float(hodges_lehmann(b, c)) / scale
+    if abs(estimate) < threshold:  # too small to matter whatever the test says: skip the costly part
+        return SampleDecision("no-change", estimate, None, None, threshold, None, nb, nc,
+                              len(b_groups), len(c_groups))
     rng = np.random.default_rng(rule.seed)
     boot = hodges_lehmann(_bootstrap_draws(b_groups, rule.resamples, rng),
                           _bootstrap_draws(c_groups, rule.resamples, rng)) / scale
