@@ -174,3 +174,23 @@ def test_real_baseline_without_samples_falls_back_to_the_tolerance_with_a_note(
     assert result.regressions[0].metric == "step.decode.gpu_time_us"
     assert result.regressions[0].estimate_pct is msgspec.UNSET and "allowed ±2.0%" in result.regressions[0].message
     assert any("no per-step samples" in n for n in result.notes)
+
+
+def test_comparer_time_judges_latency_samples_through_the_shared_signature(
+        h100_seed: tuple[ProfileSummary, ProfileSummary]) -> None:
+    # The contract helper "wire" calls for latency metrics: _Comparer.time(..., baseline_samples=,
+    # candidate_samples=). Real-shaped per-request TPOT samples (ms), the candidate delayed by 5 %.
+    from pytest_vllm_profile.comparator import _Comparer
+
+    rng = np.random.default_rng(RNG_SEED)
+    base = list(rng.normal(12.0, 0.1, 24))
+    comparer = _Comparer(h100_seed[0], h100_seed[1], Tolerances(), None, None)
+    comparer.time("latency.tpot_ms.median", "TPOT median", float(np.median(base)), float(np.median(base)) * 1.05,
+                  0.0, 0.0, unit="ms", baseline_samples=base, candidate_samples=[v * 1.05 for v in base])
+    finding = comparer.regressions[-1]
+    assert finding.metric == "latency.tpot_ms.median" and finding.samples == [24, 24]
+    assert finding.estimate_pct == pytest.approx(5.0, abs=0.5) and "TPOT median" in finding.message
+    comparer.time("latency.ttft_ms.median", "TTFT median", 50.0, 80.0, 0.0, 0.0, unit="ms",
+                  baseline_samples=[50.0, 51.0], candidate_samples=[80.0, 81.0])
+    assert comparer.too_few_samples == ["latency.ttft_ms.median"]  # reported, not failed
+    assert not any(f.metric == "latency.ttft_ms.median" for f in comparer.regressions)
