@@ -20,7 +20,7 @@ DATA = Path(__file__).parent / "data"
 REP0 = DATA / "base-rep0.pt.trace.json.gz"
 REP1 = DATA / "base-rep1.pt.trace.json.gz"
 TIGHT = Tolerances(rel_time=0.001, abs_floor_us=0.0, step_abs_floor_us=0.0, total_abs_floor_us=0.0,
-                   kernel_step_share=0.0)
+                   kernel_step_share=0.0, min_effect=0.001, sample_noise_multiplier=0.0)
 
 FAIL_ID = "tests/gpu/test_qwen3.py::test_decode[tight<0.1%>|x]"
 PASS_ID = "tests/gpu/test_qwen3.py::test_decode[default]"

@@ -1,9 +1,13 @@
 """Noise-aware comparison of a candidate profile with its baseline.
 
 Counts are compared exactly (token steps, steps per kind, layers per step, launches per step
-of each kernel): a change there means the work changed, not the speed. Times are compared
-with a relative tolerance, an absolute floor (tiny kernels jitter by whole microseconds) and
-the repeats' observed noise: a metric's tolerance is max(rel_time, noise_multiplier * spread).
+of each kernel): a change there means the work changed, not the speed. Step and layer times
+are judged from their samples, every step of every repeat (`significance`: a shift that is
+significant at `alpha` and at least `min_effect`, or 4 sigma of the samples' own noise, big);
+a step kind with fewer than 5 samples a side is reported as undecided (`too_few_samples`),
+its times not judged. Kernel times (one value per repeat) and summaries without samples (0.1.0
+baselines) keep the fixed rule: a relative tolerance, an absolute floor (tiny kernels jitter
+by whole microseconds) and the repeats' observed noise, max(rel_time, noise_multiplier * spread).
 Kernels that appear or disappear are kernel-set drift; it fails the verdict when such a
 kernel carries at least `drift_share` of a step's GPU time.
 
@@ -19,8 +23,11 @@ total kernel time are always compared.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .comparison import (
     Comparison,
@@ -35,66 +42,17 @@ from .comparison import (
 from .damage import damage_notes
 from .errors import AnalysisError, VllmProfileError
 from .repeats import RepeatSpread, kernel_us_per_step
+from .samples import layer_samples, step_samples
+from .significance import SampleDecision, compare_samples, relative_noise
 from .summary import STEP_KINDS, ProfileSummary, StepKind
+from .tolerances import Tolerances
+
+__all__ = ["IncomparableSummariesError", "KernelDelta", "Tolerances", "compare_summaries", "kernel_deltas",
+           "launches_per_step", "validate_step_kinds"]
 
 
 class IncomparableSummariesError(AnalysisError):
     """The two summaries measure different things (e.g. GPU kernel time vs CPU op time)."""
-
-
-@dataclass
-class Tolerances:
-    """How far a time may move before it is a regression. Defaults suit H100 decode steps.
-
-    A time metric fails when |candidate - baseline| > max(tolerance * baseline, floor), where
-    tolerance = max(rel_time, noise_multiplier * spread) and spread is the larger relative
-    spread (max-min)/median of that metric over the baseline's and the candidate's repeats.
-    """
-
-    rel_time: float = 0.02  # 2 %: same-config H100 runs differ by ~0.2-0.5 % per step kind
-    abs_floor_us: float = 5.0  # per kernel / per layer (µs per step): small kernels jitter by µs
-    step_abs_floor_us: float = 20.0  # per step kind median step time
-    total_abs_floor_us: float = 100.0  # total kernel time of the profile
-    # A single kernel's or layer's time fails only when its move is also at least this share of
-    # its step's time: across two boots of the same H100 server, FlashAttention's decode time moved
-    # 3.85 % (13 µs, 0.2 % of the step) while the step moved -0.14 %; such moves are noise, and a
-    # real slowdown of one kernel large enough to matter shows in the step time too.
-    kernel_step_share: float = 0.005
-    noise_multiplier: float = 3.0  # noise of k * spread is tolerated when larger than rel_time
-    drift_share: float = 0.01  # a new / missing kernel fails at >= 1 % of a step's GPU time
-    fail_on_drift: bool = True
-
-    @classmethod
-    def from_options(cls, **options: Any) -> Tolerances:
-        """Build from plugin options / ini values; None (option not given) keeps the default."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise VllmProfileError(f"unknown tolerance option(s) {', '.join(unknown)}; "
-                                   f"valid: {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
-        for name, value in options.items():
-            if value is None:
-                continue
-            if name == "fail_on_drift":
-                if isinstance(value, str):
-                    if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                        raise VllmProfileError(f"tolerance fail_on_drift={value!r} must be true or false")
-                    value = value.strip().lower() in ("1", "true", "yes", "on")
-                values[name] = bool(value)
-                continue
-            try:
-                values[name] = float(value)
-            except (TypeError, ValueError):
-                raise VllmProfileError(f"tolerance {name}={value!r} must be a number") from None
-        return cls(**values)
-
-    def __post_init__(self) -> None:
-        for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
-                     "noise_multiplier", "drift_share"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise VllmProfileError(f"tolerance {name}={value!r} must be a number >= 0")
 
 
 @dataclass
@@ -159,6 +117,11 @@ class _Comparer:
                  baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None,
                  step_kinds: tuple[str, ...] | None = None) -> None:
         self.b, self.c, self.tol = baseline, candidate, tol
+        self.b_spread, self.c_spread = baseline_spread, candidate_spread
+        self.rule = tol.decision_rule()
+        self.too_few_samples: list[str] = []
+        self.step_noise = 0.0  # largest step-to-step noise of a judged step kind (significance.relative_noise)
+        self.without_samples: list[str] = []  # sides that lack samples (a 0.1.0 combined baseline)
         self.spreads = [s for s in (baseline_spread, candidate_spread) if s is not None]
         self.step_kinds = step_kinds
         self.unstable = {name for s in self.spreads for name in s.unstable_kernels}
@@ -192,10 +155,69 @@ class _Comparer:
 
     # -- times -----------------------------------------------------------------------------
     def time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
-             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None) -> None:
-        rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
+             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None,
+             step_noise: float = 0.0,
+             baseline_samples: Sequence[float] | None = None, candidate_samples: Sequence[float] | None = None) -> None:
+        """Judge one time metric: from its samples when both sides have enough, else by the tolerance."""
         if step_us is not None:  # a part of a step: judged by what it does to the step (Tolerances)
-            floor_us = max(floor_us, self.tol.kernel_step_share * step_us)
+            # ... and by what the step's own noise hides (no kernel samples per step exist to test it).
+            floor_us = max(floor_us, self.tol.kernel_step_share * step_us,
+                           self.tol.sample_noise_multiplier * step_noise * step_us)
+        if baseline_samples is not None and candidate_samples is not None:
+            decision = compare_samples(baseline_samples, candidate_samples, self.rule, floor=floor_us)
+            if decision.outcome == "too-few-samples":  # reported (Comparison.too_few_samples), never failed
+                self.too_few_samples.append(metric)
+            else:
+                self._sample_finding(metric, label, base, cand, unit, contribution_us, decision)
+            return
+        self._tolerance_time(metric, label, base, cand, floor_us, spread, contribution_us, unit)
+
+    def _sample_finding(self, metric: str, label: str, base: float, cand: float, unit: str,
+                        contribution_us: float | None, decision: SampleDecision) -> None:
+        if decision.outcome not in ("regression", "improvement"):
+            return
+        assert decision.estimate is not None and decision.low is not None and decision.high is not None
+        delta = cand - base
+        pct = 100 * delta / base if base else None
+        confidence = f"{100 * (1 - self.rule.alpha):g}%"
+        finding = Finding(
+            metric=metric, kind="time", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
+            allowed=f"shift within ±{100 * decision.threshold:.2f}% or not significant at alpha={self.rule.alpha:g}",
+            contribution_us=delta if contribution_us is None else contribution_us,
+            message=(f"{label} {base:.1f} {unit} -> {cand:.1f} {unit}: shift {100 * decision.estimate:+.2f}% "
+                     f"({confidence} interval {100 * decision.low:+.2f}% to {100 * decision.high:+.2f}%, "
+                     f"threshold ±{100 * decision.threshold:.2f}%, p={decision.p_value:.2g}, "
+                     f"{decision.baseline_n} vs {decision.candidate_n} samples)"),
+            estimate_pct=100 * decision.estimate,
+            interval_pct=[100 * decision.low, 100 * decision.high], threshold_pct=100 * decision.threshold,
+            p_value=msgspec.UNSET if decision.p_value is None else decision.p_value,
+            samples=[decision.baseline_n, decision.candidate_n],
+        )
+        (self.regressions if decision.outcome == "regression" else self.improvements).append(finding)
+
+    def _too_few(self, kind: StepKind, b_samples: Sequence[float] | None, c_samples: Sequence[float] | None) -> bool:
+        """True (and reported) when a side has samples of `kind` steps, but fewer than the rule needs."""
+        if b_samples is None or c_samples is None or min(len(b_samples), len(c_samples)) >= self.rule.min_samples:
+            return False
+        self.too_few_samples.append(step_metric(kind))
+        self.notes.append(f"{kind} steps: {len(b_samples)} vs {len(c_samples)} samples, too few for a statistical "
+                          f"verdict (need >= {self.rule.min_samples} a side): the times of {kind} steps, their "
+                          "kernels and layers are not judged (counts are); record more repeats to judge them")
+        return True
+
+    def _samples(self, kind: StepKind, layer: int | None = None) -> tuple[Any, Any]:
+        """(baseline, candidate) samples of a step kind's step time or of one of its layers."""
+        pair = []
+        for side, summary, spread in (("baseline", self.b, self.b_spread), ("candidate", self.c, self.c_spread)):
+            got = step_samples(summary, spread, kind) if layer is None else layer_samples(summary, spread, kind, layer)
+            if got is None and side not in self.without_samples:
+                self.without_samples.append(side)
+            pair.append(got)
+        return pair[0], pair[1]
+
+    def _tolerance_time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
+                        contribution_us: float | None, unit: str) -> None:
+        rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
         allowed_us = max(rel * base, floor_us)
         delta = cand - base
         pct = 100 * delta / base if base else None
@@ -260,8 +282,17 @@ class _Comparer:
             base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
             change_pct = 100 * (cand_us - base_us) / base_us if base_us else 0.0
             step_times.append(StepTimeChange(kind, base_us, cand_us, change_pct))
-            self.time(step_metric(kind), f"{kind} step {clock} time", base_us, cand_us,
-                      tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]))
+            b_samples, c_samples = self._samples(kind)
+            # Too few samples: neither the step's time nor its parts' are judged (reported); counts are.
+            judged = not self._too_few(kind, b_samples, c_samples)
+            # Step-to-step noise seen in the samples sets a µs floor for the kernels, which have one value
+            # per repeat, and widens the total's tolerance: ~0.1 % on an H100, ~7 % on a CPU runner.
+            noise = max(relative_noise(b_samples or ()), relative_noise(c_samples or ()))
+            self.step_noise = max(self.step_noise, noise)
+            if judged:
+                self.time(step_metric(kind), f"{kind} step {clock} time", base_us, cand_us,
+                          tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
+                          baseline_samples=b_samples, candidate_samples=c_samples)
 
             # Per kernel: launches per step exact, µs per step within tolerance.
             b_launch, c_launch = launches_per_step(b, kind), launches_per_step(c, kind)
@@ -280,25 +311,34 @@ class _Comparer:
                 self.notes.append(f"launches per {kind} step changed for memory ops / kernels unstable across "
                                   f"repeats (not held exact): {'; '.join(loose[:5])}"
                                   + (f" and {len(loose) - 5} more" if len(loose) > 5 else ""))
-            for name in sorted(set(b_us) & set(c_us)):
+            for name in sorted(set(b_us) & set(c_us)) if judged else ():
                 short = self.short.get(name, name)
                 self.time(kernel_metric(short, kind), f"kernel {short} in {kind} steps",
                           b_us[name], c_us[name], tol.abs_floor_us,
-                          self._spread(lambda s, k=kind, n=name: s.kernel_us_per_step[k][n]), unit="µs/step",
-                          step_us=base_us)
+                          self._spread(lambda s, k=kind, n=name: s.kernel_us_per_step[k][n]),
+                          unit="µs/step", step_us=base_us, step_noise=noise)
 
             # Per layer (only when the layer structure is the same).
-            if layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):
+            if not judged:
+                pass
+            elif layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):
                 for j, (bl, cl) in enumerate(zip(bs.median_layer_time_us, cs.median_layer_time_us, strict=True)):
+                    b_samples, c_samples = self._samples(kind, j)
                     self.time(f"layer[{j}].{kind}.time_us", f"layer {j} in {kind} steps", bl, cl, tol.abs_floor_us,
-                              self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]), step_us=base_us)
+                              self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]), step_us=base_us,
+                              baseline_samples=b_samples, candidate_samples=c_samples)
             elif layers_match:
                 self.notes.append(f"{kind} steps: per-layer times not compared (layer lists differ in length)")
 
         steps = max(c.token_steps, 1)
-        self.time("total_kernel_us", f"total {'kernel' if clock == 'GPU' else 'CPU op'} time", b.total_kernel_us,
-                  c.total_kernel_us, tol.total_abs_floor_us, self._spread(lambda s: s.total_kernel_us),
-                  contribution_us=(c.total_kernel_us - b.total_kernel_us) / steps)
+        undecided_kinds = [m for m in self.too_few_samples if m.startswith("step.")]
+        if undecided_kinds:  # the total holds those steps' time: it cannot be judged either
+            self.too_few_samples.append("total_kernel_us")
+        else:
+            self.time("total_kernel_us", f"total {'kernel' if clock == 'GPU' else 'CPU op'} time", b.total_kernel_us,
+                      c.total_kernel_us, tol.total_abs_floor_us,
+                      max(self.step_noise, self._spread(lambda s: s.total_kernel_us)),
+                      contribution_us=(c.total_kernel_us - b.total_kernel_us) / steps)
 
         new_kernels, missing_kernels = self._drift()
         failing_drift = [d for d in new_kernels + missing_kernels if d.fails]
@@ -326,6 +366,10 @@ class _Comparer:
                              f"(allowed < {_fmt_pct(tol.drift_share)})"),
                 ))
 
+        if self.without_samples:
+            self.notes.append(f"the {' and '.join(self.without_samples)} summary has no per-step samples of its "
+                              "repeats (written before they were kept): step and layer times judged by the fixed "
+                              "tolerance, not the statistical rule")
         self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
         self.improvements.sort(key=lambda f: f.contribution_us)
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
@@ -333,7 +377,8 @@ class _Comparer:
         verdict: Verdict = "fail" if self.regressions else "pass"
         return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
                           new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
-                          notes=self.notes)
+                          notes=self.notes,
+                          too_few_samples=self.too_few_samples or msgspec.UNSET)
 
     def _damage(self) -> list[Finding]:
         return [

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .summary import StepKind
 
@@ -39,6 +40,13 @@ class Finding(msgspec.Struct):
     allowed: str  # the tolerance that applied, in words, e.g. "±2% (min 5 µs), noise 0.3%"
     contribution_us: float = 0.0  # how much of the step-time change this explains (per step)
     message: str = ""  # one sentence a person acts on
+    # Set only on findings judged from samples by the statistical rule (significance.py, issue 13);
+    # absent (UNSET, not written) on those judged by the fixed tolerance, as in 0.1.0 files. In %.
+    estimate_pct: float | UnsetType = UNSET  # Hodges-Lehmann shift, % of the baseline median
+    interval_pct: list[float] | UnsetType = UNSET  # [low, high] at confidence 1 - alpha
+    threshold_pct: float | UnsetType = UNSET  # the smallest shift that counts (min effect or the µs floor)
+    p_value: float | UnsetType = UNSET  # two-sided Mann-Whitney U
+    samples: list[int] | UnsetType = UNSET  # [baseline, candidate] sample counts
 
 
 class KernelDrift(msgspec.Struct):
@@ -137,6 +145,10 @@ class Comparison(msgspec.Struct):
     missing_kernel_names: list[str] = msgspec.field(default_factory=list, name="missing_kernels")
     # Set when the baseline is another vLLM version's entry (issue 13 item 3); None otherwise.
     cross_version: VersionChange | None = None
+    # Metrics with samples, but too few for the statistical rule: neither passed nor failed, reported
+    # here and in `explain()` (their step kind's kernel and layer times are not judged either);
+    # written only when there are some.
+    too_few_samples: list[str] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         # Derived, never set by hand: the details are the truth.
@@ -163,6 +175,8 @@ class Comparison(msgspec.Struct):
         for k in self.missing_kernels:
             lines.append(f"  MISSING kernel {k.short_name} ({k.kernel_class}, was {k.us_per_step:.1f} µs/{k.step_kind} "
                          f"step, {100 * k.share_of_step:.1f}%)")
+        if self.too_few_samples:
+            lines.append(f"  UNDECIDED (too few samples): {', '.join(self.too_few_samples)}")
         lines.extend(f"  note: {n}" for n in self.notes)
         if self.cross_version is not None:
             lines.extend("  " + line for line in self.cross_version.describe())

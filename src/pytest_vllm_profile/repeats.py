@@ -17,9 +17,10 @@ import statistics
 from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .errors import AnalysisError
-from .summary import KernelKindStats, KernelSummary, ProfileSummary, StepKind
+from .summary import KernelKindStats, KernelSummary, Micros, ProfileSummary, StepKind
 
 Relative = Annotated[float, msgspec.Meta(ge=0)]  # (max - min) / median
 
@@ -41,6 +42,11 @@ class RepeatSpread(msgspec.Struct, forbid_unknown_fields=True):
     # Kernels launched in some repeats only, or a different number of times (memory copies
     # excepted unless missing from a repeat): their counts cannot be held exact.
     unstable_kernels: list[str] = msgspec.field(default_factory=list)
+    # The samples the statistical rule (significance.py) tests, every repeat kept (issue 13):
+    # step kind -> repeat -> time of each step of that kind; UNSET (not written) in 0.1.0 files.
+    step_samples_us: dict[str, list[list[Micros]]] | UnsetType = UNSET
+    # step kind -> repeat -> step -> time of each layer
+    layer_samples_us: dict[str, list[list[list[Micros]]]] | UnsetType = UNSET
 
 
 def kernel_us_per_step(summary: ProfileSummary, kind: StepKind) -> dict[str, float]:
@@ -233,6 +239,12 @@ def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: li
         stats.median_layer_time_us = [_median(c) for c in columns]
         spread.layer_time_us[kind] = [relative_spread(c) for c in columns]
         per_kernel = [kernel_us_per_step(s, kind) for s in summaries if kind in s.step_kinds]
+        having = [s for s in summaries if kind in s.step_kinds]
+        if isinstance(spread.step_samples_us, UnsetType) or isinstance(spread.layer_samples_us, UnsetType):
+            spread.step_samples_us, spread.layer_samples_us = {}, {}
+        spread.step_samples_us[kind] = [[st.gpu_time_us for st in s.steps if st.kind == kind] for s in having]
+        spread.layer_samples_us[kind] = [[[layer.time_us for layer in st.layers] for st in s.steps if st.kind == kind]
+                                         for s in having]
         spread.kernel_us_per_step[kind] = {
             name: relative_spread([pk.get(name, 0.0) for pk in per_kernel]) for name in sorted(set().union(*per_kernel))
         }

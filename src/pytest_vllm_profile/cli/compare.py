@@ -111,8 +111,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("candidate", metavar="CANDIDATE")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    p.add_argument("--rel-tol", type=float, default=defaults.rel_time,
-                   help=f"relative time tolerance (default {defaults.rel_time})")
+    p.add_argument("--rel-tol", type=float, default=None,
+                   help=f"relative time tolerance (default {defaults.rel_time}); when given, also the smallest "
+                        f"shift the statistical rule counts (default {defaults.min_effect})")
     p.add_argument("--abs-floor-us", type=float, default=defaults.abs_floor_us,
                    help=f"absolute floor for per-kernel / per-layer times in µs (default {defaults.abs_floor_us})")
     p.add_argument("--no-fail-on-drift", action="store_true",
@@ -143,8 +144,8 @@ def run(args: argparse.Namespace) -> int:
     """Exit status: 0 pass, 1 regression, 2 unusable input (message on stderr). A reader that closes
     stdout early (`| head`) does not change it: the verdict is the exit code, the output only explains it."""
     try:
-        tol = Tolerances(rel_time=args.rel_tol, abs_floor_us=args.abs_floor_us,
-                         fail_on_drift=not args.no_fail_on_drift)
+        tol = Tolerances.from_options(rel_time=args.rel_tol, abs_floor_us=args.abs_floor_us,
+                                      fail_on_drift=not args.no_fail_on_drift)
         base = load_compare_side(args.baseline, args.gpu, args.vllm_version)
         cand = load_compare_side(args.candidate, args.gpu, args.vllm_version)
         step_kinds = None

@@ -1,0 +1,82 @@
+"""How far a time may move before it is a regression (`Tolerances`), the comparator's settings.
+
+Split from comparator.py (which re-exports it) to keep that module readable; the statistical
+rule's settings (alpha, min_effect, sample_noise_multiplier) come from significance.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import VllmProfileError
+from .significance import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT, DEFAULT_NOISE_MULTIPLIER, DecisionRule
+
+
+@dataclass
+class Tolerances:
+    """How far a time may move before it is a regression. Defaults suit H100 decode steps.
+
+    A time metric fails when |candidate - baseline| > max(tolerance * baseline, floor), where
+    tolerance = max(rel_time, noise_multiplier * spread) and spread is the larger relative
+    spread (max-min)/median of that metric over the baseline's and the candidate's repeats.
+    """
+
+    rel_time: float = 0.02  # 2 %: same-config H100 runs differ by ~0.2-0.5 % per step kind
+    abs_floor_us: float = 5.0  # per kernel / per layer (µs per step): small kernels jitter by µs
+    step_abs_floor_us: float = 20.0  # per step kind median step time
+    total_abs_floor_us: float = 100.0  # total kernel time of the profile
+    # A single kernel's or layer's time fails only when its move is also at least this share of
+    # its step's time: across two boots of the same H100 server, FlashAttention's decode time moved
+    # 3.85 % (13 µs, 0.2 % of the step) while the step moved -0.14 %; such moves are noise, and a
+    # real slowdown of one kernel large enough to matter shows in the step time too.
+    kernel_step_share: float = 0.005
+    noise_multiplier: float = 3.0  # noise of k * spread is tolerated when larger than rel_time
+    drift_share: float = 0.01  # a new / missing kernel fails at >= 1 % of a step's GPU time
+    fail_on_drift: bool = True
+    # Metrics with samples (step and layer times, latencies) are judged by significance.py instead:
+    # a regression is significant at `alpha` and at least `min_effect` (or the µs floor) big.
+    alpha: float = DEFAULT_ALPHA
+    min_effect: float = DEFAULT_MIN_EFFECT
+    # ... and at least this many sigmas of the step-to-step noise the samples show (significance.py);
+    # kernels, which have no per-step samples, get it as a µs floor from their step's noise.
+    sample_noise_multiplier: float = DEFAULT_NOISE_MULTIPLIER
+
+    def decision_rule(self) -> DecisionRule:
+        return DecisionRule(alpha=self.alpha, min_effect=self.min_effect, noise_multiplier=self.sample_noise_multiplier)
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Tolerances:
+        """Build from plugin options / ini values; None (option not given) keeps the default."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise VllmProfileError(f"unknown tolerance option(s) {', '.join(unknown)}; "
+                                   f"valid: {', '.join(sorted(known))}")
+        values: dict[str, Any] = {}
+        for name, value in options.items():
+            if value is None:
+                continue
+            if name == "fail_on_drift":
+                if isinstance(value, str):
+                    if value.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                        raise VllmProfileError(f"tolerance fail_on_drift={value!r} must be true or false")
+                    value = value.strip().lower() in ("1", "true", "yes", "on")
+                values[name] = bool(value)
+                continue
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                raise VllmProfileError(f"tolerance {name}={value!r} must be a number") from None
+        # A relative tolerance the user gives is also the smallest shift the statistical rule counts.
+        if "rel_time" in values and "min_effect" not in values:
+            values["min_effect"] = values["rel_time"]
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
+                     "noise_multiplier", "drift_share", "min_effect", "sample_noise_multiplier"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise VllmProfileError(f"tolerance {name}={value!r} must be a number >= 0")
+        if not 0 < self.alpha < 1:
+            raise VllmProfileError(f"tolerance alpha={self.alpha!r} must be between 0 and 1 (e.g. 0.01)")
