@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         emit(encode_json(comparison))
     else:
-        lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain(limit=10)]
+        lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain()]
         if comparison.improvements:
             largest = comparison.improvements[0].message
             lines.append(f"  {len(comparison.improvements)} improvement(s), largest: {largest}")
