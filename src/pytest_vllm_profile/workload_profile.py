@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .advice import step_structure_advice
 from .baseline import BaselineStore, keys_for_summary, vllm_key
 from .capture import ProfileCapture
 from .comparator import Tolerances, compare_summaries
@@ -266,7 +267,7 @@ def profile_workload(
         summaries.append(summarize_path(target))
         requests.extend(result.requests)
         trace_paths.extend(result.trace_files)
-    combined, spread = combine_repeats(summaries, workload.compare_step_kinds)
+    combined, spread = combine_repeats(summaries, workload.compare_step_kinds, step_structure_advice(workload))
     # The server's own answer wins, as in VllmProfile.vllm_version (the baseline key), so the
     # results and reports name the same version; traces of vLLM < 0.3x do not say it at all.
     combined.runtime.vllm_version = pooled.server.vllm_version or combined.runtime.vllm_version
