@@ -141,7 +141,7 @@ class VllmProfile:
         names = [k.short_name for k in self.summary.kernels] + [k.name for k in self.summary.kernels]
         close = [n for n in names if name.lower() in n.lower()][:5] or difflib.get_close_matches(name, names, n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile "
+        raise KernelNotFoundError(f"no kernel named {name!r} in the profile of {self.nodeid} "
                                   f"({len(self.summary.kernels)} kernels){hint}")
 
     # ---- baseline -------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class VllmProfile:
         baseline after the test body passed. Returns the Comparison otherwise.
         """
         if self.baseline_settings is None:
-            raise BaselineError(f"{self.nodeid}: this profile has no baseline settings (made outside the plugin)")
+            raise BaselineError(f"this profile of {self.nodeid} has no baseline settings (made outside the plugin)")
         if self.baseline_settings.update:
             return None
         outcome = check_baseline(self, self.baseline_settings)
@@ -197,7 +197,7 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     else:
         verdict = "fail"
         message = (
-            f"{profile.nodeid}: profile regressed against the baseline for {gpu}/vLLM {version} ({path})\n"
+            f"profile regressed against the baseline for {gpu}/vLLM {version} ({path})\n"
             f"{comparison.explain()}\n"
             "(if the change is intended, re-record with --update-baselines)"
         )

@@ -9,6 +9,7 @@ import pytest
 from ..errors import VllmProfileError
 from ..pool import ServerPool
 from .marker import SKIP_REASON, item_state_for_fixture
+from .messages import cause_first
 from .state import session_state
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
         profile = profile_workload(item.nodeid, workload, pooled, session.settings.capture_settings(), baseline)
         profile.baseline_key_override = item.config.hook.pytest_vllm_profile_baseline_key(item=item, profile=profile)
     except VllmProfileError as exc:
-        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+        problem = cause_first(exc)
     if problem is not None:  # failed outside the except block: the message alone, no exception chain
         pytest.fail(problem, pytrace=False)
     test.profile = profile

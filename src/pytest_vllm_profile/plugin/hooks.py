@@ -9,6 +9,7 @@ import pytest
 from ..errors import VllmProfileError
 from . import builtin_hooks, hookspecs
 from .marker import SKIP_REASON, marker_doc, prepare_item
+from .messages import cause_first, keep_head
 from .options import add_options, read_settings
 from .reporting import add_junit_properties, write_results_and_reports, write_terminal_summary
 from .run_results import RESULT_ATTR, build_test_result, result_to_report_attr
@@ -85,7 +86,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     expected = profile.workload.expected_layers
     if expected is not None and profile.layer_count != expected:
         item.user_properties.append(("vllm_verdict", "structure"))
-        pytest.fail(f"{item.nodeid}: found {profile.layer_count} decoder layers per step, the vllm_workload marker "
+        pytest.fail(f"found {profile.layer_count} decoder layers per step, the vllm_workload marker "
                     f"expects expected_layers={expected}", pytrace=False)
     settings = profile.baseline_settings
     assert settings is not None  # the fixture always sets them
@@ -98,7 +99,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         else:
             outcome = check_baseline(profile, settings)
     except VllmProfileError as exc:
-        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+        problem = cause_first(exc)
     if problem is not None:
         item.user_properties.append(("vllm_verdict", "error"))
         pytest.fail(problem, pytrace=False)
@@ -127,12 +128,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _short_message(report: pytest.TestReport) -> str:
-    """The exception line of a failure ("assert 36 == 32", the baseline explanation), else the log tail."""
+    """The exception of a failure ("assert 36 == 32", the baseline explanation), else the report's
+    text; its head is kept, where the cause is (`messages.keep_head`)."""
     crash = getattr(report.longrepr, "reprcrash", None)
     text = getattr(crash, "message", None) or getattr(report, "longreprtext", "") or ""
     if text.startswith("Failed: "):
         text = text[len("Failed: "):]
-    return text[-4000:]
+    return keep_head(text)
 
 
 # ---- session end ----------------------------------------------------------------------------
