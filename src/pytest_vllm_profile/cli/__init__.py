@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import VllmProfileError
-from . import compare, report, summarize
+from . import compare, report, summarize, tiny_model
 from .output import detach_closed_stdout
 
-SUBCOMMANDS: tuple[ModuleType, ...] = (summarize, compare, report)
+SUBCOMMANDS: tuple[ModuleType, ...] = (summarize, compare, report, tiny_model)
 
 
 def build_parser() -> argparse.ArgumentParser:
