@@ -47,6 +47,9 @@ DEFAULT_IMAGE = "vllm/vllm-openai"  # the docker launcher's image (its tag: late
 DEFAULT_BASELINE_DIR = "baselines"
 DEFAULT_TRACE_ROOT = ".vllm-profile/sessions"
 DEFAULT_RESULTS_FILE = ".vllm-profile/results.json"  # written only with --vllm-profile
+# Session folders (traces + server logs) kept under the trace root, this one included: 19
+# sessions of a two-test project grew .vllm-profile/ to 159 MB (issue 15). 0 keeps all.
+DEFAULT_KEEP_SESSIONS = 5
 
 OptionType = Literal["bool", "str", "choice", "int", "float", "path", "args"]
 
@@ -173,6 +176,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("trace_root", "folder under which each session keeps its traces and server logs (default {default} "
            "under rootdir)", flag="--vllm-trace-root", ini="vllm_trace_root", type="path",
            default=DEFAULT_TRACE_ROOT, metavar="DIR", relative_to="rootdir"),
+    # ---- issue 15: what a user meets in a run ----
+    Option("keep_sessions", "session folders kept under the trace root, this one included; older ones are deleted "
+           "at the start of a session (default {default}; 0 keeps all)", flag="--vllm-keep-sessions",
+           ini="vllm_keep_sessions", type="int", default=DEFAULT_KEEP_SESSIONS, minimum=0, metavar="N"),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -235,6 +242,7 @@ class SessionSettings:
     results_path: Path | None
     report_dir: Path | None
     trace_root: Path
+    keep_sessions: int
 
     def capture_settings(self) -> CaptureSettings:
         return CaptureSettings(repeats=self.repeats, timeout_s=self.capture_timeout_s,

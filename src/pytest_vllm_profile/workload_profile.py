@@ -21,6 +21,7 @@ failures.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from .baseline import BaselineStore, keys_for_summary, vllm_key
 from .capture import ProfileCapture
 from .comparator import Tolerances, compare_summaries
 from .comparison import Comparison
+from .configuration import RunConfiguration, configuration_differences, workload_differences
 from .errors import BaselineError, VllmProfileError
 from .locks import capture_lock
 from .pool import PooledServer
@@ -78,6 +80,7 @@ class VllmProfile:
     # (GPU key, vLLM version key) the baseline is stored under when not the default one
     # (the plugin's pytest_vllm_profile_baseline_key hook); see `baseline_key`.
     baseline_key_override: tuple[str, str] | None = None
+    configuration: RunConfiguration | None = None  # what produced it (set by the plugin), stored with the baseline
 
     @property
     def comparison(self) -> Comparison | None:
@@ -191,8 +194,15 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
     comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
                                    profile.spread, step_kinds=profile.workload.compare_step_kinds)
+    changed = baseline_made_differently(lookup.entry.workload, lookup.entry.configuration, profile)
+    _, noted = configuration_differences(lookup.entry.configuration, profile.configuration)
+    comparison.notes.extend(f"baseline recorded with another {n}" for n in noted)
     verdict: TestVerdict
-    if comparison.passed:
+    if changed is not None:
+        verdict = "fail"
+        message = (f"{changed}\n(if the change is intended, re-record with --update-baselines)\n"
+                   f"{comparison.explain()}")
+    elif comparison.passed:
         verdict, message = "pass", ""
     else:
         verdict = "fail"
@@ -211,6 +221,22 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     )
 
 
+def baseline_made_differently(base_workload: dict[str, Any], base_configuration: RunConfiguration | None,
+                              profile: VllmProfile) -> str | None:
+    """Why the baseline is not a measurement of this workload and configuration (failing), or None.
+
+    Differences that do not fail (versions, hardware, environment) are added to the profile's
+    comparison notes by the caller's comparison; here: the marker and the session's server args.
+    """
+    reasons = [f"vllm_workload {change}" for change in workload_differences(base_workload, profile.workload.to_dict())]
+    failing, _ = configuration_differences(base_configuration, profile.configuration)
+    reasons += failing
+    if not reasons:
+        return None
+    return ("the baseline was recorded with a different workload or configuration, so the profiles are not "
+            "comparable: " + "; ".join(reasons))
+
+
 def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
     """Write `profile` as the baseline of its (test, GPU, vLLM version); note whether the file changed."""
     store = make_store(settings)
@@ -226,6 +252,7 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
         workload=profile.workload.to_dict(),
         repeats=max(1, len(profile.repeat_summaries)),
         commit=settings.commit,
+        configuration=profile.configuration,
     )
     verb = "created" if not existed else ("updated" if changed else "unchanged")
     return BaselineOutcome(
@@ -242,6 +269,7 @@ def profile_workload(
     pooled: PooledServer,
     capture: CaptureSettings,
     baseline: BaselineSettings | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> VllmProfile:
     """Capture `workload` on the pooled server `repeats` times, summarize each, combine them.
 
@@ -254,16 +282,20 @@ def profile_workload(
     summaries: list[ProfileSummary] = []
     requests: list[RequestResult] = []
     trace_paths: list[Path] = []
-    for _ in range(repeats):
+    say = progress or (lambda message: None)
+    for repeat in range(repeats):
+        say(f"capture {repeat + 1}/{repeats} of {nodeid}: {len(workload.prompts)} prompt(s), "
+            f"max_tokens={workload.max_tokens}")
         with capture_lock(pooled.server.trace_dir):
             result = ProfileCapture(
                 pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
-                poll_interval_s=capture.poll_interval_s,
+                poll_interval_s=capture.poll_interval_s, label=nodeid,
             ).run()
         ranks = result.rank_trace_files
         # One worker trace: read it alone (the folder also holds the API-server's CPU trace);
         # several ranks (tensor parallel): the folder is one multi-rank profile.
         target = ranks[0] if len(ranks) == 1 else result.trace_root
+        say(f"analysing {target}")
         summaries.append(summarize_path(target))
         requests.extend(result.requests)
         trace_paths.extend(result.trace_files)

@@ -7,12 +7,15 @@ from typing import Any
 import pytest
 
 from ..errors import VllmProfileError
+from ..sessions import prune_sessions
 from . import builtin_hooks, hookspecs
 from .marker import SKIP_REASON, marker_doc, prepare_item
 from .messages import cause_first, keep_head
 from .options import add_options, read_settings
+from .preflight import item_problems
 from .reporting import add_junit_properties, write_results_and_reports, write_terminal_summary
 from .run_results import RESULT_ATTR, build_test_result, result_to_report_attr
+from .session_checks import check_session, stop_servers
 from .state import SESSION_KEY, SessionState, item_state, new_stamp, session_state
 
 
@@ -31,13 +34,22 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(settings=read_settings(config), config=config)
     config.stash[SESSION_KEY] = state
     config.pluginmanager.register(state, "vllm-profile-state")
+    if state.settings.enabled and not state.is_worker:
+        state.session_stamp = new_stamp()  # decided now: the retention rule keeps it (pytest_sessionstart)
+        check_session(config, state.settings)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.settings.enabled and not state.is_worker:
+        prune_sessions(state.settings.trace_root, state.settings.keep_sessions, state.session_stamp)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:
         if state.pool is not None:
-            state.pool.stop_all()
+            stop_servers(state.pool)
         if config.pluginmanager.is_registered(state):
             config.pluginmanager.unregister(state)
 
@@ -63,6 +75,17 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
         if isinstance(item, pytest.Function):
             prepare_item(item, settings)
     return result
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Checks of each marked test that need no server (plugin/preflight.py), before any boots."""
+    settings = session_state(config).settings
+    if not settings.enabled:
+        return
+    for item in items:
+        test = item_state(item)
+        if test is not None:
+            test.preflight_problems = item_problems(item.nodeid, test.workload, settings)
 
 
 # ---- baseline after the body ----------------------------------------------------------------
@@ -143,7 +166,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     if state.pool is not None:
-        state.pool.stop_all()  # also on KeyboardInterrupt, where session fixtures may not tear down
+        stop_servers(state.pool)  # also on KeyboardInterrupt, where session fixtures may not tear down
     if not state.is_worker:
         write_results_and_reports(state)
 

@@ -51,6 +51,7 @@ def build_test_result(nodeid: str, state: ItemState, skip_reason: str) -> TestRe
         result.summary = profile.summary
         result.requests = list(profile.requests)
         result.trace_paths = [str(p) for p in profile.trace_paths]
+        result.configuration = profile.configuration
     if baseline_outcome is not None:
         result.verdict = baseline_outcome.verdict
         result.baseline_path = str(baseline_outcome.baseline_path) if baseline_outcome.baseline_path else None
