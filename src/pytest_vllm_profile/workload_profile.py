@@ -200,8 +200,9 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     verdict: TestVerdict
     if changed is not None:
         verdict = "fail"
-        message = (f"{changed}\n(if the change is intended, re-record with --update-baselines)\n"
-                   f"{comparison.explain()}")
+        measured = (f"the profiles also differ:\n{comparison.explain()}" if not comparison.passed
+                    else "(the profiles themselves match within the tolerances)")
+        message = f"{changed}\n(if the change is intended, re-record with --update-baselines)\n{measured}"
     elif comparison.passed:
         verdict, message = "pass", ""
     else:

@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from ..workload_profile import VllmProfile
 
 
+def boot_message(model: str, launcher: str, url: str | None) -> str:
+    if launcher == "url":
+        return f"waiting for the vLLM server at {url} (model {model}) to be healthy"
+    return (f"starting a vLLM server for {model} ({launcher} launcher; a boot takes from 30 s on a CPU to "
+            "minutes on a GPU)")
+
+
 @pytest.fixture(scope="session")
 def vllm_server_pool(request: pytest.FixtureRequest) -> Iterator[ServerPool]:
     """One vLLM server per distinct server identity, shared by the session (or xdist worker)."""
@@ -46,8 +53,7 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
     problem = None
     try:
         if not vllm_server_pool.is_live(workload) and vllm_server_pool.failure_reason(workload) is None:
-            progress.say(f"starting a vLLM server for {workload.model} ({session.settings.launcher} launcher; "
-                         "a boot takes from 30 s on a CPU to minutes on a GPU)")
+            progress.say(boot_message(workload.model, session.settings.launcher, session.settings.url))
         pooled = vllm_server_pool.get(workload)
         if pooled.uses == 1:
             test.server_boot_s = pooled.boot_s

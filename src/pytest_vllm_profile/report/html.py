@@ -13,6 +13,7 @@ from pathlib import Path
 from ..comparison import kernel_metric, step_metric
 from ..results import RunResults
 from ..summary import StepKind
+from .configuration import configuration_rows
 from .history import load as load_history
 from .history import trend_series, with_current_run
 from .plots import layer_bar_chart, step_time_plot, trend_plot
@@ -177,6 +178,14 @@ def _traces(view: TestView, out_dir: Path, base: Path) -> str:
             f"the .pt.trace.json.gz file (it is read in your browser, nothing is uploaded).</p>")
 
 
+def _configuration(view: TestView) -> str:
+    rows = configuration_rows(view.test.configuration)
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th>{_e(label)}</th><td><code>{_e(value)}</code></td></tr>" for label, value in rows)
+    return f'<h3>Configuration</h3><table class="configuration">{body}</table>'
+
+
 def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     slug = _slug(view.nodeid, index)
     wl = view.test.workload
@@ -209,6 +218,7 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     if notes:
         parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     parts.append(_requests(view))
+    parts.append(_configuration(view))
     parts.append(_traces(view, out_dir, base))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
