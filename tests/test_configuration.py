@@ -67,3 +67,8 @@ def test_prune_keeps_the_newest_and_never_a_running_session(tmp_path: Path) -> N
     assert [p.name for p in deleted] == names[:3]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running, *names[3:], "mine"])
     assert prune_sessions(tmp_path, keep=0, current=current) == []
+
+
+def test_a_baseline_saved_without_its_workload_is_not_different() -> None:
+    assert workload_differences({}, Workload(model="m", prompts=("a", "b")).to_dict()) == []
+    assert workload_differences({"max_tokens": 10}, {"model": "m", "max_tokens": 10}) == []  # model: only both

@@ -21,7 +21,11 @@ def test_progress_lines_show_the_wait_capture_and_analysis(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    result = run(pytester, recorded_trace_double, "--update-baselines")
+    # In a subprocess: pytest's output capture during the test's setup is real there (fd 1).
+    result = pytester.runpytest_subprocess(
+        "--vllm-profile", "--vllm-launcher=url", f"--vllm-url={recorded_trace_double.url}",
+        f"--vllm-trace-dir={recorded_trace_double.trace_dir}", "--vllm-repeats=1", "-o", "vllm_capture_poll_s=0.05",
+        "-p", "no:cacheprovider", "--update-baselines")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         f"vllm-profile: waiting for the vLLM server at {recorded_trace_double.url} (model *) to be healthy",

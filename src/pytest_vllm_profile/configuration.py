@@ -127,12 +127,15 @@ def _plain(value: Any) -> Any:
 
 
 def workload_differences(baseline: Mapping[str, Any], candidate: Mapping[str, Any]) -> list[str]:
-    """`name: baseline -> candidate` for each workload argument that changed (absent = default)."""
-    defaults = {k: _plain(v) for k, v in _defaults().items()}
+    """`name: baseline -> candidate` for each workload argument that changed (absent = default);
+    nothing when either side recorded no workload at all."""
+    if not baseline or not candidate:  # nothing recorded (a baseline saved without its workload)
+        return []
+    defaults = {k: _plain(v) for k, v in _defaults().items() if k != "model"}  # model has no default
     defaults["env"] = {}
     changes = []
     for name in sorted((set(baseline) | set(candidate)) - NOT_WORKLOAD_IDENTITY):
-        if name not in defaults:  # a field this version does not know: compare only when both have it
+        if name not in defaults:  # the model, or a field this version does not know: only when both have it
             if name in baseline and name in candidate and _plain(baseline[name]) != _plain(candidate[name]):
                 changes.append(f"{name}: {baseline[name]!r} -> {candidate[name]!r}")
             continue

@@ -9,6 +9,7 @@ xdist workers have no terminal: their lines go to the logger only.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -41,5 +42,10 @@ class Progress:
     def say(self, message: str) -> None:
         logger.info(message)
         terminal = self._terminal()
-        if terminal is not None:
+        if terminal is None:
+            return
+        # Inside a test's setup pytest captures the output (fd 1 too): step out of it, as live
+        # logging does, or the line lands in the test's captured output instead of the terminal.
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else nullcontext():
             terminal.write_line(f"vllm-profile: {message}")
