@@ -72,3 +72,20 @@ def test_prune_keeps_the_newest_and_never_a_running_session(tmp_path: Path) -> N
 def test_a_baseline_saved_without_its_workload_is_not_different() -> None:
     assert workload_differences({}, Workload(model="m", prompts=("a", "b")).to_dict()) == []
     assert workload_differences({"max_tokens": 10}, {"model": "m", "max_tokens": 10}) == []  # model: only both
+
+
+def test_html_report_shows_the_configuration_table(tmp_path: Path) -> None:
+    from pytest_vllm_profile.report.html import write_html_report
+    from pytest_vllm_profile.results import RunResults, TestResult
+
+    config = RunConfiguration(plugin_version="0.1.0", launcher="process",
+                              server_command=["python", "-m", "vllm.entrypoints.openai.api_server", "--dtype=float32"],
+                              server_args=ServerArgs(option=["--dtype=float32"]), server_env={"HF_TOKEN": "<redacted>"},
+                              vllm_version="0.32.0", torch_version="2.9.0+cpu", hardware="AMD EPYC 7763")
+    results = RunResults(tests=[TestResult(nodeid="tests/test_perf.py::test_decode", outcome="passed",
+                                           verdict="updated", configuration=config)])
+    html = write_html_report(results, tmp_path).read_text()
+    table = html.split("<h3>Configuration</h3>", 1)[1].split("</table>", 1)[0]
+    assert "<th>server args (--vllm-server-arg)</th><td><code>--dtype=float32</code>" in table
+    assert "<th>hardware</th><td><code>AMD EPYC 7763</code>" in table
+    assert "HF_TOKEN=&lt;redacted&gt;" in table and "<th>torch</th><td><code>2.9.0+cpu</code>" in table
