@@ -45,10 +45,10 @@ def test_real_cpu_server_configuration_on_record_and_early_model_check(
     out = result.stdout.str()
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines([
-        "*model folder ./no-such-model does not exist*no server was started*",
         f"vllm-profile: starting a vLLM server for {model} (process launcher; a boot takes*",
         f"vllm-profile: vLLM server for {model} healthy after * s (http://127.0.0.1:*)",
         "vllm-profile: capture 1/1 of test_journey.py::test_b_decode: 1 prompt(s), max_tokens=4",
+        "*model folder ./no-such-model does not exist*no server was started*",  # the ERRORS section
     ])
     assert out.count("starting a vLLM server") == 1  # the missing model booted nothing
     baseline = pytester.path / "baselines" / "test_journey" / "test_b_decode.json"

@@ -3,6 +3,7 @@ from the plugin's view: the session's options and where they came from, the pool
 launcher, the versions asked once per session."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,13 +33,13 @@ def session_args_origin(config: pytest.Config) -> str:
     return "option" if config.getoption(OPTIONS_BY_NAME["server_args"].dest) else "ini"
 
 
-def _session_versions(state: SessionState) -> dict[str, str | None]:
+def _session_versions(state: SessionState, interpreter: str | None) -> dict[str, str | None]:
     """torch / CUDA of the server's interpreter and the driver, asked once per session (process launcher)."""
     found = state.config.stash.get(_VERSIONS_KEY, None)
     if found is None:
         found = {}
         if state.settings.launcher == "process":
-            found.update(python_versions(state.settings.python))
+            found.update(python_versions(interpreter))
         found["driver"] = nvidia_driver_version()
         state.config.stash[_VERSIONS_KEY] = found
     return found
@@ -53,7 +54,10 @@ def configuration_of(state: SessionState, profile: VllmProfile, pooled: PooledSe
     gpu = keys_for_summary(profile.summary)[0] if profile.summary.timing_domain == "gpu" else None
     # The CPU of a url-launched server may be another machine's: not recorded then.
     hardware = gpu or (cpu_model_name() if settings.launcher != "url" else None)
-    versions = _session_versions(state)
+    # The process launcher's command starts with the server's interpreter (or `vllm serve`).
+    first = str(command[0]) if isinstance(command, list) and command else ""
+    interpreter = settings.python or (first if Path(first).name.startswith("python") else None)
+    versions = _session_versions(state, interpreter)
     return RunConfiguration(
         plugin_version=plugin_version(),
         launcher=settings.launcher,
