@@ -89,3 +89,14 @@ def test_html_report_shows_the_configuration_table(tmp_path: Path) -> None:
     assert "<th>server args (--vllm-server-arg)</th><td><code>--dtype=float32</code>" in table
     assert "<th>hardware</th><td><code>AMD EPYC 7763</code>" in table
     assert "HF_TOKEN=&lt;redacted&gt;" in table and "<th>torch</th><td><code>2.9.0+cpu</code>" in table
+
+
+def test_workload_on_record_redacts_secret_env_and_flags() -> None:
+    from pytest_vllm_profile.configuration import workload_on_record
+
+    wl = Workload(model="m", env=(("HF_TOKEN", "hf_x"), ("VLLM_CPU_KVCACHE_SPACE", "1")),
+                  server_args=("--api-key", "k1", "--enforce-eager"))
+    data = workload_on_record(wl)
+    assert data["env"] == {"HF_TOKEN": "<redacted>", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    assert data["server_args"] == ["--api-key", "<redacted>", "--enforce-eager"]
+    assert workload_differences(data, workload_on_record(wl)) == []  # stored vs today: the same

@@ -53,6 +53,7 @@ def test_real_cpu_server_configuration_on_record_and_early_model_check(
     assert out.count("starting a vLLM server") == 1  # the missing model booted nothing
     baseline = pytester.path / "baselines" / "test_journey" / "test_b_decode.json"
     text = baseline.read_text()
+    # Nowhere: not in the configuration, nor in the marker's env stored with the workload.
     assert SECRET not in text and SECRET not in (pytester.path / ".vllm-profile" / "results.json").read_text()
     config = json.loads(text)["entries"]["cpu"]
     (entry,) = config.values()

@@ -117,6 +117,14 @@ def server_args_on_record(marker: Sequence[str], session: Sequence[str], session
     return args
 
 
+def workload_on_record(workload: Workload) -> dict[str, Any]:
+    """`workload.to_dict()` as stored in baselines and results: secret env values and server flags redacted."""
+    data = workload.to_dict()
+    data["env"] = redact_env(data["env"])
+    data["server_args"] = redact_args(data["server_args"])
+    return data
+
+
 def _defaults() -> dict[str, Any]:
     probe = Workload(model="-")
     return {f.name: getattr(probe, f.name) for f in fields(Workload)}

@@ -31,7 +31,7 @@ from .baseline import BaselineStore, keys_for_summary, vllm_key
 from .capture import ProfileCapture
 from .comparator import Tolerances, compare_summaries
 from .comparison import Comparison
-from .configuration import RunConfiguration, configuration_differences, workload_differences
+from .configuration import RunConfiguration, configuration_differences, workload_differences, workload_on_record
 from .errors import BaselineError, VllmProfileError
 from .locks import capture_lock
 from .pool import PooledServer
@@ -229,7 +229,8 @@ def baseline_made_differently(base_workload: dict[str, Any], base_configuration:
     Differences that do not fail (versions, hardware, environment) are added to the profile's
     comparison notes by the caller's comparison; here: the marker and the session's server args.
     """
-    reasons = [f"vllm_workload {change}" for change in workload_differences(base_workload, profile.workload.to_dict())]
+    today = workload_on_record(profile.workload)  # redacted, as the baseline stored it
+    reasons = [f"vllm_workload {change}" for change in workload_differences(base_workload, today)]
     failing, _ = configuration_differences(base_configuration, profile.configuration)
     reasons += failing
     if not reasons:
@@ -250,7 +251,7 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
         version,
         profile.summary,
         spread=profile.spread,
-        workload=profile.workload.to_dict(),
+        workload=workload_on_record(profile.workload),
         repeats=max(1, len(profile.repeat_summaries)),
         commit=settings.commit,
         configuration=profile.configuration,
