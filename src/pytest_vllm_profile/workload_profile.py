@@ -200,7 +200,8 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     verdict: TestVerdict
     if changed is not None:
         verdict = "fail"
-        measured = (f"the profiles also differ:\n{comparison.explain()}" if not comparison.passed
+        measured = (f"and the profile regressed against the baseline for {gpu}/vLLM {version} ({path}):\n"
+                    f"{comparison.explain()}" if not comparison.passed
                     else "(the profiles themselves match within the tolerances)")
         message = f"{changed}\n(if the change is intended, re-record with --update-baselines)\n{measured}"
     elif comparison.passed:
