@@ -66,7 +66,7 @@ def test_regression_fails_with_the_comparison_explanation(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=1, errors=0)
     result.stdout.fnmatch_lines([
-        "*test_workload.py::test_decode: profile regressed against the baseline for NVIDIA H100*",
+        "*profile regressed against the baseline for NVIDIA H100*",
         "verdict: fail",
         "  decode step: 6071.6 µs -> 6375.2 µs (+5.00%)",
         "  REGRESSION *",
@@ -102,7 +102,7 @@ def test_assert_matches_baseline_in_the_body_fails_there(
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*BaselineMismatch: test_workload.py::test_decode: profile regressed*"])
+    result.stdout.fnmatch_lines(["*BaselineMismatch: profile regressed*"])
     assert "not reached" not in result.stdout.str()
     # The results file (and so the reports) keeps the verdict and the comparison behind it.
     (test,) = load_results(pytester).tests
@@ -132,10 +132,10 @@ def test_invalid_baseline_file_is_a_clear_failure(
     path.parent.mkdir(parents=True)
     path.write_text('{"schema_version": 1, "test": "test_workload.py::test_decode", "entries": {"x": 3}}')
     result = run(pytester, recorded_trace_double)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*test_workload.py::test_decode: BaselineError: {path}*"])
+    result.assert_outcomes(errors=1)  # found before the server is asked for (issue 15): a setup error
+    result.stdout.fnmatch_lines([f"*BaselineError: {path}*"])
     assert "Traceback" not in result.stdout.str()
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(failed=1)  # never overwritten
+    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(errors=1)  # never overwritten
     assert '"x": 3' in path.read_text()
 
 
@@ -176,8 +176,8 @@ def test_server_that_cannot_be_reached_fails_fast_for_later_tests(pytester: pyte
     )
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
-        "*test_decode: LauncherError: vLLM server at http://127.0.0.1:9 is not reachable/healthy*",
-        "*test_again: LauncherError: server for model 'qwen3-8b-shape' failed to start earlier in this session*",
+        "*LauncherError: vLLM server at http://127.0.0.1:9 is not reachable/healthy*",
+        "*LauncherError: server for model 'qwen3-8b-shape' failed to start earlier in this session*",
     ])
 
 
@@ -209,6 +209,6 @@ def test_expected_layers_of_the_marker_is_checked_before_the_baseline(
     """)
     result = run(pytester, recorded_trace_double, "--update-baselines")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*test_decode: found 36 decoder layers per step, the vllm_workload marker "
+    result.stdout.fnmatch_lines(["*found 36 decoder layers per step, the vllm_workload marker "
                                  "expects expected_layers=32"])
     assert not baseline_file(pytester).exists()

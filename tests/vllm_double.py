@@ -55,6 +55,7 @@ class DoubleState:
     model: str = DOUBLE_MODEL
     vllm_version: str = RECORDED_VLLM_VERSION
     profiling: bool = False
+    queued_sources: list[Path] = field(default_factory=list)  # served one per /stop_profile before trace_source
     calls: list[str] = field(default_factory=list)
     completions: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
                     # vLLM names torch-profiler files <worker>.<time_ns>.pt.trace.json.gz
                     dst = st.trace_dir / f"rank0.{time.time_ns()}.pt.trace.json.gz"
                     tmp = dst.with_name(dst.name + ".partial")
-                    shutil.copyfile(st.trace_source, tmp)
+                    shutil.copyfile(st.queued_sources.pop(0) if st.queued_sources else st.trace_source, tmp)
                     tmp.replace(dst)
                 st.profiling = False
             self._send(200, b"")
@@ -153,6 +154,10 @@ class RecordedTraceDouble:
     def serve(self, trace_source: Path) -> None:
         """Replay this real trace on the next /stop_profile calls."""
         self.state.trace_source = trace_source
+
+    def serve_in_turn(self, *trace_sources: Path) -> None:
+        """Replay these real traces one per /stop_profile call, then the `serve` one again."""
+        self.state.queued_sources = list(trace_sources)
 
     def start(self) -> "RecordedTraceDouble":
         self.thread.start()

@@ -8,7 +8,7 @@ ships. GPU "cpu" and vLLM "unknown" are the keys of CPU runs and unknown version
 
 Every read and write is validated against that schema; an invalid or corrupt file is reported
 (file, JSON pointer, schema message) and never overwritten. Writes are atomic (temp file in
-the same folder + `os.replace`) and serialized by an `fcntl` lock on a sibling lock file, so
+the same folder + `os.replace`) and serialized by an `fcntl` lock (`locks.file_lock_path`), so
 pytest-xdist workers can update different GPUs' entries of one file concurrently.
 """
 from __future__ import annotations
@@ -29,9 +29,10 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from packaging.version import InvalidVersion, Version
 
-from .codec import to_builtins
+from .codec import ModelDecodeError, from_builtins, to_builtins
+from .configuration import RunConfiguration
 from .errors import BaselineError
-from .locks import exclusive_lock
+from .locks import exclusive_lock, file_lock_path
 from .repeats import RepeatSpread
 from .schemas import SchemaValidationError, validate_baseline
 from .summary import ProfileSummary
@@ -85,7 +86,7 @@ def baseline_relpath(nodeid: str) -> Path:
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True):
+class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One entry as stored in a baseline file."""
 
     created: Annotated[str, msgspec.Meta(min_length=1, description="ISO 8601 UTC time the entry was written")]
@@ -94,6 +95,9 @@ class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True):
     repeats: Annotated[int, msgspec.Meta(ge=1)]
     summary: ProfileSummary
     spread: RepeatSpread | None
+    # What produced the profile (issue 15); absent in baselines of 0.1.0 (and left out when None:
+    # omit_defaults, the only field with a default), so they rewrite identically.
+    configuration: RunConfiguration | None = None
 
 
 class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -378,6 +382,7 @@ class BaselineStore:
         spread: RepeatSpread | None = None,
         commit: str | None = None,
         created: str | None = None,
+        configuration: RunConfiguration | None = None,
     ) -> bool:
         """Write (or replace) this test's entry for the GPU / vLLM version; True if content changed.
 
@@ -387,7 +392,7 @@ class BaselineStore:
         path = self.path_for(nodeid)
         gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
         record = BaselineRecord(created=created or _now(), commit=commit, workload=dict(workload or {}),
-                                repeats=int(repeats), summary=summary, spread=spread)
+                                repeats=int(repeats), summary=summary, spread=spread, configuration=configuration)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -406,7 +411,12 @@ class BaselineStore:
 
     @staticmethod
     def _locked(path: Path) -> AbstractContextManager[None]:
-        return exclusive_lock(path.with_name(f".{path.name}.lock"), BaselineError, "baseline lock file")
+        # In the host's lock folder: a lock file beside the baseline would be committed with it.
+        try:
+            lock = file_lock_path(path)
+        except OSError as exc:
+            raise BaselineError(f"{path}: cannot create the baseline lock folder: {exc.strerror or exc}") from None
+        return exclusive_lock(lock, BaselineError, "baseline lock file")
 
     @staticmethod
     def _atomic_write(path: Path, text: str) -> None:

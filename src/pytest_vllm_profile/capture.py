@@ -8,6 +8,7 @@ deleted.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import zlib
@@ -135,6 +136,19 @@ def gzip_complete(path: Path) -> bool:
         return False
 
 
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._\-\[\]=+,]+")
+_MAX_LABEL = 100
+
+
+def capture_label(nodeid: str) -> str:
+    """A folder-name form of a test id: `tests/test_perf.py::test_decode[a]` -> `test_perf.test_decode[a]`."""
+    file_part, _, test_part = nodeid.rpartition("::") if "::" in nodeid else ("", "", nodeid)
+    module = file_part.split("::")[0].replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py")
+    classes = file_part.split("::")[1:]
+    name = ".".join(p for p in (module, *classes, test_part) if p)
+    return _UNSAFE_IN_NAME.sub("_", name).strip("._")[:_MAX_LABEL] or "test"
+
+
 class ProfileCapture:
     """One profiled pass of `workload` against `server`.
 
@@ -152,8 +166,11 @@ class ProfileCapture:
         poll_interval_s: float = DEFAULT_CAPTURE_POLL_S,
         stable_polls: int = 2,
         trace_timeout_s: float | None = None,
+        label: str | None = None,
     ) -> None:
         self.server = server
+        # Names this capture's folder (capture-<n>-<label>): the test it belongs to.
+        self.label = capture_label(label) if label else ""
         self.workload = workload
         self.timeout_s = timeout_s
         self.launcher = launcher
@@ -282,7 +299,7 @@ class ProfileCapture:
     def _move_into_capture_folder(self, watch_dir: Path, files: list[Path]) -> tuple[Path, list[Path]]:
         n = 0
         while True:
-            root = self.trace_dir / f"{CAPTURE_PREFIX}{n}"
+            root = self.trace_dir / (f"{CAPTURE_PREFIX}{n}-{self.label}" if self.label else f"{CAPTURE_PREFIX}{n}")
             try:
                 root.mkdir(parents=True)
                 break

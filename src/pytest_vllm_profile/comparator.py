@@ -370,7 +370,7 @@ class _Comparer:
             self.notes.append(f"the {' and '.join(self.without_samples)} summary has no per-step samples of its "
                               "repeats (written before they were kept): step and layer times judged by the fixed "
                               "tolerance, not the statistical rule")
-        self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
+        self.regressions.sort(key=regression_rank)
         self.improvements.sort(key=lambda f: f.contribution_us)
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
         self.regressions[:0] = self._damage()
@@ -428,6 +428,23 @@ class _Comparer:
         fails = judged and share >= self.tol.drift_share and not (excuse and name in self.unstable)
         return KernelDrift(name=name, short_name=kernel.short_name or name, kernel_class=kernel.kernel_class,
                            step_kind=kind, us_per_step=us, share_of_step=share, fails=fails)
+
+
+# Counts that change the shape of the work (how many steps, layers, steps of a kind): whatever
+# else moved follows from them, so they rank first (issue 15: "token steps changed 17 -> 64"
+# came fourth, after "aten::slice changed 82 -> 81").
+STRUCTURAL_METRICS = ("token_steps", "layer_count")
+
+
+def is_structural(finding: Finding) -> bool:
+    """A count of steps or layers (not of a kernel's launches)."""
+    metric = finding.metric
+    return metric in STRUCTURAL_METRICS or (metric.startswith("step.") and metric.endswith(".count"))
+
+
+def regression_rank(finding: Finding) -> tuple[int, float]:
+    """Sort key of regressions: structural changes first, then by share of the step-time change."""
+    return (0 if is_structural(finding) else 1, -finding.contribution_us)
 
 
 def _num(x: float) -> str:

@@ -134,7 +134,7 @@ class Comparison(msgspec.Struct):
     """
 
     verdict: Verdict
-    regressions: list[Finding] = msgspec.field(default_factory=list)  # ranked by contribution_us, largest first
+    regressions: list[Finding] = msgspec.field(default_factory=list)  # structural counts, then by contribution_us
     improvements: list[Finding] = msgspec.field(default_factory=list)
     # Field order = the JSON key order 0.1.0 wrote.
     step_times: list[StepTimeChange] = msgspec.field(default_factory=list)
@@ -159,15 +159,16 @@ class Comparison(msgspec.Struct):
     def passed(self) -> bool:
         return self.verdict == "pass"
 
-    def explain(self, limit: int = 5) -> str:
-        """Multi-line reason for a failed test: what regressed, by how much, top offenders first."""
+    def explain(self, limit: int | None = None) -> str:
+        """Multi-line reason for a failed test: what regressed, by how much, top offenders first
+        (every regression unless `limit` says how many)."""
         lines = [f"verdict: {self.verdict}" + (f" ({self.cross_version.label})" if self.cross_version else "")]
         for st in self.step_times:
             lines.append(f"  {st.kind} step: {st.baseline_us:.1f} µs -> {st.candidate_us:.1f} µs "
                          f"({st.delta_pct:+.2f}%)")
         for f in self.regressions[:limit]:
             lines.append(f"  REGRESSION {f.message or f.metric}")
-        if len(self.regressions) > limit:
+        if limit is not None and len(self.regressions) > limit:
             lines.append(f"  ... and {len(self.regressions) - limit} more regressions")
         for k in self.new_kernels:
             lines.append(f"  NEW kernel {k.short_name} ({k.kernel_class}, {k.us_per_step:.1f} µs/{k.step_kind} step, "

@@ -1,10 +1,11 @@
 """Every inter-process lock of the project: exclusive `fcntl` locks on files, one holder at a time.
 
-Three uses, one mechanism (flock on a lock file beside what it guards):
+Three uses, one mechanism (flock on a lock file):
 
 * `exclusive_lock(path)`: wait for the lock, hold it for a `with` block -- baseline
-  read-modify-write (xdist workers writing one baseline file) and boots of servers sharing a
-  GPU (`ServerPool.boot_lock_paths`);
+  read-modify-write (xdist workers writing one baseline file; its lock file lives in the
+  host's lock folder, `file_lock_path`, not beside the baseline, where it would be committed)
+  and boots of servers sharing a GPU (`ServerPool.boot_lock_paths`);
 * `capture_lock(trace_dir)`: the same around one capture on a server, whose profiler does one
   thing at a time and whose trace folder is shared by every worker capturing from it;
 * `try_lock(path)`: take the lock now or not at all, held until `HeldLock.release()` -- the
@@ -17,6 +18,7 @@ session never leaves a lock held (the lock files themselves stay; they are empty
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -92,6 +94,22 @@ def try_lock(path: Path, mode: int = 0o644) -> HeldLock | None:
         os.close(fd)
         return None
     return HeldLock(path, fd)
+
+
+def lock_folder() -> Path:
+    """This user's folder of lock files on this host (in the system temp folder)."""
+    return Path(tempfile.gettempdir()) / f"pytest-vllm-profile-locks-{os.getuid()}"
+
+
+def file_lock_path(guarded: Path) -> Path:
+    """The lock file guarding `guarded`, in `lock_folder()`: one per absolute path, so every
+    process on the host that writes that file takes the same lock, and the folder holding the
+    file (a baselines/ folder under version control) gets no lock files."""
+    absolute = os.path.abspath(guarded)
+    digest = hashlib.sha256(absolute.encode()).hexdigest()[:24]
+    folder = lock_folder()
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder / f"{Path(absolute).name}.{digest}.lock"
 
 
 def port_lock_path(port: int) -> Path:

@@ -332,6 +332,10 @@ class ServerPool:
                 stack.enter_context(exclusive_lock(path, LauncherError, "GPU boot lock file"))
             yield
 
+    def is_live(self, workload: Workload) -> bool:
+        """Whether `workload`'s server is running now (so `get` will not boot one)."""
+        return self.key_for(workload) in self._live
+
     def failure_reason(self, workload: Workload) -> str | None:
         return self._failed.get(self.key_for(workload))
 

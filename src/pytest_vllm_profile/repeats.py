@@ -22,6 +22,9 @@ from msgspec import UNSET, UnsetType
 from .errors import AnalysisError
 from .summary import KernelKindStats, KernelSummary, Micros, ProfileSummary, StepKind
 
+# The remedy named when nothing is known about the workload (advice.step_structure_advice knows it).
+GENERIC_ADVICE = "the workload is not deterministic (use temperature=0, ignore_eos=True and a fixed max_tokens)"
+
 Relative = Annotated[float, msgspec.Meta(ge=0)]  # (max - min) / median
 
 
@@ -99,8 +102,10 @@ def _compared_structure_signature(summary: ProfileSummary, step_kinds: tuple[str
     }
 
 
-def check_same_structure(summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None) -> None:
-    """Raise `AnalysisError` naming the first structural difference between repeats.
+def check_same_structure(summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None,
+                         advice: str | None = None) -> None:
+    """Raise `AnalysisError` naming the first structural difference between repeats, and `advice`
+    (what to change in the workload: `advice.step_structure_advice`) as the remedy.
 
     With `step_kinds` (a workload's `compare_step_kinds`) only the structure of those steps
     must match: e.g. a batch whose prompts split differently between prefill and mixed steps.
@@ -118,8 +123,8 @@ def check_same_structure(summaries: list[ProfileSummary], step_kinds: tuple[str,
                 raise AnalysisError(
                     f"repeat 0 ({', '.join(summaries[0].source) or '?'}) and repeat {i} "
                     f"({', '.join(other.source) or '?'}) differ in "
-                    f"{_describe_difference(value, sig[label], label)}: the workload is not deterministic "
-                    "(use temperature=0, ignore_eos=True and a fixed max_tokens), so its repeats cannot be combined"
+                    f"{_describe_difference(value, sig[label], label)}, so its repeats cannot be combined: "
+                    f"{advice or GENERIC_ADVICE}"
                 )
 
 
@@ -185,7 +190,7 @@ def _combine_launches_per_step(per: list[dict[str, float]]) -> dict[str, float]:
 
 
 def combine_repeats(
-    summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None
+    summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None, advice: str | None = None
 ) -> tuple[ProfileSummary, RepeatSpread]:
     """Per-metric medians across repeats, and the relative spread of each timing.
 
@@ -200,7 +205,7 @@ def combine_repeats(
     """
     if not summaries:
         raise AnalysisError("combine_repeats needs at least one summary, got none")
-    check_same_structure(summaries, step_kinds)
+    check_same_structure(summaries, step_kinds, advice)
     if step_kinds is None:  # check_same_structure made sure every repeat has the same steps
         return _combine_same_structure(summaries)
     structures = [str(_structure_signature(s)) for s in summaries]

@@ -15,6 +15,7 @@ import msgspec
 
 from .codec import decode_json, encode_json
 from .comparison import Comparison
+from .configuration import RunConfiguration
 from .summary import ProfileSummary
 
 RESULTS_SCHEMA_VERSION: Final = 1
@@ -49,6 +50,7 @@ class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     baseline_changed: bool = False
     duration_s: float | None = None
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
+    configuration: RunConfiguration | None = None  # what produced the profile (issue 15)
 
 
 class RunResults(msgspec.Struct, forbid_unknown_fields=True):

@@ -60,6 +60,10 @@ HISTORY_OFF = "off"
 CROSS_VERSION_DRIFT = ("report", "fail")
 DEFAULT_CROSS_VERSION_DRIFT = "report"
 
+# Session folders (traces + server logs) kept under the trace root, this one included: 19
+# sessions of a two-test project grew .vllm-profile/ to 159 MB (issue 15). 0 keeps all.
+DEFAULT_KEEP_SESSIONS = 5
+
 OptionType = Literal["bool", "str", "choice", "int", "float", "path", "args"]
 
 
@@ -197,6 +201,10 @@ OPTIONS: tuple[Option, ...] = (
            "'what changed between A and B') or fail (fail the test as kernel-set drift)",
            flag="--vllm-cross-version-drift", ini="vllm_cross_version_drift", type="choice",
            default=DEFAULT_CROSS_VERSION_DRIFT, choices=CROSS_VERSION_DRIFT),
+    # ---- issue 15: what a user meets in a run ----
+    Option("keep_sessions", "session folders kept under the trace root, this one included; older ones are deleted "
+           "at the start of a session (default {default}; 0 keeps all)", flag="--vllm-keep-sessions",
+           ini="vllm_keep_sessions", type="int", default=DEFAULT_KEEP_SESSIONS, minimum=0, metavar="N"),
     # ---- issue 14: Nsight Systems ----
     Option("nsys", "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual "
            "install folders", flag="--vllm-nsys", ini="vllm_nsys", metavar="PATH"),
@@ -273,6 +281,7 @@ class SessionSettings:
     history: str | None  # SQLite path (absolute) or postgresql:// URL; None: no history
     baseline_version: str | None  # issue 13 item 3
     cross_version_drift: str
+    keep_sessions: int
     nsys: str | None = None
     nsys_mode: str = DEFAULT_NSYS_MODE
 

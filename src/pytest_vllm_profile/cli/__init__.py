@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import VllmProfileError
-from . import compare, history, report, summarize
+from . import compare, history, report, summarize, tiny_model
 from .output import detach_closed_stdout
 
-SUBCOMMANDS: tuple[ModuleType, ...] = (summarize, compare, report, history)
+SUBCOMMANDS: tuple[ModuleType, ...] = (summarize, compare, report, history, tiny_model)
 
 
 def build_parser() -> argparse.ArgumentParser:

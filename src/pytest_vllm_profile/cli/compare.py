@@ -14,6 +14,7 @@ from typing import Any
 
 from ..codec import encode_json
 from ..comparator import KernelDelta, Tolerances, compare_summaries, kernel_deltas, validate_step_kinds
+from ..comparison import Comparison
 from ..errors import VllmProfileError
 from ..repeats import RepeatSpread
 from ..summary import ProfileSummary
@@ -140,6 +141,14 @@ def _kernel_table(rows: list[KernelDelta], top: int) -> list[str]:
     return out
 
 
+def comparison_json(comparison: Comparison, deltas: list[KernelDelta]) -> str:
+    """The Comparison's JSON plus `kernel_deltas`: every kernel's µs per step on both sides, the
+    rows of the text output's kernel table (largest change first), all of them."""
+    rows = [{"name": d.name, "short_name": d.short_name, "step_kind": d.step_kind, "baseline_us": d.baseline_us,
+             "candidate_us": d.candidate_us, "delta_us": d.delta_us} for d in deltas]
+    return encode_json({**json.loads(encode_json(comparison)), "kernel_deltas": rows})
+
+
 def run(args: argparse.Namespace) -> int:
     """Exit status: 0 pass, 1 regression, 2 unusable input (message on stderr). A reader that closes
     stdout early (`| head`) does not change it: the verdict is the exit code, the output only explains it."""
@@ -161,9 +170,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     exit_code = 0 if comparison.passed else 1
     if args.json:
-        emit(encode_json(comparison))
+        emit(comparison_json(comparison, kernel_deltas(base.summary, cand.summary)))
     else:
-        lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain(limit=10)]
+        lines = [f"baseline:  {base.label}", f"candidate: {cand.label}", comparison.explain()]
         if comparison.improvements:
             largest = comparison.improvements[0].message
             lines.append(f"  {len(comparison.improvements)} improvement(s), largest: {largest}")

@@ -1,4 +1,8 @@
-"""`vllm-profile summarize TRACE_OR_DIR [--json] [--model-bytes N | --model-config config.json]`.
+"""`vllm-profile summarize TRACE_OR_DIR [--latest] [--json] [--model-bytes N | --model-config config.json]`.
+
+A folder holding several traces of one rank is an error listing them (issue 15: a folder of
+three unrelated traces silently gave the summary of one, its choice only in a note at the
+bottom); `--latest` reads each rank's newest, as the plugin does with a server's trace folder.
 
 Without TRACE_OR_DIR it runs on the embedded example: a real vLLM 0.26 H100 trace of
 Qwen3-8B (dummy weights, CUDA graphs), max_tokens=10, shipped in the package.
@@ -15,6 +19,7 @@ from typing import Any, TextIO
 from ..analysis.roofline import estimate_weight_bytes_from_config
 from ..analysis.summarize import summarize_path
 from ..codec import encode_json
+from ..errors import TraceError
 from ..summary import ProfileSummary
 from .output import emit
 
@@ -37,6 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(no argument: the embedded example trace).",
     )
     p.add_argument("trace", nargs="?", help="trace file (*.pt.trace.json[.gz]) or vLLM profile directory")
+    p.add_argument("--latest", action="store_true",
+                   help="a folder with several traces of one rank: read the newest (default: an error listing them)")
     p.add_argument("--json", action="store_true", help="print the ProfileSummary as JSON")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--model-bytes", type=int, metavar="N", help="model weight bytes, for the decode roofline")
@@ -58,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
     path = embedded_example_path() if embedded else Path(args.trace)
     if embedded and weight_bytes is None:
         weight_bytes = estimate_weight_bytes_from_config(embedded_example_path().with_name(EMBEDDED_MODEL_CONFIG))
-    summary = summarize_path(path, model_weight_bytes=weight_bytes)
+    try:
+        summary = summarize_path(path, model_weight_bytes=weight_bytes, session="latest" if args.latest else "only")
+    except TraceError as exc:
+        if "profile sessions for rank" not in exc.problem:
+            raise
+        problem = exc.problem.replace("pass session='latest'", "pass --latest to read the newest")
+        raise TraceError(exc.path, problem) from None
     if embedded:
         summary.notes.insert(0, f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
                                 "Qwen3-8B shape, max_tokens=10 (pass a trace path to analyse your own)")

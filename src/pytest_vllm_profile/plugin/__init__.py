@@ -38,18 +38,22 @@ Modules
 merging, collection checks), `fixtures`, `hooks` (the pytest hooks implemented),
 `hookspecs` (the hooks this plugin offers, docs/hooks.md) with their defaults in
 `builtin_hooks`, `run_results` (TestResult / RunResults from the plugin's state) and
-`reporting` (JUnit properties, results file, HTML / job summary, terminal section).
+`reporting` (JUnit properties, results file, HTML / job summary, terminal section),
+`preflight` / `session_checks` (checks before any server boots, the quiet stop), `progress`
+(progress lines), `messages` (failure wording), `record` (the configuration on record).
 """
 from .fixtures import vllm_profile, vllm_server_pool
 from .hooks import (
     pytest_addhooks,
     pytest_addoption,
+    pytest_collection_modifyitems,
     pytest_configure,
     pytest_configure_node,
     pytest_pycollect_makeitem,
     pytest_runtest_call,
     pytest_runtest_makereport,
     pytest_sessionfinish,
+    pytest_sessionstart,
     pytest_terminal_summary,
     pytest_unconfigure,
 )
@@ -61,5 +65,5 @@ __all__ = [
     "vllm_profile", "vllm_server_pool",
     "pytest_addhooks", "pytest_addoption", "pytest_configure", "pytest_configure_node", "pytest_pycollect_makeitem",
     "pytest_runtest_call", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
-    "pytest_unconfigure",
+    "pytest_unconfigure", "pytest_collection_modifyitems", "pytest_sessionstart",
 ]

@@ -9,10 +9,20 @@ import pytest
 from ..errors import VllmProfileError
 from ..pool import ServerPool
 from .marker import SKIP_REASON, item_state_for_fixture
+from .messages import cause_first
+from .progress import Progress
+from .record import configuration_of
 from .state import session_state
 
 if TYPE_CHECKING:
     from ..workload_profile import VllmProfile
+
+
+def boot_message(model: str, launcher: str, url: str | None) -> str:
+    if launcher == "url":
+        return f"waiting for the vLLM server at {url} (model {model}) to be healthy"
+    return (f"starting a vLLM server for {model} ({launcher} launcher; a boot takes from 30 s on a CPU to "
+            "minutes on a GPU)")
 
 
 @pytest.fixture(scope="session")
@@ -37,18 +47,27 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
     session = session_state(request.config)
     test = item_state_for_fixture(item)
     workload = test.workload
+    if test.preflight_problems:  # found before any server was asked for (plugin/preflight.py)
+        pytest.fail("\n".join(test.preflight_problems), pytrace=False)
+    progress = Progress(request.config)
     problem = None
     try:
+        if not vllm_server_pool.is_live(workload) and vllm_server_pool.failure_reason(workload) is None:
+            progress.say(boot_message(workload.model, session.settings.launcher, session.settings.url))
         pooled = vllm_server_pool.get(workload)
         if pooled.uses == 1:
             test.server_boot_s = pooled.boot_s
+            progress.say(f"vLLM server for {workload.model} healthy after {pooled.boot_s:.1f} s "
+                         f"({pooled.server.base_url})")
         # The marker's tolerances win over the session's options.
         baseline = session.settings.baseline_settings(session.commit()).with_overrides(
             rel_tol=workload.rel_tol, abs_floor_us=workload.abs_floor_us, fail_on_drift=workload.fail_on_drift)
-        profile = profile_workload(item.nodeid, workload, pooled, session.settings.capture_settings(), baseline)
+        profile = profile_workload(item.nodeid, workload, pooled, session.settings.capture_settings(), baseline,
+                                   progress=progress.say)
         profile.baseline_key_override = item.config.hook.pytest_vllm_profile_baseline_key(item=item, profile=profile)
+        profile.configuration = configuration_of(session, profile, pooled)
     except VllmProfileError as exc:
-        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+        problem = cause_first(exc)
     if problem is not None:  # failed outside the except block: the message alone, no exception chain
         pytest.fail(problem, pytrace=False)
     test.profile = profile

@@ -7,11 +7,15 @@ from typing import Any
 import pytest
 
 from ..errors import VllmProfileError
+from ..sessions import prune_sessions
 from . import builtin_hooks, hookspecs
 from .marker import SKIP_REASON, marker_doc, prepare_item
+from .messages import cause_first, keep_head
 from .options import add_options, read_settings
+from .preflight import item_problems
 from .reporting import add_junit_properties, write_results_and_reports, write_terminal_summary
 from .run_results import RESULT_ATTR, build_test_result, result_to_report_attr
+from .session_checks import check_session, stop_servers
 from .state import SESSION_KEY, SessionState, item_state, new_stamp, session_state
 
 
@@ -30,13 +34,22 @@ def pytest_configure(config: pytest.Config) -> None:
     state = SessionState(settings=read_settings(config), config=config)
     config.stash[SESSION_KEY] = state
     config.pluginmanager.register(state, "vllm-profile-state")
+    if state.settings.enabled and not state.is_worker:
+        state.session_stamp = new_stamp()  # decided now: the retention rule keeps it (pytest_sessionstart)
+        check_session(config, state.settings)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is not None and state.settings.enabled and not state.is_worker:
+        prune_sessions(state.settings.trace_root, state.settings.keep_sessions, state.session_stamp)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(SESSION_KEY, None)
     if state is not None:
         if state.pool is not None:
-            state.pool.stop_all()
+            stop_servers(state.pool)
         if config.pluginmanager.is_registered(state):
             config.pluginmanager.unregister(state)
 
@@ -64,6 +77,17 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     return result
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Checks of each marked test that need no server (plugin/preflight.py), before any boots."""
+    settings = session_state(config).settings
+    if not settings.enabled:
+        return
+    for item in items:
+        test = item_state(item)
+        if test is not None:
+            test.preflight_problems = item_problems(item.nodeid, test.workload, settings)
+
+
 # ---- baseline after the body ----------------------------------------------------------------
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
@@ -85,7 +109,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     expected = profile.workload.expected_layers
     if expected is not None and profile.layer_count != expected:
         item.user_properties.append(("vllm_verdict", "structure"))
-        pytest.fail(f"{item.nodeid}: found {profile.layer_count} decoder layers per step, the vllm_workload marker "
+        pytest.fail(f"found {profile.layer_count} decoder layers per step, the vllm_workload marker "
                     f"expects expected_layers={expected}", pytrace=False)
     settings = profile.baseline_settings
     assert settings is not None  # the fixture always sets them
@@ -98,7 +122,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         else:
             outcome = check_baseline(profile, settings)
     except VllmProfileError as exc:
-        problem = f"{item.nodeid}: {type(exc).__name__}: {exc}"
+        problem = cause_first(exc)
     if problem is not None:
         item.user_properties.append(("vllm_verdict", "error"))
         pytest.fail(problem, pytrace=False)
@@ -127,12 +151,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _short_message(report: pytest.TestReport) -> str:
-    """The exception line of a failure ("assert 36 == 32", the baseline explanation), else the log tail."""
+    """The exception of a failure ("assert 36 == 32", the baseline explanation), else the report's
+    text; its head is kept, where the cause is (`messages.keep_head`)."""
     crash = getattr(report.longrepr, "reprcrash", None)
     text = getattr(crash, "message", None) or getattr(report, "longreprtext", "") or ""
     if text.startswith("Failed: "):
         text = text[len("Failed: "):]
-    return text[-4000:]
+    return keep_head(text)
 
 
 # ---- session end ----------------------------------------------------------------------------
@@ -141,7 +166,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     if state.pool is not None:
-        state.pool.stop_all()  # also on KeyboardInterrupt, where session fixtures may not tear down
+        stop_servers(state.pool)  # also on KeyboardInterrupt, where session fixtures may not tear down
     if not state.is_worker:
         write_results_and_reports(state)
 

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..codec import from_builtins, to_builtins
+from ..configuration import workload_on_record
 from ..results import Outcome, RunResults, TestResult
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def build_test_result(nodeid: str, state: ItemState, skip_reason: str) -> TestRe
     """The result of one marked test once its teardown is reported."""
     phases = state.phase_outcomes
     outcome = outcome_of_phases(phases)
-    result = TestResult(nodeid=nodeid, outcome=outcome, workload=state.workload.to_dict(),
+    result = TestResult(nodeid=nodeid, outcome=outcome, workload=workload_on_record(state.workload),
                         duration_s=round(state.duration_s, 3), server_boot_s=state.server_boot_s)
     profile = state.profile
     # The baseline outcome of a passed body, or the failing one that failed it (also when the
@@ -51,6 +52,7 @@ def build_test_result(nodeid: str, state: ItemState, skip_reason: str) -> TestRe
         result.summary = profile.summary
         result.requests = list(profile.requests)
         result.trace_paths = [str(p) for p in profile.trace_paths]
+        result.configuration = profile.configuration
     if baseline_outcome is not None:
         result.verdict = baseline_outcome.verdict
         result.baseline_path = str(baseline_outcome.baseline_path) if baseline_outcome.baseline_path else None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +15,11 @@ import pytest
 from ..errors import LauncherError
 from ..pool import PoolSettings, ServerPool, nvidia_smi_gpu_count, worker_index
 from ..results import RunResults, TestResult
+from ..sessions import new_stamp
 from ..settings import SessionSettings
 from ..workload import Workload
 from .run_results import RESULT_ATTR, result_from_report_attr
+from .session_checks import stop_servers
 
 if TYPE_CHECKING:
     from ..launchers.base import Launcher, ServerSpec
@@ -35,6 +36,7 @@ class ItemState:
     phase_outcomes: dict[str, str] = field(default_factory=dict)  # "setup"/"call"/"teardown" -> outcome
     message: str = ""  # the first failure's short message
     duration_s: float = 0.0  # of all phases so far
+    preflight_problems: list[str] = field(default_factory=list)  # plugin/preflight.py: fail at setup, before a boot
 
 
 @dataclass(eq=False)  # registered as a plugin object: identity, not value, equality
@@ -88,13 +90,13 @@ class SessionState:
                 ),
                 launcher_factory=self.make_launcher,
             )
-            atexit.register(self.pool.stop_all)  # KeyboardInterrupt / crash: no orphan servers
+            atexit.register(stop_servers, self.pool)  # KeyboardInterrupt / crash: no orphan servers
         return self.pool
 
     def ensure_session_dir(self) -> Path:
         if self.session_dir is None:
             worker_input = getattr(self.config, "workerinput", {})  # set by xdist on a worker's config
-            stamp = worker_input.get("vllm_session_stamp") or new_stamp()
+            stamp = worker_input.get("vllm_session_stamp") or self.session_stamp or new_stamp()
             name = os.environ.get("PYTEST_XDIST_WORKER") or "main"
             self.session_dir = self.settings.trace_root / stamp / name
             self.session_dir.mkdir(parents=True, exist_ok=True)
@@ -112,10 +114,6 @@ class SessionState:
 
 SESSION_KEY = pytest.StashKey[SessionState]()
 ITEM_KEY = pytest.StashKey[ItemState]()
-
-
-def new_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
 
 
 def session_state(config: pytest.Config) -> SessionState:

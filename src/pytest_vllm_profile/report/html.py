@@ -13,6 +13,7 @@ from pathlib import Path
 from ..comparison import kernel_metric, step_metric
 from ..results import RunResults
 from ..summary import StepKind
+from .configuration import configuration_rows
 from .history import history_section
 from .plots import layer_bar_chart, step_time_plot
 from .tables import (
@@ -186,6 +187,14 @@ def _cross_version(view: TestView) -> list[str]:
     return [f'<p class="meta"><b>{_e(cross.label)}</b></p><h3>{_e(head)}</h3><ul>{items}</ul>']
 
 
+def _configuration(view: TestView) -> str:
+    rows = configuration_rows(view.test.configuration)
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th>{_e(label)}</th><td><code>{_e(value)}</code></td></tr>" for label, value in rows)
+    return f'<h3>Configuration</h3><table class="configuration">{body}</table>'
+
+
 def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     slug = _slug(view.nodeid, index)
     wl = view.test.workload
@@ -219,6 +228,7 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     if notes:
         parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     parts.append(_requests(view))
+    parts.append(_configuration(view))
     parts.append(_traces(view, out_dir, base))
     parts.append("</section>")
     return "\n".join(p for p in parts if p)

@@ -115,6 +115,11 @@ def load_results(path: str | Path) -> RunResults:
         data = json.loads(path.read_bytes())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportInputError(f"{path}: not a readable JSON results file: {exc}") from None
+    if isinstance(data, dict) and "entries" in data and "test" in data and "tests" not in data:
+        raise ReportInputError(
+            f"{path}: that is a baseline file (of test {data.get('test')!r}); report takes a results file, "
+            "the one `pytest --vllm-profile` writes (.vllm-profile/results.json, or --vllm-results PATH); "
+            "to compare a baseline with a profile use `vllm-profile compare BASELINE CANDIDATE`")
     if not isinstance(data, dict) or not isinstance(data.get("tests", []), list):
         raise ReportInputError(f"{path}: not a vllm-profile results file (expected an object with a 'tests' list)")
     version = data.get("schema_version")

@@ -10,7 +10,6 @@ from ..summary import ProfileSummary
 from .tables import VERDICT_LABELS
 
 VERDICT_LABEL = {**VERDICT_LABELS, "updated": "UPDATED"}  # the terminal's column is 11 wide
-TOP_OFFENDERS = 3
 
 
 def _verdict_label(test: TestResult) -> str:
@@ -42,17 +41,23 @@ def step_time_lines(test: TestResult) -> list[str]:
     return lines
 
 
-def offender_lines(test: TestResult, limit: int = TOP_OFFENDERS) -> list[str]:
-    """The regressions that explain most of the step-time change, largest first."""
-    comparison = test.comparison  # regressions come ranked, largest first
+def offender_lines(test: TestResult) -> list[str]:
+    """Every regression, ranked (structural changes first, then largest share of the step-time
+    change), then the new / missing kernels that did not fail the verdict."""
+    comparison = test.comparison
     if comparison is None:
         return []
-    lines = [f.message or f.metric for f in comparison.regressions[:limit]]
+    lines = [f.message or f.metric for f in comparison.regressions]
     if comparison.cross_version is not None:  # the kernel-set diff is "what changed", not an offender
         return lines
-    for drift in comparison.new_kernels[: max(0, limit - len(lines))]:
+    failed_drift = {f.metric for f in comparison.regressions if f.kind == "drift"}
+    for drift in comparison.new_kernels:
+        if f"kernel[{drift.short_name}].new" in failed_drift:
+            continue
         lines.append(f"new kernel {drift.short_name} ({drift.us_per_step:.1f} µs/{drift.step_kind} step)")
-    for drift in comparison.missing_kernels[: max(0, limit - len(lines))]:
+    for drift in comparison.missing_kernels:
+        if f"kernel[{drift.short_name}].missing" in failed_drift:
+            continue
         lines.append(f"missing kernel {drift.short_name} (was {drift.us_per_step:.1f} µs/{drift.step_kind} step)")
     return lines
 
