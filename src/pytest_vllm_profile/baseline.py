@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .codec import ModelDecodeError, from_builtins, to_builtins
 from .errors import BaselineError
+from .latency import TimedPassResult
 from .locks import exclusive_lock
 from .repeats import RepeatSpread
 from .schemas import SchemaValidationError, validate_baseline
@@ -91,6 +93,9 @@ class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True):
     repeats: Annotated[int, msgspec.Meta(ge=1)]
     summary: ProfileSummary
     spread: RepeatSpread | None
+    # The timed (unprofiled) pass with every sample (issue 12); None in entries recorded before
+    # it existed, or with timed_repeats=0: latency is then not compared.
+    timed_pass: TimedPassResult | UnsetType = UNSET  # UNSET: left out of the file (0.1.0 entries re-encode as read)
 
 
 class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,6 +109,11 @@ class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
 
 class BaselineEntry(BaselineRecord, kw_only=True):
     """One stored baseline: the median summary of `repeats` profiles on one GPU / vLLM version."""
+
+    @property
+    def timed(self) -> TimedPassResult | None:
+        """The entry's timed pass; None when it has none (recorded before timed passes, or timed_repeats=0)."""
+        return None if isinstance(self.timed_pass, UnsetType) else self.timed_pass
 
     gpu: str
     vllm_version: str
@@ -266,6 +276,7 @@ class BaselineStore:
         spread: RepeatSpread | None = None,
         commit: str | None = None,
         created: str | None = None,
+        timed_pass: TimedPassResult | None = None,
     ) -> bool:
         """Write (or replace) this test's entry for the GPU / vLLM version; True if content changed.
 
@@ -275,7 +286,8 @@ class BaselineStore:
         path = self.path_for(nodeid)
         gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
         record = BaselineRecord(created=created or _now(), commit=commit, workload=dict(workload or {}),
-                                repeats=int(repeats), summary=summary, spread=spread)
+                                repeats=int(repeats), summary=summary, spread=spread,
+                                timed_pass=UNSET if timed_pass is None else timed_pass)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -19,8 +19,9 @@ total kernel time are always compared.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .comparison import (
     Comparison,
@@ -34,8 +35,12 @@ from .comparison import (
 )
 from .damage import damage_notes
 from .errors import AnalysisError, VllmProfileError
+from .latency_compare import compare_latency, compare_step_overhead
 from .repeats import RepeatSpread, kernel_us_per_step
 from .summary import STEP_KINDS, ProfileSummary, StepKind
+
+if TYPE_CHECKING:
+    from .latency import TimedPassResult
 
 
 class IncomparableSummariesError(AnalysisError):
@@ -63,6 +68,13 @@ class Tolerances:
     noise_multiplier: float = 3.0  # noise of k * spread is tolerated when larger than rel_time
     drift_share: float = 0.01  # a new / missing kernel fails at >= 1 % of a step's GPU time
     fail_on_drift: bool = True
+    # ---- user-facing latency and step overhead (issue 12): a latency / throughput metric fails
+    # when it moves more than max(latency_rel_time, rel_time, noise_multiplier * run-to-run spread)
+    # and more than the floor. 10 %: client-side timings also carry the client's and the host's
+    # jitter (ITL medians of 0-15 ms between runs on a shared 2-core machine, timed_pass.py), so
+    # they are held looser than GPU kernel time; not yet calibrated on a GPU.
+    latency_rel_time: float = 0.10
+    latency_abs_floor_ms: float = 1.0  # TTFT/TPOT/ITL/e2e: a client timestamp's jitter
 
     @classmethod
     def from_options(cls, **options: Any) -> Tolerances:
@@ -91,7 +103,7 @@ class Tolerances:
 
     def __post_init__(self) -> None:
         for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
-                     "noise_multiplier", "drift_share"):
+                     "noise_multiplier", "drift_share", "latency_rel_time", "latency_abs_floor_ms"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise VllmProfileError(f"tolerance {name}={value!r} must be a number >= 0")
@@ -157,8 +169,10 @@ def validate_step_kinds(step_kinds: Any, argument: str = "step_kinds") -> tuple[
 class _Comparer:
     def __init__(self, baseline: ProfileSummary, candidate: ProfileSummary, tol: Tolerances,
                  baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None,
-                 step_kinds: tuple[str, ...] | None = None) -> None:
+                 step_kinds: tuple[str, ...] | None = None, baseline_timed: TimedPassResult | None = None,
+                 candidate_timed: TimedPassResult | None = None) -> None:
         self.b, self.c, self.tol = baseline, candidate, tol
+        self.b_timed, self.c_timed = baseline_timed, candidate_timed
         self.spreads = [s for s in (baseline_spread, candidate_spread) if s is not None]
         self.step_kinds = step_kinds
         self.unstable = {name for s in self.spreads for name in s.unstable_kernels}
@@ -192,7 +206,15 @@ class _Comparer:
 
     # -- times -----------------------------------------------------------------------------
     def time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
-             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None) -> None:
+             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None,
+             baseline_samples: Sequence[float] | None = None, candidate_samples: Sequence[float] | None = None,
+             ) -> Finding | None:
+        """Judge one time; the Finding made (regression or improvement) or None when within tolerance.
+
+        baseline_samples / candidate_samples: the repeat-level values the metric is the median of
+        (per timed repeat for latency, per profiled repeat for step overhead), for a rule that
+        judges noise from them; `spread` is their relative spread already. The floor is in `unit`'s
+        base unit (µs, or ms for latency)."""
         rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
         if step_us is not None:  # a part of a step: judged by what it does to the step (Tolerances)
             floor_us = max(floor_us, self.tol.kernel_step_share * step_us)
@@ -200,10 +222,11 @@ class _Comparer:
         delta = cand - base
         pct = 100 * delta / base if base else None
         if abs(delta) <= allowed_us:
-            return
+            return None
+        floor_unit = unit.split("/")[0]
         floor_rules = floor_us > rel * base
-        allowed_words = f"±{floor_us:.1f} µs" if floor_rules else f"±{100 * rel:.1f}%"
-        allowed_full = f"±{100 * rel:.1f}% (min {floor_us:g} µs)"
+        allowed_words = f"±{floor_us:.1f} {floor_unit}" if floor_rules else f"±{100 * rel:.1f}%"
+        allowed_full = f"±{100 * rel:.1f}% (min {floor_us:g} {floor_unit})"
         if spread > 0:
             allowed_full += f", noise {_fmt_pct(spread)}"
         pct_words = f"{pct:+.2f}%" if pct is not None else "new"
@@ -213,6 +236,7 @@ class _Comparer:
             message=f"{label} {base:.1f} {unit} -> {cand:.1f} {unit} ({pct_words}, allowed {allowed_words})",
         )
         (self.regressions if delta > 0 else self.improvements).append(finding)
+        return finding
 
     def run(self) -> Comparison:
         b, c, tol = self.b, self.c, self.tol
@@ -326,6 +350,10 @@ class _Comparer:
                              f"(allowed < {_fmt_pct(tol.drift_share)})"),
                 ))
 
+        # User-facing latency, throughput and per-step CPU overhead (issue 12), in their own module.
+        compare_step_overhead(self, kinds)
+        compare_latency(self, self.b_timed, self.c_timed)
+
         self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
         self.improvements.sort(key=lambda f: f.contribution_us)
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
@@ -396,14 +424,19 @@ def compare_summaries(
     baseline_spread: RepeatSpread | None = None,
     candidate_spread: RepeatSpread | None = None,
     step_kinds: tuple[str, ...] | list[str] | None = None,
+    baseline_timed: TimedPassResult | None = None,
+    candidate_timed: TimedPassResult | None = None,
 ) -> Comparison:
     """Compare `candidate` with `baseline`; verdict "fail" when any regression (or failing drift).
 
     `step_kinds` (e.g. ("decode",)): compare only the per-step metrics of those step kinds
     (step time, per-kernel and per-layer times, launch counts, drift); None compares every kind.
+    `baseline_timed` / `candidate_timed`: the timed passes (TTFT, TPOT, ITL, e2e, throughput);
+    compared when both exist, else a note says latency was not compared.
     """
     kinds = validate_step_kinds(step_kinds)
-    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread, kinds).run()
+    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread, kinds,
+                     baseline_timed, candidate_timed).run()
 
 
 def kernel_deltas(baseline: ProfileSummary, candidate: ProfileSummary) -> list[KernelDelta]:

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .codec import decode_json, encode_json
 from .comparison import Comparison
+from .latency import TimedPassResult
 from .summary import ProfileSummary
 
 RESULTS_SCHEMA_VERSION: Final = 1
@@ -42,6 +44,10 @@ class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     baseline_summary: ProfileSummary | None = None
     comparison: Comparison | None = None
     requests: list[RequestResult] = msgspec.field(default_factory=list)
+    # The timed (unprofiled) pass, every sample kept (issue 12); None: no timed pass ran.
+    # UNSET: left out of the file, so results of 0.1.0 re-encode as they were read.
+    timed_pass: TimedPassResult | UnsetType = UNSET
+    baseline_timed_pass: TimedPassResult | UnsetType = UNSET  # the baseline's, when it has one
     trace_paths: list[str] = msgspec.field(default_factory=list)
     baseline_path: str | None = None
     baseline_changed: bool = False
