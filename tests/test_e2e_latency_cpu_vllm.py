@@ -2,7 +2,7 @@
 
 One inner pytest project (pytester, `pytest --vllm-profile --vllm-launcher process`) with two
 tests sharing one server: the seed workload and a load-shaped one (concurrency 2, prompts of an
-exact input length built with the server's tokenizer, chat completions). Three inner runs, three
+exact input length built with the server's tokenizer). Three inner runs, three
 server boots: record the baselines, re-check them (passes), and re-check the seed test on a
 server whose engine sleeps 30 ms in every scheduler step (a REAL injected CPU delay, a
 sitecustomize on the server's PYTHONPATH: tests/scheduler_delay.py) — which must FAIL naming
@@ -47,8 +47,7 @@ def test_seed(vllm_profile):
 
 
 @pytest.mark.vllm_workload(model={model!r}, served_model_name={served!r}, max_tokens=6, server_args={args!r},
-                           env=ENV, api="chat", input_len=24, concurrency=2, num_requests=2,
-                           compare_step_kinds=["decode"])
+                           env=ENV, input_len=24, concurrency=2, num_requests=2)
 def test_shaped(vllm_profile):
     assert vllm_profile.timed_pass is not None
     assert vllm_profile.timed_pass.prompt_tokens == (24, 24)
@@ -97,7 +96,8 @@ def test_injected_scheduler_delay_fails_on_tpot_itl_and_step_period(
                for run in seed["timed_pass"]["runs"])
     assert "decode" in seed["summary"]["step_overhead"]
     shaped = tests["test_shaped"]
-    assert shaped["timed_pass"]["shape"]["concurrency"] == 2 and shaped["timed_pass"]["shape"]["api"] == "chat"
+    assert shaped["timed_pass"]["shape"]["concurrency"] == 2
+    assert shaped["summary"]["token_steps"] == 6  # both prompts batched into the same 6 steps
     assert all(r["prompt_tokens"] == 24 for run in shaped["timed_pass"]["runs"] for r in run["requests"])
     baseline = read_baseline_file(Path(pytester.path) / "baselines" / "test_latency" / "test_seed.json")
     entry = baseline.entries["cpu"]["0.32.0"]

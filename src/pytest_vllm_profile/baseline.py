@@ -97,6 +97,11 @@ class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True):
     # it existed, or with timed_repeats=0: latency is then not compared.
     timed_pass: TimedPassResult | UnsetType = UNSET  # UNSET: left out of the file (0.1.0 entries re-encode as read)
 
+    @property
+    def timed(self) -> TimedPassResult | None:
+        """The entry's timed pass; None when it has none (recorded before timed passes, or timed_repeats=0)."""
+        return None if isinstance(self.timed_pass, UnsetType) else self.timed_pass
+
 
 class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
     """One file per test: the accepted ProfileSummary (median of repeats) per GPU model and vLLM version."""
@@ -109,11 +114,6 @@ class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
 
 class BaselineEntry(BaselineRecord, kw_only=True):
     """One stored baseline: the median summary of `repeats` profiles on one GPU / vLLM version."""
-
-    @property
-    def timed(self) -> TimedPassResult | None:
-        """The entry's timed pass; None when it has none (recorded before timed passes, or timed_repeats=0)."""
-        return None if isinstance(self.timed_pass, UnsetType) else self.timed_pass
 
     gpu: str
     vllm_version: str
@@ -301,7 +301,8 @@ class BaselineStore:
             if old is not None and _without_created(old) == _without_created(record):
                 return False
             document.entries.setdefault(gpu_k, {})[vllm_k] = record
-            data = to_builtins(document)
+            # Through JSON: the timed pass holds tuples, which the schema validator does not take as arrays.
+            data = json.loads(json.dumps(to_builtins(document)))
             _check_schema(data, path, "refusing to write a baseline that")
             self._atomic_write(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
         return True

@@ -44,15 +44,15 @@ class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     baseline_summary: ProfileSummary | None = None
     comparison: Comparison | None = None
     requests: list[RequestResult] = msgspec.field(default_factory=list)
-    # The timed (unprofiled) pass, every sample kept (issue 12); None: no timed pass ran.
-    # UNSET: left out of the file, so results of 0.1.0 re-encode as they were read.
-    timed_pass: TimedPassResult | UnsetType = UNSET
-    baseline_timed_pass: TimedPassResult | UnsetType = UNSET  # the baseline's, when it has one
     trace_paths: list[str] = msgspec.field(default_factory=list)
     baseline_path: str | None = None
     baseline_changed: bool = False
     duration_s: float | None = None
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
+    # The timed (unprofiled) pass, every sample kept (issue 12); UNSET (left out of the file, so
+    # results of 0.1.0 re-encode as they were read): no timed pass ran.
+    timed_pass: TimedPassResult | UnsetType = UNSET
+    baseline_timed_pass: TimedPassResult | UnsetType = UNSET  # the baseline's, when it has one
 
 
 class RunResults(msgspec.Struct, forbid_unknown_fields=True):

@@ -159,13 +159,13 @@ class ProfileSummary(msgspec.Struct):
     kernels: list[KernelSummary] = msgspec.field(default_factory=list)
     step_kinds: dict[StepKind, StepKindStats] = msgspec.field(default_factory=dict)
     roofline: Roofline | None = None
-    # step kind -> CPU overhead of its steps (issue 12); UNSET (not in the JSON) before 0.2:
-    # read it through `overhead_by_kind()`.
-    step_overhead: dict[str, StepKindOverhead] | UnsetType = UNSET
     rank: Count = 0
     world_size: Annotated[int, msgspec.Meta(ge=1)] = 1
     ranks: list[ProfileSummary] = msgspec.field(default_factory=list)  # per-rank summaries when world_size > 1
     notes: list[str] = msgspec.field(default_factory=list)
+    # step kind -> CPU overhead of its steps (issue 12); UNSET (not in the JSON) before 0.2:
+    # read it through `overhead_by_kind()`.
+    step_overhead: dict[str, StepKindOverhead] | UnsetType = UNSET
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(encode_json(self) + "\n")

@@ -210,13 +210,25 @@ class Workload:
         """(path, body) of each request of one profiled pass, and how many run at once.
 
         Without a load shape: `completion_requests()`, all at once (as before). With one: the timed
-        pass's requests (api, prompts cycled, `requests_per_timed_repeat`) at most `concurrency` in
-        flight, not streamed; `prompts` replaces the marker's (the exact-length ones built on the server).
+        pass's requests (api, prompts cycled, `requests_per_timed_repeat`), not streamed: one batched
+        completion request when all would be in flight at once (batch=True), else at most
+        `concurrency` in flight (chat, or fewer in flight than requests: the step structure then
+        depends on arrival). `prompts` replaces the marker's (the exact-length ones built on the server).
         """
         if not self.has_load_shape:
             bodies = self.completion_requests()
             return [("/v1/completions", b) for b in bodies], len(bodies)
         use = prompts or list(self.prompts)
+        n = self.requests_per_timed_repeat
+        if self.api == "completions" and self.batch and self.concurrency >= n:
+            # All in flight at once: one batched request, which vLLM admits into the same steps in
+            # every repeat. Separate concurrent requests would split between steps by arrival
+            # (seen on the vLLM CPU server: 5 decode steps in one repeat, 10 in the next), and
+            # repeats of a different step structure cannot be combined.
+            prompt_list = [use[i % len(use)] for i in range(n)]
+            body = {"model": self.model_name, "temperature": self.temperature, "ignore_eos": self.ignore_eos,
+                    "max_tokens": self.max_tokens, "prompt": prompt_list[0] if n == 1 else prompt_list}
+            return [("/v1/completions", body)], 1
         out: list[tuple[str, dict[str, Any]]] = []
         for i in range(self.requests_per_timed_repeat):
             prompt = use[i % len(use)]
