@@ -150,7 +150,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         for i in range(tokens):
-            chunk = {"choices": [{"index": 0, "text": " Paris", "finish_reason": "length" if i == tokens - 1 else None}]}
+            finish = "length" if i == tokens - 1 else None
+            chunk = {"choices": [{"index": 0, "text": " Paris", "finish_reason": finish}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
         usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}}

@@ -19,6 +19,7 @@ kernels)? Old baselines without a timed pass or step overhead: not compared, wit
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -101,14 +102,14 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
                               contribution_us=0.0, unit="ms",
                               baseline_samples=run_percentiles(base, metric, p),
                               candidate_samples=run_percentiles(cand, metric, p))
-        for metric, label, unit in THROUGHPUTS:
-            b_runs = [float(getattr(r, metric)) for r in base.runs]
-            c_runs = [float(getattr(r, metric)) for r in cand.runs]
+        for rate, label, unit in THROUGHPUTS:
+            b_runs = [float(getattr(r, rate)) for r in base.runs]
+            c_runs = [float(getattr(r, rate)) for r in cand.runs]
             if not b_runs or not c_runs or min(b_runs + c_runs) <= 0:
                 continue
             b_inv, c_inv = [1e3 / v for v in b_runs], [1e3 / v for v in c_runs]
             b_med, c_med = float(np.median(b_runs)), float(np.median(c_runs))
-            finding = comparer.time(throughput_metric(metric), f"{label} (as ms per {unit.split('/')[0]})",
+            finding = comparer.time(throughput_metric(rate), f"{label} (as ms per {unit.split('/')[0]})",
                                     float(np.median(b_inv)), float(np.median(c_inv)), 0.0,
                                     max(relative_spread(b_inv), relative_spread(c_inv)), contribution_us=0.0,
                                     unit="ms", baseline_samples=b_runs, candidate_samples=c_runs)
@@ -123,7 +124,7 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
     _attribute(comparer)
 
 
-def compare_step_overhead(comparer: _Comparer, kinds: list[str]) -> None:
+def compare_step_overhead(comparer: _Comparer, kinds: Sequence[str]) -> None:
     """Per step kind: median wall time, period and GPU idle of the profiled steps."""
     b_over, c_over = comparer.b.overhead_by_kind(), comparer.c.overhead_by_kind()
     if not b_over or not c_over:

@@ -226,9 +226,9 @@ class Workload:
             # (seen on the vLLM CPU server: 5 decode steps in one repeat, 10 in the next), and
             # repeats of a different step structure cannot be combined.
             prompt_list = [use[i % len(use)] for i in range(n)]
-            body = {"model": self.model_name, "temperature": self.temperature, "ignore_eos": self.ignore_eos,
-                    "max_tokens": self.max_tokens, "prompt": prompt_list[0] if n == 1 else prompt_list}
-            return [("/v1/completions", body)], 1
+            batched = {"model": self.model_name, "temperature": self.temperature, "ignore_eos": self.ignore_eos,
+                       "max_tokens": self.max_tokens, "prompt": prompt_list[0] if n == 1 else prompt_list}
+            return [("/v1/completions", batched)], 1
         out: list[tuple[str, dict[str, Any]]] = []
         for i in range(self.requests_per_timed_repeat):
             prompt = use[i % len(use)]

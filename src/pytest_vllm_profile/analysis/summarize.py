@@ -20,6 +20,7 @@ slowest rank does).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -167,8 +168,8 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
     return summary, timed
 
 
-def _overhead_fields(o: StepOverhead | None) -> dict[str, float | int | None]:
-    """A step's CPU-overhead values as StepSummary fields (all None when the analysis has no such step)."""
+def _overhead_fields(o: StepOverhead | None) -> dict[str, Any]:
+    """A step's CPU-overhead values as StepSummary fields ({}: left UNSET when the analysis has no such step)."""
     if o is None:
         return {}
     return {"period_us": o.period_us, "gpu_busy_us": o.gpu_busy_us, "gpu_idle_us": o.gpu_idle_us,
@@ -261,7 +262,7 @@ def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.D
         steps=steps,
         kernels=KernelStats(pooled).summaries(),
         step_kinds=_step_kind_stats(steps, pooled),
-        step_overhead=dict(first.step_overhead),  # rank 0's: the host overhead is each rank's own
+        step_overhead=dict(first.overhead_by_kind()),  # rank 0's: the host overhead is each rank's own
         rank=0,
         world_size=max(len(ranks), max(s.world_size for s in per_rank)),
         ranks=per_rank,

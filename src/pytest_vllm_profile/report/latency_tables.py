@@ -83,7 +83,8 @@ def latency_plot(test: TestResult, path: Path, metric: LatencyMetric = "tpot_ms"
     everything = [v for _, s in series for v in s]
     bins = 30 if max(everything) > min(everything) else 1
     for label, samples in series:
-        ax.hist(samples, bins=bins, range=(min(everything), max(everything)), alpha=0.5, label=f"{label} ({len(samples)})")
+        ax.hist(samples, bins=bins, range=(min(everything), max(everything)), alpha=0.5,
+                label=f"{label} ({len(samples)})")
     ax.set_xlabel(f"{LABELS[metric]} (ms)")
     ax.set_ylabel("samples")
     ax.set_title(f"{LABELS[metric]} distribution, every timed repeat")

@@ -42,7 +42,8 @@ def _latency_section(views: list[TestView]) -> list[str]:
             continue
         head = percentile_header()
         out += ["", f"**Latency** {md_escape(v.nodeid)} (ms; {md_escape(throughput_line(v.test))})", "",
-                f"| metric | candidate {head} | baseline {head} | Δ p50 | Δ p90 |", "| --- | ---: | ---: | ---: | ---: |"]
+                f"| metric | candidate {head} | baseline {head} | Δ p50 | Δ p90 |",
+                "| --- | ---: | ---: | ---: | ---: |"]
         for r in rows:
             out.append(f"| {r.label} | {fmt_ms(r.candidate)} | {fmt_ms(r.baseline)} | {fmt_pct(r.delta_pct(0))} "
                        f"| {fmt_pct(r.delta_pct(1))} |")
