@@ -114,3 +114,14 @@ def test_single_step_kinds_are_not_compared_for_overhead(seed: ProfileSummary) -
     result = compare_summaries(seed, msgspec.structs.replace(seed, step_overhead=over), Tolerances())
     assert result.verdict == "pass"
     assert any(n.startswith("prefill step overhead not compared: 1 step(s)") for n in result.notes)
+
+
+def test_bunched_client_reads_skip_tpot_itl_but_not_e2e(seed: ProfileSummary) -> None:
+    # baseline tokens all read at once (gaps 0.001 ms against a 6.8 ms decode step period)
+    result = compare_summaries(seed, seed, Tolerances(), baseline_timed=timed(50, 0.001),
+                               candidate_timed=timed(50, 3.0))
+    failed = {f.metric for f in result.regressions}
+    assert not {m for m in failed if m.startswith(("latency.tpot", "latency.itl"))}, failed
+    assert "latency.e2e_ms.p50" in failed  # 27 ms more per request is still judged
+    assert any(n.startswith("per-token latency (TPOT, ITL) not compared: the baseline's median ITL 0.00 ms")
+               for n in result.notes), result.notes
