@@ -14,8 +14,8 @@ import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.baseline import BaselineStore
-from pytest_vllm_profile.codec import encode_json
 from pytest_vllm_profile.cli import main
+from pytest_vllm_profile.codec import encode_json
 from test_compare import built_summary  # the shared builder of known-shape summaries
 
 NODEID = "tests/perf/test_model.py::test_decode"

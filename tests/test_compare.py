@@ -521,8 +521,8 @@ def test_real_h100_check_baseline_passes_the_workloads_compare_step_kinds(
         h100_pairs, tmp_path: Path, kinds: tuple[str, ...] | None, verdict: str) -> None:
     # the plugin's baseline check (profile.check_baseline) honours vllm_workload(compare_step_kinds=...)
     from pytest_vllm_profile.baseline import BaselineStore
-    from pytest_vllm_profile.workload_profile import BaselineSettings, VllmProfile, check_baseline
     from pytest_vllm_profile.workload import Workload
+    from pytest_vllm_profile.workload_profile import BaselineSettings, VllmProfile, check_baseline
 
     rep0, rep1 = h100_pairs["batch4"]
     settings = BaselineSettings(root=tmp_path / "baselines")

@@ -120,8 +120,14 @@ def test_v1_summary_file_loads_and_encodes_to_the_same_text(data_dir: Path, cpu_
     loaded = ProfileSummary.load(path)
     assert loaded.schema_version == 1 and loaded.timing_domain == "cpu"
     assert encode_json(loaded) + "\n" == path.read_text()
-    # and the analysis still gives what 0.1.0 gave (the file was made from the repository root)
-    assert loaded == msgspec.structs.replace(cpu_summary, source=["tests/data/cpu-eager-tiny4.rank0.pt.trace.json.gz"])
+    # and the analysis still gives what 0.1.0 gave (the file was made from the repository root),
+    # plus the step overhead added in 0.2 (issue 12), which 0.1.0 files lack
+    assert cpu_summary.overhead_by_kind() and all(s.period_us is not msgspec.UNSET for s in cpu_summary.steps)
+    overhead = ("period_us", "gpu_busy_us", "gpu_idle_us", "kernel_launches", "graph_launches")
+    without_overhead = msgspec.structs.replace(
+        cpu_summary, source=["tests/data/cpu-eager-tiny4.rank0.pt.trace.json.gz"], step_overhead=msgspec.UNSET,
+        steps=[msgspec.structs.replace(s, **dict.fromkeys(overhead, msgspec.UNSET)) for s in cpu_summary.steps])
+    assert loaded == without_overhead
 
 
 def test_v1_results_file_loads_with_typed_summary_and_comparison(data_dir: Path) -> None:

@@ -8,6 +8,12 @@ import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.comparator import Tolerances, compare_summaries
+from pytest_vllm_profile.repeats import combine_repeats
+from pytest_vllm_profile.report.terminal import render_terminal_summary
+from pytest_vllm_profile.results import RunResults
+from pytest_vllm_profile.results import TestResult as ResultOfTest  # not named Test*: pytest would collect it
+from pytest_vllm_profile.summary import ProfileSummary
+from pytest_vllm_profile.workload import Workload
 from pytest_vllm_profile.workload_profile import (
     BaselineSettings,
     KernelNotFoundError,
@@ -15,12 +21,6 @@ from pytest_vllm_profile.workload_profile import (
     check_baseline,
     update_baseline,
 )
-from pytest_vllm_profile.repeats import combine_repeats
-from pytest_vllm_profile.report.terminal import render_terminal_summary
-from pytest_vllm_profile.results import RunResults
-from pytest_vllm_profile.results import TestResult as ResultOfTest  # not named Test*: pytest would collect it
-from pytest_vllm_profile.summary import ProfileSummary
-from pytest_vllm_profile.workload import Workload
 
 NODE = "tests/test_x.py::test_decode"
 

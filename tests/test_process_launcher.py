@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
-from test_nsys_launch import fake_nsys
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
 from pytest_vllm_profile.launchers.logs import cause_section, root_cause_lines
@@ -30,6 +29,7 @@ from pytest_vllm_profile.launchers.vllm_args import (
     profiler_config_keys_of,
     torch_profiler_settings,
 )
+from test_nsys_launch import fake_nsys
 
 
 # ---- detection (no server) --------------------------------------------------------------------

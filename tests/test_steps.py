@@ -1,7 +1,6 @@
 """Step detection ("token peaks") on real vLLM traces."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from pytest_vllm_profile.analysis import StepDetector

@@ -13,8 +13,7 @@ import pytest
 
 from pytest_vllm_profile.errors import TraceError, VllmProfileError
 from pytest_vllm_profile.events import check_event_table
-from pytest_vllm_profile.trace import read_torch_trace
-from pytest_vllm_profile.trace import torch_reader
+from pytest_vllm_profile.trace import read_torch_trace, torch_reader
 
 
 def _raw(path: Path) -> bytes:

@@ -9,8 +9,7 @@ import pytest
 from cpu_vllm import TINY_SERVED_NAME
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.errors import LauncherError
-from pytest_vllm_profile.launchers.base import ServerSpec
-from pytest_vllm_profile.launchers.base import free_port
+from pytest_vllm_profile.launchers.base import ServerSpec, free_port
 from pytest_vllm_profile.launchers.url import UrlLauncher
 from pytest_vllm_profile.workload import Workload
 

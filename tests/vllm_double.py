@@ -1,6 +1,7 @@
 """`RecordedTraceDouble`: a stand-in vLLM server that replays a REAL recorded trace.
 
-It speaks the endpoints the plugin uses (/health, /v1/models, /version, /v1/completions,
+It speaks the endpoints the plugin uses (/health, /v1/models, /version, /v1/completions (also
+streamed, as the timed pass sends them), /v1/chat/completions (streamed), /tokenize,
 POST /start_profile, POST /stop_profile) over real HTTP, and on /stop_profile writes a copy of
 a real recorded torch-profiler trace (by default tests/data/base-rep0.pt.trace.json.gz, vLLM
 0.26.0 on an H100) into its trace dir under the name vLLM uses (`rank0.<ns>.pt.trace.json.gz`).
@@ -57,7 +58,8 @@ class DoubleState:
     profiling: bool = False
     queued_sources: list[Path] = field(default_factory=list)  # served one per /stop_profile before trace_source
     calls: list[str] = field(default_factory=list)
-    completions: list[dict[str, Any]] = field(default_factory=list)
+    completions: list[dict[str, Any]] = field(default_factory=list)  # non-streamed: the profiled pass
+    streamed: list[dict[str, Any]] = field(default_factory=list)  # streamed: the timed pass
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -109,6 +111,12 @@ class _Handler(BaseHTTPRequestHandler):
                     tmp.replace(dst)
                 st.profiling = False
             self._send(200, b"")
+        elif self.path == "/tokenize":
+            text = body.get("prompt") if "prompt" in body else " ".join(m["content"] for m in body.get("messages", []))
+            tokens = list(range(len(str(text).split()) + 1))  # one token per word, plus BOS
+            self._send(200, {"count": len(tokens), "max_model_len": 4096, "tokens": tokens})
+        elif self.path in ("/v1/completions", "/v1/chat/completions") and body.get("stream"):
+            self._stream(body)
         elif self.path == "/v1/completions":
             if body.get("model") != st.model:
                 self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
@@ -129,6 +137,28 @@ class _Handler(BaseHTTPRequestHandler):
             })
         else:
             self._send(404, {"detail": "Not Found"})
+
+
+    def _stream(self, body: dict[str, Any]) -> None:
+        """Server-sent events like vLLM's: one chunk per token, then the usage chunk, then [DONE]."""
+        st = self.state
+        if body.get("model") != st.model:
+            self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+            return
+        st.streamed.append(body)
+        tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for i in range(tokens):
+            finish = "length" if i == tokens - 1 else None
+            chunk = {"choices": [{"index": 0, "text": " Paris", "finish_reason": finish}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": tokens, "total_tokens": 7 + tokens}}
+        self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
 
 
 class RecordedTraceDouble:
@@ -159,7 +189,7 @@ class RecordedTraceDouble:
         """Replay these real traces one per /stop_profile call, then the `serve` one again."""
         self.state.queued_sources = list(trace_sources)
 
-    def start(self) -> "RecordedTraceDouble":
+    def start(self) -> RecordedTraceDouble:
         self.thread.start()
         return self
 
@@ -168,7 +198,7 @@ class RecordedTraceDouble:
         self.httpd.server_close()
         self.thread.join(timeout=5)
 
-    def __enter__(self) -> "RecordedTraceDouble":
+    def __enter__(self) -> RecordedTraceDouble:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

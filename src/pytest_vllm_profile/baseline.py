@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from packaging.version import InvalidVersion, Version
 
-from .codec import ModelDecodeError, from_builtins, to_builtins
+from .codec import to_builtins
 from .configuration import RunConfiguration
 from .errors import BaselineError
+from .latency import TimedPassResult
 from .locks import exclusive_lock, file_lock_path
 from .repeats import RepeatSpread
 from .schemas import SchemaValidationError, validate_baseline
@@ -98,6 +100,14 @@ class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     # What produced the profile (issue 15); absent in baselines of 0.1.0 (and left out when None:
     # omit_defaults, the only field with a default), so they rewrite identically.
     configuration: RunConfiguration | None = None
+    # The timed (unprofiled) pass with every sample (issue 12); None in entries recorded before
+    # it existed, or with timed_repeats=0: latency is then not compared.
+    timed_pass: TimedPassResult | UnsetType = UNSET  # UNSET: left out of the file (0.1.0 entries re-encode as read)
+
+    @property
+    def timed(self) -> TimedPassResult | None:
+        """The entry's timed pass; None when it has none (recorded before timed passes, or timed_repeats=0)."""
+        return None if isinstance(self.timed_pass, UnsetType) else self.timed_pass
 
 
 class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -383,6 +393,7 @@ class BaselineStore:
         commit: str | None = None,
         created: str | None = None,
         configuration: RunConfiguration | None = None,
+        timed_pass: TimedPassResult | None = None,
     ) -> bool:
         """Write (or replace) this test's entry for the GPU / vLLM version; True if content changed.
 
@@ -392,7 +403,8 @@ class BaselineStore:
         path = self.path_for(nodeid)
         gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
         record = BaselineRecord(created=created or _now(), commit=commit, workload=dict(workload or {}),
-                                repeats=int(repeats), summary=summary, spread=spread, configuration=configuration)
+                                repeats=int(repeats), summary=summary, spread=spread, configuration=configuration,
+                                timed_pass=UNSET if timed_pass is None else timed_pass)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -167,11 +167,13 @@ class ProfileCapture:
         stable_polls: int = 2,
         trace_timeout_s: float | None = None,
         label: str | None = None,
+        prompts: list[str] | None = None,
     ) -> None:
         self.server = server
         # Names this capture's folder (capture-<n>-<label>): the test it belongs to.
         self.label = capture_label(label) if label else ""
         self.workload = workload
+        self.prompts = prompts  # replaces the marker's prompts (exact input_len ones built on the server)
         self.timeout_s = timeout_s
         self.launcher = launcher
         self.poll_interval_s = poll_interval_s
@@ -196,34 +198,36 @@ class ProfileCapture:
             raise CaptureError(message)
         return answer
 
-    def _complete(self, client: httpx.Client, body: dict[str, Any]) -> RequestResult:
+    def _complete(self, client: httpx.Client, request: tuple[str, dict[str, Any]]) -> RequestResult:
+        path, body = request
         started = time.perf_counter()
-        answer = self._post(client, "/v1/completions", body)
+        answer = self._post(client, path, body)
         latency = time.perf_counter() - started
         try:
             usage = answer.json().get("usage") or {}
         except ValueError:
-            raise CaptureError(f"/v1/completions answered non-JSON: {answer.text[:300]}") from None
+            raise CaptureError(f"{path} answered non-JSON: {answer.text[:300]}") from None
         return RequestResult(latency_s=latency, prompt_tokens=usage.get("prompt_tokens"),
                              completion_tokens=usage.get("completion_tokens"))
 
-    def _run_requests(self, client: httpx.Client, bodies: list[dict[str, Any]]) -> list[RequestResult]:
-        if len(bodies) == 1:
-            return [self._complete(client, bodies[0])]
-        # All at once, so the server schedules them into shared steps (continuous batching).
-        with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
-            return list(pool.map(lambda b: self._complete(client, b), bodies))
+    def _run_requests(self, client: httpx.Client, requests: list[tuple[str, dict[str, Any]]],
+                      in_flight: int) -> list[RequestResult]:
+        if len(requests) == 1 or in_flight <= 1:
+            return [self._complete(client, r) for r in requests]
+        # Several at once, so the server schedules them into shared steps (continuous batching).
+        with ThreadPoolExecutor(max_workers=min(in_flight, len(requests))) as pool:
+            return list(pool.map(lambda r: self._complete(client, r), requests))
 
     # ---- the pass ---------------------------------------------------------------------------
     def run(self) -> CaptureResult:
         if not self.trace_dir.is_dir():
             raise CaptureError(f"trace folder {self.trace_dir} of the server at {self.server.base_url} does not exist")
-        bodies = self.workload.completion_requests()
-        for body in bodies:
+        bodies, in_flight = self.workload.profiled_requests(self.prompts)
+        for _, body in bodies:
             body["model"] = self.server.model_name
         with httpx.Client(timeout=self.timeout_s) as client:
             for _ in range(self.workload.warmup_requests):
-                self._run_requests(client, bodies)
+                self._run_requests(client, bodies, in_flight)
             before = _listing(self.trace_dir)
 
             t0 = time.perf_counter()
@@ -232,7 +236,7 @@ class ProfileCapture:
 
             t0 = time.perf_counter()
             try:
-                requests = watched_call(lambda: self._run_requests(client, bodies), self.launcher)
+                requests = watched_call(lambda: self._run_requests(client, bodies, in_flight), self.launcher)
             except BaseException:
                 # Leave the server's profiler off again, or the next capture's /start_profile fails.
                 try:

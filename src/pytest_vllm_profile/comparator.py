@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -41,6 +41,7 @@ from .comparison import (
 )
 from .damage import damage_notes
 from .errors import AnalysisError, VllmProfileError
+from .latency_compare import compare_latency, compare_step_overhead
 from .repeats import RepeatSpread, kernel_us_per_step
 from .samples import layer_samples, step_samples
 from .significance import SampleDecision, compare_samples, relative_noise
@@ -49,6 +50,9 @@ from .tolerances import Tolerances
 
 __all__ = ["IncomparableSummariesError", "KernelDelta", "Tolerances", "compare_summaries", "kernel_deltas",
            "launches_per_step", "validate_step_kinds"]
+
+if TYPE_CHECKING:
+    from .latency import TimedPassResult
 
 
 class IncomparableSummariesError(AnalysisError):
@@ -115,13 +119,15 @@ def validate_step_kinds(step_kinds: Any, argument: str = "step_kinds") -> tuple[
 class _Comparer:
     def __init__(self, baseline: ProfileSummary, candidate: ProfileSummary, tol: Tolerances,
                  baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None,
-                 step_kinds: tuple[str, ...] | None = None) -> None:
+                 step_kinds: tuple[str, ...] | None = None, baseline_timed: TimedPassResult | None = None,
+                 candidate_timed: TimedPassResult | None = None) -> None:
         self.b, self.c, self.tol = baseline, candidate, tol
         self.b_spread, self.c_spread = baseline_spread, candidate_spread
         self.rule = tol.decision_rule()
         self.too_few_samples: list[str] = []
         self.step_noise = 0.0  # largest step-to-step noise of a judged step kind (significance.relative_noise)
         self.without_samples: list[str] = []  # sides that lack samples (a 0.1.0 combined baseline)
+        self.b_timed, self.c_timed = baseline_timed, candidate_timed
         self.spreads = [s for s in (baseline_spread, candidate_spread) if s is not None]
         self.step_kinds = step_kinds
         self.unstable = {name for s in self.spreads for name in s.unstable_kernels}
@@ -157,8 +163,14 @@ class _Comparer:
     def time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
              contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None,
              step_noise: float = 0.0,
-             baseline_samples: Sequence[float] | None = None, candidate_samples: Sequence[float] | None = None) -> None:
-        """Judge one time metric: from its samples when both sides have enough, else by the tolerance."""
+             baseline_samples: Sequence[float] | None = None, candidate_samples: Sequence[float] | None = None,
+             ) -> Finding | None:
+        """Judge one time metric: from its samples when both sides have enough, else by the tolerance;
+        the Finding made (regression or improvement) or None when it held.
+
+        baseline_samples / candidate_samples: the samples the metric summarizes (per step for step
+        times; per timed repeat for latency, per profiled repeat for step overhead). The floor is in
+        `unit`'s base unit (µs, or ms for latency)."""
         if step_us is not None:  # a part of a step: judged by what it does to the step (Tolerances)
             # ... and by what the step's own noise hides (no kernel samples per step exist to test it).
             floor_us = max(floor_us, self.tol.kernel_step_share * step_us,
@@ -167,15 +179,14 @@ class _Comparer:
             decision = compare_samples(baseline_samples, candidate_samples, self.rule, floor=floor_us)
             if decision.outcome == "too-few-samples":  # reported (Comparison.too_few_samples), never failed
                 self.too_few_samples.append(metric)
-            else:
-                self._sample_finding(metric, label, base, cand, unit, contribution_us, decision)
-            return
-        self._tolerance_time(metric, label, base, cand, floor_us, spread, contribution_us, unit)
+                return None
+            return self._sample_finding(metric, label, base, cand, unit, contribution_us, decision)
+        return self._tolerance_time(metric, label, base, cand, floor_us, spread, contribution_us, unit)
 
     def _sample_finding(self, metric: str, label: str, base: float, cand: float, unit: str,
-                        contribution_us: float | None, decision: SampleDecision) -> None:
+                        contribution_us: float | None, decision: SampleDecision) -> Finding | None:
         if decision.outcome not in ("regression", "improvement"):
-            return
+            return None
         assert decision.estimate is not None and decision.low is not None and decision.high is not None
         delta = cand - base
         pct = 100 * delta / base if base else None
@@ -194,6 +205,7 @@ class _Comparer:
             samples=[decision.baseline_n, decision.candidate_n],
         )
         (self.regressions if decision.outcome == "regression" else self.improvements).append(finding)
+        return finding
 
     def _too_few(self, kind: StepKind, b_samples: Sequence[float] | None, c_samples: Sequence[float] | None) -> bool:
         """True (and reported) when a side has samples of `kind` steps, but fewer than the rule needs."""
@@ -216,16 +228,17 @@ class _Comparer:
         return pair[0], pair[1]
 
     def _tolerance_time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
-                        contribution_us: float | None, unit: str) -> None:
+                        contribution_us: float | None, unit: str) -> Finding | None:
         rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
         allowed_us = max(rel * base, floor_us)
         delta = cand - base
         pct = 100 * delta / base if base else None
         if abs(delta) <= allowed_us:
-            return
+            return None
+        floor_unit = unit.split("/")[0]
         floor_rules = floor_us > rel * base
-        allowed_words = f"±{floor_us:.1f} µs" if floor_rules else f"±{100 * rel:.1f}%"
-        allowed_full = f"±{100 * rel:.1f}% (min {floor_us:g} µs)"
+        allowed_words = f"±{floor_us:.1f} {floor_unit}" if floor_rules else f"±{100 * rel:.1f}%"
+        allowed_full = f"±{100 * rel:.1f}% (min {floor_us:g} {floor_unit})"
         if spread > 0:
             allowed_full += f", noise {_fmt_pct(spread)}"
         pct_words = f"{pct:+.2f}%" if pct is not None else "new"
@@ -235,6 +248,7 @@ class _Comparer:
             message=f"{label} {base:.1f} {unit} -> {cand:.1f} {unit} ({pct_words}, allowed {allowed_words})",
         )
         (self.regressions if delta > 0 else self.improvements).append(finding)
+        return finding
 
     def run(self) -> Comparison:
         b, c, tol = self.b, self.c, self.tol
@@ -370,6 +384,10 @@ class _Comparer:
             self.notes.append(f"the {' and '.join(self.without_samples)} summary has no per-step samples of its "
                               "repeats (written before they were kept): step and layer times judged by the fixed "
                               "tolerance, not the statistical rule")
+        # User-facing latency, throughput and per-step CPU overhead (issue 12), in their own module.
+        compare_step_overhead(self, kinds)
+        compare_latency(self, self.b_timed, self.c_timed)
+
         self.regressions.sort(key=regression_rank)
         self.improvements.sort(key=lambda f: f.contribution_us)
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
@@ -458,14 +476,19 @@ def compare_summaries(
     baseline_spread: RepeatSpread | None = None,
     candidate_spread: RepeatSpread | None = None,
     step_kinds: tuple[str, ...] | list[str] | None = None,
+    baseline_timed: TimedPassResult | None = None,
+    candidate_timed: TimedPassResult | None = None,
 ) -> Comparison:
     """Compare `candidate` with `baseline`; verdict "fail" when any regression (or failing drift).
 
     `step_kinds` (e.g. ("decode",)): compare only the per-step metrics of those step kinds
     (step time, per-kernel and per-layer times, launch counts, drift); None compares every kind.
+    `baseline_timed` / `candidate_timed`: the timed passes (TTFT, TPOT, ITL, e2e, throughput);
+    compared when both exist, else a note says latency was not compared.
     """
     kinds = validate_step_kinds(step_kinds)
-    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread, kinds).run()
+    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread, kinds,
+                     baseline_timed, candidate_timed).run()
 
 
 def kernel_deltas(baseline: ProfileSummary, candidate: ProfileSummary) -> list[KernelDelta]:

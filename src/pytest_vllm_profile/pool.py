@@ -219,6 +219,7 @@ class ServerPool:
             tensor_parallel_size=workload.tensor_parallel_size,
             health_timeout_s=s.health_timeout_s,
             log_path=log_path,
+            with_stack=workload.with_stack,
         )
 
     def _free_port(self) -> int:

@@ -20,7 +20,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from .errors import AnalysisError
-from .summary import KernelKindStats, KernelSummary, Micros, ProfileSummary, StepKind
+from .summary import KernelKindStats, KernelSummary, Micros, ProfileSummary, StepKind, StepKindOverhead
 
 # The remedy named when nothing is known about the workload (advice.step_structure_advice knows it).
 GENERIC_ADVICE = "the workload is not deterministic (use temperature=0, ignore_eos=True and a fixed max_tokens)"
@@ -50,6 +50,10 @@ class RepeatSpread(msgspec.Struct, forbid_unknown_fields=True):
     step_samples_us: dict[str, list[list[Micros]]] | UnsetType = UNSET
     # step kind -> repeat -> step -> time of each layer
     layer_samples_us: dict[str, list[list[list[Micros]]]] | UnsetType = UNSET
+    # step kind -> overhead metric ("median_wall_us", "median_period_us", "median_gpu_busy_us",
+    # "median_gpu_idle_us") -> each repeat's value: the samples the comparison judges noise on (issue 12).
+    # UNSET (left out of the file) in spreads recorded before it existed.
+    step_overhead_us: dict[str, dict[str, list[float]]] | UnsetType = UNSET
 
 
 def kernel_us_per_step(summary: ProfileSummary, kind: StepKind) -> dict[str, float]:
@@ -255,6 +259,38 @@ def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: li
         }
 
 
+STEP_OVERHEAD_FIELDS = ("period_us", "gpu_busy_us", "gpu_idle_us")  # StepSummary's overhead times
+OVERHEAD_METRICS = ("median_wall_us", "median_period_us", "median_gpu_busy_us", "median_gpu_idle_us")
+
+
+def _combine_step_overhead(out: ProfileSummary, spread: RepeatSpread, summaries: list[ProfileSummary]) -> None:
+    """Per step kind: each overhead median over the repeats that have it; every repeat's value in the spread."""
+    combined: dict[str, StepKindOverhead] = {}
+    samples_by_kind: dict[str, dict[str, list[float]]] = {}
+    for kind in sorted({k for s in summaries for k in s.overhead_by_kind()}):
+        per = [s.overhead_by_kind()[kind] for s in summaries if kind in s.overhead_by_kind()]
+        values: dict[str, float | None] = {}
+        samples: dict[str, list[float]] = {}
+        for metric in (*OVERHEAD_METRICS, "median_kernel_launches", "median_graph_launches"):
+            got = [v for p in per if (v := getattr(p, metric)) is not None]
+            values[metric] = _median(got) if got else None
+            if metric in OVERHEAD_METRICS and got:
+                samples[metric] = [float(v) for v in got]
+        wall = values["median_wall_us"] or 0.0
+        idle = values["median_gpu_idle_us"]
+        combined[kind] = StepKindOverhead(
+            kind=kind, steps=int(round(_median([float(p.steps) for p in per]))), median_wall_us=wall,
+            median_period_us=values["median_period_us"], median_gpu_busy_us=values["median_gpu_busy_us"],
+            median_gpu_idle_us=idle, gpu_idle_fraction=idle / wall if idle is not None and wall > 0 else None,
+            median_kernel_launches=values["median_kernel_launches"],
+            median_graph_launches=values["median_graph_launches"],
+        )
+        samples_by_kind[kind] = samples
+    if combined:
+        out.step_overhead = combined
+        spread.step_overhead_us = samples_by_kind
+
+
 def _combine_same_structure(
     summaries: list[ProfileSummary], kind_summaries: list[ProfileSummary] | None = None
 ) -> tuple[ProfileSummary, RepeatSpread]:
@@ -274,10 +310,18 @@ def _combine_same_structure(
         step.wall_time_us = _median([s.steps[i].wall_time_us for s in summaries])
         step.gpu_time_us = _median([s.steps[i].gpu_time_us for s in summaries])
         step.kernel_count = int(round(_median([float(s.steps[i].kernel_count) for s in summaries])))
+        if not isinstance(step.period_us, UnsetType):  # steps with overhead values (0.2 on)
+            for name in STEP_OVERHEAD_FIELDS:
+                values = [float(v) for s in summaries if isinstance(v := getattr(s.steps[i], name), (int, float))]
+                setattr(step, name, _median(values) if values else None)
+            for name in ("kernel_launches", "graph_launches"):
+                counts = [float(v) for s in summaries if isinstance(v := getattr(s.steps[i], name), int)]
+                setattr(step, name, int(round(_median(counts))) if counts else None)
         for j, layer in enumerate(step.layers):
             layer.time_us = _median([s.steps[i].layers[j].time_us for s in summaries])
 
     _combine_step_kinds(out, spread, summaries if kind_summaries is None else kind_summaries)
+    _combine_step_overhead(out, spread, summaries if kind_summaries is None else kind_summaries)
 
     by_name = [{k.name: k for k in s.kernels} for s in summaries]
     kernels = [_combine_kernel(name, [m.get(name) for m in by_name]) for name in sorted(set().union(*by_name))]

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .codec import decode_json, encode_json
 from .comparison import Comparison
 from .configuration import RunConfiguration
+from .latency import TimedPassResult
 from .summary import ProfileSummary
 
 RESULTS_SCHEMA_VERSION: Final = 1
@@ -51,6 +53,10 @@ class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     duration_s: float | None = None
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
     configuration: RunConfiguration | None = None  # what produced the profile (issue 15)
+    # The timed (unprofiled) pass, every sample kept (issue 12); UNSET (left out of the file, so
+    # results of 0.1.0 re-encode as they were read): no timed pass ran.
+    timed_pass: TimedPassResult | UnsetType = UNSET
+    baseline_timed_pass: TimedPassResult | UnsetType = UNSET  # the baseline's, when it has one
 
 
 class RunResults(msgspec.Struct, forbid_unknown_fields=True):

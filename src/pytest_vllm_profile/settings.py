@@ -38,6 +38,11 @@ DEFAULT_PROFILER = "torch"
 # tolerance on the CPU server, three on both sides passed the default tolerances in 3 of 3
 # re-checks (docs/cpu-backend.md).
 DEFAULT_REPEATS = 3
+# Timed (unprofiled) repeats per test (issue 12), unless the marker says. Three: the smallest
+# number whose run-to-run spread (TimedPassResult.run_medians) is a noise estimate at all; a
+# repeat costs one unprofiled pass of the workload (on the vLLM CPU server's tiny model 0.2-1 s,
+# against 2-4 s for a profiled repeat with its /stop_profile flush), so it stays cheap.
+DEFAULT_TIMED_REPEATS = 3
 # Start to healthy: 249.5-263.5 s measured for a cold Qwen3-8B boot on an H100 (torch.compile
 # and CUDA-graph capture, docs/gpu-validation.md); bigger models and cold image pulls take longer.
 DEFAULT_HEALTH_TIMEOUT_S = 900.0
@@ -159,6 +164,10 @@ OPTIONS: tuple[Option, ...] = (
            ini="vllm_profiler", type="choice", default=DEFAULT_PROFILER, choices=PROFILERS),
     Option("repeats", "profiles per test (median + spread), unless the marker says; default {default}",
            flag="--vllm-repeats", ini="vllm_repeats", type="int", default=DEFAULT_REPEATS, minimum=1, metavar="N"),
+    # ---- timed pass (issue 12)
+    Option("timed_repeats", "timed (unprofiled) repeats per test measuring TTFT/TPOT/ITL/throughput, unless the "
+           "marker's timed_repeats= says; 0: no timed pass (default {default})", flag="--vllm-timed-repeats",
+           ini="vllm_timed_repeats", type="int", default=DEFAULT_TIMED_REPEATS, minimum=0, metavar="N"),
     Option("rel_tol", "relative time tolerance, e.g. 0.02 for 2%", flag="--vllm-rel-tol", ini="vllm_rel_tol",
            type="float", minimum=0, metavar="FRACTION"),
     Option("abs_floor_us", "smallest time change (µs per step) that can regress a kernel/layer",
@@ -221,6 +230,7 @@ class CaptureSettings:
     """How the fixture drives captures (from the command line / ini)."""
 
     repeats: int = DEFAULT_REPEATS  # used when the workload does not say
+    timed_repeats: int = DEFAULT_TIMED_REPEATS  # timed (unprofiled) repeats, when the workload does not say
     timeout_s: float = DEFAULT_CAPTURE_TIMEOUT_S
     poll_interval_s: float = DEFAULT_CAPTURE_POLL_S
 
@@ -266,6 +276,7 @@ class SessionSettings:
     docker_host: str | None
     profiler: str
     repeats: int
+    timed_repeats: int
     rel_tol: float | None
     abs_floor_us: float | None
     fail_on_drift: bool
@@ -286,7 +297,8 @@ class SessionSettings:
     nsys_mode: str = DEFAULT_NSYS_MODE
 
     def capture_settings(self) -> CaptureSettings:
-        return CaptureSettings(repeats=self.repeats, timeout_s=self.capture_timeout_s,
+        return CaptureSettings(repeats=self.repeats, timed_repeats=self.timed_repeats,
+                               timeout_s=self.capture_timeout_s,
                                poll_interval_s=self.capture_poll_s)
 
     def baseline_settings(self, commit: str | None) -> BaselineSettings:

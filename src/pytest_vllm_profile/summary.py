@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Final, Literal, get_args
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from .codec import decode_json, encode_json
 
@@ -75,6 +76,14 @@ class StepSummary(msgspec.Struct):
     decode_requests: int | None = None
     decode_tokens: int | None = None
     layers: list[LayerTiming] = msgspec.field(default_factory=list)
+    # ---- CPU overhead of the step (issue 12, analysis.step_overhead). UNSET (left out of the
+    # JSON, so 0.1.0 files re-encode identically): not measured; None: not applicable (GPU
+    # busy/idle and launches on CPU-only traces; period of the last step).
+    period_us: float | None | UnsetType = UNSET  # to the next step's start
+    gpu_busy_us: float | None | UnsetType = UNSET  # union of the step's kernel intervals
+    gpu_idle_us: float | None | UnsetType = UNSET  # wall_time_us - gpu_busy_us
+    kernel_launches: int | None | UnsetType = UNSET  # host kernel launch calls in the step
+    graph_launches: int | None | UnsetType = UNSET  # CUDA graph replays in the step
 
 
 class KernelKindStats(msgspec.Struct):
@@ -113,6 +122,24 @@ class StepKindStats(msgspec.Struct):
     kernels_per_step: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(default_factory=dict)
 
 
+class StepKindOverhead(msgspec.Struct, kw_only=True, frozen=True):
+    """CPU overhead of the steps of one kind: medians over those steps (None where not applicable).
+
+    Wall time is the step's span, period the start-to-start time (it also holds the work between
+    steps: scheduler, output processing); GPU idle = wall - GPU busy (union of kernel intervals).
+    """
+
+    kind: str
+    steps: int
+    median_wall_us: float
+    median_period_us: float | None
+    median_gpu_busy_us: float | None
+    median_gpu_idle_us: float | None
+    gpu_idle_fraction: float | None  # median idle / median wall
+    median_kernel_launches: float | None
+    median_graph_launches: float | None
+
+
 class Roofline(msgspec.Struct):
     """Decode-step memory-bandwidth roofline: weight bytes / step time / peak HBM bandwidth."""
 
@@ -141,6 +168,9 @@ class ProfileSummary(msgspec.Struct):
     world_size: Annotated[int, msgspec.Meta(ge=1)] = 1
     ranks: list[ProfileSummary] = msgspec.field(default_factory=list)  # per-rank summaries when world_size > 1
     notes: list[str] = msgspec.field(default_factory=list)
+    # step kind -> CPU overhead of its steps (issue 12); UNSET (not in the JSON) before 0.2:
+    # read it through `overhead_by_kind()`.
+    step_overhead: dict[str, StepKindOverhead] | UnsetType = UNSET
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(encode_json(self) + "\n")
@@ -149,6 +179,10 @@ class ProfileSummary(msgspec.Struct):
     def load(cls, path: str | Path) -> ProfileSummary:
         """Read a summary JSON file; `codec.ModelDecodeError` naming the file and field when it is not one."""
         return decode_json(Path(path).read_bytes(), cls, str(path))
+
+    def overhead_by_kind(self) -> dict[str, StepKindOverhead]:
+        """step kind -> CPU overhead of its steps; {} when the summary has none (written before 0.2)."""
+        return {} if isinstance(self.step_overhead, UnsetType) else self.step_overhead
 
     # One-line helpers for the seed's checks.
     def steps_of(self, kind: str) -> list[StepSummary]:
@@ -159,3 +193,8 @@ class ProfileSummary(msgspec.Struct):
             if name_or_short in (k.name, k.short_name):
                 return k
         return None
+
+
+def set_or_none(value: object) -> object:
+    """`value`, or None when it is msgspec.UNSET (a field a file written before it existed lacks)."""
+    return None if isinstance(value, UnsetType) else value

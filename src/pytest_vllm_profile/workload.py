@@ -200,6 +200,49 @@ class Workload:
             return [dict(base, prompt=prompt)]
         return [dict(base, prompt=p) for p in self.prompts]
 
+    # ---- the profiled pass under the load shape (issue 12) ------------------------------------
+    @property
+    def has_load_shape(self) -> bool:
+        """True when the marker asks for more than the seed's one batched completion request."""
+        return (self.api != "completions" or self.concurrency != 1 or self.input_len is not None
+                or self.num_requests is not None)
+
+    def profiled_requests(self, prompts: list[str] | None = None) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+        """(path, body) of each request of one profiled pass, and how many run at once.
+
+        Without a load shape: `completion_requests()`, all at once (as before). With one: the timed
+        pass's requests (api, prompts cycled, `requests_per_timed_repeat`), not streamed: one batched
+        completion request when all would be in flight at once (batch=True), else at most
+        `concurrency` in flight (chat, or fewer in flight than requests: the step structure then
+        depends on arrival). `prompts` replaces the marker's (the exact-length ones built on the server).
+        """
+        if not self.has_load_shape:
+            bodies = self.completion_requests()
+            return [("/v1/completions", b) for b in bodies], len(bodies)
+        use = prompts or list(self.prompts)
+        n = self.requests_per_timed_repeat
+        if self.api == "completions" and self.batch and self.concurrency >= n:
+            # All in flight at once: one batched request, which vLLM admits into the same steps in
+            # every repeat. Separate concurrent requests would split between steps by arrival
+            # (seen on the vLLM CPU server: 5 decode steps in one repeat, 10 in the next), and
+            # repeats of a different step structure cannot be combined.
+            prompt_list = [use[i % len(use)] for i in range(n)]
+            batched = {"model": self.model_name, "temperature": self.temperature, "ignore_eos": self.ignore_eos,
+                       "max_tokens": self.max_tokens, "prompt": prompt_list[0] if n == 1 else prompt_list}
+            return [("/v1/completions", batched)], 1
+        out: list[tuple[str, dict[str, Any]]] = []
+        for i in range(self.requests_per_timed_repeat):
+            prompt = use[i % len(use)]
+            body: dict[str, Any] = {"model": self.model_name, "temperature": self.temperature,
+                                    "ignore_eos": self.ignore_eos}
+            if self.api == "chat":
+                body.update(messages=[{"role": "user", "content": prompt}], max_completion_tokens=self.max_tokens)
+                out.append(("/v1/chat/completions", body))
+            else:
+                body.update(prompt=prompt, max_tokens=self.max_tokens)
+                out.append(("/v1/completions", body))
+        return out, self.concurrency
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["prompts"] = list(self.prompts)

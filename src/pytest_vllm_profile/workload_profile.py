@@ -34,12 +34,16 @@ from .comparator_crossversion import compare_across_versions
 from .comparison import Comparison
 from .configuration import RunConfiguration, configuration_differences, workload_differences, workload_on_record
 from .errors import BaselineError, VllmProfileError
+from .latency import TimedPassResult
+from .launchers.base import RunningServer
 from .locks import capture_lock
 from .pool import PooledServer
 from .repeats import combine_repeats
 from .results import RequestResult, TestVerdict
 from .settings import BaselineSettings, CaptureSettings
 from .summary import KernelSummary, ProfileSummary, StepKind, StepSummary
+from .timed_pass import timed_pass_of
+from .token_prompts import exact_length_prompts
 from .workload import Workload
 
 
@@ -61,6 +65,7 @@ class BaselineOutcome:
     baseline_changed: bool = False
     comparison: Comparison | None = None
     baseline_summary: ProfileSummary | None = None
+    baseline_timed_pass: TimedPassResult | None = None
     fails_test: bool = False
 
 
@@ -76,6 +81,7 @@ class VllmProfile:
     requests: list[RequestResult] = field(default_factory=list)
     trace_paths: list[Path] = field(default_factory=list)
     server_vllm_version: str | None = None
+    timed_pass: TimedPassResult | None = None  # the unprofiled pass (TTFT/TPOT/ITL/throughput); None: none ran
     baseline_outcome: BaselineOutcome | None = None  # set once compared (by the test or by the plugin)
     baseline_settings: BaselineSettings | None = None
     # (GPU key, vLLM version key) the baseline is stored under when not the default one
@@ -199,7 +205,8 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
         )
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
     comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
-                                   profile.spread, step_kinds=profile.workload.compare_step_kinds)
+                                   profile.spread, step_kinds=profile.workload.compare_step_kinds,
+                                   baseline_timed=lookup.entry.timed, candidate_timed=profile.timed_pass)
     changed = baseline_made_differently(lookup.entry.workload, lookup.entry.configuration, profile)
     _, noted = configuration_differences(lookup.entry.configuration, profile.configuration)
     comparison.notes.extend(f"baseline recorded with another {n}" for n in noted)
@@ -225,6 +232,7 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
         baseline_path=path,
         comparison=comparison,
         baseline_summary=base_summary,
+        baseline_timed_pass=lookup.entry.timed,
         fails_test=verdict == "fail",
     )
 
@@ -278,6 +286,7 @@ def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baselin
         repeats=max(1, len(profile.repeat_summaries)),
         commit=settings.commit,
         configuration=profile.configuration,
+        timed_pass=profile.timed_pass,
     )
     verb = "created" if not existed else ("updated" if changed else "unchanged")
     return BaselineOutcome(
@@ -304,6 +313,19 @@ def profile_workload(
     from .analysis import summarize_path  # heavy (pandas); only needed once a test runs
 
     repeats = workload.repeats or capture.repeats
+    timed_repeats = workload.timed_repeats if workload.timed_repeats is not None else capture.timed_repeats
+    server = pooled.server
+    timed = None
+    if timed_repeats > 0:
+        if progress is not None:
+            progress(f"timed pass of {nodeid}: {timed_repeats} repeat(s) without the profiler")
+        # Before the profiled pass, outside /start_profile../stop_profile (the profiler would slow
+        # what a user waits for), under the capture lock so no other worker's capture overlaps it.
+        with capture_lock(server.trace_dir):
+            timed = timed_pass_of(workload, server.base_url, server.model_name, timed_repeats,
+                                  timeout_s=capture.timeout_s)
+    # The profiled pass sends the prompts the timed pass did (exact input_len ones built on the server).
+    prompts = _timed_prompts(workload, server) if workload.input_len is not None else None
     summaries: list[ProfileSummary] = []
     requests: list[RequestResult] = []
     trace_paths: list[Path] = []
@@ -311,10 +333,10 @@ def profile_workload(
     for repeat in range(repeats):
         say(f"capture {repeat + 1}/{repeats} of {nodeid}: {len(workload.prompts)} prompt(s), "
             f"max_tokens={workload.max_tokens}")
-        with capture_lock(pooled.server.trace_dir):
+        with capture_lock(server.trace_dir):
             result = make_capture(
-                pooled.server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
-                poll_interval_s=capture.poll_interval_s, label=nodeid,
+                server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
+                poll_interval_s=capture.poll_interval_s, label=nodeid, prompts=prompts,
             ).run()
         ranks = result.rank_trace_files
         # One worker trace: read it alone (the folder also holds the API-server's CPU trace);
@@ -340,5 +362,18 @@ def profile_workload(
         requests=requests,
         trace_paths=trace_paths,
         server_vllm_version=pooled.server.vllm_version,
+        timed_pass=timed,
         baseline_settings=baseline,
     )
+
+
+def _timed_prompts(workload: Workload, server: RunningServer) -> list[str]:
+    """Prompts of exactly `workload.input_len` tokens, built on the server (deterministic: the same
+    ones the timed pass sent)."""
+    import httpx
+
+    assert workload.input_len is not None
+    with httpx.Client(timeout=60.0) as client:
+        return exact_length_prompts(client, server.base_url, server.model_name, workload.input_len,
+                                    count=workload.requests_per_timed_repeat,
+                                    api="chat" if workload.api == "chat" else "completions")

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from qwen3_8b_shape_model import MODEL_DIR, QWEN3_8B_CONFIG
 
 

@@ -9,7 +9,6 @@ Change the server, not the code, to see a regression caught:
 from __future__ import annotations
 
 import pytest
-
 from qwen3_8b_shape_model import MODEL_DIR, SERVED_NAME, SERVER_ARGS
 
 SEED_PROMPT = "What is the capital of France?"

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from qwen3_8b_shape_model import MODEL_DIR, SERVED_NAME, SERVER_ARGS
 
 from pytest_vllm_profile.pool import nvidia_smi_gpu_count, visible_gpus
-from qwen3_8b_shape_model import MODEL_DIR, SERVED_NAME, SERVER_ARGS
 
 MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 # GPUs this session may use (CUDA_VISIBLE_DEVICES, else nvidia-smi), without touching CUDA.

@@ -32,7 +32,11 @@ import numpy as np
 import pandas as pd
 
 from ..events import Category, Trace
+from ..summary import StepKindOverhead
 from .steps import StepDetection
+
+__all__ = ["StepKindOverhead", "StepOverhead", "StepOverheadAnalysis", "kind_overheads", "step_overhead",
+           "union_length"]
 
 # Launch calls, by name (CUDA runtime and driver API events of the torch profiler / nsys).
 KERNEL_LAUNCH = re.compile(
@@ -55,20 +59,6 @@ class StepOverhead(msgspec.Struct, kw_only=True, frozen=True):
     kernels: int | None  # kernels executed in the step (GPU side)
     kernel_launches: int | None  # host launch calls
     graph_launches: int | None
-
-
-class StepKindOverhead(msgspec.Struct, kw_only=True, frozen=True):
-    """Medians over the steps of one kind (None where not applicable or no value)."""
-
-    kind: str
-    steps: int
-    median_wall_us: float
-    median_period_us: float | None
-    median_gpu_busy_us: float | None
-    median_gpu_idle_us: float | None
-    gpu_idle_fraction: float | None  # median idle / median wall
-    median_kernel_launches: float | None
-    median_graph_launches: float | None
 
 
 class StepOverheadAnalysis(msgspec.Struct, kw_only=True, frozen=True):

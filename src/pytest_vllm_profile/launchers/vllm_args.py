@@ -179,8 +179,12 @@ def torch_profiler_settings(
 
 
 # ---- what a test needs from the profiler (issue 12) ------------------------------------------
-ActivityChoice = Literal["auto", "cpu+cuda", "cuda"]
-ACTIVITY_CHOICES: tuple[str, ...] = ("auto", "cpu+cuda", "cuda")
+ActivityChoice = Literal["auto", "cpu+cuda", "cuda", "platform"]
+ACTIVITY_CHOICES: tuple[str, ...] = ("auto", "cpu+cuda", "cuda", "platform")
+# What the launchers ask for: no activities key at all (the platform's default). CUDA-only
+# ("auto") is not yet run on a real GPU with vLLM: step overhead counts launches from CPU
+# runtime events, which CUDA-only traces would lack.
+LAUNCHER_ACTIVITIES: ActivityChoice = "platform"
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ class ProfilerNeeds:
     with_stack: Python stacks (`nn.Module` events, Python attribution). Off unless asked: the
     kernel-pattern layer method agrees with the module events on GPU traces, and on the real
     vLLM CPU server stacks made /stop_profile take 6-22 s instead of 1.3-1.8 s (docs/profiler-config.md).
-    activities: "auto" = CUDA only on a GPU build whose ProfilerConfig declares
+    activities: "platform" = never send the key; "auto" = CUDA only on a GPU build whose ProfilerConfig declares
     `torch_profiler_activities` and when no stacks are asked for, else the platform default.
     """
 
@@ -224,7 +228,9 @@ def resolve_profiler(install: VllmInstall, needs: ProfilerNeeds) -> ResolvedProf
         notes.append("CPU build: stacks kept on, layers of CPU-only traces come from nn.Module events")
     activities: tuple[str, ...] | None = None
     supports = "torch_profiler_activities" in install.profiler_config_keys
-    if needs.activities == "cpu+cuda" and supports and install.platform == "gpu":
+    if needs.activities == "platform":
+        pass
+    elif needs.activities == "cpu+cuda" and supports and install.platform == "gpu":
         activities = ("CPU", "CUDA")
     elif needs.activities in ("auto", "cuda") and install.platform == "gpu" and supports:
         if with_stack and needs.activities == "auto":

@@ -51,6 +51,8 @@ def build_test_result(nodeid: str, state: ItemState, skip_reason: str) -> TestRe
     if profile is not None:
         result.summary = profile.summary
         result.requests = list(profile.requests)
+        if profile.timed_pass is not None:
+            result.timed_pass = profile.timed_pass
         result.trace_paths = [str(p) for p in profile.trace_paths]
         result.configuration = profile.configuration
     if baseline_outcome is not None:
@@ -59,6 +61,8 @@ def build_test_result(nodeid: str, state: ItemState, skip_reason: str) -> TestRe
         result.baseline_changed = baseline_outcome.baseline_changed
         result.comparison = baseline_outcome.comparison
         result.baseline_summary = baseline_outcome.baseline_summary
+        if baseline_outcome.baseline_timed_pass is not None:
+            result.baseline_timed_pass = baseline_outcome.baseline_timed_pass
         result.message = baseline_outcome.message
     if outcome != "passed" and (not result.message or baseline_outcome is None or not baseline_outcome.fails_test):
         result.message = state.message

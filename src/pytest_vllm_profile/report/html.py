@@ -15,6 +15,7 @@ from ..results import RunResults
 from ..summary import StepKind
 from .configuration import configuration_rows
 from .history import history_section
+from .latency_tables import fmt_ms, latency_plot, latency_rows, percentile_header, throughput_line
 from .plots import layer_bar_chart, step_time_plot
 from .tables import (
     VERDICT_LABELS,
@@ -164,6 +165,21 @@ def _requests(view: TestView) -> str:
             f"<th>completion tokens</th></tr>{rows}</table>")
 
 
+def _latency(view: TestView, out_dir: Path, slug: str) -> str:
+    """The timed pass: TTFT/TPOT/ITL/e2e p50/p90/p99 vs the baseline, and the TPOT distributions."""
+    rows = latency_rows(view.test)
+    if not rows:
+        return ""
+    head = percentile_header()
+    body = "".join(f"<tr><td>{_e(r.label)}</td><td>{_e(fmt_ms(r.candidate))}</td><td>{_e(fmt_ms(r.baseline))}</td>"
+                   f"{_pct_cell(r.delta_pct(0))}{_pct_cell(r.delta_pct(1))}</tr>" for r in rows)
+    png = latency_plot(view.test, out_dir / f"{slug}-tpot.png")
+    return (f"<h3>Latency (timed pass, no profiler)</h3><p>{_e(throughput_line(view.test))}</p>"
+            f'<table class="latency"><tr><th>metric (ms)</th><th>candidate {head}</th><th>baseline {head}</th>'
+            f"<th>Δ p50</th><th>Δ p90</th></tr>{body}</table>"
+            + _img(out_dir, png, "TPOT distribution"))
+
+
 def _traces(view: TestView, out_dir: Path, base: Path) -> str:
     links = []
     for label, paths in (("trace", view.test.trace_paths),
@@ -227,6 +243,7 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     notes = view.comparison.notes if view.comparison is not None else []
     if notes:
         parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    parts.append(_latency(view, out_dir, slug))
     parts.append(_requests(view))
     parts.append(_configuration(view))
     parts.append(_traces(view, out_dir, base))

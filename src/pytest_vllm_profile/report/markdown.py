@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from ..results import RunResults
+from .latency_tables import fmt_ms, latency_rows, percentile_header, throughput_line
 from .tables import VERDICT_LABELS, ReportInputError, TestView, fmt_pct, fmt_us, views_of
 
 VERDICT_ICONS = {"pass": "✅", "fail": "❌", "updated": "🔄", "no-baseline": "⚪", "error": "⚠️", "skipped": "⏭️"}
@@ -32,6 +33,23 @@ def _step_cell(view: TestView, kind: str) -> str:
     return f"{fmt_us(r.current_us)} ({fmt_pct(r.delta_pct)})"
 
 
+def _latency_section(views: list[TestView]) -> list[str]:
+    """Per test with a timed pass: TTFT/TPOT/ITL/e2e p50/p90/p99 (ms), candidate vs baseline."""
+    out: list[str] = []
+    for v in views:
+        rows = latency_rows(v.test)
+        if not rows:
+            continue
+        head = percentile_header()
+        out += ["", f"**Latency** {md_escape(v.nodeid)} (ms; {md_escape(throughput_line(v.test))})", "",
+                f"| metric | candidate {head} | baseline {head} | Δ p50 | Δ p90 |",
+                "| --- | ---: | ---: | ---: | ---: |"]
+        for r in rows:
+            out.append(f"| {r.label} | {fmt_ms(r.candidate)} | {fmt_ms(r.baseline)} | {fmt_pct(r.delta_pct(0))} "
+                       f"| {fmt_pct(r.delta_pct(1))} |")
+    return out
+
+
 def render_job_summary(results: RunResults, top: int = 5) -> str:
     views = views_of(results)
     failed = sum(v.verdict in ("fail", "error") for v in views)
@@ -47,6 +65,7 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
         cross = f" ({md_escape(xver.label)})" if xver is not None else ""
         lines.append(f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)}{cross} | {_step_cell(v, 'prefill')} "
                      f"| {_step_cell(v, 'decode')} |")
+    lines += _latency_section(views)
     for v in views:
         c = v.comparison
         regressions = c.regressions if c is not None else []

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..results import RunResults, TestResult
 from ..summary import ProfileSummary
+from .latency_tables import fmt_ms, latency_rows, percentile_header, throughput_line
 from .tables import VERDICT_LABELS
 
 VERDICT_LABEL = {**VERDICT_LABELS, "updated": "UPDATED"}  # the terminal's column is 11 wide
@@ -62,6 +63,17 @@ def offender_lines(test: TestResult) -> list[str]:
     return lines
 
 
+def latency_lines(test: TestResult) -> list[str]:
+    """Short: one line per latency metric (ms, p50/p90/p99) and the throughput, baseline alongside."""
+    rows = latency_rows(test)
+    if not rows:
+        return []
+    lines = [f"latency ms {percentile_header()}: " + "; ".join(
+        f"{r.label} {fmt_ms(r.candidate)}" + (f" (base {fmt_ms(r.baseline)})" if r.baseline else "") for r in rows)]
+    lines.append(throughput_line(test))
+    return lines
+
+
 def render_terminal_summary(results: RunResults) -> list[str]:
     lines: list[str] = []
     counts: dict[str, int] = {}
@@ -82,6 +94,7 @@ def render_terminal_summary(results: RunResults) -> list[str]:
         lines.extend(f"    {line}" for line in step_time_lines(test))
         if cross is not None:
             lines.extend(f"    {line}" for line in cross.describe(limit=6))
+        lines.extend(f"    {line}" for line in latency_lines(test))
         offenders = offender_lines(test)
         if offenders:
             lines.append("    top offenders:")

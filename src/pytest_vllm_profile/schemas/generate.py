@@ -30,7 +30,8 @@ _MODELS: dict[str, tuple[type, str, str]] = {
 def generate(name: str) -> dict[str, Any]:
     """The schema `name` (SUMMARY_SCHEMA or BASELINE_SCHEMA) as the model describes it."""
     kind, title, description = _MODELS[name]
-    body = msgspec.json.schema(kind)
+    # Through JSON, so defaults come out as JSON has them (a tuple default () is the file's []).
+    body = json.loads(msgspec.json.encode(msgspec.json.schema(kind)))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": _ID_BASE + name,
             "title": title, "description": description, **body}
 
