@@ -44,7 +44,12 @@ def with_decode_overhead(summary: ProfileSummary, add_us: float) -> ProfileSumma
         d, median_wall_us=wall, median_period_us=(d.median_period_us or 0) + add_us,
         median_gpu_idle_us=(d.median_gpu_idle_us or 0) + add_us,
         gpu_idle_fraction=((d.median_gpu_idle_us or 0) + add_us) / wall)
-    return msgspec.structs.replace(summary, step_overhead=over)
+    # ... and in each decode step, which the comparison judges from (a real overhead shows in every step)
+    steps = [s if s.kind != "decode" else msgspec.structs.replace(
+        s, wall_time_us=s.wall_time_us + add_us,
+        period_us=None if s.period_us is None else s.period_us + add_us,
+        gpu_idle_us=None if s.gpu_idle_us is None else s.gpu_idle_us + add_us) for s in summary.steps]
+    return msgspec.structs.replace(summary, step_overhead=over, steps=steps)
 
 
 def test_same_latency_passes_and_is_compared(seed: ProfileSummary) -> None:

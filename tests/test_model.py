@@ -141,12 +141,23 @@ def test_v1_results_file_loads_with_typed_summary_and_comparison(data_dir: Path)
     assert skipped.outcome == "skipped" and skipped.summary is None and skipped.comparison is None
     raw = json.loads((data_dir / V1_RESULTS).read_text())
     again = json.loads(encode_json(results))
-    # The same JSON comes back out, plus only fields added since 0.1.0, at their empty default.
-    added = {key for test in again["tests"] for key in test} - {key for test in raw["tests"] for key in test}
-    assert all(test[key] is None for test in again["tests"] for key in added)
-    for test in again["tests"]:
-        for key in added:
-            del test[key]
+    # The same JSON comes back out, plus only fields added since 0.1.0 (at any depth), at their empty default.
+    added: list[str] = []
+
+    def drop_added(new: object, old: object, where: str) -> None:
+        if isinstance(new, dict) and isinstance(old, dict):
+            for key in [k for k in new if k not in old]:
+                assert new[key] is None, f"{where}/{key} added with a value: {new[key]!r}"
+                added.append(f"{where}/{key}")
+                del new[key]
+            for key in new:
+                drop_added(new[key], old[key], f"{where}/{key}")
+        elif isinstance(new, list) and isinstance(old, list):
+            for i, (n, o) in enumerate(zip(new, old, strict=False)):
+                drop_added(n, o, f"{where}[{i}]")
+
+    drop_added(again, raw, "")
+    assert "/tests[0]/configuration" in added  # issue 15's field, at its default
     assert again == raw
 
 

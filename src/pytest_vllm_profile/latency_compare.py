@@ -28,7 +28,7 @@ from msgspec import UnsetType
 
 from .latency import LATENCY_METRICS, LatencyMetric, TimedPassResult, percentile_key
 from .repeats import RepeatSpread, relative_spread
-from .significance import RepeatSamples
+from .summary import ProfileSummary
 
 if TYPE_CHECKING:
     from .comparator import _Comparer
@@ -101,17 +101,12 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
                 continue
             spread = max(relative_spread(base.run_medians(metric)), relative_spread(cand.run_medians(metric)))
             for p in JUDGED_PERCENTILES:
-                # The median is judged from every request's sample (grouped by timed repeat, so the
-                # rule sees run-to-run noise too: significance.RepeatSamples); a tail percentile
-                # by the tolerance against the repeats' spread (a location test says nothing of it).
-                b_samples = c_samples = None
-                if p == 50:
-                    b_samples = RepeatSamples([run.samples(metric) for run in base.runs])
-                    c_samples = RepeatSamples([run.samples(metric) for run in cand.runs])
+                # Judged by the latency tolerance against the timed repeats' spread (not by the
+                # statistical rule: on this project's CI machine the client's own timestamps are the
+                # noise, benchmarks/RESULTS.md "Calibration").
                 comparer.time(latency_metric(metric, p), f"{LATENCY_LABELS[metric]} p{p:g}",
                               b_dist.percentile(p), c_dist.percentile(p), tol.latency_abs_floor_ms, spread,
-                              contribution_us=0.0, unit="ms", baseline_samples=b_samples,
-                              candidate_samples=c_samples)
+                              contribution_us=0.0, unit="ms")
         for rate, label, unit in THROUGHPUTS:
             b_runs = [float(getattr(r, rate)) for r in base.runs]
             c_runs = [float(getattr(r, rate)) for r in cand.runs]
@@ -181,9 +176,26 @@ def compare_step_overhead(comparer: _Comparer, kinds: Sequence[str]) -> None:
             samples = [_overhead_samples(s, kind, field) for s in comparer.spreads]
             spread = max([relative_spread(x) for x in samples if x] or [0.0])
             # contribution 0: Finding.contribution_us ranks parts of the step's device time.
+            # Judged from each step's own value by the statistical rule: host-side step times are
+            # noisy (two captures of one H200 server, tests/data nsys-gpu-2025.3-cuda-range-rep1/2:
+            # decode wall 4.1-5.8 ms per step, medians 4.7 vs 6.3 ms), which a fixed 2 % would
+            # call a regression; the samples' own step-to-step noise sets the threshold instead.
             comparer.time(overhead_metric(kind, suffix), f"{kind} {label}", float(bv), float(cv),
                           comparer.tol.step_abs_floor_us, spread, contribution_us=0.0,
-                          )  # one value per profiled repeat: the tolerance rule, with their spread
+                          baseline_samples=_step_values(comparer.b, kind, STEP_FIELDS[field]),
+                          candidate_samples=_step_values(comparer.c, kind, STEP_FIELDS[field]))
+
+
+# StepKindOverhead's median -> the StepSummary field it is the median of.
+STEP_FIELDS = {"median_wall_us": "wall_time_us", "median_period_us": "period_us", "median_gpu_idle_us": "gpu_idle_us"}
+
+
+def _step_values(summary: ProfileSummary, kind: str, field: str) -> list[float] | None:
+    """Each `kind` step's value of `field` (None when no step carries it; the last step of a
+    profile has no period)."""
+    values = [getattr(step, field) for step in summary.steps if step.kind == kind]
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    return numbers or None
 
 
 def _overhead_samples(spread: RepeatSpread, kind: str, field: str) -> list[float]:

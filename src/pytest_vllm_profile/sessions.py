@@ -1,7 +1,7 @@
 """The session folders under the trace root (`<trace root>/<stamp>/<worker>/`): their names,
 and the retention rule that deletes the oldest (`SessionSettings.keep_sessions`).
 
-A stamp is `<UTC time %Y%m%dT%H%M%SZ>-<pid>`, so names sort by start time. Only folders named
+A stamp is `<UTC time %Y%m%dT%H%M%SZ>-<pid>-<count>`, so names sort by start time. Only folders named
 like a stamp are ever deleted (anything else under the trace root is the user's), and never
 one whose process is still running (another session on this host using the same root).
 """
@@ -13,12 +13,18 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-STAMP = re.compile(r"^(\d{8}T\d{6}Z)-(\d+)$")
+STAMP = re.compile(r"^(\d{8}T\d{6}Z)-(\d+)(?:-\d+)?$")  # the count is absent in names of 0.1.0
+
+
+_stamps_made = 0
 
 
 def new_stamp() -> str:
-    """The name of a new session folder: its start time (UTC) and this process's id."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
+    """The name of a new session folder: its start time (UTC), this process's id and a count, so
+    two sessions of one process in one second (pytester runs in-process) get their own folders."""
+    global _stamps_made
+    _stamps_made += 1
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}-{_stamps_made}"
 
 
 def _running(pid: int) -> bool:
