@@ -34,10 +34,15 @@ def build(root: Path, entries: int, megabytes: float) -> Path:
     one_entry = len(json.dumps(summary_data, indent=1))
     repeat = max(1, round(megabytes * 1e6 / entries / one_entry))
     summary_data["kernels"] = summary_data["kernels"] * repeat
-    record = {"created": "2026-12-02T00:00:00Z", "commit": None, "workload": {"model": "tiny"}, "repeats": 1,
-              "summary": summary_data, "spread": None}
-    document = {"schema_version": 1, "test": NODEID,
-                "entries": {"cpu": {f"0.{i}.0": record for i in range(entries)}}}
+    record = {
+        "created": "2026-12-02T00:00:00Z",
+        "commit": None,
+        "workload": {"model": "tiny"},
+        "repeats": 1,
+        "summary": summary_data,
+        "spread": None,
+    }
+    document = {"schema_version": 1, "test": NODEID, "entries": {"cpu": {f"0.{i}.0": record for i in range(entries)}}}
     path = BaselineStore(root).path_for(NODEID)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n")
@@ -64,8 +69,10 @@ def main() -> None:
         update_s = time.perf_counter() - t0
         assert changed
         load = os.getloadavg()
-        print(f"file {size_mb:.1f} MB, {args.entries} entries; check {check_s:.2f} s; update {update_s:.2f} s; "
-              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load {load[0]:.2f}")
+        print(
+            f"file {size_mb:.1f} MB, {args.entries} entries; check {check_s:.2f} s; update {update_s:.2f} s; "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load {load[0]:.2f}"
+        )
     finally:
         shutil.rmtree(root)
 

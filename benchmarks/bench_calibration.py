@@ -7,6 +7,7 @@ injected slowdown of the candidate's decode steps (all kernels, the GEMM class, 
 its latency samples, at 1, 2, 3 and 5 %, over a grid of (alpha, min_effect).
 Usage: PYTHONPATH=src python benchmarks/bench_calibration.py [--quick]
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,13 +32,21 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 SLOWDOWNS = (0.01, 0.02, 0.03, 0.05)
 CPU_SLOWDOWNS = (0.05, 0.1, 0.25, 0.5)  # what a CPU runner's noise lets through
 # (alpha, min_effect, noise_multiplier): the chosen defaults first, then one setting changed at a time
-GRID = [(0.01, 0.01, 4.0), (0.05, 0.01, 4.0), (0.01, 0.005, 4.0), (0.01, 0.015, 4.0), (0.01, 0.01, 3.0),
-        (0.01, 0.01, 5.0)]
+GRID = [
+    (0.01, 0.01, 4.0),
+    (0.05, 0.01, 4.0),
+    (0.01, 0.005, 4.0),
+    (0.01, 0.015, 4.0),
+    (0.01, 0.01, 3.0),
+    (0.01, 0.01, 5.0),
+]
 GPU_PAIRS = {  # name -> (files, compared step kinds)
     "base": (("base-rep0.pt.trace.json.gz", "base-rep1.pt.trace.json.gz"), None),
     "h100-seed": (("h100-seed-rep0.rank0.pt.trace.json.gz", "h100-seed-rep1.rank0.pt.trace.json.gz"), None),
-    "h100-batch4": (("h100-batch4-rep0.rank0.pt.trace.json.gz", "h100-batch4-rep1.rank0.pt.trace.json.gz"),
-                    ("decode",)),
+    "h100-batch4": (
+        ("h100-batch4-rep0.rank0.pt.trace.json.gz", "h100-batch4-rep1.rank0.pt.trace.json.gz"),
+        ("decode",),
+    ),
 }
 
 
@@ -49,8 +58,9 @@ def _refresh_decode_stats(s: ProfileSummary) -> None:
     stats.min_gpu_time_us = min(st.gpu_time_us for st in decode)
     stats.max_gpu_time_us = max(st.gpu_time_us for st in decode)
     if decode and decode[0].layers:
-        stats.median_layer_time_us = [statistics.median(st.layers[j].time_us for st in decode)
-                                      for j in range(len(decode[0].layers))]
+        stats.median_layer_time_us = [
+            statistics.median(st.layers[j].time_us for st in decode) for j in range(len(decode[0].layers))
+        ]
 
 
 def slow_down(summary: ProfileSummary, factor: float, where: str) -> ProfileSummary:
@@ -85,8 +95,9 @@ def slow_down(summary: ProfileSummary, factor: float, where: str) -> ProfileSumm
     return out
 
 
-def fails(base: list[ProfileSummary], cand: list[ProfileSummary], tol: Tolerances,
-          kinds: tuple[str, ...] | None) -> bool:
+def fails(
+    base: list[ProfileSummary], cand: list[ProfileSummary], tol: Tolerances, kinds: tuple[str, ...] | None
+) -> bool:
     b, bs = combine_repeats(base, kinds) if len(base) > 1 else (base[0], None)
     c, cs = combine_repeats(cand, kinds) if len(cand) > 1 else (cand[0], None)
     return compare_summaries(b, c, tol, bs, cs, kinds).verdict == "fail"
@@ -96,19 +107,28 @@ def main(quick: bool) -> dict:
     gpu = {name: ([summarize_path(DATA / f) for f in files], kinds) for name, (files, kinds) in GPU_PAIRS.items()}
     cpu = [ProfileSummary.load(p) for p in sorted((DATA / "cpu-reps").glob("cpu-rep*.summary.json"))]
     latency = json.loads((DATA / "cpu-reps" / "cpu-latency.json").read_text())
-    cpu_splits = [(list(a), [i for i in range(len(cpu)) if i not in a])
-                  for a in itertools.combinations(range(len(cpu)), 3) if 0 in a]  # 10 distinct 3-vs-3 splits
+    cpu_splits = [
+        (list(a), [i for i in range(len(cpu)) if i not in a])
+        for a in itertools.combinations(range(len(cpu)), 3)
+        if 0 in a
+    ]  # 10 distinct 3-vs-3 splits
     # same-config trials: (label, baseline repeats, candidate repeats, compared kinds), both directions
     trials: list[tuple[str, list[ProfileSummary], list[ProfileSummary], tuple[str, ...] | None]] = []
     for name, (reps, kinds) in gpu.items():
-        trials += [(f"{name} rep0->rep1", [reps[0]], [reps[1]], kinds),
-                   (f"{name} rep1->rep0", [reps[1]], [reps[0]], kinds)]
-    cpu_single = [(f"cpu rep{i}->rep{j}", [cpu[i]], [cpu[j]], None)
-                  for i, j in itertools.permutations(range(len(cpu)), 2)]
+        trials += [
+            (f"{name} rep0->rep1", [reps[0]], [reps[1]], kinds),
+            (f"{name} rep1->rep0", [reps[1]], [reps[0]], kinds),
+        ]
+    cpu_single = [
+        (f"cpu rep{i}->rep{j}", [cpu[i]], [cpu[j]], None) for i, j in itertools.permutations(range(len(cpu)), 2)
+    ]
     cpu_combined = [(f"cpu {a}->{b}", [cpu[i] for i in a], [cpu[i] for i in b], None) for a, b in cpu_splits]
     cpu_combined += [(f"cpu {b}->{a}", [cpu[i] for i in b], [cpu[i] for i in a], None) for a, b in cpu_splits]
-    results: dict = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}",
-                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "grid": []}
+    results: dict = {
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "grid": [],
+    }
     grid = GRID if not quick else GRID[:1]
     for alpha, min_effect, noise_multiplier in grid:
         tol = Tolerances(alpha=alpha, min_effect=min_effect, sample_noise_multiplier=noise_multiplier)
@@ -129,10 +149,16 @@ def main(quick: bool) -> dict:
             runs = [[r[metric] for r in run["requests"] if r[metric] is not None] for run in latency["runs"]]
             pairs = list(itertools.permutations(range(len(runs)), 2))
             same = sum(compare_samples(runs[i], runs[j], rule).outcome == "regression" for i, j in pairs)
-            hits = {int(100 * x): sum(compare_samples(runs[i], [v * (1 + x) for v in runs[j]], rule).outcome
-                                      == "regression" for i, j in pairs) for x in SLOWDOWNS}
+            hits = {
+                int(100 * x): sum(
+                    compare_samples(runs[i], [v * (1 + x) for v in runs[j]], rule).outcome == "regression"
+                    for i, j in pairs
+                )
+                for x in SLOWDOWNS
+            }
             row[f"latency_{metric}"] = f"false {same}/{len(pairs)}, detect " + ", ".join(
-                f"{k}% {v}/{len(pairs)}" for k, v in hits.items())
+                f"{k}% {v}/{len(pairs)}" for k, v in hits.items()
+            )
         # Pseudo-repeats: the default 3 repeats a side drawn (with replacement) from a real pair's decode
         # steps, 200 seeded trials each; within-run noise only (the real pairs above carry run-to-run).
         rng = np.random.default_rng(7)
@@ -148,25 +174,43 @@ def main(quick: bool) -> dict:
             row[f"pseudo3v3_gpu_decode_{int(100 * x)}pct"] = f"{hits}/{total}"
         results["grid"].append(row)
         print(json.dumps(row), flush=True)
+
     # Noise the samples show: within-run (step-to-step) and between-run (repeat medians), decode steps.
     def noise(reps: list[ProfileSummary]) -> str:
         medians = [r.step_kinds["decode"].median_gpu_time_us for r in reps]
         within = statistics.median(
             statistics.pstdev(d := [s.gpu_time_us for s in r.steps if s.kind == "decode"]) / statistics.median(d)
-            for r in reps)
-        return (f"step-to-step {100 * within:.2f}%, repeat medians {min(medians):.0f}-{max(medians):.0f} µs "
-                f"({100 * (max(medians) - min(medians)) / min(medians):.1f}% apart)")
+            for r in reps
+        )
+        return (
+            f"step-to-step {100 * within:.2f}%, repeat medians {min(medians):.0f}-{max(medians):.0f} µs "
+            f"({100 * (max(medians) - min(medians)) / min(medians):.1f}% apart)"
+        )
+
     results["noise"] = {"cpu": noise(cpu), **{name: noise(reps) for name, (reps, _) in gpu.items()}}
     # How far apart unchanged CPU runs' levels are, in units of their own step-to-step noise.
-    results["cpu_level_shift_in_sigmas"] = round(max(
-        abs(compare_samples(step_samples(cpu[i], None, "decode") or (), step_samples(cpu[j], None, "decode") or ())
-            .estimate or 0.0) / max(relative_noise(step_samples(cpu[i], None, "decode") or ()),
-                                    relative_noise(step_samples(cpu[j], None, "decode") or ()))
-        for i, j in itertools.combinations(range(len(cpu)), 2)), 2)
+    results["cpu_level_shift_in_sigmas"] = round(
+        max(
+            abs(
+                compare_samples(
+                    step_samples(cpu[i], None, "decode") or (), step_samples(cpu[j], None, "decode") or ()
+                ).estimate
+                or 0.0
+            )
+            / max(
+                relative_noise(step_samples(cpu[i], None, "decode") or ()),
+                relative_noise(step_samples(cpu[j], None, "decode") or ()),
+            )
+            for i, j in itertools.combinations(range(len(cpu)), 2)
+        ),
+        2,
+    )
     # Speed: one comparison of the real H100 seed pair, and of 3-vs-3 combined CPU baselines.
     tol = Tolerances()
-    for label, (b, c, k) in {"h100-seed single": ([gpu["h100-seed"][0][0]], [gpu["h100-seed"][0][1]], None),
-                             "cpu 3v3": (cpu[:3], cpu[3:], None)}.items():
+    for label, (b, c, k) in {
+        "h100-seed single": ([gpu["h100-seed"][0][0]], [gpu["h100-seed"][0][1]], None),
+        "cpu 3v3": (cpu[:3], cpu[3:], None),
+    }.items():
         bb, bs = combine_repeats(b) if len(b) > 1 else (b[0], None)
         cc, cs = combine_repeats(c) if len(c) > 1 else (c[0], None)
         t0 = time.perf_counter()

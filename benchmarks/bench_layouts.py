@@ -9,6 +9,7 @@ Both files here are the real eager trace (tests/data/eager-mixed) replicated in 
 real trace). Each read runs `summarize` in its own process (peak RSS = VmHWM), the
 one-event-per-line one also under RLIMIT_AS. Prints a Markdown table for benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,10 @@ def read(path: Path, as_limit: int) -> str:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _READ, str(path), str(as_limit)], capture_output=True, text=True)
     if proc.returncode:
-        return f"| {path.name} | exit {proc.returncode} after {time.perf_counter() - start:.1f} s | | | " \
-               f"{proc.stderr.strip().splitlines()[-1:]} |"
+        return (
+            f"| {path.name} | exit {proc.returncode} after {time.perf_counter() - start:.1f} s | | | "
+            f"{proc.stderr.strip().splitlines()[-1:]} |"
+        )
     secs, hwm, parser, steps, rows = proc.stdout.split()
     return f"| {path.name} | {float(secs):.1f} | {hwm} | {parser} | {steps} steps, {rows} rows |"
 

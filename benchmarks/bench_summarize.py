@@ -23,6 +23,7 @@ in time (timestamps shifted, correlation / External id / flow / Python ids offse
 unique and consistent), written in Kineto's own per-event line layout to a temp dir. --quick skips the big trace.
 Results are printed and written to benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,6 +62,7 @@ print(json.dumps({"seconds": seconds, "import_seconds": import_seconds, "note": 
                   "children_maxrss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
+
 def _bare_load(module: str, decode: str) -> str:
     """Worker code for a bare JSON load of the whole trace with `decode` (the speed floor)."""
     return f"""
@@ -78,7 +80,6 @@ with open(sys.argv[1], "rb") as fh:
 seconds = time.perf_counter() - t0
 note = f"{{len(doc['traceEvents'])}} events, {{how}} inflate"
 """
-
 
 
 def _reader(options: str, note: str) -> str:
@@ -132,9 +133,10 @@ note = f"kernel-type rows: {len(breakdown[0])}"
     "bare-msgspec": _bare_load("msgspec", "msgspec.json.decode"),
     "bare-orjson": _bare_load("orjson", "orjson.loads"),
     "reader": _reader(
-        "", "f\"{len(trace.events)} rows, {trace.metadata.extra.get('python_frames_dropped', 0)} python frames dropped\""
+        "",
+        "f\"{len(trace.events)} rows, {trace.metadata.extra.get('python_frames_dropped', 0)} python frames dropped\"",
     ),
-    "reader-all-frames": _reader(", keep_python_frames=True", "f\"{len(trace.events)} rows (keep_python_frames=True)\""),
+    "reader-all-frames": _reader(", keep_python_frames=True", 'f"{len(trace.events)} rows (keep_python_frames=True)"'),
     "gunzip-zlib": _gunzip("import zlib", "zlib.decompress"),
     "gunzip-isal": _gunzip("from isal import isal_zlib", "isal_zlib.decompress"),
 }
@@ -195,6 +197,7 @@ def _kineto_event_bytes(event: dict, dumps) -> bytes:
     the source order, so python_function events start `"ph": "X", "cat": "python_function", `
     exactly as in real traces.
     """
+
     def pairs(items) -> bytes:
         return b", ".join(dumps(k) + b": " + dumps(v) for k, v in items)
 
@@ -262,7 +265,7 @@ def build_big_trace(source: Path, target_bytes: int, dest: Path) -> Path:
             if ev.get("cat") == "Trace":
                 ev["dur"] = ev.get("dur", 0) + time_shift * (copies - 1)
             fh.write(b",\n" + _kineto_event_bytes(ev, dumps))
-        fh.write(b'\n  ]\n}\n')
+        fh.write(b"\n  ]\n}\n")
     tmp.rename(dest)
     return dest
 
@@ -307,7 +310,9 @@ def main() -> int:
     ap.add_argument("--hta-timeout", type=float, default=240.0, help="seconds HTA may take per trace")
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender on the real trace (median kept)")
     ap.add_argument(
-        "--big-repeat", type=int, default=3,
+        "--big-repeat",
+        type=int,
+        default=3,
         help="runs of summarize and the floors on the big trace (median kept); HTA and the bare loads run once there",
     )
     ap.add_argument("--no-write", action="store_true", help="do not rewrite benchmarks/RESULTS.md")
@@ -351,7 +356,11 @@ def main() -> int:
             # Median run (the lower middle for an even count), with every time listed.
             row = sorted(ok, key=lambda r: float(r["seconds"]))[(len(ok) - 1) // 2] if ok else rows[-1]  # type: ignore[arg-type]
             if len(rows) > 1 and ok:
-                row["note"] = f"{row.get('note', '')} (median of {len(ok)}: " + ", ".join(f"{float(r['seconds']):.2f}" for r in ok) + " s)"  # type: ignore[arg-type]
+                row["note"] = (
+                    f"{row.get('note', '')} (median of {len(ok)}: "
+                    + ", ".join(f"{float(r['seconds']):.2f}" for r in ok)
+                    + " s)"
+                )  # type: ignore[arg-type]
             results[label][kind] = row
             secs, mem, note = _fmt(row)
             print(f"    {secs} s, peak RSS {mem} MB  {note}", flush=True)
@@ -418,7 +427,14 @@ def render(
     for label, path in traces:
         rows = results[label]
         size = path.stat().st_size / 1e6
-        out += [f"## {label}", "", f"`{path}` ({size:.0f} MB gzip)", "", "| contender | seconds | peak RSS MB | note |", "|---|---|---|---|"]
+        out += [
+            f"## {label}",
+            "",
+            f"`{path}` ({size:.0f} MB gzip)",
+            "",
+            "| contender | seconds | peak RSS MB | note |",
+            "|---|---|---|---|",
+        ]
         for kind, row in rows.items():
             if kind in FLOORS:
                 continue
@@ -426,7 +442,13 @@ def render(
             out.append(f"| {kind} | {secs} | {mem} | {note} |")
         floors = [k for k in FLOORS if k in rows]
         if floors:
-            out += ["", "Floors (where the time goes; not contenders):", "", "| step | seconds | peak RSS MB | note |", "|---|---|---|---|"]
+            out += [
+                "",
+                "Floors (where the time goes; not contenders):",
+                "",
+                "| step | seconds | peak RSS MB | note |",
+                "|---|---|---|---|",
+            ]
             for kind in floors:
                 secs, mem, note = _fmt(rows[kind])
                 out.append(f"| {kind} | {secs} | {mem} | {note} |")

@@ -7,6 +7,7 @@ a timed pass whose per-request latency samples are kept. Writes, under OUT:
   cpu-latency.json          TimedPassResult of the timed pass (per-request samples)
 Usage: PYTHONPATH=src:tests python benchmarks/record_cpu_reps.py OUT [N]
 """
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@ a few profiled passes of one request each. Prints one JSON line per pass. Usage:
 
     PYTHONPATH=src python scripts/measure-profiler-flush.py VLLM_PYTHON [--passes 3] [--max-tokens 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,14 @@ def main() -> int:
     for with_stack in (True, False):
         traces = work / f"traces-stack-{with_stack}"
         traces.mkdir()
-        spec = ServerSpec(model=str(model), served_model_name="tiny",
-                          server_args=("--enforce-eager", "--max-model-len", "256"),
-                          env={"VLLM_CPU_KVCACHE_SPACE": "1"}, trace_dir=traces, health_timeout_s=600)
+        spec = ServerSpec(
+            model=str(model),
+            served_model_name="tiny",
+            server_args=("--enforce-eager", "--max-model-len", "256"),
+            env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+            trace_dir=traces,
+            health_timeout_s=600,
+        )
         launcher = ProcessLauncher(spec, python=args.python, with_stack=with_stack)
         server = launcher.start()
         try:
@@ -47,13 +53,23 @@ def main() -> int:
                 trace = read_torch_trace(rank)
                 steps = StepDetector().detect(trace)
                 layers = LayerDetector().detect(trace, timing_domain=steps.domain)
-                print(json.dumps({
-                    "with_stack": with_stack, "pass": i, "stop_profile_s": round(result.stop_profile_s, 3),
-                    "wait_s": round(result.wait_s, 3), "workload_s": round(result.workload_s, 3),
-                    "trace_bytes": {p.name: p.stat().st_size for p in result.trace_files},
-                    "events": len(trace.events), "steps": len(steps.steps),
-                    "layer_method": layers.method, "layers": layers.layer_count,
-                }), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "with_stack": with_stack,
+                            "pass": i,
+                            "stop_profile_s": round(result.stop_profile_s, 3),
+                            "wait_s": round(result.wait_s, 3),
+                            "workload_s": round(result.workload_s, 3),
+                            "trace_bytes": {p.name: p.stat().st_size for p in result.trace_files},
+                            "events": len(trace.events),
+                            "steps": len(steps.steps),
+                            "layer_method": layers.method,
+                            "layers": layers.layer_count,
+                        }
+                    ),
+                    flush=True,
+                )
         finally:
             launcher.stop()
     return 0

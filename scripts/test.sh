@@ -9,7 +9,7 @@
 #   - chromium         a real headless browser for the HTML report check (scripts/setup-report-tools.sh)
 #   - postgresql       a real PostgreSQL server for the shared run history (scripts/setup-postgres.sh)
 #   - nsys             Debian's Nsight Systems 2022.4 for the real-nsys tests (scripts/setup-nsys.sh)
-# Extra arguments go to pytest.
+#   then ruff (lint + format check) and mypy, then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
@@ -24,5 +24,9 @@ postgres_url=$(bash scripts/setup-postgres.sh)
 if [ -n "$postgres_url" ]; then export VLLM_PROFILE_TEST_POSTGRES_URL="$postgres_url"; fi
 bash scripts/setup-nsys.sh
 echo "test.sh: set-up took $(( $(date +%s) - t0 )) s"
+# Lint, format and type checks first: a failure here fails the test command like a test would.
+.venv/bin/ruff check src tests benchmarks scripts
+.venv/bin/ruff format --check src tests benchmarks scripts
+.venv/bin/mypy
 # Exit code 5 (no tests collected) is a failure here like any other non-zero code.
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

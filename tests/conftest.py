@@ -1,4 +1,5 @@
 """Fixtures shared by the test suite (real trace files)."""
+
 from __future__ import annotations
 
 import sys
@@ -55,4 +56,3 @@ from cpu_vllm import cpu_vllm_python, cpu_vllm_server, tiny_qwen3_model  # noqa:
 
 # The recorded-trace HTTP double of the plugin's pytester sessions; see tests/double_sessions.py.
 from double_sessions import recorded_trace_double, slowed_trace  # noqa: E402,F401
-

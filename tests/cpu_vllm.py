@@ -7,11 +7,12 @@ One eager server (`--enforce-eager`, ~30-60 s to boot on 2 cores) is shared by t
 session: `cpu_vllm_server` yields `(launcher, running_server)`. The fixtures are made
 visible to every test module by tests/conftest.py.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -41,8 +42,12 @@ def vllm_cpu_python_or_skip() -> str:
 
 def tiny_server_spec(model: Path, trace_dir: Path | None, **overrides: object) -> ServerSpec:
     fields: dict[str, object] = dict(
-        model=str(model), served_model_name=TINY_SERVED_NAME, server_args=TINY_SERVER_ARGS,
-        env=dict(TINY_SERVER_ENV), trace_dir=trace_dir, health_timeout_s=BOOT_TIMEOUT_S,
+        model=str(model),
+        served_model_name=TINY_SERVED_NAME,
+        server_args=TINY_SERVER_ARGS,
+        env=dict(TINY_SERVER_ENV),
+        trace_dir=trace_dir,
+        health_timeout_s=BOOT_TIMEOUT_S,
     )
     fields.update(overrides)
     return ServerSpec(**fields)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ its trace folder. Regressions are made deterministic by serving base-rep1 (same 
 0.2-0.5 % apart: passes) or a `_scaled_` copy of base-rep0 whose time axis is stretched by 5 %
 (fails). tests/conftest.py imports the fixtures `recorded_trace_double` and `slowed_trace`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -66,9 +67,17 @@ def run(pytester: pytest.Pytester, double: RecordedTraceDouble, *args: str) -> p
     # noise. Tests of the timed pass through the plugin ask for it (--vllm-timed-repeats=N, later
     # args win); the latency verdict is tested on built inputs and on the real vLLM CPU server.
     return pytester.runpytest(
-        "--vllm-profile", "--vllm-launcher=url", f"--vllm-url={double.url}",
-        f"--vllm-trace-dir={double.trace_dir}", "--vllm-repeats=1", "--vllm-timed-repeats=0",
-        "-o", "vllm_capture_poll_s=0.05", "-p", "no:cacheprovider", *args,
+        "--vllm-profile",
+        "--vllm-launcher=url",
+        f"--vllm-url={double.url}",
+        f"--vllm-trace-dir={double.trace_dir}",
+        "--vllm-repeats=1",
+        "--vllm-timed-repeats=0",
+        "-o",
+        "vllm_capture_poll_s=0.05",
+        "-p",
+        "no:cacheprovider",
+        *args,
     )
 
 

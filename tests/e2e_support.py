@@ -8,12 +8,14 @@ starts them. Its conftest only OBSERVES: it times `ProcessLauncher.start` (boot)
 `ProfileCapture.run` (one capture) and appends one JSON line per event to $E2E_TIMINGS_FILE;
 at boot it also notes the server's process group and what the leak scan sees of it.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cpu_vllm import TINY_SERVED_NAME, TINY_SERVER_ARGS, TINY_SERVER_ENV
 
@@ -26,7 +28,7 @@ PROMPT = "What is the capital of France?"
 TAG_VAR = "E2E_RUN_TAG"
 
 INNER_TEST_NAME = "test_seed_workload"
-INNER_TEST = '''
+INNER_TEST = """
 import pytest
 
 
@@ -42,9 +44,9 @@ def {name}(vllm_profile):
     assert vllm_profile.token_steps == {max_tokens}
     assert vllm_profile.layer_count == {layers}
     assert vllm_profile.summary.timing_domain == "cpu"
-'''
+"""
 
-INNER_CONFTEST = '''
+INNER_CONFTEST = """
 import json
 import os
 import sys
@@ -93,13 +95,20 @@ def _timed_run(self):
 
 ProcessLauncher.start = _timed_start
 ProfileCapture.run = _timed_run
-'''
+"""
 
 
 def inner_test_source(model: Path, tag: str, server_args: tuple[str, ...] = TINY_SERVER_ARGS) -> str:
-    return INNER_TEST.format(model=str(model), served=TINY_SERVED_NAME, max_tokens=MAX_TOKENS, prompt=PROMPT,
-                             server_args=list(server_args), server_env={**TINY_SERVER_ENV, TAG_VAR: tag},
-                             name=INNER_TEST_NAME, layers=LAYERS)
+    return INNER_TEST.format(
+        model=str(model),
+        served=TINY_SERVED_NAME,
+        max_tokens=MAX_TOKENS,
+        prompt=PROMPT,
+        server_args=list(server_args),
+        server_env={**TINY_SERVER_ENV, TAG_VAR: tag},
+        name=INNER_TEST_NAME,
+        layers=LAYERS,
+    )
 
 
 @dataclass
@@ -111,7 +120,7 @@ class Timings:
     pgids: list[int]  # process groups of every server started, healthy or not
 
     @classmethod
-    def read(cls, path: Path) -> "Timings":
+    def read(cls, path: Path) -> Timings:
         events: list[dict[str, Any]] = []
         if path.is_file():
             events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -124,8 +133,7 @@ class Timings:
         )
 
     def line(self) -> str:
-        return (f"boot {self.boots_s} s, captures {self.captures_s} s "
-                f"(of which /stop_profile {self.stop_profile_s} s)")
+        return f"boot {self.boots_s} s, captures {self.captures_s} s (of which /stop_profile {self.stop_profile_s} s)"
 
 
 def _read_proc(pid_dir: Path, name: str) -> bytes:
@@ -148,7 +156,7 @@ def leftover_server_processes(model: Path | str, tag: str, pgids: Iterable[int] 
         if not entry.name.isdigit():
             continue
         stat = _read_proc(entry, "stat")
-        fields = stat[stat.rfind(b")") + 2:].split()  # state ppid pgrp ...
+        fields = stat[stat.rfind(b")") + 2 :].split()  # state ppid pgrp ...
         if len(fields) < 3 or fields[0] == b"Z":
             continue
         cmdline = _read_proc(entry, "cmdline").replace(b"\0", b" ")

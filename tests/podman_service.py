@@ -10,6 +10,7 @@ endpoints and, on /stop_profile, copies a REAL recorded vLLM trace (tests/data) 
 mounted trace folder. It stands in for vLLM where booting a real one is too slow; tests
 that use it say `double` in their names.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -121,8 +122,9 @@ def podman_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("podman-api")
     sock = folder / "podman.sock"
     log = open(folder / "service.log", "w")
-    service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"],
-                               stdout=log, stderr=subprocess.STDOUT)
+    service = subprocess.Popen(
+        ["podman", "system", "service", "--time=0", f"unix://{sock}"], stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"unix://{sock}"
     try:
         deadline = time.monotonic() + 30

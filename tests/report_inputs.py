@@ -5,6 +5,7 @@ the default tolerances they pass; compared with a 0.1 % tolerance (no floors) th
 run-to-run noise becomes real regressions — a failing comparison without invented numbers.
 The drift case removes one kernel from rep1's summary (so: simulated, and named so).
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,15 @@ from pytest_vllm_profile.summary import ProfileSummary
 DATA = Path(__file__).parent / "data"
 REP0 = DATA / "base-rep0.pt.trace.json.gz"
 REP1 = DATA / "base-rep1.pt.trace.json.gz"
-TIGHT = Tolerances(rel_time=0.001, abs_floor_us=0.0, step_abs_floor_us=0.0, total_abs_floor_us=0.0,
-                   kernel_step_share=0.0, min_effect=0.001, sample_noise_multiplier=0.0)
+TIGHT = Tolerances(
+    rel_time=0.001,
+    abs_floor_us=0.0,
+    step_abs_floor_us=0.0,
+    total_abs_floor_us=0.0,
+    kernel_step_share=0.0,
+    min_effect=0.001,
+    sample_noise_multiplier=0.0,
+)
 
 FAIL_ID = "tests/gpu/test_qwen3.py::test_decode[tight<0.1%>|x]"
 PASS_ID = "tests/gpu/test_qwen3.py::test_decode[default]"
@@ -58,24 +66,59 @@ def real_results(trace_dir: Path | None = None) -> RunResults:
         dest = trace_dir / REP1.name
         dest.write_bytes(REP1.read_bytes())
         traces = [str(dest)]
-    workload = {"model": "/tmp/qwen3-8b-shape", "max_tokens": 10, "prompts": ["What is the capital of France?"],
-                "repeats": 1}
+    workload = {
+        "model": "/tmp/qwen3-8b-shape",
+        "max_tokens": 10,
+        "prompts": ["What is the capital of France?"],
+        "repeats": 1,
+    }
     requests = [RequestResult(latency_s=0.081, prompt_tokens=7, completion_tokens=10)]
     failing = compare_summaries(base, cur, TIGHT)
     passing = compare_summaries(base, cur)
     drifted = without_kernel(cur, dropped_kernel())
     drift = compare_summaries(base, drifted)
     tests = [
-        TestResult(FAIL_ID, "failed", "fail", failing.explain(), workload, cur, base,
-                   failing, requests, traces, None, False, 41.5),
-        TestResult(PASS_ID, "passed", "pass", "", workload, cur, base, passing,
-                   requests, traces, None, False, 40.2),
-        TestResult(DRIFT_ID, "failed", "fail", drift.explain(), workload, drifted, base,
-                   drift, requests, [], None, False, 40.9),
-        TestResult(NEW_ID, "passed", "no-baseline", "no baseline yet; run with --update-baselines", workload,
-                   cur, None, None, requests, traces),
-        TestResult(ERROR_ID, "error", None, "LauncherError: vllm serve exited with code 1 before it was healthy",
-                   workload),
+        TestResult(
+            FAIL_ID,
+            "failed",
+            "fail",
+            failing.explain(),
+            workload,
+            cur,
+            base,
+            failing,
+            requests,
+            traces,
+            None,
+            False,
+            41.5,
+        ),
+        TestResult(PASS_ID, "passed", "pass", "", workload, cur, base, passing, requests, traces, None, False, 40.2),
+        TestResult(
+            DRIFT_ID, "failed", "fail", drift.explain(), workload, drifted, base, drift, requests, [], None, False, 40.9
+        ),
+        TestResult(
+            NEW_ID,
+            "passed",
+            "no-baseline",
+            "no baseline yet; run with --update-baselines",
+            workload,
+            cur,
+            None,
+            None,
+            requests,
+            traces,
+        ),
+        TestResult(
+            ERROR_ID, "error", None, "LauncherError: vllm serve exited with code 1 before it was healthy", workload
+        ),
     ]
-    return RunResults(created="2026-01-05T03:17:00Z", commit="0123456789abcdef", gpu="NVIDIA H100 80GB HBM3",
-                      vllm_version="0.26.0", launcher="process", profiler="torch", tests=tests)
+    return RunResults(
+        created="2026-01-05T03:17:00Z",
+        commit="0123456789abcdef",
+        gpu="NVIDIA H100 80GB HBM3",
+        vllm_version="0.26.0",
+        launcher="process",
+        profiler="torch",
+        tests=tests,
+    )

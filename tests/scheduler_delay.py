@@ -11,6 +11,7 @@ processes that never import the scheduler (the API server) pay nothing and no vL
 forced at interpreter start. Each patched process appends its pid to the file named by
 VLLM_TEST_SCHEDULER_DELAY_LOG, so a test can prove the delay was really injected.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -78,7 +79,8 @@ def write_scheduler_delay_site(folder: Path, delay_ms: float) -> Path:
         raise ValueError(f"delay_ms must be > 0, got {delay_ms}")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "sitecustomize.py").write_text(
-        _SITECUSTOMIZE.format(module=SCHEDULER_MODULE, delay_env=DELAY_ENV, log_env=LOG_ENV))
+        _SITECUSTOMIZE.format(module=SCHEDULER_MODULE, delay_env=DELAY_ENV, log_env=LOG_ENV)
+    )
     return folder
 
 

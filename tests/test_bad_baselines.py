@@ -79,40 +79,79 @@ class BadBaseline:
 
 
 CASES = [
-    BadBaseline("nan-literal", _edit_text('"total_kernel_us": 54000.0', '"total_kernel_us": NaN'),
-                r"non-finite number NaN \(line \d+, column \d+\)"),
-    BadBaseline("infinity-literal", _edit_text('"total_kernel_us": 54000.0', '"total_kernel_us": Infinity'),
-                r"non-finite number Infinity \(line \d+"),
-    BadBaseline("minus-infinity-literal", _edit_text('"mean_us": 6000.0', '"mean_us": -Infinity'),
-                r"non-finite number -Infinity \(line \d+"),
-    BadBaseline("overflowing-number-1e400", _edit_text('"total_kernel_us": 54000.0', '"total_kernel_us": 1e400'),
-                r"not a valid BaselineFile: Number out of range - at `\$\.entries\[\.\.\.\]"),
+    BadBaseline(
+        "nan-literal",
+        _edit_text('"total_kernel_us": 54000.0', '"total_kernel_us": NaN'),
+        r"non-finite number NaN \(line \d+, column \d+\)",
+    ),
+    BadBaseline(
+        "infinity-literal",
+        _edit_text('"total_kernel_us": 54000.0', '"total_kernel_us": Infinity'),
+        r"non-finite number Infinity \(line \d+",
+    ),
+    BadBaseline(
+        "minus-infinity-literal",
+        _edit_text('"mean_us": 6000.0', '"mean_us": -Infinity'),
+        r"non-finite number -Infinity \(line \d+",
+    ),
+    BadBaseline(
+        "overflowing-number-1e400",
+        _edit_text('"total_kernel_us": 54000.0', '"total_kernel_us": 1e400'),
+        r"not a valid BaselineFile: Number out of range - at `\$\.entries\[\.\.\.\]",
+    ),
     BadBaseline("invalid-utf8-deep", _invalid_utf8_at_byte(400), r"not valid UTF-8 at byte \d{3,} \(0xff"),
     BadBaseline("truncated-json", _truncate, r"not valid JSON \(line \d+, column \d+"),
     BadBaseline("empty-file", lambda p: p.write_bytes(b""), r"not valid JSON \(line 1, column 1: Expecting value"),
-    BadBaseline("top-level-array", lambda p: p.write_text("[]"),
-                r"at JSON pointer '/': \[\] is not of type 'object'"),
-    BadBaseline("token-steps-string", _edit_json(lambda d: _summary(d).update(token_steps="nine")),
-                r"'/entries/H100/0.26.0/summary/token_steps': 'nine' is not of type 'integer'"),
-    BadBaseline("duration-null", _edit_json(lambda d: _summary(d)["kernels"][0].update(total_us=None)),
-                r"'/entries/H100/0.26.0/summary/kernels/0/total_us': None is not of type 'number'"),
-    BadBaseline("negative-kernel-time", _edit_json(lambda d: _summary(d).update(total_kernel_us=-5.0)),
-                r"'/entries/H100/0.26.0/summary/total_kernel_us': -5.0 is less than the minimum of 0"),
-    BadBaseline("negative-step-time", _edit_json(lambda d: _summary(d)["steps"][0].update(gpu_time_us=-1.0)),
-                r"'/entries/H100/0.26.0/summary/steps/0/gpu_time_us': -1.0 is less than the minimum of 0"),
-    BadBaseline("schema-version-2", _edit_json(lambda d: d.update(schema_version=2)),
-                r"'/schema_version': 2 is not one of \[1\]"),
-    BadBaseline("unknown-field", _edit_json(lambda d: d.update(extra=1)),
-                r"at JSON pointer '/': Additional properties are not allowed \('extra' was unexpected\)"),
-    BadBaseline("repeats-zero", _edit_json(lambda d: d["entries"][GPU][VLLM].update(repeats=0)),
-                r"'/entries/H100/0.26.0/repeats': 0 is less than the minimum of 1"),
-    BadBaseline("symlink-loop", _replace_with(lambda p: os.symlink(p.name, p)),
-                r"baseline file is a symlink loop \(Too many levels of symbolic links\)"),
-    BadBaseline("fifo", _replace_with(lambda p: os.mkfifo(p)),
-                r"baseline file is a FIFO \(named pipe\), not a regular"),
+    BadBaseline("top-level-array", lambda p: p.write_text("[]"), r"at JSON pointer '/': \[\] is not of type 'object'"),
+    BadBaseline(
+        "token-steps-string",
+        _edit_json(lambda d: _summary(d).update(token_steps="nine")),
+        r"'/entries/H100/0.26.0/summary/token_steps': 'nine' is not of type 'integer'",
+    ),
+    BadBaseline(
+        "duration-null",
+        _edit_json(lambda d: _summary(d)["kernels"][0].update(total_us=None)),
+        r"'/entries/H100/0.26.0/summary/kernels/0/total_us': None is not of type 'number'",
+    ),
+    BadBaseline(
+        "negative-kernel-time",
+        _edit_json(lambda d: _summary(d).update(total_kernel_us=-5.0)),
+        r"'/entries/H100/0.26.0/summary/total_kernel_us': -5.0 is less than the minimum of 0",
+    ),
+    BadBaseline(
+        "negative-step-time",
+        _edit_json(lambda d: _summary(d)["steps"][0].update(gpu_time_us=-1.0)),
+        r"'/entries/H100/0.26.0/summary/steps/0/gpu_time_us': -1.0 is less than the minimum of 0",
+    ),
+    BadBaseline(
+        "schema-version-2",
+        _edit_json(lambda d: d.update(schema_version=2)),
+        r"'/schema_version': 2 is not one of \[1\]",
+    ),
+    BadBaseline(
+        "unknown-field",
+        _edit_json(lambda d: d.update(extra=1)),
+        r"at JSON pointer '/': Additional properties are not allowed \('extra' was unexpected\)",
+    ),
+    BadBaseline(
+        "repeats-zero",
+        _edit_json(lambda d: d["entries"][GPU][VLLM].update(repeats=0)),
+        r"'/entries/H100/0.26.0/repeats': 0 is less than the minimum of 1",
+    ),
+    BadBaseline(
+        "symlink-loop",
+        _replace_with(lambda p: os.symlink(p.name, p)),
+        r"baseline file is a symlink loop \(Too many levels of symbolic links\)",
+    ),
+    BadBaseline(
+        "fifo", _replace_with(lambda p: os.mkfifo(p)), r"baseline file is a FIFO \(named pipe\), not a regular"
+    ),
     BadBaseline("directory", _replace_with(lambda p: p.mkdir()), r"baseline file is a directory, not a regular file"),
-    BadBaseline("symlink-to-dev-zero", _replace_with(lambda p: os.symlink("/dev/zero", p)),
-                r"baseline file is a character device, not a regular file"),
+    BadBaseline(
+        "symlink-to-dev-zero",
+        _replace_with(lambda p: os.symlink("/dev/zero", p)),
+        r"baseline file is a character device, not a regular file",
+    ),
     BadBaseline("unreadable", lambda p: p.chmod(0), r"cannot read baseline file: Permission denied"),
 ]
 
@@ -184,10 +223,14 @@ def test_non_finite_summary_is_never_written(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda text: re.sub(r'"total_kernel_us": [0-9.]+', '"total_kernel_us": NaN', text, count=1),
-         "*baselines/test_workload/test_decode.json: baseline file holds the non-finite number NaN (line *"),
-        (lambda text: text.replace('"kernels"', '"k\udcffrnels"', 1),
-         "*baselines/test_workload/test_decode.json: baseline file is not valid UTF-8 at byte * (0xff*"),
+        (
+            lambda text: re.sub(r'"total_kernel_us": [0-9.]+', '"total_kernel_us": NaN', text, count=1),
+            "*baselines/test_workload/test_decode.json: baseline file holds the non-finite number NaN (line *",
+        ),
+        (
+            lambda text: text.replace('"kernels"', '"k\udcffrnels"', 1),
+            "*baselines/test_workload/test_decode.json: baseline file is not valid UTF-8 at byte * (0xff*",
+        ),
     ],
     ids=["nan-fails-the-test", "invalid-utf8-names-the-byte"],
 )

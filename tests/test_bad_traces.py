@@ -8,6 +8,7 @@ Each case states the exact outcome: the error text, or the damage note and the n
 summary still gives. Recoverable damage leaves a note starting with DAMAGE_NOTE_PREFIX in the
 summary, and a comparison with such a summary never passes.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -76,12 +77,14 @@ def _replace(pattern: re.Pattern[bytes], value: bytes) -> Callable[[bytes], byte
 
 def _damage(cat: str, every: int, edit: Callable[[bytes], bytes]) -> Callable[[Events], list[float]]:
     """Edit every `every`-th event of `cat`; returns the original durations of the edited events."""
+
     def corrupt(ev: Events) -> list[float]:
         durs = []
         for i in ev.indices(cat)[::every]:
             durs.append(float(_DUR.search(ev.parts[i]).group(0).split(b": ")[1]))  # type: ignore[union-attr]
             ev.parts[i] = edit(ev.parts[i])
         return durs
+
     return corrupt
 
 
@@ -113,51 +116,101 @@ class TorchCase:
 
 _NON_NUMERIC = "a missing or non-numeric value (field 'dur')"
 TORCH_CASES = [
-    TorchCase("dur-string-abc", _damage("kernel", 1000, _replace(_DUR, b'"dur": "abc"')),
-              note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped"),
-    TorchCase("dur-null", _damage("kernel", 1000, _replace(_DUR, b'"dur": null')),
-              note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped"),
-    TorchCase("dur-true", _damage("kernel", 1000, _replace(_DUR, b'"dur": true')),
-              note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped"),
-    TorchCase("dur-missing", _damage("kernel", 1000, _replace(re.compile(rb', "dur": [0-9.]+'), b"")),
-              note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped"),
-    TorchCase("dur-string-NaN", _damage("kernel", 1000, _replace(_DUR, b'"dur": "NaN"')),
-              note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped"),
-    TorchCase("dur-negative", _damage("kernel", 1000, _replace(_DUR, b'"dur": -5.0')),
-              note="6 events (6 kernel) with a negative value (field 'dur') dropped"),
-    TorchCase("dur-1e308", _damage("kernel", 1000, _replace(_DUR, b'"dur": 1e308')),
-              note="6 events (6 kernel) with an infinite or implausible value (> 9e+10 µs) (field 'dur') dropped"),
-    TorchCase("dur-string-inf", _damage("kernel", 1000, _replace(_DUR, b'"dur": "inf"')),
-              note="6 events (6 kernel) with an infinite or implausible value (> 9e+10 µs) (field 'dur') dropped"),
-    TorchCase("ts-missing", _damage("cpu_op", 500, _replace(re.compile(rb'"ts": [0-9.]+, '), b"")),
-              note="7 events (7 cpu_op) with a missing, non-numeric or infinite value (field 'ts') dropped",
-              dropped_kernel_time=False),
-    TorchCase("ts-string", _damage("cpu_op", 500, _replace(_TS, b'"ts": "abc"')),
-              note="7 events (7 cpu_op) with a missing, non-numeric or infinite value (field 'ts') dropped",
-              dropped_kernel_time=False),
-    TorchCase("one-kernel-duplicated", _duplicate_one_kernel, dropped_kernel_time=False,
-              note="1 duplicated events (1 kernel: same name, category, ts, dur, process, thread, stream and ids "
-                   "as another) removed"),
-    TorchCase("every-event-duplicated", _duplicate_all, dropped_kernel_time=False,
-              note=f"{SEED_ROWS} duplicated events (5244 kernel, 3051 cpu_op, 699 cuda_runtime, 85 cuda_driver, "
-                   "54 gpu_memcpy, 12 user_annotation, 11 python_function, 10 gpu_memset, 10 gpu_user_annotation, "
-                   "1 Trace, 1 overhead: same name, category, ts, dur, process, thread, stream and ids as another) "
-                   "removed"),
-    TorchCase("dur-abc-on-every-kernel", _damage("kernel", 1, _replace(_DUR, b'"dur": "abc"')),
-              error=f"damaged trace: 5244 of 5244 kernel events have {_NON_NUMERIC}; more than 10% of them, so "
-                    "times built on the rest would not describe the run (5244 kernel in all)"),
-    TorchCase("dur-negative-on-every-kernel", _damage("kernel", 1, _replace(_DUR, b'"dur": -1')),
-              error="damaged trace: 5244 of 5244 kernel events have a negative value (field 'dur'); more than 10% "
-                    "of them, so times built on the rest would not describe the run (5244 kernel in all)"),
-    TorchCase("dur-1e308-on-a-fifth-of-kernels", _damage("kernel", 5, _replace(_DUR, b'"dur": 1e308')),
-              error="damaged trace: 1049 of 5244 kernel events have an infinite or implausible value (> 9e+10 µs) "
-                    "(field 'dur'); more than 10% of them, so times built on the rest would not describe the run "
-                    "(1049 kernel in all)"),
-    TorchCase("every-ts-zero", _all_ts_zero,
-              error="damaged trace: 5244 of 5244 kernel events have a zero value (field 'ts'); more than 10% of "
-                    "them, so times built on the rest would not describe the run (5244 kernel, 3051 cpu_op, "
-                    "699 cuda_runtime, 85 cuda_driver, 54 gpu_memcpy, 12 user_annotation, 11 python_function, "
-                    "10 gpu_memset, 10 gpu_user_annotation, 1 Trace, 1 overhead in all)"),
+    TorchCase(
+        "dur-string-abc",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": "abc"')),
+        note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped",
+    ),
+    TorchCase(
+        "dur-null",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": null')),
+        note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped",
+    ),
+    TorchCase(
+        "dur-true",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": true')),
+        note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped",
+    ),
+    TorchCase(
+        "dur-missing",
+        _damage("kernel", 1000, _replace(re.compile(rb', "dur": [0-9.]+'), b"")),
+        note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped",
+    ),
+    TorchCase(
+        "dur-string-NaN",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": "NaN"')),
+        note=f"6 events (6 kernel) with {_NON_NUMERIC} dropped",
+    ),
+    TorchCase(
+        "dur-negative",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": -5.0')),
+        note="6 events (6 kernel) with a negative value (field 'dur') dropped",
+    ),
+    TorchCase(
+        "dur-1e308",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": 1e308')),
+        note="6 events (6 kernel) with an infinite or implausible value (> 9e+10 µs) (field 'dur') dropped",
+    ),
+    TorchCase(
+        "dur-string-inf",
+        _damage("kernel", 1000, _replace(_DUR, b'"dur": "inf"')),
+        note="6 events (6 kernel) with an infinite or implausible value (> 9e+10 µs) (field 'dur') dropped",
+    ),
+    TorchCase(
+        "ts-missing",
+        _damage("cpu_op", 500, _replace(re.compile(rb'"ts": [0-9.]+, '), b"")),
+        note="7 events (7 cpu_op) with a missing, non-numeric or infinite value (field 'ts') dropped",
+        dropped_kernel_time=False,
+    ),
+    TorchCase(
+        "ts-string",
+        _damage("cpu_op", 500, _replace(_TS, b'"ts": "abc"')),
+        note="7 events (7 cpu_op) with a missing, non-numeric or infinite value (field 'ts') dropped",
+        dropped_kernel_time=False,
+    ),
+    TorchCase(
+        "one-kernel-duplicated",
+        _duplicate_one_kernel,
+        dropped_kernel_time=False,
+        note="1 duplicated events (1 kernel: same name, category, ts, dur, process, thread, stream and ids "
+        "as another) removed",
+    ),
+    TorchCase(
+        "every-event-duplicated",
+        _duplicate_all,
+        dropped_kernel_time=False,
+        note=f"{SEED_ROWS} duplicated events (5244 kernel, 3051 cpu_op, 699 cuda_runtime, 85 cuda_driver, "
+        "54 gpu_memcpy, 12 user_annotation, 11 python_function, 10 gpu_memset, 10 gpu_user_annotation, "
+        "1 Trace, 1 overhead: same name, category, ts, dur, process, thread, stream and ids as another) "
+        "removed",
+    ),
+    TorchCase(
+        "dur-abc-on-every-kernel",
+        _damage("kernel", 1, _replace(_DUR, b'"dur": "abc"')),
+        error=f"damaged trace: 5244 of 5244 kernel events have {_NON_NUMERIC}; more than 10% of them, so "
+        "times built on the rest would not describe the run (5244 kernel in all)",
+    ),
+    TorchCase(
+        "dur-negative-on-every-kernel",
+        _damage("kernel", 1, _replace(_DUR, b'"dur": -1')),
+        error="damaged trace: 5244 of 5244 kernel events have a negative value (field 'dur'); more than 10% "
+        "of them, so times built on the rest would not describe the run (5244 kernel in all)",
+    ),
+    TorchCase(
+        "dur-1e308-on-a-fifth-of-kernels",
+        _damage("kernel", 5, _replace(_DUR, b'"dur": 1e308')),
+        error="damaged trace: 1049 of 5244 kernel events have an infinite or implausible value (> 9e+10 µs) "
+        "(field 'dur'); more than 10% of them, so times built on the rest would not describe the run "
+        "(1049 kernel in all)",
+    ),
+    TorchCase(
+        "every-ts-zero",
+        _all_ts_zero,
+        error="damaged trace: 5244 of 5244 kernel events have a zero value (field 'ts'); more than 10% of "
+        "them, so times built on the rest would not describe the run (5244 kernel, 3051 cpu_op, "
+        "699 cuda_runtime, 85 cuda_driver, 54 gpu_memcpy, 12 user_annotation, 11 python_function, "
+        "10 gpu_memset, 10 gpu_user_annotation, 1 Trace, 1 overhead in all)",
+    ),
 ]
 
 
@@ -190,10 +243,14 @@ def test_corrupted_torch_trace(case: TorchCase, seed_raw: bytes, seed_summary, t
 
 
 @pytest.mark.parametrize("where", ["kernel name", "trailer"])
-def test_invalid_utf8_deep_in_a_corrupted_copy_of_a_real_trace_names_its_byte(where: str, seed_raw: bytes,
-                                                                             tmp_path: Path) -> None:
-    at = seed_raw.index(b'"cat": "kernel", "name": "', len(seed_raw) // 2) + 26 if where == "kernel name" else \
-        seed_raw.rindex(b'"traceName": "') + 14
+def test_invalid_utf8_deep_in_a_corrupted_copy_of_a_real_trace_names_its_byte(
+    where: str, seed_raw: bytes, tmp_path: Path
+) -> None:
+    at = (
+        seed_raw.index(b'"cat": "kernel", "name": "', len(seed_raw) // 2) + 26
+        if where == "kernel name"
+        else seed_raw.rindex(b'"traceName": "') + 14
+    )
     path = tmp_path / "rank0.pt.trace.json"
     path.write_bytes(seed_raw[:at] + b"\xff\xfe" + seed_raw[at:])
     line = seed_raw.count(b"\n", 0, at) + 1
@@ -202,8 +259,9 @@ def test_invalid_utf8_deep_in_a_corrupted_copy_of_a_real_trace_names_its_byte(wh
     assert info.value.problem == f"invalid UTF-8 at byte {at} (line {line}) of the JSON text: invalid start byte"
 
 
-def test_infinity_literal_in_a_corrupted_copy_of_a_real_trace_is_invalid_json_at_its_byte(seed_raw: bytes,
-                                                                                           tmp_path: Path) -> None:
+def test_infinity_literal_in_a_corrupted_copy_of_a_real_trace_is_invalid_json_at_its_byte(
+    seed_raw: bytes, tmp_path: Path
+) -> None:
     # Python's json.dumps writes float("inf") as Infinity, which JSON does not allow.
     m = _DUR.search(seed_raw, seed_raw.index(b'"cat": "kernel"', len(seed_raw) // 2))
     assert m is not None
@@ -213,9 +271,11 @@ def test_infinity_literal_in_a_corrupted_copy_of_a_real_trace_is_invalid_json_at
     with pytest.raises(TraceError) as info:
         summarize_path(path)
     line = seed_raw.count(b"\n", 0, at) + 1
-    assert info.value.problem == (f"invalid JSON at byte {at} (line {line}): unexpected character, expected a JSON "
-                                  "value (NaN / Infinity, as Python's json writes non-finite floats, are not "
-                                  "valid JSON)")
+    assert info.value.problem == (
+        f"invalid JSON at byte {at} (line {line}): unexpected character, expected a JSON "
+        "value (NaN / Infinity, as Python's json writes non-finite floats, are not "
+        "valid JSON)"
+    )
 
 
 # ----------------------------------------------------------------------------- other layouts
@@ -235,8 +295,9 @@ LAYOUTS: dict[str, Callable[[dict], bytes]] = {
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS), ids=[f"transformed real trace: {k}" for k in LAYOUTS])
-def test_other_json_layouts_of_a_real_trace_give_the_same_summary(layout: str, seed_raw: bytes, seed_summary,
-                                                                  tmp_path: Path) -> None:
+def test_other_json_layouts_of_a_real_trace_give_the_same_summary(
+    layout: str, seed_raw: bytes, seed_summary, tmp_path: Path
+) -> None:
     path = tmp_path / "rank0.pt.trace.json.gz"
     path.write_bytes(gzip.compress(LAYOUTS[layout](orjson.loads(seed_raw)), compresslevel=1))
     trace_set = read_trace_set(path)
@@ -257,29 +318,49 @@ def nsys_export(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def _without_not_null(con: sqlite3.Connection, table: str) -> None:
     # The schema declares start/end NOT NULL; a broken writer can still produce NULLs: rebuild the
     # table without the constraint (CREATE TABLE AS keeps the columns and rows, not the constraints).
-    con.executescript(f'CREATE TABLE t AS SELECT * FROM "{table}"; DROP TABLE "{table}"; '
-                      f'ALTER TABLE t RENAME TO "{table}";')
+    con.executescript(
+        f'CREATE TABLE t AS SELECT * FROM "{table}"; DROP TABLE "{table}"; ALTER TABLE t RENAME TO "{table}";'
+    )
 
 
 NSYS_KERNELS = 5244  # kernel rows of the export built from base-rep0
 NSYS_CASES = [
-    ("text-start-on-10-kernels", "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET start = 'abc' WHERE rowid % 500 = 0",
-     "10 events (10 kernel) with a NULL or non-integer value (field 'start') dropped", None),
-    ("null-end-on-10-kernels", "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = NULL WHERE rowid % 500 = 0",
-     "10 events (10 kernel) with a NULL or non-integer value (field 'end') dropped", None),
-    ("end-before-start-on-10-kernels",
-     "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = start - 10 WHERE rowid % 500 = 0",
-     "10 events (10 kernel) with a value before its start (field 'end') dropped", None),
-    ("text-end-on-every-kernel", "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET \"end\" = 'x' || \"end\"", None,
-     f"damaged trace: {NSYS_KERNELS} of {NSYS_KERNELS} kernel events have a NULL or non-integer value (field 'end'); "
-     f"more than 10% of them, so times built on the rest would not describe the run ({NSYS_KERNELS} kernel in all)"),
+    (
+        "text-start-on-10-kernels",
+        "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET start = 'abc' WHERE rowid % 500 = 0",
+        "10 events (10 kernel) with a NULL or non-integer value (field 'start') dropped",
+        None,
+    ),
+    (
+        "null-end-on-10-kernels",
+        'UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET "end" = NULL WHERE rowid % 500 = 0',
+        "10 events (10 kernel) with a NULL or non-integer value (field 'end') dropped",
+        None,
+    ),
+    (
+        "end-before-start-on-10-kernels",
+        'UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET "end" = start - 10 WHERE rowid % 500 = 0',
+        "10 events (10 kernel) with a value before its start (field 'end') dropped",
+        None,
+    ),
+    (
+        "text-end-on-every-kernel",
+        'UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET "end" = \'x\' || "end"',
+        None,
+        f"damaged trace: {NSYS_KERNELS} of {NSYS_KERNELS} kernel events have a NULL or non-integer value (field 'end'); "
+        f"more than 10% of them, so times built on the rest would not describe the run ({NSYS_KERNELS} kernel in all)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("sql", "note", "error"), [c[1:] for c in NSYS_CASES],
-                         ids=[f"corrupted copy of an export of a real trace: {c[0]}" for c in NSYS_CASES])
-def test_corrupted_nsys_export(sql: str, note: str | None, error: str | None, nsys_export: Path,
-                               tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sql", "note", "error"),
+    [c[1:] for c in NSYS_CASES],
+    ids=[f"corrupted copy of an export of a real trace: {c[0]}" for c in NSYS_CASES],
+)
+def test_corrupted_nsys_export(
+    sql: str, note: str | None, error: str | None, nsys_export: Path, tmp_path: Path
+) -> None:
     path = tmp_path / "profile.sqlite"
     shutil.copy(nsys_export, path)
     with sqlite3.connect(path) as con:
@@ -338,14 +419,17 @@ def test_path_that_is_no_trace_names_the_cause(make: Callable[[Path], Path], pro
     assert info.value.problem == problem.format(tmp=tmp_path)
 
 
-def test_folder_with_a_real_trace_and_an_unrelated_json_reads_the_trace(data_dir: Path, tmp_path: Path,
-                                                                       seed_summary) -> None:
+def test_folder_with_a_real_trace_and_an_unrelated_json_reads_the_trace(
+    data_dir: Path, tmp_path: Path, seed_summary
+) -> None:
     shutil.copy(data_dir / SEED, tmp_path / "profile.pt.trace.json.gz")
     (tmp_path / "config.json").write_text('{"model": "qwen3"}')
     summary = summarize_path(tmp_path)
     assert summary.token_steps == seed_summary.token_steps
-    assert summary.notes[0] == (f"skipped {tmp_path / 'config.json'}: valid JSON but not a torch-profiler trace: "
-                                "no 'traceEvents' list (top-level keys: model)")
+    assert summary.notes[0] == (
+        f"skipped {tmp_path / 'config.json'}: valid JSON but not a torch-profiler trace: "
+        "no 'traceEvents' list (top-level keys: model)"
+    )
     assert damage_notes(summary) == []
 
 
@@ -357,14 +441,17 @@ def test_folder_with_only_an_unrelated_json_still_fails(tmp_path: Path) -> None:
 
 def test_folder_with_three_unrelated_traces_states_which_it_read(data_dir: Path, tmp_path: Path) -> None:
     names = ["a.pt.trace.json.gz", "b.pt.trace.json.gz", "c.pt.trace.json.gz"]
-    for i, (src, name) in enumerate(zip((SEED, "base-rep0.pt.trace.json.gz", "h100-batch4-rep0.rank0.pt.trace.json.gz"),
-                                        names, strict=True)):
+    for i, (src, name) in enumerate(
+        zip((SEED, "base-rep0.pt.trace.json.gz", "h100-batch4-rep0.rank0.pt.trace.json.gz"), names, strict=True)
+    ):
         shutil.copy(data_dir / src, tmp_path / name)
         os.utime(tmp_path / name, ns=(10**18 + i, 10**18 + i))
     summary = summarize_path(tmp_path)
     assert summary.source == [str(tmp_path / "c.pt.trace.json.gz")]
-    assert (f"3 traces for rank 0 in {tmp_path}; read the newest by file mtime (the names carry no <ns> write "
-            "time): c.pt.trace.json.gz; not read: a.pt.trace.json.gz, b.pt.trace.json.gz") in summary.notes
+    assert (
+        f"3 traces for rank 0 in {tmp_path}; read the newest by file mtime (the names carry no <ns> write "
+        "time): c.pt.trace.json.gz; not read: a.pt.trace.json.gz, b.pt.trace.json.gz"
+    ) in summary.notes
 
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would report pytest's peak.
@@ -385,8 +472,13 @@ def _peak_growth_kb(path: Path, parser: str) -> tuple[int, int]:
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _PEAK_GROWTH, str(path), parser], check=True, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_GROWTH, str(path), parser],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    ).stdout.split()
     return int(out[0]), int(out[1])
 
 
@@ -408,7 +500,8 @@ def test_one_event_per_line_layout_of_a_real_trace_is_read_in_bounded_memory(dat
 
 
 def test_unstreamable_json_above_the_whole_parse_limit_is_refused_naming_layout_and_size(
-        seed_raw: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seed_raw: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A corrupted copy of a real trace, one event per line, with a stray byte early on: neither
     # streaming parser can cut it, and with the whole-document limit scaled down from 256 MB to
     # 1 MB (and the pending limit from 64 MB to 1 MB) it must be refused, not parsed whole.
@@ -424,18 +517,26 @@ def test_unstreamable_json_above_the_whole_parse_limit_is_refused_naming_layout_
     with pytest.raises(TraceError) as info:
         read_trace_set(path)
     problem = info.value.problem
-    assert problem.startswith("cannot be read in bounded memory: neither Kineto's line layout nor any other JSON "
-                              "layout could be streamed (not Kineto's line layout: ")
-    done = re.search(r"any layout: no decodable event boundary in 1 MB of text starting (\d+) bytes into the "
-                     r"traceEvents array \(last decode error: JSON is malformed: ", problem)
+    assert problem.startswith(
+        "cannot be read in bounded memory: neither Kineto's line layout nor any other JSON "
+        "layout could be streamed (not Kineto's line layout: "
+    )
+    done = re.search(
+        r"any layout: no decodable event boundary in 1 MB of text starting (\d+) bytes into the "
+        r"traceEvents array \(last decode error: JSON is malformed: ",
+        problem,
+    )
     assert done is not None, problem
     assert int(done.group(1)) < at  # the cut stopped before the stray byte
-    assert problem.endswith(f"and a whole-document parse of more than 1 MB of JSON ({len(text) >> 20} MB on disk) "
-                            "would need about 10x that in memory; refused")
+    assert problem.endswith(
+        f"and a whole-document parse of more than 1 MB of JSON ({len(text) >> 20} MB on disk) "
+        "would need about 10x that in memory; refused"
+    )
 
 
-def test_tensor_parallel_profile_with_one_damaged_rank_says_so_at_the_top(data_dir: Path, seed_raw: bytes,
-                                                                         seed_summary, tmp_path: Path) -> None:
+def test_tensor_parallel_profile_with_one_damaged_rank_says_so_at_the_top(
+    data_dir: Path, seed_raw: bytes, seed_summary, tmp_path: Path
+) -> None:
     # rank 0: the real trace; rank 1: a corrupted copy of it (6 kernel durations "abc").
     shutil.copy(data_dir / SEED, tmp_path / "rank0.pt.trace.json.gz")
     ev = Events.of(seed_raw)

@@ -1,4 +1,5 @@
 """BaselineStore: file layout, schema validation on read and write, atomic + locked updates."""
+
 from __future__ import annotations
 
 import json
@@ -25,18 +26,35 @@ from pytest_vllm_profile.summary import (
 NODEID = "tests/perf/test_qwen.py::test_decode[bs1-max_tokens=10]"
 
 
-def built_summary(decode_us: float = 6000.0, gpu: str | None = "NVIDIA H100 80GB HBM3",
-                  vllm: str | None = "0.26.0") -> ProfileSummary:
+def built_summary(
+    decode_us: float = 6000.0, gpu: str | None = "NVIDIA H100 80GB HBM3", vllm: str | None = "0.26.0"
+) -> ProfileSummary:
     """A small summary built in the test (numbers chosen here, not measured)."""
     kernel = KernelSummary(
-        name="nvjet_gemm", short_name="nvjet_gemm", kernel_class="gemm", count=9, total_us=9 * decode_us,
-        mean_us=decode_us, median_us=decode_us, p90_us=decode_us, min_us=decode_us, max_us=decode_us, share=1.0,
+        name="nvjet_gemm",
+        short_name="nvjet_gemm",
+        kernel_class="gemm",
+        count=9,
+        total_us=9 * decode_us,
+        mean_us=decode_us,
+        median_us=decode_us,
+        p90_us=decode_us,
+        min_us=decode_us,
+        max_us=decode_us,
+        share=1.0,
         per_step_kind={"decode": KernelKindStats(count=9, total_us=9 * decode_us, mean_us=decode_us)},
     )
     return ProfileSummary(
-        schema_version=1, source=["built"], timing_domain="gpu" if gpu else "cpu", step_method="annotation",
-        layer_method=None, token_steps=9, layer_count=0, total_kernel_us=9 * decode_us,
-        device=DeviceInfo(name=gpu), runtime=RuntimeInfo(vllm_version=vllm),
+        schema_version=1,
+        source=["built"],
+        timing_domain="gpu" if gpu else "cpu",
+        step_method="annotation",
+        layer_method=None,
+        token_steps=9,
+        layer_count=0,
+        total_kernel_us=9 * decode_us,
+        device=DeviceInfo(name=gpu),
+        runtime=RuntimeInfo(vllm_version=vllm),
         steps=[StepSummary(i, "decode", f"s{i}", i * 7000.0, decode_us, decode_us, 1) for i in range(9)],
         kernels=[kernel],
         step_kinds={"decode": StepKindStats(9, decode_us, decode_us, decode_us, decode_us, [], {"nvjet_gemm": 1.0})},
@@ -57,10 +75,23 @@ def test_path_layout_from_nodeid(tmp_path: Path) -> None:
 def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
     summary = built_summary()
-    spread = RepeatSpread(repeats=3, total_kernel_us=0.004, step_gpu_time_us={"decode": 0.003},
-                          kernel_us_per_step={"decode": {"nvjet_gemm": 0.002}}, layer_time_us={"decode": []})
-    changed = store.save(NODEID, "NVIDIA H100 80GB HBM3", "0.26.0", summary, workload={"model": "m", "max_tokens": 10},
-                         repeats=3, spread=spread, commit="abc123")
+    spread = RepeatSpread(
+        repeats=3,
+        total_kernel_us=0.004,
+        step_gpu_time_us={"decode": 0.003},
+        kernel_us_per_step={"decode": {"nvjet_gemm": 0.002}},
+        layer_time_us={"decode": []},
+    )
+    changed = store.save(
+        NODEID,
+        "NVIDIA H100 80GB HBM3",
+        "0.26.0",
+        summary,
+        workload={"model": "m", "max_tokens": 10},
+        repeats=3,
+        spread=spread,
+        commit="abc123",
+    )
     assert changed is True
     path = store.path_for(NODEID)
     document = json.loads(path.read_text())
@@ -97,7 +128,10 @@ def test_entries_keyed_by_gpu_and_vllm_version_in_one_file(tmp_path: Path) -> No
     assert store.load(NODEID, "H200", "0.26.0").summary.total_kernel_us == 45000.0
     assert keys_for_summary(built_summary(gpu=None, vllm=None)) == ("cpu", "unknown")
     assert [(e.gpu, e.vllm_version) for e in store.entries(NODEID)] == [
-        ("H100", "0.26.0"), ("H200", "0.26.0"), ("cpu", "unknown")]
+        ("H100", "0.26.0"),
+        ("H200", "0.26.0"),
+        ("cpu", "unknown"),
+    ]
 
 
 def test_lookup_names_the_versions_that_exist(tmp_path: Path) -> None:

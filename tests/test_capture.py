@@ -1,11 +1,12 @@
 """ProfileCapture against the real vLLM CPU server (plus one HTTP double for a missing profiler)."""
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -61,8 +62,9 @@ def no_profiler_double_server() -> Iterator[str]:
 
 
 def test_start_profile_404_double_server_gives_profiler_hint(no_profiler_double_server: str, tmp_path: Path) -> None:
-    server = RunningServer(base_url=no_profiler_double_server, trace_dir=tmp_path, log_path=None,
-                           profiler="torch", model_name="m")
+    server = RunningServer(
+        base_url=no_profiler_double_server, trace_dir=tmp_path, log_path=None, profiler="torch", model_name="m"
+    )
     with pytest.raises(CaptureError) as info:
         ProfileCapture(server, Workload(model="m", warmup_requests=0)).run()
     message = str(info.value)
@@ -71,8 +73,9 @@ def test_start_profile_404_double_server_gives_profiler_hint(no_profiler_double_
 
 
 def test_missing_trace_folder_is_named(tmp_path: Path) -> None:
-    server = RunningServer(base_url="http://127.0.0.1:1", trace_dir=tmp_path / "nope", log_path=None,
-                           profiler="torch", model_name="m")
+    server = RunningServer(
+        base_url="http://127.0.0.1:1", trace_dir=tmp_path / "nope", log_path=None, profiler="torch", model_name="m"
+    )
     with pytest.raises(CaptureError, match=r"trace folder .*nope of the server at http://127.0.0.1:1 does not exist"):
         ProfileCapture(server, Workload(model="m")).run()
 
@@ -108,8 +111,13 @@ def test_repeated_captures_get_own_folders_and_concurrent_requests(cpu_vllm_serv
     launcher, server = cpu_vllm_server
     first = ProfileCapture(server, Workload(model="tiny", max_tokens=3, warmup_requests=0), launcher=launcher).run()
     first_files = {p: p.stat().st_size for p in first.trace_files}
-    workload = Workload(model="tiny", max_tokens=5, prompts=("What is the capital of France?", "The quick brown fox"),
-                        batch=False, warmup_requests=0)
+    workload = Workload(
+        model="tiny",
+        max_tokens=5,
+        prompts=("What is the capital of France?", "The quick brown fox"),
+        batch=False,
+        warmup_requests=0,
+    )
     second = ProfileCapture(server, workload, launcher=launcher).run()
 
     assert second.trace_root != first.trace_root
@@ -137,9 +145,12 @@ def test_no_trace_in_watched_folder_names_folder(cpu_vllm_server, tmp_path: Path
     elsewhere = tmp_path / "not-the-server-dir"
     elsewhere.mkdir()
     (elsewhere / "old.txt").write_text("x")
-    capture = ProfileCapture(replace(server, trace_dir=elsewhere), Workload(model="tiny", max_tokens=2,
-                                                                                   warmup_requests=0),
-                             trace_timeout_s=2.0, poll_interval_s=0.5)
+    capture = ProfileCapture(
+        replace(server, trace_dir=elsewhere),
+        Workload(model="tiny", max_tokens=2, warmup_requests=0),
+        trace_timeout_s=2.0,
+        poll_interval_s=0.5,
+    )
     with pytest.raises(CaptureError) as info:
         capture.run()
     message = str(info.value)

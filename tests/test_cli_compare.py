@@ -4,6 +4,7 @@ Summaries BUILT in tests (`built_` names; see test_compare.built_summary) are wr
 summary JSON / baseline files; the `real_` tests run the installed command on the real H100
 traces tests/data/base-rep0 / base-rep1.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ def summaries(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def test_built_same_summary_exits_0_with_json_verdict(capsys: pytest.CaptureFixture[str],
-                                                      summaries: dict[str, Path]) -> None:
+def test_built_same_summary_exits_0_with_json_verdict(
+    capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     code, out, err = run_cli(capsys, str(summaries["base"]), str(summaries["same"]), "--json")
     assert code == 0, err
     data = json.loads(out)
@@ -46,8 +48,9 @@ def test_built_same_summary_exits_0_with_json_verdict(capsys: pytest.CaptureFixt
     assert data["regressions"] == [] and data["new_kernels"] == [] and data["missing_kernels"] == []
 
 
-def test_built_3_percent_slower_exits_1_and_names_the_regression(capsys: pytest.CaptureFixture[str],
-                                                                 summaries: dict[str, Path]) -> None:
+def test_built_3_percent_slower_exits_1_and_names_the_regression(
+    capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     code, out, _ = run_cli(capsys, str(summaries["base"]), str(summaries["slow"]), "--json")
     assert code == 1
     data = json.loads(out)
@@ -60,21 +63,24 @@ def test_built_3_percent_slower_exits_1_and_names_the_regression(capsys: pytest.
     assert "top kernel changes (µs per step):" in text and "nvjet_gemm_64x8_TNT" in text
 
 
-def test_built_rel_tol_option_widens_the_tolerance(capsys: pytest.CaptureFixture[str],
-                                                   summaries: dict[str, Path]) -> None:
+def test_built_rel_tol_option_widens_the_tolerance(
+    capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     code, out, _ = run_cli(capsys, str(summaries["base"]), str(summaries["slow"]), "--rel-tol", "0.05", "--json")
     assert code == 0, out
 
 
-def test_built_faster_exits_0_and_reports_improvement(capsys: pytest.CaptureFixture[str],
-                                                      summaries: dict[str, Path]) -> None:
+def test_built_faster_exits_0_and_reports_improvement(
+    capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     code, out, _ = run_cli(capsys, str(summaries["base"]), str(summaries["fast"]))
     assert code == 0
     assert "improvement(s)" in out
 
 
-def test_built_baseline_file_entry_selection(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             summaries: dict[str, Path]) -> None:
+def test_built_baseline_file_entry_selection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     store = BaselineStore(tmp_path / "baselines")
     store.save(NODEID, "H100", "0.26.0", built_summary())
     store.save(NODEID, "H200", "0.26.0", built_summary({"decode": 0.8}))
@@ -91,8 +97,9 @@ def test_built_baseline_file_entry_selection(tmp_path: Path, capsys: pytest.Capt
     assert code == 2 and "no baseline entry matches --gpu 'A100'" in err
 
 
-def test_built_kernel_drift_fails_unless_no_fail_on_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                          summaries: dict[str, Path]) -> None:
+def test_built_kernel_drift_fails_unless_no_fail_on_drift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     from test_compare import BUILT_KERNELS
 
     renamed = {("attn_v2" if k.startswith("void flash::attn_fwd<") else k): v for k, v in BUILT_KERNELS.items()}
@@ -106,14 +113,18 @@ def test_built_kernel_drift_fails_unless_no_fail_on_drift(tmp_path: Path, capsys
     assert code == 0
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "no such file or folder"),
-    ("{not json", "not valid JSON"),
-    ('{"schema_version": 1, "source": []}', "neither a baseline file nor a valid summary JSON"),
-    ('[1, 2]', "expected an object"),
-])
-def test_unusable_input_exits_2_with_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             summaries: dict[str, Path], content: str | None, expected: str) -> None:
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "no such file or folder"),
+        ("{not json", "not valid JSON"),
+        ('{"schema_version": 1, "source": []}', "neither a baseline file nor a valid summary JSON"),
+        ("[1, 2]", "expected an object"),
+    ],
+)
+def test_unusable_input_exits_2_with_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], summaries: dict[str, Path], content: str | None, expected: str
+) -> None:
     bad = tmp_path / "bad.json"
     if content is not None:
         bad.write_text(content)
@@ -123,8 +134,9 @@ def test_unusable_input_exits_2_with_message(tmp_path: Path, capsys: pytest.Capt
     assert "Traceback" not in err and out == ""
 
 
-def test_built_gpu_vs_cpu_summary_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          summaries: dict[str, Path]) -> None:
+def test_built_gpu_vs_cpu_summary_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
+) -> None:
     cpu = tmp_path / "cpu.json"
     cpu.write_text(encode_json(built_summary(domain="cpu")))
     code, _, err = run_cli(capsys, str(summaries["base"]), str(cpu))
@@ -141,11 +153,19 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 # Real traces through the installed console script.
 # ---------------------------------------------------------------------------------------------
 
+
 def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, vllm_profile_command: list[str]) -> None:
     proc = subprocess.run(
-        [*vllm_profile_command, "compare", str(data_dir / "base-rep0.pt.trace.json.gz"),
-         str(data_dir / "base-rep1.pt.trace.json.gz"), "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            *vllm_profile_command,
+            "compare",
+            str(data_dir / "base-rep0.pt.trace.json.gz"),
+            str(data_dir / "base-rep1.pt.trace.json.gz"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     data = json.loads(proc.stdout)
@@ -155,7 +175,8 @@ def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, vllm_profile_comma
 
 
 def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1(
-        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from test_compare import scaled_decode
 
     rep0 = summarize_path(data_dir / "base-rep0.pt.trace.json.gz")
@@ -167,7 +188,8 @@ def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1
 
 
 def test_real_baseline_file_of_two_repeats_against_real_trace_exits_0(
-        data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from pytest_vllm_profile.repeats import combine_repeats
 
     median, spread = combine_repeats([summarize_path(data_dir / f"base-rep{i}.pt.trace.json.gz") for i in (0, 1)])
@@ -180,13 +202,17 @@ def test_real_baseline_file_of_two_repeats_against_real_trace_exits_0(
 
 @pytest.mark.parametrize(("candidate", "verdict_code"), [("slow", 1), ("same", 0)])
 def test_built_real_pipe_closed_before_output_keeps_the_verdict_exit_code(
-        summaries: dict[str, Path], vllm_profile_command: list[str], candidate: str, verdict_code: int) -> None:
+    summaries: dict[str, Path], vllm_profile_command: list[str], candidate: str, verdict_code: int
+) -> None:
     # `vllm-profile compare ... | head`: a real pipe whose reader is gone before the command
     # writes (closed at once; the command takes ~1 s to import), so its first write gets EPIPE.
     # A regression must still exit 1: a CI step `compare | head` must not pass on it.
     for extra in ([], ["--json"]):
-        proc = subprocess.Popen([*vllm_profile_command, "compare", *extra, str(summaries["base"]),
-                                 str(summaries[candidate])], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [*vllm_profile_command, "compare", *extra, str(summaries["base"]), str(summaries[candidate])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert proc.stdout is not None and proc.stderr is not None
         proc.stdout.close()
         err = proc.stderr.read().decode()

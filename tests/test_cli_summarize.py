@@ -1,4 +1,5 @@
 """`vllm-profile summarize` through `cli.main` (and once through the installed script)."""
+
 from __future__ import annotations
 
 import json
@@ -60,14 +61,15 @@ def test_usage_error_exit_2(capsys):
 
 
 def test_installed_script(data_dir, vllm_profile_command):
-    proc = subprocess.run([*vllm_profile_command, "summarize", str(data_dir / "missing.json")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*vllm_profile_command, "summarize", str(data_dir / "missing.json")], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "missing.json" in proc.stderr and "Traceback" not in proc.stderr
 
 
-
 def test_output_to_a_reader_that_closes_early_is_not_an_error_closed_pipe_stand_in(
-        monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch, tmp_path, capsys
+) -> None:
     # `vllm-profile summarize | head -2`: writing to the closed pipe raises BrokenPipeError.
     from pytest_vllm_profile.cli import main
 
@@ -92,8 +94,9 @@ def test_real_pipe_closed_before_output_exits_0_without_traceback(data_dir, vllm
     # `vllm-profile summarize | head`, with the reader gone before the first write (EPIPE).
     for extra in ([], ["--json"]):
         trace = data_dir / "base-rep0.pt.trace.json.gz"
-        proc = subprocess.Popen([*vllm_profile_command, "summarize", *extra, str(trace)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [*vllm_profile_command, "summarize", *extra, str(trace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         proc.stdout.close()
         err = proc.stderr.read().decode()
         assert proc.wait(timeout=60) == 0, err

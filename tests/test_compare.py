@@ -4,6 +4,7 @@ Two kinds of tests: ones on summaries BUILT in the test to a known shape (`built
 every number is chosen here, nothing is claimed to be measured), and ones on REAL summaries of
 the two H100 profiles tests/data/base-rep0 / base-rep1 (same workload, same server).
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,26 +45,39 @@ BUILT_KERNELS = {  # name -> (short, class, launches per step, µs per launch in
 LAYERS = 4
 
 
-def built_summary(scale: dict[str, float] | None = None, layers: int = LAYERS, domain: str = "gpu",
-                  kernels: dict[str, tuple[str, str, int, float, float]] | None = None) -> ProfileSummary:
+def built_summary(
+    scale: dict[str, float] | None = None,
+    layers: int = LAYERS,
+    domain: str = "gpu",
+    kernels: dict[str, tuple[str, str, int, float, float]] | None = None,
+) -> ProfileSummary:
     """A self-consistent summary; `scale` multiplies times per step kind (e.g. {"decode": 1.03})."""
     scale = scale or {}
     kernels = BUILT_KERNELS if kernels is None else kernels
     step_count = {"prefill": 1, "decode": 9}
     per_launch_index = {"prefill": 3, "decode": 4}
-    step_time = {kind: sum(n * spec[per_launch_index[kind]] for (_, _, n, *_), spec in
-                           ((v, v) for v in kernels.values())) * scale.get(kind, 1.0)
-                 for kind in step_count}
+    step_time = {
+        kind: sum(n * spec[per_launch_index[kind]] for (_, _, n, *_), spec in ((v, v) for v in kernels.values()))
+        * scale.get(kind, 1.0)
+        for kind in step_count
+    }
     launches = sum(v[2] for v in kernels.values())
     steps = []
     t = 0.0
     for i in range(10):
         kind = "prefill" if i == 0 else "decode"
-        steps.append(StepSummary(
-            index=i, kind=kind, name=f"step{i}", start_us=t, wall_time_us=step_time[kind] * 1.1,
-            gpu_time_us=step_time[kind], kernel_count=launches,
-            layers=[LayerTiming(j, step_time[kind] / layers, launches // layers) for j in range(layers)],
-        ))
+        steps.append(
+            StepSummary(
+                index=i,
+                kind=kind,
+                name=f"step{i}",
+                start_us=t,
+                wall_time_us=step_time[kind] * 1.1,
+                gpu_time_us=step_time[kind],
+                kernel_count=launches,
+                layers=[LayerTiming(j, step_time[kind] / layers, launches // layers) for j in range(layers)],
+            )
+        )
         t += step_time[kind] * 1.2
     summaries = []
     total = sum(step_time[k] * step_count[k] for k in step_count)
@@ -75,24 +89,46 @@ def built_summary(scale: dict[str, float] | None = None, layers: int = LAYERS, d
             per_kind[kind] = KernelKindStats(count=count, total_us=kt, mean_us=kt / count)
         ktotal = sum(s.total_us for s in per_kind.values())
         kcount = sum(s.count for s in per_kind.values())
-        summaries.append(KernelSummary(
-            name=name, short_name=short, kernel_class=cls, count=kcount, total_us=ktotal, mean_us=ktotal / kcount,
-            median_us=dec_us, p90_us=pre_us, min_us=dec_us, max_us=pre_us, share=ktotal / total,
-            per_step_kind=per_kind,
-        ))
+        summaries.append(
+            KernelSummary(
+                name=name,
+                short_name=short,
+                kernel_class=cls,
+                count=kcount,
+                total_us=ktotal,
+                mean_us=ktotal / kcount,
+                median_us=dec_us,
+                p90_us=pre_us,
+                min_us=dec_us,
+                max_us=pre_us,
+                share=ktotal / total,
+                per_step_kind=per_kind,
+            )
+        )
     step_kinds = {
         kind: StepKindStats(
-            count=step_count[kind], median_gpu_time_us=step_time[kind], mean_gpu_time_us=step_time[kind],
-            min_gpu_time_us=step_time[kind], max_gpu_time_us=step_time[kind],
+            count=step_count[kind],
+            median_gpu_time_us=step_time[kind],
+            mean_gpu_time_us=step_time[kind],
+            min_gpu_time_us=step_time[kind],
+            max_gpu_time_us=step_time[kind],
             median_layer_time_us=[step_time[kind] / layers] * layers,
             kernels_per_step={name: float(v[2]) for name, v in kernels.items()},
         )
         for kind in step_count
     }
     return ProfileSummary(
-        schema_version=1, source=["built-in-test"], timing_domain=domain, step_method="annotation",
-        layer_method="kernel_pattern", token_steps=10, layer_count=layers, total_kernel_us=total,
-        steps=steps, kernels=summaries, step_kinds=step_kinds,
+        schema_version=1,
+        source=["built-in-test"],
+        timing_domain=domain,
+        step_method="annotation",
+        layer_method="kernel_pattern",
+        token_steps=10,
+        layer_count=layers,
+        total_kernel_us=total,
+        steps=steps,
+        kernels=summaries,
+        step_kinds=step_kinds,
     )
 
 
@@ -123,9 +159,13 @@ def test_built_decode_slowdown_of_3_percent_fails_and_ranks_step_first() -> None
 
 def test_built_slowdown_within_observed_noise_passes_when_spread_is_given() -> None:
     # 3 % slower, but the repeats themselves spread by 1.5 %: 3 x 1.5 % = 4.5 % tolerance.
-    noisy = RepeatSpread(repeats=3, total_kernel_us=0.015, step_gpu_time_us={"decode": 0.015, "prefill": 0.015},
-                         kernel_us_per_step={"decode": {n: 0.015 for n in BUILT_KERNELS}},
-                         layer_time_us={"decode": [0.015] * LAYERS})
+    noisy = RepeatSpread(
+        repeats=3,
+        total_kernel_us=0.015,
+        step_gpu_time_us={"decode": 0.015, "prefill": 0.015},
+        kernel_us_per_step={"decode": {n: 0.015 for n in BUILT_KERNELS}},
+        layer_time_us={"decode": [0.015] * LAYERS},
+    )
     result = compare_summaries(built_summary(), built_summary({"decode": 1.03}), Tolerances(), baseline_spread=noisy)
     assert result.verdict == "pass", result.explain()
     # without the spread the same pair fails
@@ -160,8 +200,10 @@ def test_built_kernel_launch_count_change_names_the_kernel() -> None:
 
 
 def test_built_replaced_kernel_is_new_and_missing_drift_and_fails() -> None:
-    renamed = {("void flash::attn_fwd_v2<128>(Params)" if k.startswith("void flash::attn_fwd<") else k): v
-               for k, v in BUILT_KERNELS.items()}
+    renamed = {
+        ("void flash::attn_fwd_v2<128>(Params)" if k.startswith("void flash::attn_fwd<") else k): v
+        for k, v in BUILT_KERNELS.items()
+    }
     renamed["void flash::attn_fwd_v2<128>(Params)"] = ("attn_fwd_v2", "attention", 4, 50.0, 20.0)
     result = compare_summaries(built_summary(), built_summary(kernels=renamed), Tolerances())
     assert result.verdict == "fail"
@@ -222,11 +264,15 @@ def test_built_absolute_floor_keeps_tiny_kernel_jitter_from_failing() -> None:
     result = compare_summaries(built_summary(), built_summary(kernels=kernels))
     assert not any("rms_norm" in f.metric for f in result.regressions)
     # with a 1 µs floor (and no step-share floor) the same change is a regression, in µs per step
-    strict = compare_summaries(built_summary(), built_summary(kernels=kernels),
-                               Tolerances(abs_floor_us=1.0, kernel_step_share=0.0))
-    finding = next(f for f in strict.regressions if f.metric == "kernel[triton_red_fused_rms_norm_0].decode.us_per_step")
-    assert finding.message == ("kernel triton_red_fused_rms_norm_0 in decode steps 40.0 µs/step -> 44.0 µs/step "
-                               "(+10.00%, allowed ±1.0 µs)")
+    strict = compare_summaries(
+        built_summary(), built_summary(kernels=kernels), Tolerances(abs_floor_us=1.0, kernel_step_share=0.0)
+    )
+    finding = next(
+        f for f in strict.regressions if f.metric == "kernel[triton_red_fused_rms_norm_0].decode.us_per_step"
+    )
+    assert finding.message == (
+        "kernel triton_red_fused_rms_norm_0 in decode steps 40.0 µs/step -> 44.0 µs/step (+10.00%, allowed ±1.0 µs)"
+    )
 
 
 def test_tolerances_reject_negative_values() -> None:
@@ -246,7 +292,9 @@ def test_tolerances_from_plugin_options_and_ini_strings() -> None:
 def test_built_combine_repeats_medians_and_spread() -> None:
     reps = [built_summary({"decode": f}) for f in (1.00, 1.02, 1.01)]
     median, spread = combine_repeats(reps)
-    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(reps[2].step_kinds["decode"].median_gpu_time_us)
+    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(
+        reps[2].step_kinds["decode"].median_gpu_time_us
+    )
     assert spread.repeats == 3
     assert spread.step_gpu_time_us["decode"] == pytest.approx(0.02 / 1.01)
     assert spread.step_gpu_time_us["prefill"] == 0.0
@@ -266,10 +314,13 @@ def test_built_combine_repeats_rejects_different_counts() -> None:
 # Real summaries of the H100 profiles base-rep0 / base-rep1 (same config).
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def real_pair(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
-    return (summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
-            summarize_path(data_dir / "base-rep1.pt.trace.json.gz"))
+    return (
+        summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
+        summarize_path(data_dir / "base-rep1.pt.trace.json.gz"),
+    )
 
 
 def scaled_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
@@ -311,7 +362,8 @@ def test_real_base_rep0_vs_rep1_same_config_passes(real_pair: tuple[ProfileSumma
 
 
 def test_real_base_rep0_with_decode_kernels_scaled_by_1_03_fails(
-        real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    real_pair: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     rep0, rep1 = real_pair
     slower = scaled_decode(rep0, 1.03)
     result = compare_summaries(rep1, slower, Tolerances())
@@ -324,14 +376,15 @@ def test_real_base_rep0_with_decode_kernels_scaled_by_1_03_fails(
     # the biggest kernel regression is a decode-step kernel, named by its short name
     kernel = next(f for f in result.regressions if f.metric.startswith("kernel["))
     assert kernel.metric.endswith(".decode.us_per_step")
-    short = kernel.metric[len("kernel["):-len("].decode.us_per_step")]
+    short = kernel.metric[len("kernel[") : -len("].decode.us_per_step")]
     assert short in {k.short_name for k in rep0.kernels}
     assert f"kernel {short} in decode steps" in kernel.message
     assert not any(f.metric.startswith("step.prefill") for f in result.regressions)
 
 
 def test_real_base_rep0_vs_itself_scaled_by_1_03_fails_against_itself(
-        real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    real_pair: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     rep0, _ = real_pair
     result = compare_summaries(rep0, scaled_decode(rep0, 1.03))
     assert result.verdict == "fail"
@@ -341,7 +394,8 @@ def test_real_base_rep0_vs_itself_scaled_by_1_03_fails_against_itself(
 
 
 def test_real_median_baseline_with_its_noise_still_flags_decode_kernels_scaled_by_1_03(
-        real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    real_pair: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     # the repeats' own spread (~0.24 % on decode) must not widen the tolerance past a 3 % slowdown
     rep0, rep1 = real_pair
     median, spread = combine_repeats([rep0, rep1])
@@ -387,7 +441,8 @@ def test_real_cpu_trace_compares_the_same_way(real_cpu: ProfileSummary) -> None:
 
 
 def test_real_cpu_trace_against_real_gpu_trace_is_an_error(
-        real_cpu: ProfileSummary, real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
+    real_cpu: ProfileSummary, real_pair: tuple[ProfileSummary, ProfileSummary]
+) -> None:
     with pytest.raises(IncomparableSummariesError, match="cannot compare a gpu-timed summary .* cpu-timed one"):
         compare_summaries(real_pair[0], real_cpu)
 
@@ -397,11 +452,14 @@ def test_real_cpu_trace_against_real_gpu_trace_is_an_error(
 # prompts split differently between prefill and mixed steps (batch4); compare_step_kinds.
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def h100_pairs(data_dir: Path) -> dict[str, tuple[ProfileSummary, ProfileSummary]]:
 
-    return {stem: tuple(summarize_path(data_dir / f"h100-{stem}-rep{i}.rank0.pt.trace.json.gz") for i in (0, 1))
-            for stem in ("seed", "batch4")}
+    return {
+        stem: tuple(summarize_path(data_dir / f"h100-{stem}-rep{i}.rank0.pt.trace.json.gz") for i in (0, 1))
+        for stem in ("seed", "batch4")
+    }
 
 
 def test_real_h100_seed_pair_passes_with_defaults_despite_copy_jitter(h100_pairs) -> None:
@@ -518,7 +576,8 @@ def test_workload_compare_step_kinds_marker_argument() -> None:
 
 @pytest.mark.parametrize("kinds, verdict", [(("decode",), "pass"), (None, "fail")])
 def test_real_h100_check_baseline_passes_the_workloads_compare_step_kinds(
-        h100_pairs, tmp_path: Path, kinds: tuple[str, ...] | None, verdict: str) -> None:
+    h100_pairs, tmp_path: Path, kinds: tuple[str, ...] | None, verdict: str
+) -> None:
     # the plugin's baseline check (profile.check_baseline) honours vllm_workload(compare_step_kinds=...)
     from pytest_vllm_profile.baseline import BaselineStore
     from pytest_vllm_profile.workload import Workload
@@ -527,8 +586,15 @@ def test_real_h100_check_baseline_passes_the_workloads_compare_step_kinds(
     rep0, rep1 = h100_pairs["batch4"]
     settings = BaselineSettings(root=tmp_path / "baselines")
     workload = Workload(model="m", max_tokens=10, prompts=("a", "b", "c", "d"), compare_step_kinds=kinds)
-    profile = VllmProfile(nodeid="tests/test_x.py::test_batch", workload=workload, summary=rep1, spread=None,
-                          repeat_summaries=[rep1], server_vllm_version="0.26.0", baseline_settings=settings)
+    profile = VllmProfile(
+        nodeid="tests/test_x.py::test_batch",
+        workload=workload,
+        summary=rep1,
+        spread=None,
+        repeat_summaries=[rep1],
+        server_vllm_version="0.26.0",
+        baseline_settings=settings,
+    )
     BaselineStore(settings.root).save(profile.nodeid, profile.gpu, profile.vllm_version, rep0, repeats=1)
     outcome = check_baseline(profile, settings)
     assert outcome.verdict == verdict, outcome.message

@@ -4,6 +4,7 @@ Timed passes are built from made-up client timestamps through `latency.run_laten
 path the real timed pass takes); summaries are the real H100 seed traces' (tests/data), with
 their step overhead scaled where a test needs a host-side slowdown.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,14 +42,24 @@ def with_decode_overhead(summary: ProfileSummary, add_us: float) -> ProfileSumma
     d = over["decode"]
     wall = d.median_wall_us + add_us
     over["decode"] = msgspec.structs.replace(
-        d, median_wall_us=wall, median_period_us=(d.median_period_us or 0) + add_us,
+        d,
+        median_wall_us=wall,
+        median_period_us=(d.median_period_us or 0) + add_us,
         median_gpu_idle_us=(d.median_gpu_idle_us or 0) + add_us,
-        gpu_idle_fraction=((d.median_gpu_idle_us or 0) + add_us) / wall)
+        gpu_idle_fraction=((d.median_gpu_idle_us or 0) + add_us) / wall,
+    )
     # ... and in each decode step, which the comparison judges from (a real overhead shows in every step)
-    steps = [s if s.kind != "decode" else msgspec.structs.replace(
-        s, wall_time_us=s.wall_time_us + add_us,
-        period_us=None if s.period_us is None else s.period_us + add_us,
-        gpu_idle_us=None if s.gpu_idle_us is None else s.gpu_idle_us + add_us) for s in summary.steps]
+    steps = [
+        s
+        if s.kind != "decode"
+        else msgspec.structs.replace(
+            s,
+            wall_time_us=s.wall_time_us + add_us,
+            period_us=None if s.period_us is None else s.period_us + add_us,
+            gpu_idle_us=None if s.gpu_idle_us is None else s.gpu_idle_us + add_us,
+        )
+        for s in summary.steps
+    ]
     return msgspec.structs.replace(summary, step_overhead=over, steps=steps)
 
 
@@ -59,15 +70,24 @@ def test_same_latency_passes_and_is_compared(seed: ProfileSummary) -> None:
 
 
 def test_slower_tokens_fail_naming_tpot_itl_and_throughput_with_baseline_candidate_and_noise(
-        seed: ProfileSummary) -> None:
+    seed: ProfileSummary,
+) -> None:
     candidate = with_decode_overhead(seed, 3000.0)  # +3 ms of host time per decode step
-    result = compare_summaries(seed, candidate, Tolerances(), baseline_timed=timed(50, 7),
-                               candidate_timed=timed(50, 10))
+    result = compare_summaries(
+        seed, candidate, Tolerances(), baseline_timed=timed(50, 7), candidate_timed=timed(50, 10)
+    )
     assert result.verdict == "fail"
     by_metric = {f.metric: f for f in result.regressions}
-    for metric in ("latency.tpot_ms.p50", "latency.tpot_ms.p90", "latency.itl_ms.p50", "latency.e2e_ms.p50",
-                   "throughput.output_tokens_per_s", "step.decode.wall_us", "step.decode.period_us",
-                   "step.decode.gpu_idle_us"):
+    for metric in (
+        "latency.tpot_ms.p50",
+        "latency.tpot_ms.p90",
+        "latency.itl_ms.p50",
+        "latency.e2e_ms.p50",
+        "throughput.output_tokens_per_s",
+        "step.decode.wall_us",
+        "step.decode.period_us",
+        "step.decode.gpu_idle_us",
+    ):
         assert metric in by_metric, (metric, sorted(by_metric))
     tpot = by_metric["latency.tpot_ms.p50"]
     assert tpot.baseline == pytest.approx(7, rel=0.03) and tpot.candidate == pytest.approx(10, rel=0.03)
@@ -85,21 +105,26 @@ def test_slower_tokens_fail_naming_tpot_itl_and_throughput_with_baseline_candida
 
 def test_noisy_timed_repeats_widen_the_tolerance(seed: ProfileSummary) -> None:
     # repeats 20 % apart: 3 x 40 % spread tolerates the +30 % that fails with steady repeats
-    steady = compare_summaries(seed, seed, Tolerances(), baseline_timed=timed(50, 7),
-                               candidate_timed=timed(50, 9.1))
-    noisy = compare_summaries(seed, seed, Tolerances(), baseline_timed=timed(50, 7, jitter=0.2),
-                              candidate_timed=timed(50, 9.1, jitter=0.2))
+    steady = compare_summaries(seed, seed, Tolerances(), baseline_timed=timed(50, 7), candidate_timed=timed(50, 9.1))
+    noisy = compare_summaries(
+        seed, seed, Tolerances(), baseline_timed=timed(50, 7, jitter=0.2), candidate_timed=timed(50, 9.1, jitter=0.2)
+    )
     assert "latency.tpot_ms.p50" in {f.metric for f in steady.regressions}
     assert "latency.tpot_ms.p50" not in {f.metric for f in noisy.regressions}
 
 
 def test_gpu_slowdown_is_attributed_to_the_gpu_work(seed: ProfileSummary) -> None:
-    candidate = msgspec.structs.replace(seed, step_kinds={
-        k: msgspec.structs.replace(v, median_gpu_time_us=v.median_gpu_time_us * 1.4)
-        for k, v in seed.step_kinds.items()})
+    candidate = msgspec.structs.replace(
+        seed,
+        step_kinds={
+            k: msgspec.structs.replace(v, median_gpu_time_us=v.median_gpu_time_us * 1.4)
+            for k, v in seed.step_kinds.items()
+        },
+    )
     candidate = with_decode_overhead(candidate, 0.4 * seed.step_kinds["decode"].median_gpu_time_us)
-    result = compare_summaries(seed, candidate, Tolerances(), baseline_timed=timed(50, 7),
-                               candidate_timed=timed(50, 9.8))
+    result = compare_summaries(
+        seed, candidate, Tolerances(), baseline_timed=timed(50, 7), candidate_timed=timed(50, 9.8)
+    )
     attribution = next(n for n in result.notes if n.startswith("attribution: "))
     assert "GPU kernel time per decode step +40.0 %" in attribution
     assert "the GPU work per step grew with it" in attribution
@@ -123,10 +148,13 @@ def test_single_step_kinds_are_not_compared_for_overhead(seed: ProfileSummary) -
 
 def test_bunched_client_reads_skip_tpot_itl_but_not_e2e(seed: ProfileSummary) -> None:
     # baseline tokens all read at once (gaps 0.001 ms against a 6.8 ms decode step period)
-    result = compare_summaries(seed, seed, Tolerances(), baseline_timed=timed(50, 0.001),
-                               candidate_timed=timed(50, 3.0))
+    result = compare_summaries(
+        seed, seed, Tolerances(), baseline_timed=timed(50, 0.001), candidate_timed=timed(50, 3.0)
+    )
     failed = {f.metric for f in result.regressions}
     assert not {m for m in failed if m.startswith(("latency.tpot", "latency.itl"))}, failed
     assert "latency.e2e_ms.p50" in failed  # 27 ms more per request is still judged
-    assert any(n.startswith("per-token latency (TPOT, ITL) not compared: the baseline's median ITL 0.00 ms")
-               for n in result.notes), result.notes
+    assert any(
+        n.startswith("per-token latency (TPOT, ITL) not compared: the baseline's median ITL 0.00 ms")
+        for n in result.notes
+    ), result.notes

@@ -1,5 +1,6 @@
 """`configuration.py`: what is on record, and what counts as a baseline made differently
 (issue 15 item 2); `sessions.prune_sessions`: the retention rule (item 6)."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,22 @@ from pytest_vllm_profile.sessions import prune_sessions
 from pytest_vllm_profile.workload import Workload
 
 # The workload keys 0.1.0 wrote (before the timed pass, load shape and tolerances).
-V010_KEYS = ("model", "max_tokens", "prompts", "repeats", "warmup_requests", "temperature", "ignore_eos", "batch",
-             "server_args", "env", "served_model_name", "tensor_parallel_size", "expected_layers",
-             "compare_step_kinds")
+V010_KEYS = (
+    "model",
+    "max_tokens",
+    "prompts",
+    "repeats",
+    "warmup_requests",
+    "temperature",
+    "ignore_eos",
+    "batch",
+    "server_args",
+    "env",
+    "served_model_name",
+    "tensor_parallel_size",
+    "expected_layers",
+    "compare_step_kinds",
+)
 
 
 def test_a_0_1_0_workload_equals_todays_defaults() -> None:
@@ -37,18 +51,28 @@ def test_judging_arguments_are_not_workload_changes() -> None:
 
 
 def test_server_env_and_args_on_record_are_redacted() -> None:
-    env = server_env_on_record({"HF_TOKEN": "hf_x", "VLLM_CPU_KVCACHE_SPACE": "1"},
-                               inherited={"PATH": "/bin", "VLLM_LOGGING_LEVEL": "INFO", "AWS_SECRET_ACCESS_KEY": "s"})
+    env = server_env_on_record(
+        {"HF_TOKEN": "hf_x", "VLLM_CPU_KVCACHE_SPACE": "1"},
+        inherited={"PATH": "/bin", "VLLM_LOGGING_LEVEL": "INFO", "AWS_SECRET_ACCESS_KEY": "s"},
+    )
     assert env == {"HF_TOKEN": "<redacted>", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "INFO"}
     args = server_args_on_record(["--enforce-eager"], ["--api-key", "abc"], "ini")
     assert args == ServerArgs(marker=["--enforce-eager"], ini=["--api-key", "<redacted>"])
 
 
 def test_configuration_differences_fail_on_server_args_and_note_the_rest() -> None:
-    base = RunConfiguration(server_args=ServerArgs(option=["--dtype=float32"]), hardware="AMD EPYC",
-                            torch_version="2.9.0", server_env={"A": "1"})
-    same_args_other_box = RunConfiguration(server_args=ServerArgs(ini=["--dtype=float32"]), hardware="Intel Xeon",
-                                           torch_version="2.9.0", server_env={"A": "2"})
+    base = RunConfiguration(
+        server_args=ServerArgs(option=["--dtype=float32"]),
+        hardware="AMD EPYC",
+        torch_version="2.9.0",
+        server_env={"A": "1"},
+    )
+    same_args_other_box = RunConfiguration(
+        server_args=ServerArgs(ini=["--dtype=float32"]),
+        hardware="Intel Xeon",
+        torch_version="2.9.0",
+        server_env={"A": "2"},
+    )
     failing, noted = configuration_differences(base, same_args_other_box)
     assert failing == []  # the same flags from the ini file instead of the command line
     assert noted == ["hardware: AMD EPYC -> Intel Xeon", "server environment differs in A"]
@@ -78,12 +102,23 @@ def test_html_report_shows_the_configuration_table(tmp_path: Path) -> None:
     from pytest_vllm_profile.report.html import write_html_report
     from pytest_vllm_profile.results import RunResults, TestResult
 
-    config = RunConfiguration(plugin_version="0.1.0", launcher="process",
-                              server_command=["python", "-m", "vllm.entrypoints.openai.api_server", "--dtype=float32"],
-                              server_args=ServerArgs(option=["--dtype=float32"]), server_env={"HF_TOKEN": "<redacted>"},
-                              vllm_version="0.32.0", torch_version="2.9.0+cpu", hardware="AMD EPYC 7763")
-    results = RunResults(tests=[TestResult(nodeid="tests/test_perf.py::test_decode", outcome="passed",
-                                           verdict="updated", configuration=config)])
+    config = RunConfiguration(
+        plugin_version="0.1.0",
+        launcher="process",
+        server_command=["python", "-m", "vllm.entrypoints.openai.api_server", "--dtype=float32"],
+        server_args=ServerArgs(option=["--dtype=float32"]),
+        server_env={"HF_TOKEN": "<redacted>"},
+        vllm_version="0.32.0",
+        torch_version="2.9.0+cpu",
+        hardware="AMD EPYC 7763",
+    )
+    results = RunResults(
+        tests=[
+            TestResult(
+                nodeid="tests/test_perf.py::test_decode", outcome="passed", verdict="updated", configuration=config
+            )
+        ]
+    )
     html = write_html_report(results, tmp_path).read_text()
     table = html.split("<h3>Configuration</h3>", 1)[1].split("</table>", 1)[0]
     assert "<th>server args (--vllm-server-arg)</th><td><code>--dtype=float32</code>" in table
@@ -94,8 +129,11 @@ def test_html_report_shows_the_configuration_table(tmp_path: Path) -> None:
 def test_workload_on_record_redacts_secret_env_and_flags() -> None:
     from pytest_vllm_profile.configuration import workload_on_record
 
-    wl = Workload(model="m", env=(("HF_TOKEN", "hf_x"), ("VLLM_CPU_KVCACHE_SPACE", "1")),
-                  server_args=("--api-key", "k1", "--enforce-eager"))
+    wl = Workload(
+        model="m",
+        env=(("HF_TOKEN", "hf_x"), ("VLLM_CPU_KVCACHE_SPACE", "1")),
+        server_args=("--api-key", "k1", "--enforce-eager"),
+    )
     data = workload_on_record(wl)
     assert data["env"] == {"HF_TOKEN": "<redacted>", "VLLM_CPU_KVCACHE_SPACE": "1"}
     assert data["server_args"] == ["--api-key", "<redacted>", "--enforce-eager"]

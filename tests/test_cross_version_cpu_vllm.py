@@ -8,6 +8,7 @@ with the newest older one (0.31.0), says "cross-version: vLLM 0.31.0 -> 0.32.0",
 op-set diff as "what changed" without failing, and leaves the 0.31.0 entry as it was. That a
 real slowdown still fails across versions is shown on the two real summaries the runs produced.
 """
+
 from __future__ import annotations
 
 import copy
@@ -47,19 +48,40 @@ def previous_vllm_python_or_skip() -> str:
     return str(python.absolute())
 
 
-def run_inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, python: str, model: Path, tag: str,
-              label: str, *extra: str) -> tuple[pytest.RunResult, dict]:
+def run_inner(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    python: str,
+    model: Path,
+    tag: str,
+    label: str,
+    *extra: str,
+) -> tuple[pytest.RunResult, dict]:
     root = Path(pytester.path)
     results = root / f"results-{label}.json"
     timings = root / f"timings-{label}.jsonl"
-    for name, value in (("E2E_TIMINGS_FILE", str(timings)), ("E2E_SUPPORT_DIR", str(Path(__file__).parent)),
-                        ("E2E_MODEL", str(model)), ("E2E_TAG", tag)):
+    for name, value in (
+        ("E2E_TIMINGS_FILE", str(timings)),
+        ("E2E_SUPPORT_DIR", str(Path(__file__).parent)),
+        ("E2E_MODEL", str(model)),
+        ("E2E_TAG", tag),
+    ):
         monkeypatch.setenv(name, value)
     t0 = time.monotonic()
     result = pytester.runpytest_subprocess(
-        INNER_FILE, f"--rootdir={root}", "-p", "no:cacheprovider", "--vllm-profile", "--vllm-launcher", "process",
-        f"--vllm-python={python}", f"--baseline-dir={root / 'baselines'}", f"--vllm-results={results}", *extra,
-        timeout=INNER_TIMEOUT_S)
+        INNER_FILE,
+        f"--rootdir={root}",
+        "-p",
+        "no:cacheprovider",
+        "--vllm-profile",
+        "--vllm-launcher",
+        "process",
+        f"--vllm-python={python}",
+        f"--baseline-dir={root / 'baselines'}",
+        f"--vllm-results={results}",
+        *extra,
+        timeout=INNER_TIMEOUT_S,
+    )
     print(f"[{label}] inner exit {result.ret}, wall {time.monotonic() - t0:.1f} s; {Timings.read(timings).line()}")
     assert results.is_file(), result.stdout.str()
     data = json.loads(results.read_text())
@@ -69,8 +91,11 @@ def run_inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, python
 
 
 def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    cpu_vllm_python: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     old_python = previous_vllm_python_or_skip()
     model = build_tiny_model(cpu_vllm_python, tmp_path_factory.mktemp("xver-tiny-qwen3"), layers=LAYERS)
     tag = f"xver-{uuid.uuid4().hex[:12]}"
@@ -80,8 +105,9 @@ def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
     baseline_file = Path(pytester.path) / "baselines" / "test_seed" / f"{INNER_TEST_NAME}.json"
 
     # 1. record on vLLM 0.31.0
-    result, recorded = run_inner(pytester, monkeypatch, old_python, model, tag, "record-0.31",
-                                 "--update-baselines", *CPU_ARGS)
+    result, recorded = run_inner(
+        pytester, monkeypatch, old_python, model, tag, "record-0.31", "--update-baselines", *CPU_ARGS
+    )
     assert result.ret == 0, result.stdout.str()
     assert recorded["verdict"] == "updated"
     document = read_baseline_file(baseline_file)
@@ -103,8 +129,10 @@ def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
     if cross["new_kernels"]:  # the op-set diff, in the terminal section too
         assert f"kernels only in vLLM {NEW}: {cross['new_kernels'][0]}" in output
     changed = [(c["step_kind"], c["kernel_class"]) for c in cross["classes"] if c["added"] or c["removed"]]
-    print(f"[check-0.32] ops only one version ran: new {comparison['new_kernels'][:6]}, "
-          f"gone {comparison['missing_kernels'][:6]}; classes changed: {changed}")
+    print(
+        f"[check-0.32] ops only one version ran: new {comparison['new_kernels'][:6]}, "
+        f"gone {comparison['missing_kernels'][:6]}; classes changed: {changed}"
+    )
     # the op-set diff is reported in the results and never failing (--vllm-cross-version-drift=report)
     assert all(not d["fails"] for d in comparison["new_kernel_details"] + comparison["missing_kernel_details"])
     assert not any(f["kind"] == "drift" for f in comparison["regressions"])

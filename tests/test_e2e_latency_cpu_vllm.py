@@ -10,6 +10,7 @@ TPOT/ITL and the step period while the op set stays the same (or, when the basel
 was noisier than the delay, end-to-end latency: a client starved of CPU on a shared machine
 reads a whole answer at once).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ EXTRA_ENV = "E2E_EXTRA_SERVER_ENV"  # JSON: extra server environment for the inn
 # +100 % (max of --vllm-rel-tol and the 10 % latency default) and the timed repeats' noise.
 CHECK_ARGS = ("--vllm-rel-tol", "1.0", "--vllm-abs-floor-us", "250")
 
-INNER_TESTS = '''
+INNER_TESTS = """
 import json
 import os
 
@@ -54,7 +55,7 @@ def test_seed(vllm_profile):
 def test_shaped(vllm_profile):
     assert vllm_profile.timed_pass is not None
     assert vllm_profile.timed_pass.prompt_tokens == (24, 24)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +68,19 @@ def _run(pytester: pytest.Pytester, python: str, label: str, *extra: str) -> tup
     results = root / f"results-{label}.json"
     t0 = time.monotonic()
     result = pytester.runpytest_subprocess(
-        "test_latency.py", f"--rootdir={root}", "-p", "no:cacheprovider", "--vllm-profile", "--vllm-launcher",
-        "process", f"--vllm-python={python}", f"--baseline-dir={root / 'baselines'}", f"--vllm-results={results}",
-        *extra, timeout=INNER_TIMEOUT_S)
+        "test_latency.py",
+        f"--rootdir={root}",
+        "-p",
+        "no:cacheprovider",
+        "--vllm-profile",
+        "--vllm-launcher",
+        "process",
+        f"--vllm-python={python}",
+        f"--baseline-dir={root / 'baselines'}",
+        f"--vllm-results={results}",
+        *extra,
+        timeout=INNER_TIMEOUT_S,
+    )
     print(f"[{label}] inner exit {result.ret} in {time.monotonic() - t0:.0f} s")
     assert results.is_file(), result.stdout.str()
     return result, {t["nodeid"].split("::")[-1]: t for t in json.loads(results.read_text())["tests"]}
@@ -81,12 +92,18 @@ def _latency(test: dict, metric: str) -> float:
 
 
 def test_injected_scheduler_delay_fails_on_tpot_itl_and_step_period(
-        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str, tiny_model: Path,
-        tmp_path: Path) -> None:
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, cpu_vllm_python: str, tiny_model: Path, tmp_path: Path
+) -> None:
     pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_latency=INNER_TESTS.format(
-        env=dict(TINY_SERVER_ENV), extra=EXTRA_ENV, model=str(tiny_model), served=TINY_SERVED_NAME,
-        args=list(TINY_SERVER_ARGS)))
+    pytester.makepyfile(
+        test_latency=INNER_TESTS.format(
+            env=dict(TINY_SERVER_ENV),
+            extra=EXTRA_ENV,
+            model=str(tiny_model),
+            served=TINY_SERVED_NAME,
+            args=list(TINY_SERVER_ARGS),
+        )
+    )
     monkeypatch.delenv(EXTRA_ENV, raising=False)
 
     # a. record both tests (one server: the load shape is not part of the server identity)
@@ -95,8 +112,9 @@ def test_injected_scheduler_delay_fails_on_tpot_itl_and_step_period(
     result.assert_outcomes(passed=2)
     seed = tests["test_seed"]
     assert len(seed["timed_pass"]["runs"]) == 3  # the session default --vllm-timed-repeats
-    assert all(len(run["requests"]) == 1 and run["requests"][0]["output_tokens"] == 10
-               for run in seed["timed_pass"]["runs"])
+    assert all(
+        len(run["requests"]) == 1 and run["requests"][0]["output_tokens"] == 10 for run in seed["timed_pass"]["runs"]
+    )
     assert "decode" in seed["summary"]["step_overhead"]
     shaped = tests["test_shaped"]
     assert shaped["timed_pass"]["shape"]["concurrency"] == 2
@@ -121,8 +139,7 @@ def test_injected_scheduler_delay_fails_on_tpot_itl_and_step_period(
     site = write_scheduler_delay_site(tmp_path / "site", INJECTED_DELAY_MS)
     log = tmp_path / "patched.log"
     monkeypatch.setenv(EXTRA_ENV, json.dumps(scheduler_delay_env(site, INJECTED_DELAY_MS, log)))
-    result, tests = _run(pytester, cpu_vllm_python, "delayed", "-k", "test_seed", "--vllm-repeats", "1",
-                         *CHECK_ARGS)
+    result, tests = _run(pytester, cpu_vllm_python, "delayed", "-k", "test_seed", "--vllm-repeats", "1", *CHECK_ARGS)
     output = result.stdout.str()
     assert "patched Scheduler.schedule +30.0 ms" in log.read_text()  # the delay really was in the engine
     assert result.ret == 1, output
@@ -137,8 +154,9 @@ def test_injected_scheduler_delay_fails_on_tpot_itl_and_step_period(
         # Only allowed when the baseline's own TPOT was noisier than the delay: a client starved of
         # CPU on the shared 2-core machine reads a whole answer at once (TPOT run medians of 0.02,
         # 35.8 and 0.02 ms seen in one baseline), and then only end-to-end latency can tell.
-        medians = [statistics.median(r["tpot_ms"] for r in run["requests"])
-                   for run in delayed["baseline_timed_pass"]["runs"]]
+        medians = [
+            statistics.median(r["tpot_ms"] for r in run["requests"]) for run in delayed["baseline_timed_pass"]["runs"]
+        ]
         bunched = any(n.startswith("per-token latency (TPOT, ITL) not compared") for n in comparison["notes"])
         assert bunched or max(medians) - min(medians) > INJECTED_DELAY_MS, (failed, medians)
         assert failed & {"latency.e2e_ms.p50", "latency.e2e_ms.p90"}, failed

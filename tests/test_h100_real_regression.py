@@ -4,6 +4,7 @@
 the default); `h100-seed-triton-attn` is the same workload after changing the server, not the
 code: `--attention-backend TRITON_ATTN` (docs/gpu-validation.md). No GPU needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,18 @@ import pytest
 
 def _compare(data_dir, baseline: str, candidate: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_vllm_profile.cli", "compare", str(data_dir / baseline),
-         str(data_dir / candidate), "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest_vllm_profile.cli",
+            "compare",
+            str(data_dir / baseline),
+            str(data_dir / candidate),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -1,4 +1,5 @@
 """Kernel names, classes and statistics."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,22 +7,40 @@ import pytest
 from pytest_vllm_profile.analysis import kernel_class, short_kernel_name, summarize_trace
 from pytest_vllm_profile.trace.torch_reader import read_torch_trace
 
-FA3 = ("void cutlass::device_kernel<flash::enable_sm90_or_later<flash::FlashAttnFwdSm90<flash::"
-       "CollectiveMainloopFwdSm90<2, cute::tuple<cute::C<1>, cute::C<1>, cute::C<1> >, 128> > > >"
-       "(flash::enable_sm90_or_later<flash::FlashAttnFwdSm90<int> >::Params)")
+FA3 = (
+    "void cutlass::device_kernel<flash::enable_sm90_or_later<flash::FlashAttnFwdSm90<flash::"
+    "CollectiveMainloopFwdSm90<2, cute::tuple<cute::C<1>, cute::C<1>, cute::C<1> >, 128> > > >"
+    "(flash::enable_sm90_or_later<flash::FlashAttnFwdSm90<int> >::Params)"
+)
 
 
 @pytest.mark.parametrize(
     "full, short, cls",
     [
         (FA3, "flash::FlashAttnFwdSm90", "attention"),
-        ("std::enable_if<(((8)>(0)))&&vllm::_typeConvert<c10::BFloat16>::exists, void>::type "
-         "vllm::fused_add_rms_norm_kernel<c10::BFloat16, 8, true>(c10::BFloat16*, long)", "vllm::fused_add_rms_norm_kernel", "norm"),
+        (
+            "std::enable_if<(((8)>(0)))&&vllm::_typeConvert<c10::BFloat16>::exists, void>::type "
+            "vllm::fused_add_rms_norm_kernel<c10::BFloat16, 8, true>(c10::BFloat16*, long)",
+            "vllm::fused_add_rms_norm_kernel",
+            "norm",
+        ),
         ("nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT", "nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT", "gemm"),
-        ("void (anonymous namespace)::elementwise_kernel_with_index<int, long>(int, long)", "anon::elementwise_kernel_with_index", "elementwise"),
+        (
+            "void (anonymous namespace)::elementwise_kernel_with_index<int, long>(int, long)",
+            "anon::elementwise_kernel_with_index",
+            "elementwise",
+        ),
         ("Memcpy HtoD (Pinned -> Device)", "Memcpy HtoD (Pinned -> Device)", "memory"),
-        ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)", "ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "communication"),
-        ("void vllm::cross_device_reduce_1stage<__nv_bfloat16, 2>(vllm::RankData*, int)", "vllm::cross_device_reduce_1stage", "communication"),
+        (
+            "ncclDevKernel_AllReduce_Sum_bf16_RING_LL(ncclDevKernelArgsStorage<4096ul>)",
+            "ncclDevKernel_AllReduce_Sum_bf16_RING_LL",
+            "communication",
+        ),
+        (
+            "void vllm::cross_device_reduce_1stage<__nv_bfloat16, 2>(vllm::RankData*, int)",
+            "vllm::cross_device_reduce_1stage",
+            "communication",
+        ),
         ("_gumbel_sample_kernel", "_gumbel_sample_kernel", "other"),
     ],
 )

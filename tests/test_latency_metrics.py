@@ -1,4 +1,5 @@
 """TTFT / TPOT / ITL / throughput from made-up client timestamps (the pure half of the timed pass)."""
+
 from __future__ import annotations
 
 import msgspec
@@ -48,20 +49,26 @@ def test_missing_usage_falls_back_to_chunk_count() -> None:
     assert request_latency(_timing(0.0, [0.1, 0.2, 0.4], out=None)).output_tokens == 3
 
 
-@pytest.mark.parametrize(("timing", "why"), [
-    (RequestTiming(sent_s=0.0, token_chunk_s=(), error="HTTP 500: boom"), "HTTP 500"),
-    (RequestTiming(sent_s=0.0, token_chunk_s=()), "no token chunk"),
-    (RequestTiming(sent_s=1.0, token_chunk_s=(1.2, 1.1)), "backwards"),
-    (RequestTiming(sent_s=1.0, token_chunk_s=(0.5,)), "backwards"),
-])
+@pytest.mark.parametrize(
+    ("timing", "why"),
+    [
+        (RequestTiming(sent_s=0.0, token_chunk_s=(), error="HTTP 500: boom"), "HTTP 500"),
+        (RequestTiming(sent_s=0.0, token_chunk_s=()), "no token chunk"),
+        (RequestTiming(sent_s=1.0, token_chunk_s=(1.2, 1.1)), "backwards"),
+        (RequestTiming(sent_s=1.0, token_chunk_s=(0.5,)), "backwards"),
+    ],
+)
 def test_unusable_timings_are_refused_with_the_cause(timing: RequestTiming, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         request_latency(timing)
 
 
 def test_run_throughput_counts_completed_requests_and_their_tokens() -> None:
-    timings = [_timing(0.0, [0.1, 0.2], out=2, prompt=10), _timing(0.0, [0.15, 0.3, 0.45], out=3, prompt=10),
-               RequestTiming(sent_s=0.0, token_chunk_s=(), error="HTTP 503")]
+    timings = [
+        _timing(0.0, [0.1, 0.2], out=2, prompt=10),
+        _timing(0.0, [0.15, 0.3, 0.45], out=3, prompt=10),
+        RequestTiming(sent_s=0.0, token_chunk_s=(), error="HTTP 503"),
+    ]
     run = run_latency(0, timings, duration_s=0.5)
     assert run.failed_requests == 1 and len(run.requests) == 2
     assert run.requests_per_s == pytest.approx(4.0)
@@ -85,8 +92,10 @@ def test_distribution_uses_numpy_linear_percentiles() -> None:
 
 def test_pass_result_pools_samples_and_keeps_every_run() -> None:
     shape = LoadShape(repeats=2)
-    runs = (run_latency(0, [_timing(0.0, [0.1, 0.2, 0.3], out=3)], 0.3),
-            run_latency(1, [_timing(0.0, [0.2, 0.24, 0.28], out=3)], 0.3))
+    runs = (
+        run_latency(0, [_timing(0.0, [0.1, 0.2, 0.3], out=3)], 0.3),
+        run_latency(1, [_timing(0.0, [0.2, 0.24, 0.28], out=3)], 0.3),
+    )
     result = TimedPassResult(shape=shape, runs=runs)
     assert result.samples("ttft_ms") == pytest.approx([100.0, 200.0])
     assert len(result.samples("itl_ms")) == 4

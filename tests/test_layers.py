@@ -1,4 +1,5 @@
 """Decoder-layer detection ("layer peaks") on real vLLM traces."""
+
 from __future__ import annotations
 
 import numpy as np

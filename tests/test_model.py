@@ -1,5 +1,6 @@
 """The typed model: JSON round-trips of every type, files of 0.1.0 still load, the shipped
 schemas are the model's, and values outside a Literal are refused naming the field."""
+
 from __future__ import annotations
 
 import copy
@@ -63,11 +64,24 @@ def test_spread_comparison_and_results_round_trip(data_dir: Path, drifted_compar
     assert decode_json(encode_json(spread), RepeatSpread) == spread and spread.unstable_kernels
     assert decode_json(encode_json(drifted_comparison), Comparison) == drifted_comparison
     request = RequestResult(latency_s=0.5, prompt_tokens=7, completion_tokens=10)
-    test = TestResult(nodeid="t.py::a", outcome="failed", verdict="fail", message="slower", workload={"max_tokens": 10},
-                      summary=combined, baseline_summary=reps[0], comparison=drifted_comparison, requests=[request],
-                      trace_paths=["x.json.gz"], baseline_path="b.json", duration_s=1.5, server_boot_s=30.0)
-    results = RunResults(created="2026-12-02T04:00:00Z", commit="abc", gpu="H100",
-                         tests=[test, TestResult("b", "skipped")])
+    test = TestResult(
+        nodeid="t.py::a",
+        outcome="failed",
+        verdict="fail",
+        message="slower",
+        workload={"max_tokens": 10},
+        summary=combined,
+        baseline_summary=reps[0],
+        comparison=drifted_comparison,
+        requests=[request],
+        trace_paths=["x.json.gz"],
+        baseline_path="b.json",
+        duration_s=1.5,
+        server_boot_s=30.0,
+    )
+    results = RunResults(
+        created="2026-12-02T04:00:00Z", commit="abc", gpu="H100", tests=[test, TestResult("b", "skipped")]
+    )
     again = decode_json(encode_json(results), RunResults)
     assert again == results
     assert again.tests[0].summary == combined and again.tests[0].comparison == drifted_comparison
@@ -76,8 +90,9 @@ def test_spread_comparison_and_results_round_trip(data_dir: Path, drifted_compar
 def test_baseline_entry_and_file_round_trip(tmp_path: Path, cpu_summary: ProfileSummary) -> None:
     spread = RepeatSpread(repeats=3, total_kernel_us=0.01, step_gpu_time_us={"decode": 0.02})
     store = BaselineStore(tmp_path)
-    assert store.save("t.py::a", None, "0.32.0", cpu_summary, workload={"prompts": ("a", "b")}, repeats=3,
-                      spread=spread, commit="abc")
+    assert store.save(
+        "t.py::a", None, "0.32.0", cpu_summary, workload={"prompts": ("a", "b")}, repeats=3, spread=spread, commit="abc"
+    )
     document = read_baseline_file(store.path_for("t.py::a"))
     assert decode_json(encode_json(document), BaselineFile) == document
     entry = store.load("t.py::a", None, "0.32.0")
@@ -85,12 +100,18 @@ def test_baseline_entry_and_file_round_trip(tmp_path: Path, cpu_summary: Profile
     assert (entry.gpu, entry.vllm_version, entry.summary, entry.spread) == ("cpu", "0.32.0", cpu_summary, spread)
     assert entry.workload == {"prompts": ["a", "b"]}  # tuples come back as JSON lists
     assert BaselineEntry.of(entry.gpu, entry.vllm_version, entry.record()) == BaselineEntry.of(
-        "cpu", "0.32.0", document.entries["cpu"]["0.32.0"])
+        "cpu", "0.32.0", document.entries["cpu"]["0.32.0"]
+    )
 
 
 def test_history_entry_round_trips() -> None:
-    entry = HistoryEntry(date="2026-12-02T04:00:00Z", commit="abc", gpu="H100", vllm_version="0.26.0",
-                         tests={"t.py::a": TestHistory("pass", {"decode": 6000.5}, "gpu")})
+    entry = HistoryEntry(
+        date="2026-12-02T04:00:00Z",
+        commit="abc",
+        gpu="H100",
+        vllm_version="0.26.0",
+        tests={"t.py::a": TestHistory("pass", {"decode": 6000.5}, "gpu")},
+    )
     assert decode_json(encode_json(entry, indent=None), HistoryEntry) == entry
 
 
@@ -102,16 +123,27 @@ def test_committed_v1_baselines_load_and_rewrite_identically(path: Path, tmp_pat
     # Nothing is lost or added: the typed document gives back the file's JSON.
     assert json.loads(json.dumps(to_builtins(document))) == raw
     store = BaselineStore(tmp_path)
-    entries = [BaselineEntry.of(gpu, version, record) for gpu, versions in document.entries.items()
-               for version, record in versions.items()]
+    entries = [
+        BaselineEntry.of(gpu, version, record)
+        for gpu, versions in document.entries.items()
+        for version, record in versions.items()
+    ]
     assert all(e.summary.token_steps > 0 and e.summary.steps for e in entries)
     target = store.path_for(document.test)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, target)
     first = entries[0]
     # Re-recording an identical entry leaves a 0.1.0 file untouched.
-    assert not store.save(document.test, first.gpu, first.vllm_version, first.summary, workload=first.workload,
-                          repeats=first.repeats, spread=first.spread, commit=first.commit)
+    assert not store.save(
+        document.test,
+        first.gpu,
+        first.vllm_version,
+        first.summary,
+        workload=first.workload,
+        repeats=first.repeats,
+        spread=first.spread,
+        commit=first.commit,
+    )
     assert target.read_bytes() == path.read_bytes()
 
 
@@ -125,8 +157,11 @@ def test_v1_summary_file_loads_and_encodes_to_the_same_text(data_dir: Path, cpu_
     assert cpu_summary.overhead_by_kind() and all(s.period_us is not msgspec.UNSET for s in cpu_summary.steps)
     overhead = ("period_us", "gpu_busy_us", "gpu_idle_us", "kernel_launches", "graph_launches")
     without_overhead = msgspec.structs.replace(
-        cpu_summary, source=["tests/data/cpu-eager-tiny4.rank0.pt.trace.json.gz"], step_overhead=msgspec.UNSET,
-        steps=[msgspec.structs.replace(s, **dict.fromkeys(overhead, msgspec.UNSET)) for s in cpu_summary.steps])
+        cpu_summary,
+        source=["tests/data/cpu-eager-tiny4.rank0.pt.trace.json.gz"],
+        step_overhead=msgspec.UNSET,
+        steps=[msgspec.structs.replace(s, **dict.fromkeys(overhead, msgspec.UNSET)) for s in cpu_summary.steps],
+    )
     assert loaded == without_overhead
 
 
@@ -165,33 +200,57 @@ def test_v1_results_file_loads_with_typed_summary_and_comparison(data_dir: Path)
 def test_shipped_schema_is_the_one_the_model_generates(name: str) -> None:
     shipped = REPO / "src" / "pytest_vllm_profile" / "schemas" / name
     assert shipped.read_text(encoding="utf-8") == schema_text(name), (
-        f"{name} is stale: run `python -m pytest_vllm_profile.schemas.generate`")
+        f"{name} is stale: run `python -m pytest_vllm_profile.schemas.generate`"
+    )
     assert load_schema(name) == generate(name)
 
 
 def test_summary_with_a_step_kind_outside_the_literal_is_refused_naming_file_and_field(
-        tmp_path: Path, cpu_summary: ProfileSummary) -> None:
+    tmp_path: Path, cpu_summary: ProfileSummary
+) -> None:
     data = to_builtins(cpu_summary)
     data["steps"][2]["kind"] = "warmup"
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(data))
     with pytest.raises(ModelDecodeError) as info:
         ProfileSummary.load(path)
-    assert str(info.value) == (f"{path}: not a valid ProfileSummary: Invalid enum value 'warmup' - at "
-                               "`$.steps[2].kind`")
+    assert str(info.value) == (
+        f"{path}: not a valid ProfileSummary: Invalid enum value 'warmup' - at `$.steps[2].kind`"
+    )
 
 
-@pytest.mark.parametrize(("kind", "change", "field"), [
-    (Comparison, {"verdict": "maybe"}, "`$.verdict`"),
-    (Comparison, {"verdict": "fail", "regressions": [{"metric": "m", "kind": "vibes", "baseline": 1, "candidate": 2,
-                                                       "delta": 1, "delta_pct": 100, "allowed": "±2%"}]},
-     "`$.regressions[0].kind`"),
-    (TestResult, {"nodeid": "t.py::a", "outcome": "crashed"}, "`$.outcome`"),
-    (TestResult, {"nodeid": "t.py::a", "outcome": "failed", "verdict": "meh"}, "`$.verdict`"),
-])
+@pytest.mark.parametrize(
+    ("kind", "change", "field"),
+    [
+        (Comparison, {"verdict": "maybe"}, "`$.verdict`"),
+        (
+            Comparison,
+            {
+                "verdict": "fail",
+                "regressions": [
+                    {
+                        "metric": "m",
+                        "kind": "vibes",
+                        "baseline": 1,
+                        "candidate": 2,
+                        "delta": 1,
+                        "delta_pct": 100,
+                        "allowed": "±2%",
+                    }
+                ],
+            },
+            "`$.regressions[0].kind`",
+        ),
+        (TestResult, {"nodeid": "t.py::a", "outcome": "crashed"}, "`$.outcome`"),
+        (TestResult, {"nodeid": "t.py::a", "outcome": "failed", "verdict": "meh"}, "`$.verdict`"),
+    ],
+)
 def test_literal_violations_are_refused_naming_the_field(kind: type, change: dict[str, object], field: str) -> None:
-    with pytest.raises(ModelDecodeError, match=r"results\.json: not a valid \w+: Invalid enum value '\w+' - at "
-                       + field.replace("$", r"\$").replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ModelDecodeError,
+        match=r"results\.json: not a valid \w+: Invalid enum value '\w+' - at "
+        + field.replace("$", r"\$").replace("[", r"\[").replace("]", r"\]"),
+    ):
         from_builtins(change, kind, "results.json")
 
 
@@ -204,8 +263,10 @@ def test_baseline_with_a_bad_timing_domain_names_file_and_pointer(tmp_path: Path
     path.write_text(json.dumps(data))
     with pytest.raises(BaselineError) as info:
         store.load("t.py::a", "H100", "0.26.0")
-    assert str(info.value).startswith(f"{path}: baseline file does not match baseline.schema.json at JSON pointer "
-                                      "'/entries/H100/0.26.0/summary/timing_domain': 'tpu' is not one of")
+    assert str(info.value).startswith(
+        f"{path}: baseline file does not match baseline.schema.json at JSON pointer "
+        "'/entries/H100/0.26.0/summary/timing_domain': 'tpu' is not one of"
+    )
 
 
 def test_comparison_names_lists_follow_the_details(drifted_comparison: Comparison) -> None:

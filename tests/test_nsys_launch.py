@@ -4,6 +4,7 @@ Real nsys cannot run here (no NVIDIA GPU, no Nsight Systems install): the export
 fake `nsys` shell script first on PATH (tests named `..._fake_nsys_script_...`); PATH is
 changed for real through the environment.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,8 @@ NSYS_2025_3 = nsys.NsysTool(path="/opt/nsys", version=(2025, 3, 1, 90), version_
 def test_wrap_command_puts_nsys_profile_with_the_repeating_capture_range_before_the_server():
     cmd = nsys.wrap_command(SERVER, Path("/traces/run1.nsys-rep"), tool=NSYS_2025_3)
     assert cmd == [
-        "/opt/nsys", "profile",
+        "/opt/nsys",
+        "profile",
         "--trace-fork-before-exec=true",
         "--cuda-graph-trace=node",
         "--trace=cuda,nvtx,osrt",
@@ -47,14 +49,14 @@ def test_wrap_command_puts_nsys_profile_with_the_repeating_capture_range_before_
 def test_wrap_command_for_nsys_2022_4_has_no_separator():
     cmd = nsys.wrap_command(SERVER, Path("/traces/run1"), tool=NSYS_2022_4)
     assert "--" not in cmd and cmd[0] == "/usr/bin/nsys"
-    assert cmd[-len(SERVER):] == SERVER and cmd[-len(SERVER) - 1] == "--force-overwrite=true"
+    assert cmd[-len(SERVER) :] == SERVER and cmd[-len(SERVER) - 1] == "--force-overwrite=true"
 
 
 def test_launch_command_opens_a_named_session_with_the_trace_flags():
     cmd = nsys.launch_command(SERVER, "vp-1", tool=NSYS_2022_4)
     assert cmd[:3] == ["/usr/bin/nsys", "launch", "--session-new=vp-1"]
     assert "--trace=cuda,nvtx,osrt" in cmd and "--capture-range=cudaProfilerApi" not in cmd
-    assert cmd[-len(SERVER):] == SERVER and "--" not in cmd
+    assert cmd[-len(SERVER) :] == SERVER and "--" not in cmd
     assert nsys.launch_command(SERVER, "vp-1", tool=NSYS_2025_3)[-len(SERVER) - 1] == "--"
 
 
@@ -62,7 +64,7 @@ def test_wrap_command_passes_extra_flags_before_the_separator():
     cmd = nsys.wrap_command(SERVER, Path("/traces/run1"), extra=["--duration=60"], tool=NSYS_2025_3)
     sep = cmd.index("--")
     assert cmd[sep - 1] == "--duration=60"
-    assert cmd[sep + 1:] == SERVER
+    assert cmd[sep + 1 :] == SERVER
     assert "--output=/traces/run1" in cmd
 
 
@@ -145,16 +147,21 @@ def test_export_sqlite_reports_stderr_tail_when_fake_nsys_script_fails(tmp_path:
     assert "--type sqlite" in message
 
 
-def test_export_sqlite_with_fake_nsys_script_that_succeeds_returns_the_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_export_sqlite_with_fake_nsys_script_that_succeeds_returns_the_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     # The fake writes the file named after --output, as nsys does, and logs its arguments.
-    script = fake_nsys(tmp_path / "bin", f"""
+    script = fake_nsys(
+        tmp_path / "bin",
+        f"""
 echo "$@" > {tmp_path}/args.txt
 while [ $# -gt 0 ]; do
   if [ "$1" = "--output" ]; then shift; printf 'x' > "$1"; fi
   shift
 done
 exit 0
-""")
+""",
+    )
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
     report = tmp_path / "run.nsys-rep"
     report.write_bytes(b"report")
@@ -225,8 +232,9 @@ def test_collect_in_an_empty_folder_says_what_it_looked_for(tmp_path: Path):
 def test_wait_for_report_takes_the_only_other_report_when_the_numbered_one_never_comes(tmp_path: Path):
     other = tmp_path / "vllm-nsys-renamed.nsys-rep"
     other.write_bytes(b"x" * 100)
-    found = nsys.wait_for_report(tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=10, poll_s=0.05,
-                                 other_report=lambda: other)
+    found = nsys.wait_for_report(
+        tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=10, poll_s=0.05, other_report=lambda: other
+    )
     assert found == other
     with pytest.raises(nsys.NsysExportError, match=r"vllm-nsys\.1\.nsys-rep: nsys report not complete"):
         nsys.wait_for_report(tmp_path / "vllm-nsys.1.nsys-rep", timeout_s=0.2, poll_s=0.05, other_report=lambda: None)

@@ -8,6 +8,7 @@ real kernel names, times (µs -> ns), streams, correlation ids, CUDA API calls a
 engine's step ranges as NVTX push/pop ranges. The nsys table must then give the same answers
 as the torch table.
 """
+
 from __future__ import annotations
 
 import re
@@ -110,7 +111,8 @@ def build_nsys_sqlite_from_torch(torch_trace_path: Path, out: Path, *, tables: s
     major, minor = (int(x) for x in m.device.compute_capability.split("."))
     con.execute(
         "INSERT INTO TARGET_INFO_GPU (vmId, id, name, totalMemory, smCount, cuDevice, computeMajor, computeMinor) "
-        "VALUES (0, 0, ?, ?, ?, 0, ?, ?)", (m.device.name, m.device.memory_bytes, m.device.sm_count, major, minor),
+        "VALUES (0, 0, ?, ?, ?, 0, ?, ?)",
+        (m.device.name, m.device.memory_bytes, m.device.sm_count, major, minor),
     )
     con.execute("INSERT INTO TARGET_INFO_CUDA_DEVICE VALUES (0, 0, ?, NULL, ?)", (cpu_pid, m.device.sm_count))
 
@@ -119,13 +121,38 @@ def build_nsys_sqlite_from_torch(torch_trace_path: Path, out: Path, *, tables: s
     for i, k in enumerate(kernels.itertuples(index=False)):
         start = _ns(k.start_us)
         short = re.sub(r"^void ", "", k.name).split("<")[0].split("(")[0]
-        rows.append((start, start + _ns(k.dur_us), k.device, 1, k.stream, k.correlation, _global_id(cpu_pid),
-                     strings(k.name), strings(short), 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, i, ""))
+        rows.append(
+            (
+                start,
+                start + _ns(k.dur_us),
+                k.device,
+                1,
+                k.stream,
+                k.correlation,
+                _global_id(cpu_pid),
+                strings(k.name),
+                strings(short),
+                0,
+                1,
+                1,
+                1,
+                1,
+                1,
+                1,
+                0,
+                0,
+                0,
+                0,
+                i,
+                "",
+            )
+        )
     con.executemany(
         "INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL (start, end, deviceId, contextId, streamId, correlationId, globalPid, "
         "demangledName, shortName, registersPerThread, gridX, gridY, gridZ, blockX, blockY, blockZ, staticSharedMemory, "
         "dynamicSharedMemory, localMemoryPerThread, localMemoryTotal, gridId, tensorSizeMinusOneElements) "
-        "VALUES (" + ",".join("?" * 22) + ")", rows,
+        "VALUES (" + ",".join("?" * 22) + ")",
+        rows,
     )
     for r in ev[ev["category"] == "gpu_memcpy"].itertuples(index=False):
         kind, src, dst = re.fullmatch(r"Memcpy (\w+) \((\w+) -> (\w+)\)", r.name).groups()
@@ -133,8 +160,17 @@ def build_nsys_sqlite_from_torch(torch_trace_path: Path, out: Path, *, tables: s
         con.execute(
             "INSERT INTO CUPTI_ACTIVITY_KIND_MEMCPY (start, end, deviceId, contextId, streamId, correlationId, "
             "globalPid, bytes, copyKind, srcKind, dstKind) VALUES (?,?,?,1,?,?,?,0,?,?,?)",
-            (start, start + _ns(r.dur_us), r.device, r.stream, r.correlation, _global_id(cpu_pid),
-             MEMCPY_KIND[kind], MEMORY_KIND[src], MEMORY_KIND[dst]),
+            (
+                start,
+                start + _ns(r.dur_us),
+                r.device,
+                r.stream,
+                r.correlation,
+                _global_id(cpu_pid),
+                MEMCPY_KIND[kind],
+                MEMORY_KIND[src],
+                MEMORY_KIND[dst],
+            ),
         )
     for r in ev[ev["category"] == "gpu_memset"].itertuples(index=False):
         mem = re.fullmatch(r"Memset \((\w+)\)", r.name).group(1)
@@ -156,14 +192,30 @@ def build_nsys_sqlite_from_torch(torch_trace_path: Path, out: Path, *, tables: s
         con.execute(
             "INSERT INTO NVTX_EVENTS (start, end, eventType, text, globalTid, endGlobalTid, eventId) "
             "VALUES (?,?,?,?,?,?,?)",
-            (start, start + _ns(r.dur_us), NVTX_PUSH_POP, r.name, _global_id(r.pid, r.tid),
-             _global_id(r.pid, r.tid), event_id),
+            (
+                start,
+                start + _ns(r.dur_us),
+                NVTX_PUSH_POP,
+                r.name,
+                _global_id(r.pid, r.tid),
+                _global_id(r.pid, r.tid),
+                event_id,
+            ),
         )
     con.executemany("INSERT INTO StringIds VALUES (?, ?)", [(i, v) for v, i in strings.ids.items()])
     if tables is not None:
-        data_tables = {"CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
-                       "CUPTI_ACTIVITY_KIND_RUNTIME", "NVTX_EVENTS", "TARGET_INFO_GPU", "TARGET_INFO_CUDA_DEVICE",
-                       "META_DATA_EXPORT", "TARGET_INFO_SESSION_START_TIME", "StringIds"}
+        data_tables = {
+            "CUPTI_ACTIVITY_KIND_KERNEL",
+            "CUPTI_ACTIVITY_KIND_MEMCPY",
+            "CUPTI_ACTIVITY_KIND_MEMSET",
+            "CUPTI_ACTIVITY_KIND_RUNTIME",
+            "NVTX_EVENTS",
+            "TARGET_INFO_GPU",
+            "TARGET_INFO_CUDA_DEVICE",
+            "META_DATA_EXPORT",
+            "TARGET_INFO_SESSION_START_TIME",
+            "StringIds",
+        }
         for name in data_tables - tables:
             con.execute(f'DROP TABLE "{name}"')
     con.commit()
@@ -209,8 +261,10 @@ def test_reader_on_sqlite_built_to_nvidia_export_schema_gives_the_torch_kernel_t
 
 def test_reader_on_sqlite_built_to_nvidia_export_schema_names_memcpy_memset_like_kineto(torch_trace, nsys_trace):
     for category in ("gpu_memcpy", "gpu_memset"):
-        assert _rows(nsys_trace, category)["name"].value_counts().to_dict() == \
-            _rows(torch_trace, category)["name"].value_counts().to_dict()
+        assert (
+            _rows(nsys_trace, category)["name"].value_counts().to_dict()
+            == _rows(torch_trace, category)["name"].value_counts().to_dict()
+        )
     assert len(_rows(nsys_trace, "gpu_memcpy")) == 54 and len(_rows(nsys_trace, "gpu_memset")) == 10
 
 
@@ -235,8 +289,8 @@ def test_reader_on_sqlite_built_to_nvidia_export_schema_projects_nvtx_steps_onto
     np.testing.assert_allclose(n_gpu["start_us"].to_numpy(), t_gpu["start_us"].to_numpy(), rtol=0, atol=2e-3)
     np.testing.assert_allclose(n_gpu["end_us"].to_numpy(), t_gpu["end_us"].to_numpy(), rtol=0, atol=2e-3)
     # The projection carries the CPU range's id, as Kineto's External id links the two.
-    cpu_ids = dict(zip(n_cpu["external_id"], n_cpu["name"]))
-    assert all(cpu_ids[x] == name for x, name in zip(n_gpu["external_id"], n_gpu["name"]))
+    cpu_ids = dict(zip(n_cpu["external_id"], n_cpu["name"], strict=False))
+    assert all(cpu_ids[x] == name for x, name in zip(n_gpu["external_id"], n_gpu["name"], strict=False))
     assert (n_gpu["device"] == 0).all() and (n_gpu["stream"] == 7).all()
 
 
@@ -267,8 +321,11 @@ def test_trace_set_from_sqlite_built_to_schema_puts_a_second_process_in_api_serv
     copy.write_bytes(nsys_sqlite.read_bytes())
     with sqlite3.connect(copy) as con:
         name_id = con.execute("SELECT id FROM StringIds LIMIT 1").fetchone()[0]
-        con.execute("INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME (start, end, eventClass, globalTid, correlationId, "
-                    "nameId, returnValue) VALUES (1000, 2000, 0, ?, 999999, ?, 0)", (_global_id(4242, 4242), name_id))
+        con.execute(
+            "INSERT INTO CUPTI_ACTIVITY_KIND_RUNTIME (start, end, eventClass, globalTid, correlationId, "
+            "nameId, returnValue) VALUES (1000, 2000, 0, ?, 999999, ?, 0)",
+            (_global_id(4242, 4242), name_id),
+        )
     whole = read_nsys_sqlite(copy)
     ts = read_trace_set(copy)
     assert list(ts.ranks) == [0]
@@ -290,6 +347,7 @@ def test_summary_of_nsys_sqlite_built_to_schema_matches_torch(data_dir: Path, ns
 
 # ---- small files built to the schema: edge cases ---------------------------------------------
 
+
 def _tiny_db(path: Path, extra_sql: str = "") -> Path:
     con = sqlite3.connect(path)
     con.executescript(NSYS_SCHEMA_DDL)
@@ -301,7 +359,8 @@ def _tiny_db(path: Path, extra_sql: str = "") -> Path:
 
 def test_reader_on_sqlite_built_to_schema_survives_missing_optional_tables(data_dir: Path, tmp_path: Path):
     path = build_nsys_sqlite_from_torch(
-        data_dir / "base-rep0.pt.trace.json.gz", tmp_path / "kernels-only.sqlite",
+        data_dir / "base-rep0.pt.trace.json.gz",
+        tmp_path / "kernels-only.sqlite",
         tables={"CUPTI_ACTIVITY_KIND_KERNEL", "StringIds"},
     )
     trace = read_nsys_sqlite(path)
@@ -312,7 +371,9 @@ def test_reader_on_sqlite_built_to_schema_survives_missing_optional_tables(data_
 
 
 def test_reader_on_sqlite_built_to_schema_falls_back_to_short_name_and_strips_api_version(tmp_path: Path):
-    path = _tiny_db(tmp_path / "t.sqlite", """
+    path = _tiny_db(
+        tmp_path / "t.sqlite",
+        """
         INSERT INTO StringIds VALUES (2, 'gemm_kernel'), (3, 'cudaLaunchKernel_v7000'), (4, 'step_1');
         INSERT INTO CUPTI_ACTIVITY_KIND_KERNEL (start, end, deviceId, contextId, streamId, correlationId, globalPid,
             demangledName, shortName, registersPerThread, gridX, gridY, gridZ, blockX, blockY, blockZ,
@@ -324,7 +385,8 @@ def test_reader_on_sqlite_built_to_schema_falls_back_to_short_name_and_strips_ap
             VALUES (3000, 4500, 59, NULL, 4, 4278190335, 0);
         INSERT INTO NVTX_EVENTS (start, end, eventType, text, globalTid, eventId)
             VALUES (3500, NULL, 60, 'never closed', 4278190335, 1);
-    """)
+    """,
+    )
     # globalPid 4278190080 = 255 << 24; globalTid 4278190335 = (255 << 24) | 255
     trace = read_nsys_sqlite(path)
     ev = trace.events.set_index("category")
@@ -353,8 +415,10 @@ def test_reader_rejects_a_file_that_is_not_sqlite(tmp_path: Path, data_dir: Path
 def test_reader_rejects_sqlite_without_kernel_table(tmp_path: Path):
     path = tmp_path / "no-kernels.sqlite"
     con = sqlite3.connect(path)
-    con.executescript("CREATE TABLE StringIds (id INTEGER NOT NULL PRIMARY KEY, value TEXT NOT NULL);"
-                      "CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL);")
+    con.executescript(
+        "CREATE TABLE StringIds (id INTEGER NOT NULL PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE NVTX_EVENTS (start INTEGER NOT NULL, end INTEGER, eventType INTEGER NOT NULL);"
+    )
     con.close()
     with pytest.raises(VllmProfileError) as info:
         read_nsys_sqlite(path)
@@ -377,7 +441,12 @@ def test_step_and_layer_detection_on_sqlite_built_to_schema_match_torch(torch_tr
     for label, trace in (("torch", torch_copy), ("nsys", nsys_trace)):
         steps = StepDetector().detect(trace)
         layers = LayerDetector().detect(trace)
-        results[label] = (steps.method, [s.kind for s in steps.steps], layers.layer_count, layers.marker,
-                          round(float(layers.timings["time_us"].sum()), 3))
+        results[label] = (
+            steps.method,
+            [s.kind for s in steps.steps],
+            layers.layer_count,
+            layers.marker,
+            round(float(layers.timings["time_us"].sum()), 3),
+        )
     assert results["nsys"] == results["torch"]
     assert results["nsys"][0] == "annotation" and len(results["nsys"][1]) == 10 and results["nsys"][2] == 36

@@ -5,6 +5,7 @@ Against `recorded_trace_double` (tests/vllm_double.py) serving two REAL H100 tra
 seed workload (10 token steps) for repeat 0 and the batch-4 workload (11) for repeat 1 -- the
 step-count difference a batched workload shows between repeats on a real server.
 """
+
 from __future__ import annotations
 
 import pytest

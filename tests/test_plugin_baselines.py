@@ -2,6 +2,7 @@
 
 Real-vLLM (CPU) runs of the plugin go through the process launcher elsewhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,14 @@ def test_missing_baseline_is_a_failure_telling_how_to_record_one(
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1, errors=0)
-    result.stdout.fnmatch_lines([
-        f"no baseline for test_workload.py::test_decode on {H100}/vLLM 0.26.0 in "
-        f"{baseline_file(pytester)}; run with --update-baselines to record one",
-        "*= vllm-profile =*",
-        "NO BASELINE test_workload.py::test_decode  [10 steps x 36 layers]",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"no baseline for test_workload.py::test_decode on {H100}/vLLM 0.26.0 in "
+            f"{baseline_file(pytester)}; run with --update-baselines to record one",
+            "*= vllm-profile =*",
+            "NO BASELINE test_workload.py::test_decode  [10 steps x 36 layers]",
+        ]
+    )
     assert not baseline_file(pytester).exists()
     (test,) = load_results(pytester).tests
     assert (test.outcome, test.verdict) == ("failed", "no-baseline")
@@ -38,8 +41,13 @@ def test_update_baselines_writes_the_file_and_a_rerun_passes(
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     result = run(pytester, recorded_trace_double, "--update-baselines", *xdist_args)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["UPDATED     test_workload.py::test_decode*", "baseline files updated (1):",
-                                 f"    {baseline_file(pytester)}  (test_workload.py::test_decode)"])
+    result.stdout.fnmatch_lines(
+        [
+            "UPDATED     test_workload.py::test_decode*",
+            "baseline files updated (1):",
+            f"    {baseline_file(pytester)}  (test_workload.py::test_decode)",
+        ]
+    )
     stored = json.loads(baseline_file(pytester).read_text())
     assert stored["test"] == "test_workload.py::test_decode"
     entry = stored["entries"][H100]["0.26.0"]
@@ -49,14 +57,17 @@ def test_update_baselines_writes_the_file_and_a_rerun_passes(
     recorded_trace_double.serve(REP1)  # a second real profile of the same workload
     result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["PASS        test_workload.py::test_decode*", "    decode step * vs baseline *(+0.*%)"])
+    result.stdout.fnmatch_lines(
+        ["PASS        test_workload.py::test_decode*", "    decode step * vs baseline *(+0.*%)"]
+    )
     (test,) = load_results(pytester).tests
     assert test.verdict == "pass" and test.comparison is not None and test.comparison.verdict == "pass"
 
 
-
 def test_regression_fails_with_the_comparison_explanation(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    slowed_trace: Path,
     xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
@@ -65,20 +76,20 @@ def test_regression_fails_with_the_comparison_explanation(
     result = run(pytester, recorded_trace_double, "--junitxml", "junit.xml", *xdist_args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=1, errors=0)
-    result.stdout.fnmatch_lines([
-        "*profile regressed against the baseline for NVIDIA H100*",
-        "verdict: fail",
-        "  decode step: 6071.6 µs -> 6375.2 µs (+5.00%)",
-        "  REGRESSION *",
-        "(if the change is intended, re-record with --update-baselines)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*profile regressed against the baseline for NVIDIA H100*",
+            "verdict: fail",
+            "  decode step: 6071.6 µs -> 6375.2 µs (+5.00%)",
+            "  REGRESSION *",
+            "(if the change is intended, re-record with --update-baselines)",
+        ]
+    )
     result.stdout.fnmatch_lines(["FAIL        test_workload.py::test_decode*", "    top offenders:", "      1. *"])
     assert "Traceback" not in result.stdout.str()  # the explanation, not plugin internals
     (test,) = load_results(pytester).tests
     assert test.verdict == "fail" and test.comparison is not None and test.comparison.regressions
-    props = dict(
-        (p.get("name"), p.get("value")) for p in ET.parse(pytester.path / "junit.xml").iter("property")
-    )
+    props = dict((p.get("name"), p.get("value")) for p in ET.parse(pytester.path / "junit.xml").iter("property"))
     assert props["vllm_verdict"] == "fail"
     assert props["vllm_token_steps"] == "10" and props["vllm_layer_count"] == "36"
     assert props["vllm_decode_step_us"] == "6375.2"
@@ -86,19 +97,23 @@ def test_regression_fails_with_the_comparison_explanation(
 
 
 def test_assert_matches_baseline_in_the_body_fails_there(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    slowed_trace: Path,
     xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
-    pytester.makepyfile(test_workload=f"""
+    pytester.makepyfile(
+        test_workload=f"""
         import pytest
 
         @pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0)
         def test_decode(vllm_profile):
             vllm_profile.assert_matches_baseline()
             raise RuntimeError("not reached when the baseline does not match")
-    """)
+    """
+    )
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1)
@@ -140,23 +155,38 @@ def test_invalid_baseline_file_is_a_clear_failure(
 
 
 def test_results_file_holds_profile_requests_and_traces(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, xdist_args: tuple[str, ...],
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     out = tmp_path / "out" / "run.json"
     job_summary = tmp_path / "step-summary.md"
     job_summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(job_summary))
-    result = run(pytester, recorded_trace_double, "--update-baselines", f"--vllm-results={out}",
-                 "--vllm-repeats=2", f"--vllm-report={tmp_path / 'html'}", *xdist_args)
+    result = run(
+        pytester,
+        recorded_trace_double,
+        "--update-baselines",
+        f"--vllm-results={out}",
+        "--vllm-repeats=2",
+        f"--vllm-report={tmp_path / 'html'}",
+        *xdist_args,
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"results: {out}", f"HTML report: {tmp_path / 'html'}*"])
     assert (tmp_path / "html" / "index.html").is_file()
     text = job_summary.read_text()
     assert text.startswith("earlier step\n") and "test_workload.py::test_decode" in text
     results = RunResults.load(out)
-    assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (H100, RECORDED_VLLM_VERSION, "url", "torch")  # the server says its version
+    assert (results.gpu, results.vllm_version, results.launcher, results.profiler) == (
+        H100,
+        RECORDED_VLLM_VERSION,
+        "url",
+        "torch",
+    )  # the server says its version
     (test,) = results.tests
     assert test.nodeid == "test_workload.py::test_decode" and test.outcome == "passed"
     assert test.summary is not None and test.summary.token_steps == 10 and test.summary.layer_count == 36
@@ -171,14 +201,22 @@ def test_results_file_holds_profile_requests_and_traces(
 def test_server_that_cannot_be_reached_fails_fast_for_later_tests(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST + WORKLOAD_TEST.replace("test_decode", "test_again"))
     result = pytester.runpytest(
-        "--vllm-profile", "--vllm-launcher", "url", "--vllm-url", "http://127.0.0.1:9",
-        f"--vllm-trace-dir={tmp_path}", "--vllm-health-timeout", "1",
+        "--vllm-profile",
+        "--vllm-launcher",
+        "url",
+        "--vllm-url",
+        "http://127.0.0.1:9",
+        f"--vllm-trace-dir={tmp_path}",
+        "--vllm-health-timeout",
+        "1",
     )
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines([
-        "*LauncherError: vLLM server at http://127.0.0.1:9 is not reachable/healthy*",
-        "*LauncherError: server for model 'qwen3-8b-shape' failed to start earlier in this session*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*LauncherError: vLLM server at http://127.0.0.1:9 is not reachable/healthy*",
+            "*LauncherError: server for model 'qwen3-8b-shape' failed to start earlier in this session*",
+        ]
+    )
 
 
 def test_xdist_workers_profile_and_write_baselines_safely(
@@ -200,15 +238,18 @@ def test_xdist_workers_profile_and_write_baselines_safely(
 def test_expected_layers_of_the_marker_is_checked_before_the_baseline(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
-    pytester.makepyfile(test_workload=f"""
+    pytester.makepyfile(
+        test_workload=f"""
         import pytest
 
         @pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0, expected_layers=32)
         def test_decode():
             pass
-    """)
+    """
+    )
     result = run(pytester, recorded_trace_double, "--update-baselines")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*found 36 decoder layers per step, the vllm_workload marker "
-                                 "expects expected_layers=32"])
+    result.stdout.fnmatch_lines(
+        ["*found 36 decoder layers per step, the vllm_workload marker expects expected_layers=32"]
+    )
     assert not baseline_file(pytester).exists()

@@ -3,6 +3,7 @@
 Sessions run against the recorded-trace HTTP double (tests/double_sessions.py), without
 xdist and with `-n 2` (the hooks then run in the worker processes).
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,8 @@ def test_the_built_in_launchers_are_the_default_make_launcher_implementations(py
     settings = config.stash[SESSION_KEY].settings
     made = {
         name: config.hook.pytest_vllm_profile_make_launcher(
-            config=config, spec=ServerSpec(model="m"), settings=replace(settings, launcher=name, url="http://h:1"))
+            config=config, spec=ServerSpec(model="m"), settings=replace(settings, launcher=name, url="http://h:1")
+        )
         for name in ("process", "docker", "url")
     }
     assert [type(made[n]) for n in ("process", "docker", "url")] == [ProcessLauncher, DockerLauncher, UrlLauncher]
@@ -40,7 +42,10 @@ def test_the_built_in_launchers_are_the_default_make_launcher_implementations(py
 
 
 def test_make_launcher_from_a_conftest_serves_the_session(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path, xdist_args: tuple[str, ...],
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    tmp_path: Path,
+    xdist_args: tuple[str, ...],
 ) -> None:
     # The session asks for the process launcher (no vLLM here: it would fail to boot); the
     # conftest's implementation attaches to the double instead.
@@ -57,8 +62,17 @@ def test_make_launcher_from_a_conftest_serves_the_session(
                                url={recorded_trace_double.url!r})
     """)
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    result = pytester.runpytest("--vllm-profile", "--vllm-launcher=process", "--vllm-repeats=1", "--update-baselines",
-                                "-o", "vllm_capture_poll_s=0.05", "-p", "no:cacheprovider", *xdist_args)
+    result = pytester.runpytest(
+        "--vllm-profile",
+        "--vllm-launcher=process",
+        "--vllm-repeats=1",
+        "--update-baselines",
+        "-o",
+        "vllm_capture_poll_s=0.05",
+        "-p",
+        "no:cacheprovider",
+        *xdist_args,
+    )
     result.assert_outcomes(passed=1)
     assert hook_log(log) == [{"asked": "process", "model": DOUBLE_MODEL}]  # one server booted, by the conftest
     assert "POST /start_profile" in recorded_trace_double.state.calls
@@ -66,7 +80,9 @@ def test_make_launcher_from_a_conftest_serves_the_session(
 
 
 def test_baseline_key_from_a_conftest_names_the_stored_entry_and_the_lookup(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, xdist_args: tuple[str, ...],
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    xdist_args: tuple[str, ...],
 ) -> None:
     conftest = pytester.makeconftest("""
         def pytest_vllm_profile_baseline_key(item, profile):
@@ -81,12 +97,18 @@ def test_baseline_key_from_a_conftest_names_the_stored_entry_and_the_lookup(
     conftest.unlink()  # the default key: the GPU model and version the profile names
     result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*no baseline for test_workload.py::test_decode on {H100}/vLLM "
-                                 f"{RECORDED_VLLM_VERSION} in *; the file has entries for GPU(s) gpu-class-H100*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*no baseline for test_workload.py::test_decode on {H100}/vLLM "
+            f"{RECORDED_VLLM_VERSION} in *; the file has entries for GPU(s) gpu-class-H100*"
+        ]
+    )
 
 
 def test_commit_from_a_conftest_is_recorded_in_baselines_and_results(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    monkeypatch: pytest.MonkeyPatch,
     xdist_args: tuple[str, ...],
 ) -> None:
     monkeypatch.setenv("GITHUB_SHA", "sha-from-the-environment")  # the default's first choice
@@ -120,7 +142,10 @@ VERDICT_CONFTEST = """
 
 
 def test_verdict_hook_gets_each_tests_outcome_and_comparison(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path, tmp_path: Path,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    slowed_trace: Path,
+    tmp_path: Path,
     xdist_args: tuple[str, ...],
 ) -> None:
     log = tmp_path / "verdicts.jsonl"
@@ -137,26 +162,32 @@ def test_verdict_hook_gets_each_tests_outcome_and_comparison(
     ]
     # A body that compares itself (and fails there) reports its verdict too.
     log.unlink()
-    pytester.makepyfile(test_workload=f"""
+    pytester.makepyfile(
+        test_workload=f"""
         import pytest
 
         @pytest.mark.vllm_workload(model="{DOUBLE_MODEL}", max_tokens=10, warmup_requests=0)
         def test_decode(vllm_profile):
             vllm_profile.assert_matches_baseline()
-    """)
+    """
+    )
     run(pytester, recorded_trace_double, *xdist_args).assert_outcomes(failed=1)
     assert hook_log(log) == [{"test": node, "verdict": "fail", "decode_delta_pct": 5.0, "layers": 36}]
 
 
 def test_the_worked_example_of_docs_hooks_md_does_what_it_says(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path, tmp_path: Path,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    slowed_trace: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     text = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
     example = text.split("```python\n# conftest.py\n")[1].split("```")[0]
     posted = tmp_path / "posted.jsonl"
     # The dashboard is not there: its POSTs go to a file (the example calls urllib.request.urlopen at call time).
-    pytester.makeconftest(textwrap.dedent(f"""
+    pytester.makeconftest(
+        textwrap.dedent(f"""
         import urllib.request
 
         def _post_to_file(request, timeout):
@@ -164,7 +195,10 @@ def test_the_worked_example_of_docs_hooks_md_does_what_it_says(
                 handle.write(request.data.decode() + "\\n")
 
         urllib.request.urlopen = _post_to_file
-    """) + "\n" + example)
+    """)
+        + "\n"
+        + example
+    )
     monkeypatch.setenv("BUILD_ID", "build-42")
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
@@ -174,4 +208,6 @@ def test_the_worked_example_of_docs_hooks_md_does_what_it_says(
     recorded_trace_double.serve(slowed_trace)
     run(pytester, recorded_trace_double).assert_outcomes(failed=1)
     assert [(p["verdict"], p["gpu"], p["decode_delta_pct"] is not None) for p in hook_log(posted)] == [
-        ("updated", H100, False), ("fail", H100, True)]
+        ("updated", H100, False),
+        ("fail", H100, True),
+    ]

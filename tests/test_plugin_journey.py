@@ -3,6 +3,7 @@
 configuration on record and a baseline made differently (item 2), checks before any server
 is asked for (item 4), tidy folders (item 6).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,16 +24,26 @@ def test_progress_lines_show_the_wait_capture_and_analysis(
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     # In a subprocess: pytest's output capture during the test's setup is real there (fd 1).
     result = pytester.runpytest_subprocess(
-        "--vllm-profile", "--vllm-launcher=url", f"--vllm-url={recorded_trace_double.url}",
-        f"--vllm-trace-dir={recorded_trace_double.trace_dir}", "--vllm-repeats=1", "-o", "vllm_capture_poll_s=0.05",
-        "-p", "no:cacheprovider", "--update-baselines")
+        "--vllm-profile",
+        "--vllm-launcher=url",
+        f"--vllm-url={recorded_trace_double.url}",
+        f"--vllm-trace-dir={recorded_trace_double.trace_dir}",
+        "--vllm-repeats=1",
+        "-o",
+        "vllm_capture_poll_s=0.05",
+        "-p",
+        "no:cacheprovider",
+        "--update-baselines",
+    )
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        f"vllm-profile: waiting for the vLLM server at {recorded_trace_double.url} (model *) to be healthy",
-        "vllm-profile: vLLM server for * healthy after * s (http://127.0.0.1:*)",
-        "vllm-profile: capture 1/1 of test_workload.py::test_decode: 1 prompt(s), max_tokens=10",
-        "vllm-profile: analysing *capture-0-test_workload.test_decode*rank0.*.pt.trace.json.gz",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"vllm-profile: waiting for the vLLM server at {recorded_trace_double.url} (model *) to be healthy",
+            "vllm-profile: vLLM server for * healthy after * s (http://127.0.0.1:*)",
+            "vllm-profile: capture 1/1 of test_workload.py::test_decode: 1 prompt(s), max_tokens=10",
+            "vllm-profile: analysing *capture-0-test_workload.test_decode*rank0.*.pt.trace.json.gz",
+        ]
+    )
 
 
 def test_progress_is_quiet_under_q_and_goes_to_logging(
@@ -53,8 +64,13 @@ def test_configuration_is_recorded_in_baseline_and_results_and_a_changed_server_
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines", "--vllm-server-arg=--dtype=float32",
-        "--vllm-server-arg=--hf-token=hf_secret123").assert_outcomes(passed=1)
+    run(
+        pytester,
+        recorded_trace_double,
+        "--update-baselines",
+        "--vllm-server-arg=--dtype=float32",
+        "--vllm-server-arg=--hf-token=hf_secret123",
+    ).assert_outcomes(passed=1)
     entry = json.loads(baseline_file(pytester).read_text())["entries"][H100]["0.26.0"]
     config = entry["configuration"]
     assert config["server_args"] == {"option": ["--dtype=float32", "--hf-token=<redacted>"]}
@@ -66,9 +82,11 @@ def test_configuration_is_recorded_in_baseline_and_results_and_a_changed_server_
 
     result = run(pytester, recorded_trace_double)  # same profile, without the server args
     result.assert_outcomes(failed=1)
-    assert ("\nthe baseline was recorded with a different workload or configuration, so the profiles are not "
-            "comparable: server arguments from --vllm-server-arg / vllm_server_args: ['--dtype=float32', "
-            "'--hf-token=<redacted>'] -> []\n") in result.stdout.str()
+    assert (
+        "\nthe baseline was recorded with a different workload or configuration, so the profiles are not "
+        "comparable: server arguments from --vllm-server-arg / vllm_server_args: ['--dtype=float32', "
+        "'--hf-token=<redacted>'] -> []\n"
+    ) in result.stdout.str()
 
 
 def test_a_marker_changed_since_the_baseline_fails_naming_the_argument(
@@ -76,8 +94,9 @@ def test_a_marker_changed_since_the_baseline_fails_naming_the_argument(
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
-    pytester.makepyfile(test_workload=WORKLOAD_TEST.replace("warmup_requests=0", "warmup_requests=0, "
-                                                           "prompts=['Why is the sky blue?']"))
+    pytester.makepyfile(
+        test_workload=WORKLOAD_TEST.replace("warmup_requests=0", "warmup_requests=0, prompts=['Why is the sky blue?']")
+    )
     result = run(pytester, recorded_trace_double)
     result.assert_outcomes(failed=1)
     (test,) = load_results(pytester).tests
@@ -94,8 +113,17 @@ def test_a_0_1_0_baseline_without_new_fields_is_not_different(
     document = json.loads(path.read_text())
     entry = document["entries"][H100]["0.26.0"]
     del entry["configuration"]  # as 0.1.0 wrote it: no configuration, no issue-12 workload keys
-    for key in ("timed_repeats", "concurrency", "num_requests", "input_len", "api", "request_rate", "arrival",
-                "seed", "with_stack"):
+    for key in (
+        "timed_repeats",
+        "concurrency",
+        "num_requests",
+        "input_len",
+        "api",
+        "request_rate",
+        "arrival",
+        "seed",
+        "with_stack",
+    ):
         entry["workload"].pop(key, None)
     path.write_text(json.dumps(document))
     run(pytester, recorded_trace_double).assert_outcomes(passed=1)
@@ -116,13 +144,15 @@ def test_corrupt_baseline_fails_at_setup_before_the_server_is_asked(
 
 
 def test_missing_model_folder_fails_at_setup_without_a_boot(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_workload="""
+    pytester.makepyfile(
+        test_workload="""
 import pytest
 
 @pytest.mark.vllm_workload(model="./models/not-there", max_tokens=4)
 def test_decode(vllm_profile):
     pass
-""")
+"""
+    )
     # --vllm-python=/bin/false: a server boot would fail at once with another message.
     result = pytester.runpytest("--vllm-profile", "--vllm-python=/bin/false", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
@@ -146,10 +176,15 @@ def test_rootdir_without_ini_elsewhere_than_the_working_folder_warns(pytester: p
     sub.mkdir()
     pytester.chdir()
     import os
+
     os.chdir(sub)
     result = pytester.runpytest("--vllm-profile", "--co", "-p", "no:cacheprovider", str(project))
-    result.stdout.fnmatch_lines(["*PytestConfigWarning: pytest-vllm-profile: no pytest ini file*pytest chose "
-                                 f"{project} as rootdir, not the working folder {sub}*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: pytest-vllm-profile: no pytest ini file*pytest chose "
+            f"{project} as rootdir, not the working folder {sub}*"
+        ]
+    )
 
 
 # ---- item 6: folders ------------------------------------------------------------------------

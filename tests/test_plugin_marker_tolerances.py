@@ -1,4 +1,5 @@
 """Per-test tolerances on the marker (rel_tol=, abs_floor_us=, fail_on_drift=) override the session's."""
+
 from __future__ import annotations
 
 import json
@@ -29,12 +30,15 @@ def test_strict(vllm_profile):
 
 
 def test_marker_tolerances_win_over_the_sessions(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, slowed_trace: Path,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    slowed_trace: Path,
     xdist_args: tuple[str, ...],
 ) -> None:
     pytester.makepyfile(test_workload=TOLERANCE_TESTS)
     run(pytester, recorded_trace_double, "--update-baselines", "--vllm-rel-tol=0.03", *xdist_args).assert_outcomes(
-        passed=2)
+        passed=2
+    )
     stored = json.loads(baseline_file(pytester, "test_loose").read_text())["entries"][H100][RECORDED_VLLM_VERSION]
     assert (stored["workload"]["rel_tol"], stored["workload"]["fail_on_drift"]) == (0.10, False)
     # Unset tolerances are not stored, so a 0.1.0 baseline re-records unchanged.
@@ -43,8 +47,9 @@ def test_marker_tolerances_win_over_the_sessions(
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double, "--vllm-rel-tol=0.03", *xdist_args)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*profile regressed against the baseline*",
-                                 "  decode step: 6071.6 µs -> 6375.2 µs (+5.00%)"])
+    result.stdout.fnmatch_lines(
+        ["*profile regressed against the baseline*", "  decode step: 6071.6 µs -> 6375.2 µs (+5.00%)"]
+    )
     verdicts = {t.nodeid.split("::")[1]: (t.outcome, t.verdict) for t in load_results(pytester).tests}
     assert verdicts == {"test_loose": ("passed", "pass"), "test_strict": ("failed", "fail")}
 
@@ -60,15 +65,18 @@ def test_marker_tolerances_win_over_the_sessions(
         ("fail_on_drift='no'", "vllm_workload fail_on_drift='no': must be True or False"),
     ],
 )
-def test_bad_tolerance_on_the_marker_is_a_collection_error(pytester: pytest.Pytester, arguments: str,
-                                                           message: str) -> None:
-    pytester.makepyfile(test_tol=f"""
+def test_bad_tolerance_on_the_marker_is_a_collection_error(
+    pytester: pytest.Pytester, arguments: str, message: str
+) -> None:
+    pytester.makepyfile(
+        test_tol=f"""
         import pytest
 
         @pytest.mark.vllm_workload(model="m", {arguments})
         def test_it():
             pass
-    """)
+    """
+    )
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.INTERRUPTED  # 2: errors during collection
     result.stdout.fnmatch_lines([f"*invalid @pytest.mark.vllm_workload: test_tol.py::test_it: {message}"])

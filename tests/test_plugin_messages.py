@@ -4,6 +4,7 @@ test-id prefix), and results.json keeps the head of a long message, not its tail
 Against `recorded_trace_double` (tests/vllm_double.py) and an unreachable URL (nothing listens
 on port 9).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -34,12 +35,19 @@ def test_long_failure_keeps_its_head_in_results(
 def test_server_error_summary_line_names_the_cause_not_the_test_id(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     trace_dir = pytester.mkdir("traces")
-    result = pytester.runpytest("--vllm-profile", "--vllm-launcher=url", "--vllm-url=http://127.0.0.1:9",
-                                f"--vllm-trace-dir={trace_dir}", "--vllm-repeats=1", "--vllm-health-timeout=1",
-                                "-p", "no:cacheprovider", "-rE")
+    result = pytester.runpytest(
+        "--vllm-profile",
+        "--vllm-launcher=url",
+        "--vllm-url=http://127.0.0.1:9",
+        f"--vllm-trace-dir={trace_dir}",
+        "--vllm-repeats=1",
+        "--vllm-health-timeout=1",
+        "-p",
+        "no:cacheprovider",
+        "-rE",
+    )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["ERROR test_workload.py::test_decode - Failed: LauncherError: vLLM server at "
-                                 "h*"])
+    result.stdout.fnmatch_lines(["ERROR test_workload.py::test_decode - Failed: LauncherError: vLLM server at h*"])
     (test,) = load_results(pytester).tests
     assert test.message.startswith("LauncherError: vLLM server at http://127.0.0.1:9")
 

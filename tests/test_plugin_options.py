@@ -1,4 +1,5 @@
 """The plugin's command line, marker and collection behaviour (pytester; no server needed)."""
+
 from __future__ import annotations
 
 import re
@@ -22,10 +23,28 @@ def help_form(option: Option) -> str:
 OPTIONS = [help_form(o) for o in OPTION_TABLE if o.flag is not None]
 INI_KEYS = [(o.ini, {"bool": "bool", "args": "args"}.get(o.type, "string")) for o in OPTION_TABLE if o.ini]
 RELEASED_FLAGS = {
-    "--vllm-profile", "--update-baselines", "--baseline-dir", "--vllm-launcher", "--vllm-url", "--vllm-trace-dir",
-    "--vllm-python", "--vllm-image", "--vllm-allow-pull", "--vllm-docker-host", "--vllm-profiler", "--vllm-repeats",
-    "--vllm-rel-tol", "--vllm-abs-floor-us", "--vllm-no-fail-on-drift", "--vllm-server-arg", "--vllm-health-timeout",
-    "--vllm-capture-timeout", "--vllm-max-servers", "--vllm-workers-per-gpu", "--vllm-results", "--vllm-report",
+    "--vllm-profile",
+    "--update-baselines",
+    "--baseline-dir",
+    "--vllm-launcher",
+    "--vllm-url",
+    "--vllm-trace-dir",
+    "--vllm-python",
+    "--vllm-image",
+    "--vllm-allow-pull",
+    "--vllm-docker-host",
+    "--vllm-profiler",
+    "--vllm-repeats",
+    "--vllm-rel-tol",
+    "--vllm-abs-floor-us",
+    "--vllm-no-fail-on-drift",
+    "--vllm-server-arg",
+    "--vllm-health-timeout",
+    "--vllm-capture-timeout",
+    "--vllm-max-servers",
+    "--vllm-workers-per-gpu",
+    "--vllm-results",
+    "--vllm-report",
     "--vllm-trace-root",
 }
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -60,11 +79,14 @@ def test_every_option_is_in_help_under_the_group(pytester: pytest.Pytester) -> N
 
 def test_marker_is_documented(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.vllm_workload(model=..., max_tokens=, prompts=, repeats=*--vllm-profile*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.vllm_workload(model=..., max_tokens=, prompts=, repeats=*--vllm-profile*"]
+    )
 
 
-def test_workload_tests_are_skipped_with_the_reason_without_vllm_profile(pytester: pytest.Pytester,
-                                                                        xdist_args: tuple[str, ...]) -> None:
+def test_workload_tests_are_skipped_with_the_reason_without_vllm_profile(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
     pytester.makepyfile(test_marked=MARKED)
     result = pytester.runpytest("-rs", *xdist_args)
     result.assert_outcomes(passed=1, skipped=1)
@@ -82,11 +104,14 @@ def test_marker_only_test_is_skipped_too(pytester: pytest.Pytester) -> None:
     pytester.runpytest().assert_outcomes(skipped=1)
 
 
-@pytest.mark.parametrize("flag", [(), ("--vllm-profile", "--vllm-launcher", "url", "--vllm-url", "http://x:1",
-                                       "--vllm-trace-dir", ".")])
-def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytester, flag: tuple[str, ...],
-                                                          xdist_args: tuple[str, ...]) -> None:
-    pytester.makepyfile(test_typo="""
+@pytest.mark.parametrize(
+    "flag", [(), ("--vllm-profile", "--vllm-launcher", "url", "--vllm-url", "http://x:1", "--vllm-trace-dir", ".")]
+)
+def test_misspelled_marker_argument_is_a_collection_error(
+    pytester: pytest.Pytester, flag: tuple[str, ...], xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(
+        test_typo="""
         import pytest
 
         @pytest.mark.vllm_workload(model="m", max_token=10)
@@ -95,14 +120,17 @@ def test_misspelled_marker_argument_is_a_collection_error(pytester: pytest.Pytes
 
         def test_fine():
             pass
-    """)
+    """
+    )
     result = pytester.runpytest(*flag, *xdist_args)
     # 2: errors during collection; pytest-xdist reports a worker's collection error as exit code 1
     assert result.ret == (pytest.ExitCode.TESTS_FAILED if xdist_args else pytest.ExitCode.INTERRUPTED)
-    result.stdout.fnmatch_lines([
-        "*ERROR collecting test_typo.py*",
-        "*invalid @pytest.mark.vllm_workload: test_typo.py::test_typo: unknown vllm_workload argument(s) max_token;*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting test_typo.py*",
+            "*invalid @pytest.mark.vllm_workload: test_typo.py::test_typo: unknown vllm_workload argument(s) max_token;*",
+        ]
+    )
     result.assert_outcomes(errors=1)
 
 
@@ -115,35 +143,51 @@ def _assert_collection_error(pytester: pytest.Pytester, module: str, source: str
 
 
 def test_marker_without_model_is_a_collection_error(pytester: pytest.Pytester) -> None:
-    _assert_collection_error(pytester, "test_nomodel", """
+    _assert_collection_error(
+        pytester,
+        "test_nomodel",
+        """
         import pytest
 
         class TestGroup:
             @pytest.mark.vllm_workload(max_tokens=10)
             def test_it(self):
                 pass
-    """, "*test_nomodel.py::TestGroup::test_it: vllm_workload needs model=*")
+    """,
+        "*test_nomodel.py::TestGroup::test_it: vllm_workload needs model=*",
+    )
 
 
 def test_bad_marker_value_names_the_argument(pytester: pytest.Pytester) -> None:
-    _assert_collection_error(pytester, "test_bad", """
+    _assert_collection_error(
+        pytester,
+        "test_bad",
+        """
         import pytest
 
         @pytest.mark.vllm_workload(model="m", max_tokens=0)
         def test_zero():
             pass
-    """, "*test_bad.py::test_zero: vllm_workload max_tokens=0: must be a positive integer*")
+    """,
+        "*test_bad.py::test_zero: vllm_workload max_tokens=0: must be a positive integer*",
+    )
 
 
 def test_fixture_without_marker_is_a_collection_error(pytester: pytest.Pytester) -> None:
-    _assert_collection_error(pytester, "test_nomarker", """
+    _assert_collection_error(
+        pytester,
+        "test_nomarker",
+        """
         def test_forgot(vllm_profile):
             pass
-    """, "*test_nomarker.py::test_forgot: uses the vllm_profile fixture but has no*")
+    """,
+        "*test_nomarker.py::test_forgot: uses the vllm_profile fixture but has no*",
+    )
 
 
 def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> None:
-    item = pytester.getitem("""
+    item = pytester.getitem(
+        """
         import pytest
 
         pytestmark = pytest.mark.vllm_workload(model="m", max_tokens=10, server_args=["--enforce-eager"])
@@ -151,7 +195,9 @@ def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> N
         @pytest.mark.vllm_workload(max_tokens=4)
         def test_func():
             pass
-    """, funcname="test_func")
+    """,
+        funcname="test_func",
+    )
     wl = workload_of(item)
     assert (wl.model, wl.max_tokens, wl.server_args) == ("m", 4, ("--enforce-eager",))
     assert item.stash[ITEM_KEY].workload == wl  # attached while collecting
@@ -163,10 +209,14 @@ def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> N
     [
         (("--vllm-launcher", "url"), "*--vllm-launcher url needs --vllm-url URL*"),
         (("--vllm-launcher", "url", "--vllm-url", "http://127.0.0.1:1"), "*needs --vllm-trace-dir DIR*"),
-        (("--vllm-launcher", "url", "--vllm-url", "127.0.0.1:1", "--vllm-trace-dir", "."),
-         "*must start with http:// or https://*"),
-        (("--vllm-launcher", "url", "--vllm-url", "http://h:1", "--vllm-trace-dir", "nowhere"),
-         "*--vllm-trace-dir */nowhere: no such folder*"),
+        (
+            ("--vllm-launcher", "url", "--vllm-url", "127.0.0.1:1", "--vllm-trace-dir", "."),
+            "*must start with http:// or https://*",
+        ),
+        (
+            ("--vllm-launcher", "url", "--vllm-url", "http://h:1", "--vllm-trace-dir", "nowhere"),
+            "*--vllm-trace-dir */nowhere: no such folder*",
+        ),
         (("--vllm-url", "http://h:1"), "*--vllm-url is only used with --vllm-launcher url*"),
         (("--vllm-repeats", "0"), "*--vllm-repeats='0': must be >= 1*"),
         (("--vllm-rel-tol", "two"), "*--vllm-rel-tol='two': expected a number*"),
@@ -174,8 +224,7 @@ def test_module_marker_and_function_marker_merge(pytester: pytest.Pytester) -> N
         (("--vllm-image", "vllm/vllm-openai:v0.26.0"), "*need --vllm-launcher docker*"),
     ],
 )
-def test_invalid_option_values_are_usage_errors(pytester: pytest.Pytester, args: tuple[str, ...],
-                                                message: str) -> None:
+def test_invalid_option_values_are_usage_errors(pytester: pytest.Pytester, args: tuple[str, ...], message: str) -> None:
     result = pytester.runpytest("--vllm-profile", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {message}"])

@@ -1,4 +1,5 @@
 """ServerPool and its pure helpers (GPU sets and ports per xdist worker, capture lock)."""
+
 from __future__ import annotations
 
 import multiprocessing
@@ -76,8 +77,13 @@ class RecordingLauncherDouble(Launcher):
         self.log.append(f"start {self.spec.model} port={self.spec.port}")
         if self.spec.model == "broken":
             raise LauncherError("server exited with code 1 (log tail: CUDA out of memory)")
-        self.server = RunningServer(base_url=f"http://127.0.0.1:{self.spec.port}", trace_dir=self.spec.trace_dir,
-                                    log_path=None, profiler=self.spec.profiler, model_name=self.spec.model)
+        self.server = RunningServer(
+            base_url=f"http://127.0.0.1:{self.spec.port}",
+            trace_dir=self.spec.trace_dir,
+            log_path=None,
+            profiler=self.spec.profiler,
+            model_name=self.spec.model,
+        )
         return self.server
 
     def stop(self) -> None:
@@ -122,8 +128,12 @@ def test_pool_remembers_a_failed_boot_and_fails_fast_launcher_double(recording_p
 
 
 def test_pool_spec_carries_extra_args_and_worker_gpus_launcher_double(tmp_path: Path) -> None:
-    pool = ServerPool(PoolSettings(trace_root=tmp_path, extra_server_args=("--attention-backend=TRITON_ATTN",),
-                                   worker=1, gpu_count=4), RecordingLauncherDouble)
+    pool = ServerPool(
+        PoolSettings(
+            trace_root=tmp_path, extra_server_args=("--attention-backend=TRITON_ATTN",), worker=1, gpu_count=4
+        ),
+        RecordingLauncherDouble,
+    )
     workload = Workload(model="m", server_args=("--enforce-eager",), tensor_parallel_size=2)
     spec = pool.spec_for(workload, pool.key_for(workload))
     assert spec.server_args == ("--enforce-eager", "--attention-backend=TRITON_ATTN")
@@ -222,19 +232,30 @@ class BootTimingLauncherDouble(Launcher):
         marker.unlink()
         ended = time.monotonic()
         (self.folder / f"record-{self.name}").write_text(f"{began} {ended} {saw_peer}")
-        self.server = RunningServer(base_url=f"http://127.0.0.1:{self.spec.port}", trace_dir=self.spec.trace_dir,
-                                    log_path=None, profiler=self.spec.profiler, model_name=self.spec.model)
+        self.server = RunningServer(
+            base_url=f"http://127.0.0.1:{self.spec.port}",
+            trace_dir=self.spec.trace_dir,
+            log_path=None,
+            profiler=self.spec.profiler,
+            model_name=self.spec.model,
+        )
         return self.server
 
     def stop(self) -> None:
         pass
 
 
-def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int,
-                  go: multiprocessing.synchronize.Event) -> None:
+def _boot_in_pool(
+    folder: str, worker: int, gpu_count: int, workers_per_gpu: int, go: multiprocessing.synchronize.Event
+) -> None:
     root = Path(folder)
-    settings = PoolSettings(trace_root=root / f"traces-{worker}", worker=worker, gpu_count=gpu_count,
-                            workers_per_gpu=workers_per_gpu, lock_dir=root)
+    settings = PoolSettings(
+        trace_root=root / f"traces-{worker}",
+        worker=worker,
+        gpu_count=gpu_count,
+        workers_per_gpu=workers_per_gpu,
+        lock_dir=root,
+    )
     pool = ServerPool(settings, lambda spec: BootTimingLauncherDouble(spec, root, f"gw{worker}"))
     go.wait(10)
     pooled = pool.get(Workload(model="m"))
@@ -242,12 +263,14 @@ def _boot_in_pool(folder: str, worker: int, gpu_count: int, workers_per_gpu: int
     pool.stop_all()
 
 
-def _boot_two_workers(tmp_path: Path, workers: tuple[int, int], gpu_count: int,
-                      workers_per_gpu: int) -> list[tuple[float, float, bool]]:
+def _boot_two_workers(
+    tmp_path: Path, workers: tuple[int, int], gpu_count: int, workers_per_gpu: int
+) -> list[tuple[float, float, bool]]:
     ctx = multiprocessing.get_context("fork")
     go = ctx.Event()
-    procs = [ctx.Process(target=_boot_in_pool, args=(str(tmp_path), w, gpu_count, workers_per_gpu, go))
-             for w in workers]
+    procs = [
+        ctx.Process(target=_boot_in_pool, args=(str(tmp_path), w, gpu_count, workers_per_gpu, go)) for w in workers
+    ]
     for proc in procs:
         proc.start()
     go.set()  # both processes call get() together, as two xdist workers at session start do
@@ -276,21 +299,28 @@ def test_servers_sharing_a_gpu_boot_one_at_a_time_launcher_double(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("workers", "gpu_count", "workers_per_gpu"),
-    [((0, 2), 2, 2),  # 2 workers per GPU but gw0 is on GPU 0, gw2 on GPU 1
-     ((0, 1), 2, 1)],  # one worker per GPU: nothing shared
+    [
+        ((0, 2), 2, 2),  # 2 workers per GPU but gw0 is on GPU 0, gw2 on GPU 1
+        ((0, 1), 2, 1),
+    ],  # one worker per GPU: nothing shared
 )
 def test_servers_on_different_gpus_boot_together_launcher_double(
-        tmp_path: Path, workers, gpu_count, workers_per_gpu) -> None:
+    tmp_path: Path, workers, gpu_count, workers_per_gpu
+) -> None:
     (a_start, a_end, a_saw), (b_start, b_end, b_saw) = _boot_two_workers(tmp_path, workers, gpu_count, workers_per_gpu)
     assert a_saw and b_saw  # each boot saw the other under way
     assert a_start < b_end and b_start < a_end
 
 
 def test_boot_locks_cover_every_shared_gpu_sorted(tmp_path: Path) -> None:
-    pool = ServerPool(PoolSettings(worker=3, cuda_visible_devices="4,5,6,7", workers_per_gpu=2, lock_dir=tmp_path),
-                      RecordingLauncherDouble)
+    pool = ServerPool(
+        PoolSettings(worker=3, cuda_visible_devices="4,5,6,7", workers_per_gpu=2, lock_dir=tmp_path),
+        RecordingLauncherDouble,
+    )
     assert [p.name for p in pool.boot_lock_paths(Workload(model="m", tensor_parallel_size=2))] == [
-        "pytest-vllm-profile-gpu-6.boot.lock", "pytest-vllm-profile-gpu-7.boot.lock"]
+        "pytest-vllm-profile-gpu-6.boot.lock",
+        "pytest-vllm-profile-gpu-7.boot.lock",
+    ]
     alone = ServerPool(PoolSettings(worker=1, gpu_count=2, lock_dir=tmp_path), RecordingLauncherDouble)
     assert alone.boot_lock_paths(Workload(model="m")) == []
     cpu = ServerPool(PoolSettings(worker=1, workers_per_gpu=2, lock_dir=tmp_path), RecordingLauncherDouble)

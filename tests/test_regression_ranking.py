@@ -4,6 +4,7 @@ and the terminal lists every one of them (issue 15 item 8).
 Real summaries: the H100 seed workload (10 steps) against the batch-4 workload (11 steps), both
 Qwen3-8B on one H100 (tests/data).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,8 +45,9 @@ def test_explain_and_terminal_show_every_regression(seed_vs_batch4: Comparison) 
     text = seed_vs_batch4.explain()
     assert "more regressions" not in text
     assert all(f"REGRESSION {f.message}" in text for f in regressions)
-    result = TestResult(nodeid="tests/test_perf.py::test_batch", outcome="failed", verdict="fail",
-                        comparison=seed_vs_batch4)
+    result = TestResult(
+        nodeid="tests/test_perf.py::test_batch", outcome="failed", verdict="fail", comparison=seed_vs_batch4
+    )
     lines = render_terminal_summary(RunResults(tests=[result]))
     numbered = [line for line in lines if line.startswith("      ") and ". " in line]
     assert len(numbered) >= len(regressions)

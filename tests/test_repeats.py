@@ -4,6 +4,7 @@ The step structure must match exactly across repeats; kernels may legitimately d
 placement, cuBLAS tiles chosen by a token count that depends on how vLLM split a batch), and
 are then combined over the union and listed as unstable, not rejected.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,7 +45,8 @@ def test_real_seed_pair_differs_only_in_copy_placement_and_combines(seed_pair) -
     assert [s.kind for s in median.steps] == ["prefill"] + ["decode"] * 9
     assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(6072.46, abs=0.5)
     assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(
-        (rep0.step_kinds["decode"].median_gpu_time_us + rep1.step_kinds["decode"].median_gpu_time_us) / 2)
+        (rep0.step_kinds["decode"].median_gpu_time_us + rep1.step_kinds["decode"].median_gpu_time_us) / 2
+    )
     # a memory op's changed placement is not an unstable kernel; its counts still combine
     assert spread.unstable_kernels == []
     dtoh = median.kernel(DTOH)
@@ -83,7 +85,8 @@ def test_real_batch_pair_combines_over_the_union_and_lists_unstable_kernels(batc
     decode = kernel_us_per_step(median, "decode")
     assert set(decode) == set(decode0) == set(decode1)
     assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(
-        (rep0.step_kinds["decode"].median_gpu_time_us + rep1.step_kinds["decode"].median_gpu_time_us) / 2)
+        (rep0.step_kinds["decode"].median_gpu_time_us + rep1.step_kinds["decode"].median_gpu_time_us) / 2
+    )
     assert median.total_kernel_us == pytest.approx((rep0.total_kernel_us + rep1.total_kernel_us) / 2)
 
 
@@ -147,6 +150,7 @@ def test_compare_step_kinds_lets_repeats_differ_outside_the_compared_steps(data_
     assert combined.token_steps == 11  # the most common structure's step list
     assert spread.repeats == 3
     assert any("step structure differs" in n for n in combined.notes)
-    decode_medians = sorted([batch.step_kinds["decode"].median_gpu_time_us] * 2
-                            + [seed.step_kinds["decode"].median_gpu_time_us])
+    decode_medians = sorted(
+        [batch.step_kinds["decode"].median_gpu_time_us] * 2 + [seed.step_kinds["decode"].median_gpu_time_us]
+    )
     assert combined.step_kinds["decode"].median_gpu_time_us == pytest.approx(decode_medians[1])

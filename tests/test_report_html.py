@@ -1,4 +1,5 @@
 """The HTML report, from real summaries, checked as files and in a real headless browser."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,32 @@ from pytest_vllm_profile.report.tables import kernel_rows
 from report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "table", "tr", "th",
-                "td", "a", "span", "section", "pre", "img", "ul", "ol", "li", "code", "tbody"}
+ALLOWED_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "h3",
+    "p",
+    "table",
+    "tr",
+    "th",
+    "td",
+    "a",
+    "span",
+    "section",
+    "pre",
+    "img",
+    "ul",
+    "ol",
+    "li",
+    "code",
+    "tbody",
+}
 
 
 class Page(HTMLParser):
@@ -114,9 +139,21 @@ def test_kernel_table_shows_real_per_step_time_and_delta() -> None:
 
 def _chromium(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp / 'chromium-profile'}", "--enable-logging=stderr", "--v=0", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
@@ -126,7 +163,8 @@ def _console_errors(stderr: str) -> list[str]:
 
 
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (bash scripts/setup-report-tools.sh installs it)")
+    CHROMIUM is None, reason="chromium not installed (bash scripts/setup-report-tools.sh installs it)"
+)
 
 
 @needs_chromium
@@ -172,8 +210,19 @@ def test_report_command_renders_offline_from_results_file(tmp_path: Path, capsys
     out = tmp_path / "out"
     summary = tmp_path / "summary.md"
     hist = tmp_path / "hist" / "history.sqlite"
-    rc = cli_main(["report", str(tmp_path / "results.json"), "--out", str(out), "--history", str(hist),
-               "--append-history", "--job-summary", str(summary)])
+    rc = cli_main(
+        [
+            "report",
+            str(tmp_path / "results.json"),
+            "--out",
+            str(out),
+            "--history",
+            str(hist),
+            "--append-history",
+            "--job-summary",
+            str(summary),
+        ]
+    )
     assert rc == 0
     assert (out / "index.html").is_file() and (out / "history.png").is_file()
     with open_history(hist) as store:
@@ -186,21 +235,29 @@ def test_report_command_entry_point(tmp_path: Path, vllm_profile_command: list[s
     results = real_results()
     results.tests = results.tests[-1:]  # the error test: no plots, this checks the wiring only
     results.save(tmp_path / "results.json")
-    run = subprocess.run([*vllm_profile_command, "report", str(tmp_path / "results.json"),
-                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*vllm_profile_command, "report", str(tmp_path / "results.json"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o" / "index.html").is_file()
 
 
-@pytest.mark.parametrize("content, problem", [
-    (None, "results file not found"),
-    ("{not json", "not a readable JSON results file"),
-    (json.dumps([1, 2]), "not a vllm-profile results file"),
-    (json.dumps({"schema_version": 99, "tests": []}), "newer than this"),
-    (json.dumps({"tests": [{"nodeid": "a", "outcome": "passed", "bogus": 1}]}), "does not match the RunResults"),
-])
-def test_bad_results_file_is_a_clear_error(tmp_path: Path, content: str | None, problem: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (None, "results file not found"),
+        ("{not json", "not a readable JSON results file"),
+        (json.dumps([1, 2]), "not a vllm-profile results file"),
+        (json.dumps({"schema_version": 99, "tests": []}), "newer than this"),
+        (json.dumps({"tests": [{"nodeid": "a", "outcome": "passed", "bogus": 1}]}), "does not match the RunResults"),
+    ],
+)
+def test_bad_results_file_is_a_clear_error(
+    tmp_path: Path, content: str | None, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "results.json"
     if content is not None:
         path.write_text(content)
@@ -226,6 +283,7 @@ def test_run_report_needs_history_for_append(tmp_path: Path) -> None:
     real_results().save(tmp_path / "r.json")
     import argparse
 
-    args = argparse.Namespace(results=tmp_path / "r.json", out=tmp_path / "o", history=None, append_history=True,
-                              job_summary=None)
+    args = argparse.Namespace(
+        results=tmp_path / "r.json", out=tmp_path / "o", history=None, append_history=True, job_summary=None
+    )
     assert run_report(args) == 2

@@ -1,4 +1,5 @@
 """The GitHub job summary (Markdown), from real summaries and real comparisons."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,8 +59,9 @@ def test_md_escape_neutralises_markup_and_table_pipes() -> None:
     assert md_escape("a<b>|c&`d`") == "a&lt;b&gt;\\|c&amp;&#96;d&#96;"
 
 
-def test_github_summary_is_appended_only_when_the_variable_is_set(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_github_summary_is_appended_only_when_the_variable_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     results = real_results()
     results.tests = results.tests[:2]
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

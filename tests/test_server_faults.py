@@ -86,11 +86,13 @@ def stand_in_python(tmp_path: Path) -> str:
     script = tmp_path / "stand_in_server.py"
     script.write_text(STAND_IN_SERVER)
     wrapper = tmp_path / "python-stand-in"
-    wrapper.write_text(textwrap.dedent(f"""\
+    wrapper.write_text(
+        textwrap.dedent(f"""\
         #!/bin/sh
         if [ "$1" = "-m" ]; then shift 2; exec {sys.executable} {script} "$@"; fi
         exec {sys.executable} "$@"
-    """))
+    """)
+    )
     wrapper.chmod(0o755)
     return str(wrapper)
 
@@ -107,8 +109,13 @@ def _no_real_vllm_detection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _spec(tmp_path: Path, **overrides: object) -> ServerSpec:
-    fields: dict[str, object] = dict(model="stand-in-model", served_model_name="stand-in", trace_dir=tmp_path / "tr",
-                                     health_timeout_s=20.0, log_path=tmp_path / "server.log")
+    fields: dict[str, object] = dict(
+        model="stand-in-model",
+        served_model_name="stand-in",
+        trace_dir=tmp_path / "tr",
+        health_timeout_s=20.0,
+        log_path=tmp_path / "server.log",
+    )
     fields.update(overrides)
     return ServerSpec(**fields)  # type: ignore[arg-type]
 
@@ -160,8 +167,12 @@ time.sleep(600)
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_owner_killed_takes_its_stand_in_server_group_with_it_within_seconds(sig: signal.Signals) -> None:
     # The stand-in group ignores SIGTERM (a server busy in /stop_profile): only SIGKILL ends it.
-    owner = subprocess.Popen([sys.executable, "-c", _OWNER, SRC, str(KILL_GRACE_S), "owner"], stdout=subprocess.PIPE,
-                             text=True, start_new_session=True)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, SRC, str(KILL_GRACE_S), "owner"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     pgid = int(owner.stdout.readline())  # type: ignore[union-attr]
     try:
         deadline = time.monotonic() + 10
@@ -182,10 +193,18 @@ def test_xdist_controller_killed_alone_takes_the_workers_stand_in_servers() -> N
     # controller stand-in -> worker stand-in (PYTEST_XDIST_WORKER set) -> server group; only the
     # controller is signalled (SIGKILL: no handler runs); the worker lives on.
     controller = subprocess.Popen(
-        [sys.executable, "-c",
-         "import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2], "
-         "sys.argv[3], 'worker']); time.sleep(600)", _OWNER, SRC, str(KILL_GRACE_S)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2], "
+            "sys.argv[3], 'worker']); time.sleep(600)",
+            _OWNER,
+            SRC,
+            str(KILL_GRACE_S),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     pgid = int(controller.stdout.readline())  # type: ignore[union-attr]
     worker_pids = [p for p in process_group_members(controller.pid) if p != controller.pid]
@@ -250,13 +269,16 @@ def test_sigterm_to_an_xdist_sessions_whole_group_during_boot_leaves_no_stand_in
 ) -> None:
     """`-n 2`, SIGTERM to the whole pytest process group while both workers boot their server
     (the issue: a full server alive 90 s later in 2 of 7 runs)."""
-    pytester.makeconftest(textwrap.dedent("""
+    pytester.makeconftest(
+        textwrap.dedent("""
         from pathlib import Path
         from pytest_vllm_profile.launchers import process
         from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
         process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
-    """))
-    pytester.makepyfile(test_two=textwrap.dedent("""
+    """)
+    )
+    pytester.makepyfile(
+        test_two=textwrap.dedent("""
         import pytest
 
         SLOW = {"STAND_IN_BOOT_DELAY_S": "300", "STAND_IN_IGNORE_SIGNALS": "1"}
@@ -268,12 +290,27 @@ def test_sigterm_to_an_xdist_sessions_whole_group_during_boot_leaves_no_stand_in
         @pytest.mark.vllm_workload(model="m-b", max_tokens=1, env=SLOW)
         def test_b(vllm_profile):
             pass
-    """))
+    """)
+    )
     marker = str(tmp_path / "stand_in_server.py")
     session = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-n", "2", "--vllm-profile", "--vllm-launcher=process",
-         f"--vllm-python={stand_in_python}", "-p", "no:cacheprovider", "-q"],
-        cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "--vllm-profile",
+            "--vllm-launcher=process",
+            f"--vllm-python={stand_in_python}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -321,17 +358,26 @@ def test_engine_killed_during_stop_profile_fails_the_capture_at_once_stand_in_se
 
 
 def test_later_tests_of_a_dead_server_say_it_died_earlier_stand_in_server(stand_in_python: str, tmp_path: Path) -> None:
-    pool = ServerPool(PoolSettings(launcher="process", trace_root=tmp_path / "tr", log_root=tmp_path / "logs",
-                                   base_port=free_port() // 100 * 100 % 60000 + 1000),
-                      launcher_factory=lambda spec: ProcessLauncher(spec, python=stand_in_python))
+    pool = ServerPool(
+        PoolSettings(
+            launcher="process",
+            trace_root=tmp_path / "tr",
+            log_root=tmp_path / "logs",
+            base_port=free_port() // 100 * 100 % 60000 + 1000,
+        ),
+        launcher_factory=lambda spec: ProcessLauncher(spec, python=stand_in_python),
+    )
     workload = Workload(model="stand-in-model", prompts=("hi",), max_tokens=1)
     try:
         pooled = pool.get(workload)
         os.killpg(pooled.launcher.pgid, signal.SIGKILL)  # type: ignore[attr-defined]
         time.sleep(0.5)
         for _ in range(2):  # the next test and every later one
-            with pytest.raises(LauncherError, match=r"server for model 'stand-in-model' died earlier: vLLM server "
-                                                    r"\d+ at port \d+ died: exit code -9"):
+            with pytest.raises(
+                LauncherError,
+                match=r"server for model 'stand-in-model' died earlier: vLLM server "
+                r"\d+ at port \d+ died: exit code -9",
+            ):
                 pool.get(workload)
     finally:
         pool.stop_all()
@@ -354,8 +400,9 @@ def test_port_served_by_another_server_is_never_reported_healthy_stand_in_server
     stand_in_python: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    other = ProcessLauncher(_spec(tmp_path / "other", port=port, served_model_name="qwen3-8b-shape"),
-                            python=stand_in_python)
+    other = ProcessLauncher(
+        _spec(tmp_path / "other", port=port, served_model_name="qwen3-8b-shape"), python=stand_in_python
+    )
     other.start()
     try:
         mine = ProcessLauncher(_spec(tmp_path / "mine", port=port), python=stand_in_python)
@@ -365,8 +412,9 @@ def test_port_served_by_another_server_is_never_reported_healthy_stand_in_server
     finally:
         other.stop()
     message = str(info.value)
-    assert message.startswith(f"port {port} is already in use by another process: the server exited with "
-                              "'Address already in use'")
+    assert message.startswith(
+        f"port {port} is already in use by another process: the server exited with 'Address already in use'"
+    )
     assert "exited with code 1" in message
 
 
@@ -378,14 +426,20 @@ def test_foreign_listener_on_the_port_is_not_proof_of_health_stand_in_server(
     from pytest_vllm_profile.launchers import proc_sockets
 
     port = free_port()
-    other = ProcessLauncher(_spec(tmp_path / "other", port=port, served_model_name="qwen3-8b-shape"),
-                            python=stand_in_python)
+    other = ProcessLauncher(
+        _spec(tmp_path / "other", port=port, served_model_name="qwen3-8b-shape"), python=stand_in_python
+    )
     other.start()
     try:
-        mine = ProcessLauncher(_spec(tmp_path / "mine", port=port, health_timeout_s=3.0,
-                                     server_args=("--port", str(free_port()))), python=stand_in_python)
-        with pytest.raises(LauncherError, match=rf"port {port} answers, but its listening socket belongs to no "
-                                                r"process of this server's group"):
+        mine = ProcessLauncher(
+            _spec(tmp_path / "mine", port=port, health_timeout_s=3.0, server_args=("--port", str(free_port()))),
+            python=stand_in_python,
+        )
+        with pytest.raises(
+            LauncherError,
+            match=rf"port {port} answers, but its listening socket belongs to no "
+            r"process of this server's group",
+        ):
             mine.start()
     finally:
         other.stop()
@@ -399,13 +453,16 @@ SECRET = "hf_SrvFaultsSecretToken0123456789"
 def test_secret_in_env_and_server_args_is_written_nowhere_stand_in_server(
     pytester: pytest.Pytester, stand_in_python: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeconftest(textwrap.dedent("""
+    pytester.makeconftest(
+        textwrap.dedent("""
         from pathlib import Path
         from pytest_vllm_profile.launchers import process
         from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
         process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
-    """))
-    pytester.makepyfile(test_secret=textwrap.dedent(f"""
+    """)
+    )
+    pytester.makepyfile(
+        test_secret=textwrap.dedent(f"""
         import pytest
 
         @pytest.mark.vllm_workload(model="m", max_tokens=1, warmup_requests=0,
@@ -419,12 +476,19 @@ def test_secret_in_env_and_server_args_is_written_nowhere_stand_in_server(
                                    server_args=("--hf-token={SECRET}",))
         def test_two(vllm_profile):
             pass
-    """))
+    """)
+    )
     summary = pytester.path / "job-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     result = pytester.runpytest_subprocess(
-        "--vllm-profile", "--vllm-launcher=process", f"--vllm-python={stand_in_python}", "--vllm-report=html",
-        "-p", "no:cacheprovider", "-rA", "--tb=long",
+        "--vllm-profile",
+        "--vllm-launcher=process",
+        f"--vllm-python={stand_in_python}",
+        "--vllm-report=html",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        "--tb=long",
     )
     result.assert_outcomes(errors=2)
     console = result.stdout.str() + result.stderr.str()
@@ -464,8 +528,19 @@ def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_wi
 ) -> None:
     tests_dir = str(Path(__file__).resolve().parent)
     session = subprocess.Popen(
-        [sys.executable, "-c", _REAL_BOOT_SESSION, cpu_vllm_python, str(tiny_qwen3_model), str(tmp_path), SRC,
-         tests_dir], stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            _REAL_BOOT_SESSION,
+            cpu_vllm_python,
+            str(tiny_qwen3_model),
+            str(tmp_path),
+            SRC,
+            tests_dir,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     pgid = -1
     try:
@@ -505,8 +580,9 @@ def _engine_core_of(pgid: int) -> int | None:
 def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
     cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
 ) -> None:
-    launcher = ProcessLauncher(tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"),
-                               python=cpu_vllm_python)
+    launcher = ProcessLauncher(
+        tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
+    )
     server = launcher.start()
     try:
         engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
 """The option table (settings.OPTIONS): each default declared once, values parsed and checked."""
+
 from __future__ import annotations
 
 import inspect
@@ -35,13 +36,18 @@ def test_the_table_has_one_entry_per_session_setting() -> None:
 
 def test_the_library_settings_classes_take_the_tables_defaults() -> None:
     # repeats was 3 in the plugin and 1 in CaptureSettings before the table
-    assert CaptureSettings() == CaptureSettings(repeats=default("repeats"), timeout_s=default("capture_timeout_s"),
-                                                poll_interval_s=default("capture_poll_s"))
+    assert CaptureSettings() == CaptureSettings(
+        repeats=default("repeats"), timeout_s=default("capture_timeout_s"), poll_interval_s=default("capture_poll_s")
+    )
     assert default("repeats") == 3
     pool = PoolSettings()
     assert (pool.launcher, pool.profiler, pool.health_timeout_s, pool.max_live_servers, pool.workers_per_gpu) == (
-        default("launcher"), default("profiler"), default("health_timeout_s"), default("max_servers"),
-        default("workers_per_gpu"))
+        default("launcher"),
+        default("profiler"),
+        default("health_timeout_s"),
+        default("max_servers"),
+        default("workers_per_gpu"),
+    )
     spec = ServerSpec(model="m")
     assert (spec.health_timeout_s, spec.profiler) == (default("health_timeout_s"), default("profiler"))
     capture = inspect.signature(ProfileCapture).parameters
@@ -68,15 +74,28 @@ def test_nothing_given_resolves_to_the_defaults(tmp_path: Path) -> None:
 
 def test_given_values_are_converted_and_paths_resolved(tmp_path: Path) -> None:
     settings = resolve_settings(
-        {"repeats": "5", "rel_tol": "0.1", "server_args": ["--enforce-eager"], "baseline_dir": "b",
-         "trace_dir": "t", "launcher": "docker"},
-        rootdir=tmp_path / "root", cwd=tmp_path / "cwd")
+        {
+            "repeats": "5",
+            "rel_tol": "0.1",
+            "server_args": ["--enforce-eager"],
+            "baseline_dir": "b",
+            "trace_dir": "t",
+            "launcher": "docker",
+        },
+        rootdir=tmp_path / "root",
+        cwd=tmp_path / "cwd",
+    )
     assert (settings.repeats, settings.rel_tol, settings.server_args, settings.launcher) == (
-        5, 0.1, ("--enforce-eager",), "docker")
+        5,
+        0.1,
+        ("--enforce-eager",),
+        "docker",
+    )
     assert settings.baseline_dir == tmp_path / "root" / "b"  # baseline folder: relative to the rootdir
     assert settings.trace_dir == tmp_path / "cwd" / "t"  # the attached server's folder: relative to here
-    assert settings.capture_settings() == CaptureSettings(repeats=5, timeout_s=default("capture_timeout_s"),
-                                                          poll_interval_s=default("capture_poll_s"))
+    assert settings.capture_settings() == CaptureSettings(
+        repeats=5, timeout_s=default("capture_timeout_s"), poll_interval_s=default("capture_poll_s")
+    )
     assert settings.baseline_settings("abc").rel_tol == 0.1 and settings.baseline_settings("abc").commit == "abc"
 
 

@@ -3,6 +3,7 @@
 Synthetic draws test the rule's stated error rate; the real traces (tests/data H100 pairs, the
 six real vLLM CPU repeats in tests/data/cpu-reps) test the verdicts people get.
 """
+
 from __future__ import annotations
 
 import copy
@@ -53,12 +54,15 @@ def test_identical_distributions_are_flagged_at_most_at_the_stated_rate() -> Non
     # verdict: over 300 seeded draws it may fire at about alpha, not more.
     rng = np.random.default_rng(RNG_SEED)
     rule = DecisionRule(alpha=0.05, min_effect=0.0, noise_multiplier=0.0, resamples=200)
-    flagged = sum(compare_samples(_draw(rng, 100.0, 0.05), _draw(rng, 100.0, 0.05), rule).outcome != "no-change"
-                  for _ in range(300))
+    flagged = sum(
+        compare_samples(_draw(rng, 100.0, 0.05), _draw(rng, 100.0, 0.05), rule).outcome != "no-change"
+        for _ in range(300)
+    )
     assert flagged / 300 <= 0.08, flagged
     # the defaults (1 % minimum effect, 4 sigma of noise) never fire on 5 %-noisy identical draws
-    assert not any(compare_samples(_draw(rng, 100.0, 0.05), _draw(rng, 100.0, 0.05)).outcome != "no-change"
-                   for _ in range(100))
+    assert not any(
+        compare_samples(_draw(rng, 100.0, 0.05), _draw(rng, 100.0, 0.05)).outcome != "no-change" for _ in range(100)
+    )
 
 
 def test_too_few_samples_is_its_own_outcome() -> None:
@@ -109,8 +113,10 @@ def cpu_reps(data_dir: Path) -> list[ProfileSummary]:
 
 @pytest.fixture(scope="module")
 def h100_seed(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
-    return (summarize_path(data_dir / "h100-seed-rep0.rank0.pt.trace.json.gz"),
-            summarize_path(data_dir / "h100-seed-rep1.rank0.pt.trace.json.gz"))
+    return (
+        summarize_path(data_dir / "h100-seed-rep0.rank0.pt.trace.json.gz"),
+        summarize_path(data_dir / "h100-seed-rep1.rank0.pt.trace.json.gz"),
+    )
 
 
 def _slower_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
@@ -142,7 +148,8 @@ def test_real_unchanged_cpu_reruns_pass_with_three_repeats_a_side(cpu_reps: list
 
 
 def test_real_h100_3_percent_decode_slowdown_fails_with_estimate_interval_and_threshold(
-        h100_seed: tuple[ProfileSummary, ProfileSummary]) -> None:
+    h100_seed: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     rep0, rep1 = h100_seed
     assert compare_summaries(rep0, rep1).verdict == "pass"
     result = compare_summaries(rep0, _slower_decode(rep1, 1.03))
@@ -157,7 +164,8 @@ def test_real_h100_3_percent_decode_slowdown_fails_with_estimate_interval_and_th
 
 
 def test_real_combined_baseline_keeps_every_repeats_samples_and_round_trips(
-        h100_seed: tuple[ProfileSummary, ProfileSummary]) -> None:
+    h100_seed: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     _, spread = combine_repeats(list(h100_seed))
     assert isinstance(spread.step_samples_us, dict) and [len(r) for r in spread.step_samples_us["decode"]] == [9, 9]
     assert isinstance(spread.layer_samples_us, dict) and len(spread.layer_samples_us["decode"][0][0]) == 36
@@ -165,7 +173,8 @@ def test_real_combined_baseline_keeps_every_repeats_samples_and_round_trips(
 
 
 def test_real_baseline_without_samples_falls_back_to_the_tolerance_with_a_note(
-        h100_seed: tuple[ProfileSummary, ProfileSummary]) -> None:
+    h100_seed: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     median, spread = combine_repeats(list(h100_seed))
     old = msgspec.structs.replace(spread, step_samples_us=msgspec.UNSET, layer_samples_us=msgspec.UNSET)
     assert "step_samples_us" not in encode_json(old)  # what a 0.1.0 baseline looks like
@@ -177,7 +186,8 @@ def test_real_baseline_without_samples_falls_back_to_the_tolerance_with_a_note(
 
 
 def test_comparer_time_judges_latency_samples_through_the_shared_signature(
-        h100_seed: tuple[ProfileSummary, ProfileSummary]) -> None:
+    h100_seed: tuple[ProfileSummary, ProfileSummary],
+) -> None:
     # The contract helper "wire" calls for latency metrics: _Comparer.time(..., baseline_samples=,
     # candidate_samples=). Real-shaped per-request TPOT samples (ms), the candidate delayed by 5 %.
     from pytest_vllm_profile.comparator import _Comparer
@@ -185,12 +195,30 @@ def test_comparer_time_judges_latency_samples_through_the_shared_signature(
     rng = np.random.default_rng(RNG_SEED)
     base = list(rng.normal(12.0, 0.1, 24))
     comparer = _Comparer(h100_seed[0], h100_seed[1], Tolerances(), None, None)
-    comparer.time("latency.tpot_ms.median", "TPOT median", float(np.median(base)), float(np.median(base)) * 1.05,
-                  0.0, 0.0, unit="ms", baseline_samples=base, candidate_samples=[v * 1.05 for v in base])
+    comparer.time(
+        "latency.tpot_ms.median",
+        "TPOT median",
+        float(np.median(base)),
+        float(np.median(base)) * 1.05,
+        0.0,
+        0.0,
+        unit="ms",
+        baseline_samples=base,
+        candidate_samples=[v * 1.05 for v in base],
+    )
     finding = comparer.regressions[-1]
     assert finding.metric == "latency.tpot_ms.median" and finding.samples == [24, 24]
     assert finding.estimate_pct == pytest.approx(5.0, abs=0.5) and "TPOT median" in finding.message
-    comparer.time("latency.ttft_ms.median", "TTFT median", 50.0, 80.0, 0.0, 0.0, unit="ms",
-                  baseline_samples=[50.0, 51.0], candidate_samples=[80.0, 81.0])
+    comparer.time(
+        "latency.ttft_ms.median",
+        "TTFT median",
+        50.0,
+        80.0,
+        0.0,
+        0.0,
+        unit="ms",
+        baseline_samples=[50.0, 51.0],
+        candidate_samples=[80.0, 81.0],
+    )
     assert comparer.too_few_samples == ["latency.ttft_ms.median"]  # reported, not failed
     assert not any(f.metric == "latency.ttft_ms.median" for f in comparer.regressions)

@@ -1,4 +1,5 @@
 """Per-step CPU overhead (wall, GPU busy/idle, launches) on the REAL traces in tests/data."""
+
 from __future__ import annotations
 
 from itertools import pairwise
@@ -64,7 +65,8 @@ def test_busy_matches_an_independent_union_of_kernels_inside_each_step(which: st
         # selected by time here, not through the step column
         inside = (ks >= bounds.start_us) & (ks <= bounds.end_us)
         expected = _merged_length_by_loop(
-            [(max(a, bounds.start_us), min(b, bounds.end_us)) for a, b in zip(ks[inside], ke[inside], strict=True)])
+            [(max(a, bounds.start_us), min(b, bounds.end_us)) for a, b in zip(ks[inside], ke[inside], strict=True)]
+        )
         assert st.gpu_busy_us == pytest.approx(expected, rel=1e-9, abs=1e-6)
         assert st.kernels == int(inside.sum())
         assert 0 < st.gpu_busy_us <= st.wall_us
@@ -112,8 +114,7 @@ def test_cpu_only_trace_reports_gpu_metrics_as_not_applicable(data_dir: Path) ->
     _, analysis = _analysed(data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz")
     assert analysis.timing_domain == "cpu"
     assert len(analysis.steps) == 10
-    assert all(s.gpu_busy_us is None and s.kernel_launches is None and s.graph_launches is None
-               for s in analysis.steps)
+    assert all(s.gpu_busy_us is None and s.kernel_launches is None and s.graph_launches is None for s in analysis.steps)
     assert all(s.wall_us > 0 for s in analysis.steps)
     decode = analysis.kinds["decode"]
     assert decode.steps == 9 and decode.gpu_idle_fraction is None

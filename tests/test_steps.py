@@ -1,4 +1,5 @@
 """Step detection ("token peaks") on real vLLM traces."""
+
 from __future__ import annotations
 
 import pytest
@@ -65,7 +66,7 @@ def test_gpu_activity_fallback_finds_the_same_ten_steps(data_dir, trace_name):
     assert [s.kind for s in det.steps] == ["prefill"] + ["decode"] * 9
     assert all(s.prefill_requests is None for s in det.steps)
     # every fallback step overlaps exactly the annotated step of the same index
-    for found, truth in zip(det.steps, annotated.steps):
+    for found, truth in zip(det.steps, annotated.steps, strict=False):
         mid = (truth.start_us + truth.end_us) / 2
         assert found.start_us <= mid <= found.end_us
 

@@ -1,4 +1,5 @@
 """`summarize` on real traces: GPU, CPU-only, and two ranks."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def test_gpu_summary_top_level(base0):
     assert base0.total_kernel_us == pytest.approx(65_559, rel=1e-3)  # shared/traces/README.md: 65.56 ms
     assert [s.kind for s in base0.steps].count("decode") == 9
     assert all(len(s.layers) == 36 for s in base0.steps)
-    assert base0.step_kinds["decode"].median_gpu_time_us == pytest.approx(6070, rel=0.01)  # shared/traces/README.md: ~6.07 ms
+    assert base0.step_kinds["decode"].median_gpu_time_us == pytest.approx(
+        6070, rel=0.01
+    )  # shared/traces/README.md: ~6.07 ms
 
 
 def test_device_and_runtime(base0):
@@ -46,12 +49,21 @@ def test_decode_roofline_about_80_percent(base0):
     assert 0.78 < r.fraction < 0.83
 
 
-@pytest.mark.parametrize(("gpu", "gbps"), [
-    ("NVIDIA H100 80GB HBM3", 3350.0), ("NVIDIA H100 NVL", 3900.0), ("NVIDIA H100 PCIe", 2000.0),
-    ("NVIDIA H200", 4800.0), ("NVIDIA GH200 480GB", 4000.0),  # GH200 is not taken for an H200
-    ("NVIDIA L4", 300.0), ("NVIDIA L40S", 864.0), ("NVIDIA A100-SXM4-80GB", 2039.0),
-    ("Some Future GPU", None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("gpu", "gbps"),
+    [
+        ("NVIDIA H100 80GB HBM3", 3350.0),
+        ("NVIDIA H100 NVL", 3900.0),
+        ("NVIDIA H100 PCIe", 2000.0),
+        ("NVIDIA H200", 4800.0),
+        ("NVIDIA GH200 480GB", 4000.0),  # GH200 is not taken for an H200
+        ("NVIDIA L4", 300.0),
+        ("NVIDIA L40S", 864.0),
+        ("NVIDIA A100-SXM4-80GB", 2039.0),
+        ("Some Future GPU", None),
+        (None, None),
+    ],
+)
 def test_datasheet_bandwidth_by_device_name(gpu, gbps):
     assert peak_bandwidth_gbps(gpu) == gbps
 
@@ -71,9 +83,18 @@ def test_json_round_trip(base0):
 
 def test_weight_bytes_from_qwen3_8b_config(tmp_path):
     # the published Qwen3-8B config.json values (no model download here)
-    cfg = {"architectures": ["Qwen3ForCausalLM"], "hidden_size": 4096, "num_hidden_layers": 36,
-           "intermediate_size": 12288, "vocab_size": 151936, "num_attention_heads": 32,
-           "num_key_value_heads": 8, "head_dim": 128, "torch_dtype": "bfloat16", "tie_word_embeddings": False}
+    cfg = {
+        "architectures": ["Qwen3ForCausalLM"],
+        "hidden_size": 4096,
+        "num_hidden_layers": 36,
+        "intermediate_size": 12288,
+        "vocab_size": 151936,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "torch_dtype": "bfloat16",
+        "tie_word_embeddings": False,
+    }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     n = estimate_weight_bytes_from_config(path)
@@ -98,7 +119,7 @@ def test_cpu_only_trace_summary(data_dir):
     assert sum(k.total_us for k in s.kernels) == pytest.approx(s.total_kernel_us)
     assert sum(st.gpu_time_us for st in s.steps) <= s.total_kernel_us + 1e-6
     for st in s.steps:
-        assert sum(l.time_us for l in st.layers) < st.gpu_time_us
+        assert sum(layer.time_us for layer in st.layers) < st.gpu_time_us
 
 
 def test_two_single_gpu_traces_standing_in_for_two_ranks(data_dir):

@@ -4,6 +4,7 @@ All but the last test share the session's server (tests/cpu_vllm.py); the last o
 second server whose engine sleeps in every scheduler step (a REAL injected CPU delay, see
 tests/scheduler_delay.py) and shows the timed pass sees it in TPOT and ITL.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -57,8 +58,10 @@ def test_timed_pass_measures_ttft_tpot_itl_per_request(cpu_vllm_server) -> None:
         assert run.requests_per_s == pytest.approx(2 / run.duration_s)
     itl = result.distribution("itl_ms")
     assert itl is not None and itl.count == 2 * 2 * 7
-    print(f"tiny CPU server: TTFT median {result.distribution('ttft_ms').median:.1f} ms, "  # type: ignore[union-attr]
-          f"ITL median {itl.median:.1f} ms, p90 {itl.percentile(90):.1f} ms")
+    print(
+        f"tiny CPU server: TTFT median {result.distribution('ttft_ms').median:.1f} ms, "  # type: ignore[union-attr]
+        f"ITL median {itl.median:.1f} ms, p90 {itl.percentile(90):.1f} ms"
+    )
 
 
 def test_concurrency_two_keeps_two_requests_in_flight(cpu_vllm_server) -> None:
@@ -75,8 +78,12 @@ def test_exact_input_length_prompts_tokenize_to_that_length(cpu_vllm_server) -> 
     with httpx.Client(timeout=60) as client:
         prompts = exact_length_prompts(client, server.base_url, server.model_name, input_len=40, count=3)
         counts = [count_tokens(client, server.base_url, server.model_name, p) for p in prompts]
-        first = [client.post(server.base_url + "/tokenize",
-                             json={"model": server.model_name, "prompt": p}).json()["tokens"][:4] for p in prompts]
+        first = [
+            client.post(server.base_url + "/tokenize", json={"model": server.model_name, "prompt": p}).json()["tokens"][
+                :4
+            ]
+            for p in prompts
+        ]
     assert counts == [40, 40, 40]
     assert len({tuple(f) for f in first}) == 3  # distinct starts: no prefix-cache hits between them
     result = _timed(server, LoadShape(max_tokens=4, num_requests=3, repeats=1), prompts)
@@ -85,8 +92,9 @@ def test_exact_input_length_prompts_tokenize_to_that_length(cpu_vllm_server) -> 
 
 def test_chat_completions_with_exact_input_length_from_a_marker(cpu_vllm_server) -> None:
     server = _server(cpu_vllm_server)
-    workload = Workload.from_marker_kwargs("t::chat", (), {"model": "tiny", "api": "chat", "input_len": 30,
-                                                          "max_tokens": 6, "concurrency": 2})
+    workload = Workload.from_marker_kwargs(
+        "t::chat", (), {"model": "tiny", "api": "chat", "input_len": 30, "max_tokens": 6, "concurrency": 2}
+    )
     result = timed_pass_of(workload, server.base_url, server.model_name, repeats=1)
     reqs = result.runs[0].requests
     assert result.prompt_tokens == (30, 30) and result.shape.api == "chat" and result.shape.concurrency == 2
@@ -102,8 +110,9 @@ def test_constant_request_rate_spaces_the_requests(cpu_vllm_server) -> None:
     assert run.duration_s >= 0.75  # the last request is sent 3 / 4 s after the start
 
 
-def test_injected_scheduler_delay_raises_tpot_and_itl(cpu_vllm_server, cpu_vllm_python: str, tiny_qwen3_model: Path,
-                                                      tmp_path: Path) -> None:
+def test_injected_scheduler_delay_raises_tpot_and_itl(
+    cpu_vllm_server, cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
     """A REAL 30 ms sleep in each engine scheduler step (sitecustomize on the server's PYTHONPATH)."""
     shape = LoadShape(max_tokens=12, num_requests=2, repeats=2)
     plain = _timed(_server(cpu_vllm_server), shape)
@@ -120,10 +129,14 @@ def test_injected_scheduler_delay_raises_tpot_and_itl(cpu_vllm_server, cpu_vllm_
     finally:
         launcher.stop()
     assert "patched Scheduler.schedule +30.0 ms" in log.read_text()  # the delay really was in the engine
-    rise = {m: statistics.median(delayed.samples(m)) - statistics.median(plain.samples(m))  # type: ignore[arg-type]
-            for m in ("tpot_ms", "itl_ms")}
-    print(f"injected {INJECTED_DELAY_MS} ms per scheduler step: TPOT +{rise['tpot_ms']:.1f} ms, "
-          f"ITL +{rise['itl_ms']:.1f} ms (plain ITL median {statistics.median(plain.samples('itl_ms')):.1f} ms)")
+    rise = {
+        m: statistics.median(delayed.samples(m)) - statistics.median(plain.samples(m))  # type: ignore[arg-type]
+        for m in ("tpot_ms", "itl_ms")
+    }
+    print(
+        f"injected {INJECTED_DELAY_MS} ms per scheduler step: TPOT +{rise['tpot_ms']:.1f} ms, "
+        f"ITL +{rise['itl_ms']:.1f} ms (plain ITL median {statistics.median(plain.samples('itl_ms')):.1f} ms)"
+    )
     # one scheduler step per output token: each token arrives about one delay later
     for metric, value in rise.items():
         assert 0.6 * INJECTED_DELAY_MS < value < 1.6 * INJECTED_DELAY_MS, (metric, value)

@@ -1,4 +1,5 @@
 """Finding one profile session in what vLLM wrote, on copies of real traces named as vLLM names them."""
+
 from __future__ import annotations
 
 import os
@@ -97,7 +98,9 @@ def test_sessions_that_cannot_be_ordered_are_refused(tmp_path: Path, rep0: Path,
 
 def test_only_api_server_trace(tmp_path: Path, api_trace: Path) -> None:
     _copy(api_trace, tmp_path, f"host_1.async_llm.{NS_OLD}.pt.trace.json.gz")
-    with pytest.raises(TraceError, match="no engine-rank trace; the async_llm trace holds only the API server's CPU events"):
+    with pytest.raises(
+        TraceError, match="no engine-rank trace; the async_llm trace holds only the API server's CPU events"
+    ):
         read_trace_set(tmp_path)
     with pytest.raises(TraceError, match="no engine-rank trace"):
         read_trace_set(api_trace)
@@ -133,7 +136,6 @@ def test_bad_trace_in_folder_names_that_file(tmp_path: Path, rep0: Path) -> None
     with pytest.raises(TraceError, match="truncated") as info:
         read_trace_set(tmp_path)
     assert info.value.path == str(bad)
-
 
 
 def test_keep_python_frames_reaches_every_trace_read(tmp_path: Path, rep0: Path, api_trace: Path) -> None:

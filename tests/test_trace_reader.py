@@ -2,6 +2,7 @@
 
 Counts were taken with a plain `gzip` + `orjson` script over the files (see tests/data/README.md).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -127,7 +128,9 @@ def test_streaming_and_full_parsers_agree(data_dir: Path, name: str, keep_python
 
 
 @pytest.mark.parametrize("keep_python_frames", [False, True])
-def test_streaming_in_small_blocks_agrees(base_rep0: Path, monkeypatch: pytest.MonkeyPatch, keep_python_frames: bool) -> None:
+def test_streaming_in_small_blocks_agrees(
+    base_rep0: Path, monkeypatch: pytest.MonkeyPatch, keep_python_frames: bool
+) -> None:
     # 64 KiB blocks: hundreds of slices, event boundaries cut at every possible place; some
     # slices hold only python frames, so the byte filter leaves nothing to decode there.
     monkeypatch.setattr(torch_reader, "_BLOCK_BYTES", 64 << 10)

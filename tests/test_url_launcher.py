@@ -1,4 +1,5 @@
 """UrlLauncher: attach to a server someone else started (the shared real vLLM CPU server)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The GitHub workflows, checked with real linters: actionlint and GitHub's workflow JSON schema
 (vendored by check-jsonschema). Both come from PyPI with the `test` extra."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,13 +27,18 @@ def _tool(name: str) -> str:
 def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
     # -shellcheck= : run: scripts are checked by shellcheck only where it is installed; keep the
     # result the same on every machine.
-    return subprocess.run([_tool("actionlint"), "-no-color", "-shellcheck=", *map(str, files)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [_tool("actionlint"), "-no-color", "-shellcheck=", *map(str, files)], capture_output=True, text=True, timeout=60
+    )
 
 
 def schema_check(*files: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
-                           *map(str, files)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _yaml(path: Path) -> dict:  # type: ignore[type-arg]
@@ -81,12 +87,11 @@ def test_nightly_runs_the_plugin_on_a_configurable_gpu_runner() -> None:
     assert "pip install -e '.[test,report,docker,gpu]'" in runs
     pytest_step = next(s for s in job["steps"] if "--vllm-profile" in s.get("run", ""))
     cmd = pytest_step["run"]
-    for flag in ("-n \"${{ steps.gpus.outputs.count }}\"", "--vllm-report report/",
-                 "--vllm-results report/results.json"):
+    for flag in ('-n "${{ steps.gpus.outputs.count }}"', "--vllm-report report/", "--vllm-results report/results.json"):
         assert flag in cmd
     # pytest's exit code fails the job: the step neither swallows it nor continues on error.
     assert "continue-on-error" not in pytest_step and "|| true" not in cmd
-    after = job["steps"][job["steps"].index(pytest_step) + 1:]
+    after = job["steps"][job["steps"].index(pytest_step) + 1 :]
     assert after and all(str(s.get("if", "")).startswith("always()") for s in after)
     # The plugin writes the job summary and appends to the history itself; the report step plots
     # the history, the gate step fails the job on a slowdown found in it.
@@ -109,6 +114,7 @@ def test_ci_runs_the_readme_test_command_on_push_and_pull_request() -> None:
 def test_setup_report_tools_is_idempotent_when_chromium_is_there() -> None:
     if shutil.which("chromium") is None:
         pytest.skip("chromium not installed; the script would install it")
-    run = subprocess.run(["bash", str(ROOT / "scripts" / "setup-report-tools.sh")], capture_output=True,
-                         text=True, timeout=60)
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup-report-tools.sh")], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0 and run.stdout == ""  # nothing to do, nothing installed

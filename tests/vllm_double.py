@@ -12,6 +12,7 @@ runs on real data; only the GPU and the model are not there.
 time axis (every `ts` offset and `dur` times `factor`): the structure is untouched, every
 duration changes by exactly that factor. Files made with it carry `_scaled_` in their name.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -119,25 +120,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(body)
         elif self.path == "/v1/completions":
             if body.get("model") != st.model:
-                self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
-                                           "type": "NotFoundError", "code": 404}})
+                self._send(
+                    404,
+                    {
+                        "error": {
+                            "message": f"The model `{body.get('model')}` does not exist.",
+                            "type": "NotFoundError",
+                            "code": 404,
+                        }
+                    },
+                )
                 return
             st.completions.append(body)
             prompts = body.get("prompt")
             prompts = prompts if isinstance(prompts, list) else [prompts]
             max_tokens = int(body.get("max_tokens", 16))
-            choices = [{"index": i, "text": " Paris" * max_tokens, "logprobs": None, "finish_reason": "length"}
-                       for i in range(len(prompts))]
+            choices = [
+                {"index": i, "text": " Paris" * max_tokens, "logprobs": None, "finish_reason": "length"}
+                for i in range(len(prompts))
+            ]
             prompt_tokens = sum(max(1, len(str(p).split())) for p in prompts)
-            self._send(200, {
-                "id": f"cmpl-double-{len(st.completions)}", "object": "text_completion",
-                "created": int(time.time()), "model": st.model, "choices": choices,
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": max_tokens * len(prompts),
-                          "total_tokens": prompt_tokens + max_tokens * len(prompts)},
-            })
+            self._send(
+                200,
+                {
+                    "id": f"cmpl-double-{len(st.completions)}",
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": st.model,
+                    "choices": choices,
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": max_tokens * len(prompts),
+                        "total_tokens": prompt_tokens + max_tokens * len(prompts),
+                    },
+                },
+            )
         else:
             self._send(404, {"detail": "Not Found"})
-
 
     def _stream(self, body: dict[str, Any]) -> None:
         """Server-sent events like vLLM's: one chunk per token, then the usage chunk, then [DONE]."""

@@ -4,4 +4,5 @@ The library (everything but the `plugin` package) has no pytest imports. Data fl
 workload -> launcher (server) -> capture -> trace reader -> analysis -> baseline store
 -> comparison -> report.
 """
+
 __version__ = "0.1.0"

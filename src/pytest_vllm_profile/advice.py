@@ -6,6 +6,7 @@ is not deterministic (use temperature=0, ignore_eos=True and a fixed max_tokens)
 already the defaults. How vLLM's scheduler splits a batch of prompts between prefill and mixed
 steps depends on timing, so the remedy for a batch is comparing only its decode steps.
 """
+
 from __future__ import annotations
 
 from .repeats import GENERIC_ADVICE
@@ -37,13 +38,19 @@ def step_structure_advice(workload: Workload | None) -> str:
     already = f"sampling is already deterministic (temperature=0, ignore_eos=True, max_tokens={workload.max_tokens})"
     decode_only = workload.compare_step_kinds == ("decode",)
     if decode_only:
-        return (f"{already} and only decode steps are compared; the number of decode steps changed, so the "
-                "requests did not all run to max_tokens or the server's scheduling settings differ between "
-                "repeats (check its server_args, e.g. --max-num-seqs / --max-num-batched-tokens)")
+        return (
+            f"{already} and only decode steps are compared; the number of decode steps changed, so the "
+            "requests did not all run to max_tokens or the server's scheduling settings differ between "
+            "repeats (check its server_args, e.g. --max-num-seqs / --max-num-batched-tokens)"
+        )
     if is_batched(workload):
-        return (f"{already}; with {len(workload.prompts)} prompts in one batch, how vLLM's scheduler splits them "
-                "between prefill and mixed steps depends on timing: compare only the decode steps with "
-                "compare_step_kinds=[\"decode\"] in the vllm_workload marker")
-    return (f"{already}; with one prompt, a different step count means the server scheduled it differently "
-            "between repeats (chunked prefill, or another client's requests on a shared server); "
-            "compare_step_kinds=[\"decode\"] compares only the decode steps")
+        return (
+            f"{already}; with {len(workload.prompts)} prompts in one batch, how vLLM's scheduler splits them "
+            "between prefill and mixed steps depends on timing: compare only the decode steps with "
+            'compare_step_kinds=["decode"] in the vllm_workload marker'
+        )
+    return (
+        f"{already}; with one prompt, a different step count means the server scheduled it differently "
+        "between repeats (chunked prefill, or another client's requests on a shared server); "
+        'compare_step_kinds=["decode"] compares only the decode steps'
+    )

@@ -11,6 +11,7 @@ Every read and write is validated against that schema; an invalid or corrupt fil
 the same folder + `os.replace`) and serialized by an `fcntl` lock (`locks.file_lock_path`), so
 pytest-xdist workers can update different GPUs' entries of one file concurrently.
 """
+
 from __future__ import annotations
 
 import errno
@@ -132,8 +133,9 @@ class BaselineEntry(BaselineRecord, kw_only=True):
         return BaselineRecord(**{name: getattr(self, name) for name in BaselineRecord.__struct_fields__})
 
     @classmethod
-    def of(cls, gpu: str, vllm_version: str, record: BaselineRecord, path: Path | None = None,
-           test: str | None = None) -> BaselineEntry:
+    def of(
+        cls, gpu: str, vllm_version: str, record: BaselineRecord, path: Path | None = None, test: str | None = None
+    ) -> BaselineEntry:
         fields = {name: getattr(record, name) for name in BaselineRecord.__struct_fields__}
         return cls(gpu=gpu, vllm_version=vllm_version, path=path, test=test, **fields)
 
@@ -187,8 +189,9 @@ def _read_regular_file(path: Path) -> bytes:
         info = path.stat()  # follows symlinks: a loop is ELOOP here, not "no such file"
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise BaselineError(f"{path}: baseline file is a symlink loop ({exc.strerror}); "
-                                f"point the link at a file or delete it") from None
+            raise BaselineError(
+                f"{path}: baseline file is a symlink loop ({exc.strerror}); point the link at a file or delete it"
+            ) from None
         raise BaselineError(f"{path}: cannot read baseline file: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
         kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
@@ -199,8 +202,13 @@ def _read_regular_file(path: Path) -> bytes:
         raise BaselineError(f"{path}: cannot read baseline file: {exc.strerror or exc}") from None
 
 
-_FILE_KINDS = {stat.S_IFDIR: "directory", stat.S_IFIFO: "FIFO (named pipe)", stat.S_IFCHR: "character device",
-               stat.S_IFBLK: "block device", stat.S_IFSOCK: "socket"}
+_FILE_KINDS = {
+    stat.S_IFDIR: "directory",
+    stat.S_IFIFO: "FIFO (named pipe)",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+    stat.S_IFSOCK: "socket",
+}
 
 
 def _reject_constant(name: str) -> Any:
@@ -212,8 +220,7 @@ def _why_not_a_baseline(raw: bytes, path: Path, fast_error: str) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return (f"baseline file is not valid UTF-8 at byte {exc.start} "
-                f"(0x{raw[exc.start]:02x}: {exc.reason})")
+        return f"baseline file is not valid UTF-8 at byte {exc.start} (0x{raw[exc.start]:02x}: {exc.reason})"
     try:
         # json accepts NaN/Infinity literals (Python's json writes them); a baseline must not hold them.
         document = json.loads(text, parse_constant=_reject_constant)
@@ -319,8 +326,9 @@ class BaselineStore:
             return None
         return BaselineEntry.of(gpu_key(gpu), vllm_key(vllm_version), record, path=self.path_for(nodeid), test=nodeid)
 
-    def lookup(self, nodeid: str, gpu: str | None, vllm_version: str | None,
-               baseline_version: str | None = None) -> BaselineLookup:
+    def lookup(
+        self, nodeid: str, gpu: str | None, vllm_version: str | None, baseline_version: str | None = None
+    ) -> BaselineLookup:
         """Like `load`, but when nothing matches, say what does exist (and offer a fallback).
 
         `baseline_version` (`--vllm-baseline-version`): compare with that vLLM version's entry
@@ -340,14 +348,23 @@ class BaselineStore:
             return self._named_version(path, nodeid, gpu_k, named, versions, sorted(entries))
         if vllm_k in versions:
             entry = BaselineEntry.of(gpu_k, vllm_k, versions[vllm_k], path=path, test=nodeid)
-            return BaselineLookup(path, entry, other_versions=sorted(versions, key=_version_sort_key),
-                                  other_gpus=sorted(entries), message="")
+            return BaselineLookup(
+                path,
+                entry,
+                other_versions=sorted(versions, key=_version_sort_key),
+                other_gpus=sorted(entries),
+                message="",
+            )
         other_gpus = sorted(entries)
         if not versions:
             return BaselineLookup(
-                path, None, other_gpus=other_gpus,
-                message=(f"{path}: no baseline for GPU {gpu_k!r}; the file has entries for GPU(s) "
-                         f"{', '.join(other_gpus) or 'none'}"),
+                path,
+                None,
+                other_gpus=other_gpus,
+                message=(
+                    f"{path}: no baseline for GPU {gpu_k!r}; the file has entries for GPU(s) "
+                    f"{', '.join(other_gpus) or 'none'}"
+                ),
             )
         ordered = sorted(versions, key=_version_sort_key)
         older = older_vllm_versions(versions, vllm_k)
@@ -355,26 +372,44 @@ class BaselineStore:
         if older:  # the newest older version: what the running one upgraded from
             fallback = BaselineEntry.of(gpu_k, older[-1], versions[older[-1]], path=path, test=nodeid)
         return BaselineLookup(
-            path, None, fallback=fallback, other_versions=ordered, other_gpus=other_gpus,
-            message=(f"{path}: no baseline for vLLM {vllm_k} on {gpu_k}; baselines exist for vLLM "
-                     f"{', '.join(ordered)} on this GPU"
-                     + ("" if older else f", none older than {vllm_k}")
-                     + f" (record one for {vllm_k} by updating the baseline)"),
+            path,
+            None,
+            fallback=fallback,
+            other_versions=ordered,
+            other_gpus=other_gpus,
+            message=(
+                f"{path}: no baseline for vLLM {vllm_k} on {gpu_k}; baselines exist for vLLM "
+                f"{', '.join(ordered)} on this GPU"
+                + ("" if older else f", none older than {vllm_k}")
+                + f" (record one for {vllm_k} by updating the baseline)"
+            ),
         )
 
     @staticmethod
-    def _named_version(path: Path, nodeid: str, gpu_k: str, named: str, versions: dict[str, BaselineRecord],
-                       other_gpus: list[str]) -> BaselineLookup:
+    def _named_version(
+        path: Path, nodeid: str, gpu_k: str, named: str, versions: dict[str, BaselineRecord], other_gpus: list[str]
+    ) -> BaselineLookup:
         ordered = sorted(versions, key=_version_sort_key)
         if named not in versions:
             return BaselineLookup(
-                path, None, other_versions=ordered, other_gpus=other_gpus,
-                message=(f"{path}: no baseline for vLLM {named} (--vllm-baseline-version) on {gpu_k}; "
-                         f"baselines exist for vLLM {', '.join(ordered)} on this GPU"),
+                path,
+                None,
+                other_versions=ordered,
+                other_gpus=other_gpus,
+                message=(
+                    f"{path}: no baseline for vLLM {named} (--vllm-baseline-version) on {gpu_k}; "
+                    f"baselines exist for vLLM {', '.join(ordered)} on this GPU"
+                ),
             )
         fallback = BaselineEntry.of(gpu_k, named, versions[named], path=path, test=nodeid)
-        return BaselineLookup(path, None, fallback=fallback, other_versions=ordered, other_gpus=other_gpus,
-                              message=f"comparing with the vLLM {named} baseline (--vllm-baseline-version)")
+        return BaselineLookup(
+            path,
+            None,
+            fallback=fallback,
+            other_versions=ordered,
+            other_gpus=other_gpus,
+            message=f"comparing with the vLLM {named} baseline (--vllm-baseline-version)",
+        )
 
     def entries(self, nodeid: str) -> list[BaselineEntry]:
         document = self._read(nodeid)
@@ -402,9 +437,16 @@ class BaselineStore:
         """
         path = self.path_for(nodeid)
         gpu_k, vllm_k = gpu_key(gpu), vllm_key(vllm_version)
-        record = BaselineRecord(created=created or _now(), commit=commit, workload=dict(workload or {}),
-                                repeats=int(repeats), summary=summary, spread=spread, configuration=configuration,
-                                timed_pass=UNSET if timed_pass is None else timed_pass)
+        record = BaselineRecord(
+            created=created or _now(),
+            commit=commit,
+            workload=dict(workload or {}),
+            repeats=int(repeats),
+            summary=summary,
+            spread=spread,
+            configuration=configuration,
+            timed_pass=UNSET if timed_pass is None else timed_pass,
+        )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -473,8 +515,9 @@ def _baseline_text(document: BaselineFile, path: Path) -> str:
     try:
         return json.dumps(data, indent=1, sort_keys=False, allow_nan=False) + "\n"
     except ValueError:
-        raise BaselineError(f"{path}: refusing to write a baseline that holds NaN or Infinity "
-                            "(a summary built on damaged data?)") from None
+        raise BaselineError(
+            f"{path}: refusing to write a baseline that holds NaN or Infinity (a summary built on damaged data?)"
+        ) from None
 
 
 def _without_created(record: BaselineRecord) -> dict[str, Any]:

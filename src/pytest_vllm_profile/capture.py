@@ -5,6 +5,7 @@ so vLLM batches them) -> POST /stop_profile -> wait until the new trace files ar
 -> move them into `trace_dir/capture-<n>/`, so repeated captures never mix and nothing is
 deleted.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -25,9 +26,9 @@ from .errors import CaptureError, VllmProfileError
 
 try:  # ISA-L gzip, as the trace reader uses: reading a large trace through once is ~5x faster
     from isal import igzip as _gzip
-    from isal.isal_zlib import error as _IsalError
+    from isal.isal_zlib import error as _IsalError  # an Exception subclass; isal ships no type stubs
 
-    _GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, OSError, zlib.error, _IsalError)
+    _GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, OSError, zlib.error, cast("type[Exception]", _IsalError))
 except ImportError:  # pragma: no cover - isal is a declared dependency
     import gzip as _gzip  # type: ignore[no-redef]
 
@@ -44,7 +45,7 @@ TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz", ".json", ".json.gz", ".
 
 PROFILER_HINT = (
     "the server must run with the torch profiler on: start it with "
-    "--profiler-config '{{\"profiler\": \"torch\", \"torch_profiler_dir\": \"{trace_dir}\"}}' "
+    '--profiler-config \'{{"profiler": "torch", "torch_profiler_dir": "{trace_dir}"}}\' '
     "(older vLLM: VLLM_TORCH_PROFILER_DIR={trace_dir})"
 )
 
@@ -207,11 +208,15 @@ class ProfileCapture:
             usage = answer.json().get("usage") or {}
         except ValueError:
             raise CaptureError(f"{path} answered non-JSON: {answer.text[:300]}") from None
-        return RequestResult(latency_s=latency, prompt_tokens=usage.get("prompt_tokens"),
-                             completion_tokens=usage.get("completion_tokens"))
+        return RequestResult(
+            latency_s=latency,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
 
-    def _run_requests(self, client: httpx.Client, requests: list[tuple[str, dict[str, Any]]],
-                      in_flight: int) -> list[RequestResult]:
+    def _run_requests(
+        self, client: httpx.Client, requests: list[tuple[str, dict[str, Any]]], in_flight: int
+    ) -> list[RequestResult]:
         if len(requests) == 1 or in_flight <= 1:
             return [self._complete(client, r) for r in requests]
         # Several at once, so the server schedules them into shared steps (continuous batching).
@@ -264,8 +269,16 @@ class ProfileCapture:
         root, moved = self._move_into_capture_folder(watch_dir, new_files)
         traces = sorted((p for p in moved if is_trace_file(p)), key=lambda p: (not p.name.startswith("rank"), p.name))
         others = sorted(p for p in moved if not is_trace_file(p))
-        return CaptureResult(trace_files=traces, trace_root=root, requests=requests, start_profile_s=start_s,
-                             stop_profile_s=stop_s, workload_s=workload_s, wait_s=wait_s, other_files=others)
+        return CaptureResult(
+            trace_files=traces,
+            trace_root=root,
+            requests=requests,
+            start_profile_s=start_s,
+            stop_profile_s=stop_s,
+            workload_s=workload_s,
+            wait_s=wait_s,
+            other_files=others,
+        )
 
     def _wait_for_traces(self, watch_dir: Path, before: dict[Path, int]) -> list[Path]:
         """New files under `watch_dir`, once sizes hold still and gzip streams are complete."""
@@ -344,8 +357,9 @@ class NsysSessionCapture(ProfileCapture):
         return httpx.Response(200)
 
 
-def make_capture(server: RunningServer, workload: Workload, launcher: Launcher | None = None,
-                 **options: Any) -> ProfileCapture:
+def make_capture(
+    server: RunningServer, workload: Workload, launcher: Launcher | None = None, **options: Any
+) -> ProfileCapture:
     """The capture for `server`: `NsysSessionCapture` when its launcher runs it in an nsys session."""
     control = getattr(launcher, "nsys_control", None)
     kind = NsysSessionCapture if control is not None and control.mode == "session" else ProfileCapture

@@ -6,6 +6,7 @@ an xdist worker sends go through these functions; everything inside works on the
 the text is byte-for-byte what 0.1.0 wrote (msgspec's own encoder writes floats as
 `0.00001` / `1e20` and UTF-8 where 0.1.0 wrote `1e-05` / `1e+20` and `\\u00b5` escapes).
 """
+
 from __future__ import annotations
 
 import json

@@ -21,6 +21,7 @@ total kernel time are always compared.
 `compare_summaries` returns a `comparison.Comparison`; the `vllm-profile compare` command
 (`cli.compare`) is built on it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -48,8 +49,15 @@ from .significance import SampleDecision, compare_samples, relative_noise
 from .summary import STEP_KINDS, ProfileSummary, StepKind
 from .tolerances import Tolerances
 
-__all__ = ["IncomparableSummariesError", "KernelDelta", "Tolerances", "compare_summaries", "kernel_deltas",
-           "launches_per_step", "validate_step_kinds"]
+__all__ = [
+    "IncomparableSummariesError",
+    "KernelDelta",
+    "Tolerances",
+    "compare_summaries",
+    "kernel_deltas",
+    "launches_per_step",
+    "validate_step_kinds",
+]
 
 if TYPE_CHECKING:
     from .latency import TimedPassResult
@@ -105,22 +113,33 @@ def validate_step_kinds(step_kinds: Any, argument: str = "step_kinds") -> tuple[
     if step_kinds is None:
         return None
     if isinstance(step_kinds, str) or not isinstance(step_kinds, (list, tuple, set, frozenset)):
-        raise VllmProfileError(f"{argument}={step_kinds!r} must be a list of step kinds, e.g. ['decode'] "
-                               f"(valid kinds: {', '.join(STEP_KINDS)})")
+        raise VllmProfileError(
+            f"{argument}={step_kinds!r} must be a list of step kinds, e.g. ['decode'] "
+            f"(valid kinds: {', '.join(STEP_KINDS)})"
+        )
     kinds = tuple(step_kinds)
     unknown = [k for k in kinds if k not in STEP_KINDS]
     if not kinds or unknown:
         why = f"unknown step kind(s) {unknown!r}" if unknown else "is empty"
-        raise VllmProfileError(f"{argument}={step_kinds!r}: {why}; valid kinds: {', '.join(STEP_KINDS)} "
-                               "(or leave it unset to compare every kind)")
+        raise VllmProfileError(
+            f"{argument}={step_kinds!r}: {why}; valid kinds: {', '.join(STEP_KINDS)} "
+            "(or leave it unset to compare every kind)"
+        )
     return tuple(k for k in STEP_KINDS if k in kinds)
 
 
 class _Comparer:
-    def __init__(self, baseline: ProfileSummary, candidate: ProfileSummary, tol: Tolerances,
-                 baseline_spread: RepeatSpread | None, candidate_spread: RepeatSpread | None,
-                 step_kinds: tuple[str, ...] | None = None, baseline_timed: TimedPassResult | None = None,
-                 candidate_timed: TimedPassResult | None = None) -> None:
+    def __init__(
+        self,
+        baseline: ProfileSummary,
+        candidate: ProfileSummary,
+        tol: Tolerances,
+        baseline_spread: RepeatSpread | None,
+        candidate_spread: RepeatSpread | None,
+        step_kinds: tuple[str, ...] | None = None,
+        baseline_timed: TimedPassResult | None = None,
+        candidate_timed: TimedPassResult | None = None,
+    ) -> None:
         self.b, self.c, self.tol = baseline, candidate, tol
         self.b_spread, self.c_spread = baseline_spread, candidate_spread
         self.rule = tol.decision_rule()
@@ -153,18 +172,36 @@ class _Comparer:
             return
         delta = cand - base
         pct = 100 * delta / base if base else None
-        self.regressions.append(Finding(
-            metric=metric, kind="count", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
-            allowed="exact", contribution_us=contribution_us,
-            message=f"{label} changed {_num(base)} -> {_num(cand)} (counts must match exactly)",
-        ))
+        self.regressions.append(
+            Finding(
+                metric=metric,
+                kind="count",
+                baseline=base,
+                candidate=cand,
+                delta=delta,
+                delta_pct=pct,
+                allowed="exact",
+                contribution_us=contribution_us,
+                message=f"{label} changed {_num(base)} -> {_num(cand)} (counts must match exactly)",
+            )
+        )
 
     # -- times -----------------------------------------------------------------------------
-    def time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
-             contribution_us: float | None = None, unit: str = "µs", step_us: float | None = None,
-             step_noise: float = 0.0,
-             baseline_samples: Sequence[float] | None = None, candidate_samples: Sequence[float] | None = None,
-             ) -> Finding | None:
+    def time(
+        self,
+        metric: str,
+        label: str,
+        base: float,
+        cand: float,
+        floor_us: float,
+        spread: float,
+        contribution_us: float | None = None,
+        unit: str = "µs",
+        step_us: float | None = None,
+        step_noise: float = 0.0,
+        baseline_samples: Sequence[float] | None = None,
+        candidate_samples: Sequence[float] | None = None,
+    ) -> Finding | None:
         """Judge one time metric: from its samples when both sides have enough, else by the tolerance;
         the Finding made (regression or improvement) or None when it held.
 
@@ -173,8 +210,9 @@ class _Comparer:
         `unit`'s base unit (µs, or ms for latency)."""
         if step_us is not None:  # a part of a step: judged by what it does to the step (Tolerances)
             # ... and by what the step's own noise hides (no kernel samples per step exist to test it).
-            floor_us = max(floor_us, self.tol.kernel_step_share * step_us,
-                           self.tol.sample_noise_multiplier * step_noise * step_us)
+            floor_us = max(
+                floor_us, self.tol.kernel_step_share * step_us, self.tol.sample_noise_multiplier * step_noise * step_us
+            )
         if baseline_samples is not None and candidate_samples is not None:
             decision = compare_samples(baseline_samples, candidate_samples, self.rule, floor=floor_us)
             if decision.outcome == "too-few-samples":  # reported (Comparison.too_few_samples), never failed
@@ -183,8 +221,16 @@ class _Comparer:
             return self._sample_finding(metric, label, base, cand, unit, contribution_us, decision)
         return self._tolerance_time(metric, label, base, cand, floor_us, spread, contribution_us, unit)
 
-    def _sample_finding(self, metric: str, label: str, base: float, cand: float, unit: str,
-                        contribution_us: float | None, decision: SampleDecision) -> Finding | None:
+    def _sample_finding(
+        self,
+        metric: str,
+        label: str,
+        base: float,
+        cand: float,
+        unit: str,
+        contribution_us: float | None,
+        decision: SampleDecision,
+    ) -> Finding | None:
         if decision.outcome not in ("regression", "improvement"):
             return None
         assert decision.estimate is not None and decision.low is not None and decision.high is not None
@@ -192,15 +238,23 @@ class _Comparer:
         pct = 100 * delta / base if base else None
         confidence = f"{100 * (1 - self.rule.alpha):g}%"
         finding = Finding(
-            metric=metric, kind="time", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
+            metric=metric,
+            kind="time",
+            baseline=base,
+            candidate=cand,
+            delta=delta,
+            delta_pct=pct,
             allowed=f"shift within ±{100 * decision.threshold:.2f}% or not significant at alpha={self.rule.alpha:g}",
             contribution_us=delta if contribution_us is None else contribution_us,
-            message=(f"{label} {base:.1f} {unit} -> {cand:.1f} {unit}: shift {100 * decision.estimate:+.2f}% "
-                     f"({confidence} interval {100 * decision.low:+.2f}% to {100 * decision.high:+.2f}%, "
-                     f"threshold ±{100 * decision.threshold:.2f}%, p={decision.p_value:.2g}, "
-                     f"{decision.baseline_n} vs {decision.candidate_n} samples)"),
+            message=(
+                f"{label} {base:.1f} {unit} -> {cand:.1f} {unit}: shift {100 * decision.estimate:+.2f}% "
+                f"({confidence} interval {100 * decision.low:+.2f}% to {100 * decision.high:+.2f}%, "
+                f"threshold ±{100 * decision.threshold:.2f}%, p={decision.p_value:.2g}, "
+                f"{decision.baseline_n} vs {decision.candidate_n} samples)"
+            ),
             estimate_pct=100 * decision.estimate,
-            interval_pct=[100 * decision.low, 100 * decision.high], threshold_pct=100 * decision.threshold,
+            interval_pct=[100 * decision.low, 100 * decision.high],
+            threshold_pct=100 * decision.threshold,
             p_value=msgspec.UNSET if decision.p_value is None else decision.p_value,
             samples=[decision.baseline_n, decision.candidate_n],
         )
@@ -212,9 +266,11 @@ class _Comparer:
         if b_samples is None or c_samples is None or min(len(b_samples), len(c_samples)) >= self.rule.min_samples:
             return False
         self.too_few_samples.append(step_metric(kind))
-        self.notes.append(f"{kind} steps: {len(b_samples)} vs {len(c_samples)} samples, too few for a statistical "
-                          f"verdict (need >= {self.rule.min_samples} a side): the times of {kind} steps, their "
-                          "kernels and layers are not judged (counts are); record more repeats to judge them")
+        self.notes.append(
+            f"{kind} steps: {len(b_samples)} vs {len(c_samples)} samples, too few for a statistical "
+            f"verdict (need >= {self.rule.min_samples} a side): the times of {kind} steps, their "
+            "kernels and layers are not judged (counts are); record more repeats to judge them"
+        )
         return True
 
     def _samples(self, kind: StepKind, layer: int | None = None) -> tuple[Any, Any]:
@@ -227,8 +283,17 @@ class _Comparer:
             pair.append(got)
         return pair[0], pair[1]
 
-    def _tolerance_time(self, metric: str, label: str, base: float, cand: float, floor_us: float, spread: float,
-                        contribution_us: float | None, unit: str) -> Finding | None:
+    def _tolerance_time(
+        self,
+        metric: str,
+        label: str,
+        base: float,
+        cand: float,
+        floor_us: float,
+        spread: float,
+        contribution_us: float | None,
+        unit: str,
+    ) -> Finding | None:
         rel = max(self.tol.rel_time, self.tol.noise_multiplier * spread)
         allowed_us = max(rel * base, floor_us)
         delta = cand - base
@@ -243,8 +308,14 @@ class _Comparer:
             allowed_full += f", noise {_fmt_pct(spread)}"
         pct_words = f"{pct:+.2f}%" if pct is not None else "new"
         finding = Finding(
-            metric=metric, kind="time", baseline=base, candidate=cand, delta=delta, delta_pct=pct,
-            allowed=allowed_full, contribution_us=delta if contribution_us is None else contribution_us,
+            metric=metric,
+            kind="time",
+            baseline=base,
+            candidate=cand,
+            delta=delta,
+            delta_pct=pct,
+            allowed=allowed_full,
+            contribution_us=delta if contribution_us is None else contribution_us,
             message=f"{label} {base:.1f} {unit} -> {cand:.1f} {unit} ({pct_words}, allowed {allowed_words})",
         )
         (self.regressions if delta > 0 else self.improvements).append(finding)
@@ -260,8 +331,9 @@ class _Comparer:
             )
         clock = _clock(b)
         if b.ranks or c.ranks:
-            self.notes.append("tensor-parallel profile: compared the pooled top level (slowest rank per step), "
-                              "not each rank")
+            self.notes.append(
+                "tensor-parallel profile: compared the pooled top level (slowest rank per step), not each rank"
+            )
         if b.device.name != c.device.name:
             self.notes.append(f"baseline device {b.device.name!r} differs from candidate device {c.device.name!r}")
         if b.runtime.vllm_version != c.runtime.vllm_version:
@@ -271,8 +343,9 @@ class _Comparer:
         if self.step_kinds is None:
             self.count("token_steps", "token steps (engine steps)", b.token_steps, c.token_steps)
         elif b.token_steps != c.token_steps:  # the compared kinds' step counts are held exact below
-            self.notes.append(f"token steps {b.token_steps} -> {c.token_steps} (only "
-                              f"{', '.join(self.step_kinds)} steps are compared)")
+            self.notes.append(
+                f"token steps {b.token_steps} -> {c.token_steps} (only {', '.join(self.step_kinds)} steps are compared)"
+            )
         layers_match = b.layer_count == c.layer_count
         self.count("layer_count", "decoder layers per step", b.layer_count, c.layer_count)
         kinds = [k for k in STEP_KINDS if k in b.step_kinds or k in c.step_kinds]
@@ -281,8 +354,10 @@ class _Comparer:
             skipped = [k for k in kinds if k not in self.step_kinds]
             kinds = [k for k in kinds if k in self.step_kinds]
             if skipped:
-                self.notes.append(f"compared {', '.join(kinds) or 'no'} steps only (compare_step_kinds); "
-                                  f"{', '.join(skipped)} steps not compared")
+                self.notes.append(
+                    f"compared {', '.join(kinds) or 'no'} steps only (compare_step_kinds); "
+                    f"{', '.join(skipped)} steps not compared"
+                )
         for kind in kinds:
             bn = b.step_kinds[kind].count if kind in b.step_kinds else 0
             cn = c.step_kinds[kind].count if kind in c.step_kinds else 0
@@ -304,9 +379,16 @@ class _Comparer:
             noise = max(relative_noise(b_samples or ()), relative_noise(c_samples or ()))
             self.step_noise = max(self.step_noise, noise)
             if judged:
-                self.time(step_metric(kind), f"{kind} step {clock} time", base_us, cand_us,
-                          tol.step_abs_floor_us, self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
-                          baseline_samples=b_samples, candidate_samples=c_samples)
+                self.time(
+                    step_metric(kind),
+                    f"{kind} step {clock} time",
+                    base_us,
+                    cand_us,
+                    tol.step_abs_floor_us,
+                    self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
+                    baseline_samples=b_samples,
+                    candidate_samples=c_samples,
+                )
 
             # Per kernel: launches per step exact, µs per step within tolerance.
             b_launch, c_launch = launches_per_step(b, kind), launches_per_step(c, kind)
@@ -318,19 +400,32 @@ class _Comparer:
                     if b_launch[name] != c_launch[name]:
                         loose.append(f"{short} {_num(b_launch[name])} -> {_num(c_launch[name])}")
                     continue
-                self.count(f"kernel[{short}].{kind}.launches_per_step",
-                           f"launches per {kind} step of kernel {short}", b_launch[name], c_launch[name],
-                           contribution_us=abs(c_us.get(name, 0.0) - b_us.get(name, 0.0)))
+                self.count(
+                    f"kernel[{short}].{kind}.launches_per_step",
+                    f"launches per {kind} step of kernel {short}",
+                    b_launch[name],
+                    c_launch[name],
+                    contribution_us=abs(c_us.get(name, 0.0) - b_us.get(name, 0.0)),
+                )
             if loose:
-                self.notes.append(f"launches per {kind} step changed for memory ops / kernels unstable across "
-                                  f"repeats (not held exact): {'; '.join(loose[:5])}"
-                                  + (f" and {len(loose) - 5} more" if len(loose) > 5 else ""))
+                self.notes.append(
+                    f"launches per {kind} step changed for memory ops / kernels unstable across "
+                    f"repeats (not held exact): {'; '.join(loose[:5])}"
+                    + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
+                )
             for name in sorted(set(b_us) & set(c_us)) if judged else ():
                 short = self.short.get(name, name)
-                self.time(kernel_metric(short, kind), f"kernel {short} in {kind} steps",
-                          b_us[name], c_us[name], tol.abs_floor_us,
-                          self._spread(lambda s, k=kind, n=name: s.kernel_us_per_step[k][n]),
-                          unit="µs/step", step_us=base_us, step_noise=noise)
+                self.time(
+                    kernel_metric(short, kind),
+                    f"kernel {short} in {kind} steps",
+                    b_us[name],
+                    c_us[name],
+                    tol.abs_floor_us,
+                    self._spread(lambda s, k=kind, n=name: s.kernel_us_per_step[k][n]),
+                    unit="µs/step",
+                    step_us=base_us,
+                    step_noise=noise,
+                )
 
             # Per layer (only when the layer structure is the same).
             if not judged:
@@ -338,9 +433,17 @@ class _Comparer:
             elif layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):
                 for j, (bl, cl) in enumerate(zip(bs.median_layer_time_us, cs.median_layer_time_us, strict=True)):
                     b_samples, c_samples = self._samples(kind, j)
-                    self.time(f"layer[{j}].{kind}.time_us", f"layer {j} in {kind} steps", bl, cl, tol.abs_floor_us,
-                              self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]), step_us=base_us,
-                              baseline_samples=b_samples, candidate_samples=c_samples)
+                    self.time(
+                        f"layer[{j}].{kind}.time_us",
+                        f"layer {j} in {kind} steps",
+                        bl,
+                        cl,
+                        tol.abs_floor_us,
+                        self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]),
+                        step_us=base_us,
+                        baseline_samples=b_samples,
+                        candidate_samples=c_samples,
+                    )
             elif layers_match:
                 self.notes.append(f"{kind} steps: per-layer times not compared (layer lists differ in length)")
 
@@ -349,41 +452,63 @@ class _Comparer:
         if undecided_kinds:  # the total holds those steps' time: it cannot be judged either
             self.too_few_samples.append("total_kernel_us")
         else:
-            self.time("total_kernel_us", f"total {'kernel' if clock == 'GPU' else 'CPU op'} time", b.total_kernel_us,
-                      c.total_kernel_us, tol.total_abs_floor_us,
-                      max(self.step_noise, self._spread(lambda s: s.total_kernel_us)),
-                      contribution_us=(c.total_kernel_us - b.total_kernel_us) / steps)
+            self.time(
+                "total_kernel_us",
+                f"total {'kernel' if clock == 'GPU' else 'CPU op'} time",
+                b.total_kernel_us,
+                c.total_kernel_us,
+                tol.total_abs_floor_us,
+                max(self.step_noise, self._spread(lambda s: s.total_kernel_us)),
+                contribution_us=(c.total_kernel_us - b.total_kernel_us) / steps,
+            )
 
         new_kernels, missing_kernels = self._drift()
         failing_drift = [d for d in new_kernels + missing_kernels if d.fails]
-        excused = [d for d in new_kernels + missing_kernels if not d.fails and d.name in self.unstable
-                   and self._drift_of(self.c if d in new_kernels else self.b, d.name, excuse=False).fails]
+        excused = [
+            d
+            for d in new_kernels + missing_kernels
+            if not d.fails
+            and d.name in self.unstable
+            and self._drift_of(self.c if d in new_kernels else self.b, d.name, excuse=False).fails
+        ]
         if excused:
-            self.notes.append(f"{len(excused)} kernel(s) unstable across the repeats appeared/disappeared; "
-                              f"not failing: {', '.join(d.short_name for d in excused[:5])}")
+            self.notes.append(
+                f"{len(excused)} kernel(s) unstable across the repeats appeared/disappeared; "
+                f"not failing: {', '.join(d.short_name for d in excused[:5])}"
+            )
         if failing_drift and not tol.fail_on_drift:
-            self.notes.append(f"{len(failing_drift)} kernel(s) appeared/disappeared above the drift threshold; "
-                              "not failing (fail_on_drift is off)")
+            self.notes.append(
+                f"{len(failing_drift)} kernel(s) appeared/disappeared above the drift threshold; "
+                "not failing (fail_on_drift is off)"
+            )
         elif failing_drift:
             for d in failing_drift:
                 what = "new" if d in new_kernels else "missing"
                 verb = "appeared" if what == "new" else "disappeared"
-                self.regressions.append(Finding(
-                    metric=f"kernel[{d.short_name}].{what}", kind="drift",
-                    baseline=None if what == "new" else d.us_per_step,
-                    candidate=d.us_per_step if what == "new" else None,
-                    delta=d.us_per_step if what == "new" else -d.us_per_step, delta_pct=None,
-                    allowed=f"new/missing kernels below {_fmt_pct(tol.drift_share)} of step time",
-                    contribution_us=d.us_per_step,
-                    message=(f"{what} kernel {d.short_name} ({d.kernel_class}) {verb}: {d.us_per_step:.1f} µs per "
-                             f"{d.step_kind} step, {_fmt_pct(d.share_of_step)} of the step "
-                             f"(allowed < {_fmt_pct(tol.drift_share)})"),
-                ))
+                self.regressions.append(
+                    Finding(
+                        metric=f"kernel[{d.short_name}].{what}",
+                        kind="drift",
+                        baseline=None if what == "new" else d.us_per_step,
+                        candidate=d.us_per_step if what == "new" else None,
+                        delta=d.us_per_step if what == "new" else -d.us_per_step,
+                        delta_pct=None,
+                        allowed=f"new/missing kernels below {_fmt_pct(tol.drift_share)} of step time",
+                        contribution_us=d.us_per_step,
+                        message=(
+                            f"{what} kernel {d.short_name} ({d.kernel_class}) {verb}: {d.us_per_step:.1f} µs per "
+                            f"{d.step_kind} step, {_fmt_pct(d.share_of_step)} of the step "
+                            f"(allowed < {_fmt_pct(tol.drift_share)})"
+                        ),
+                    )
+                )
 
         if self.without_samples:
-            self.notes.append(f"the {' and '.join(self.without_samples)} summary has no per-step samples of its "
-                              "repeats (written before they were kept): step and layer times judged by the fixed "
-                              "tolerance, not the statistical rule")
+            self.notes.append(
+                f"the {' and '.join(self.without_samples)} summary has no per-step samples of its "
+                "repeats (written before they were kept): step and layer times judged by the fixed "
+                "tolerance, not the statistical rule"
+            )
         # User-facing latency, throughput and per-step CPU overhead (issue 12), in their own module.
         compare_step_overhead(self, kinds)
         compare_latency(self, self.b_timed, self.c_timed)
@@ -393,16 +518,29 @@ class _Comparer:
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
         self.regressions[:0] = self._damage()
         verdict: Verdict = "fail" if self.regressions else "pass"
-        return Comparison(verdict=verdict, regressions=self.regressions, improvements=self.improvements,
-                          new_kernels=new_kernels, missing_kernels=missing_kernels, step_times=step_times,
-                          notes=self.notes,
-                          too_few_samples=self.too_few_samples or msgspec.UNSET)
+        return Comparison(
+            verdict=verdict,
+            regressions=self.regressions,
+            improvements=self.improvements,
+            new_kernels=new_kernels,
+            missing_kernels=missing_kernels,
+            step_times=step_times,
+            notes=self.notes,
+            too_few_samples=self.too_few_samples or msgspec.UNSET,
+        )
 
     def _damage(self) -> list[Finding]:
         return [
-            Finding(metric=f"trace_damage.{side}", kind="damage", baseline=None, candidate=None, delta=None,
-                    delta_pct=None, allowed="no damaged trace data",
-                    message=f"the {side} summary is built on a damaged trace, so the comparison cannot pass: {note}")
+            Finding(
+                metric=f"trace_damage.{side}",
+                kind="damage",
+                baseline=None,
+                candidate=None,
+                delta=None,
+                delta_pct=None,
+                allowed="no damaged trace data",
+                message=f"the {side} summary is built on a damaged trace, so the comparison cannot pass: {note}",
+            )
             for side, summary in (("baseline", self.b), ("candidate", self.c))
             for note in damage_notes(summary)
         ]
@@ -444,8 +582,15 @@ class _Comparer:
             judged = True
         share, kind, us = best
         fails = judged and share >= self.tol.drift_share and not (excuse and name in self.unstable)
-        return KernelDrift(name=name, short_name=kernel.short_name or name, kernel_class=kernel.kernel_class,
-                           step_kind=kind, us_per_step=us, share_of_step=share, fails=fails)
+        return KernelDrift(
+            name=name,
+            short_name=kernel.short_name or name,
+            kernel_class=kernel.kernel_class,
+            step_kind=kind,
+            us_per_step=us,
+            share_of_step=share,
+            fails=fails,
+        )
 
 
 # Counts that change the shape of the work (how many steps, layers, steps of a kind): whatever
@@ -487,8 +632,16 @@ def compare_summaries(
     compared when both exist, else a note says latency was not compared.
     """
     kinds = validate_step_kinds(step_kinds)
-    return _Comparer(baseline, candidate, tol or Tolerances(), baseline_spread, candidate_spread, kinds,
-                     baseline_timed, candidate_timed).run()
+    return _Comparer(
+        baseline,
+        candidate,
+        tol or Tolerances(),
+        baseline_spread,
+        candidate_spread,
+        kinds,
+        baseline_timed,
+        candidate_timed,
+    ).run()
 
 
 def kernel_deltas(baseline: ProfileSummary, candidate: ProfileSummary) -> list[KernelDelta]:
@@ -501,4 +654,3 @@ def kernel_deltas(baseline: ProfileSummary, candidate: ProfileSummary) -> list[K
             rows.append(KernelDelta(name, short.get(name, name), kind, b_us.get(name), c_us.get(name)))
     rows.sort(key=lambda r: abs(r.delta_us), reverse=True)
     return rows
-

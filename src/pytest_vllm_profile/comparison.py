@@ -3,6 +3,7 @@
 `comparator.compare_summaries(...)` produces a `Comparison`; the plugin, the CLI and the
 reports only read these types. JSON form: `codec.encode_json(comparison)`.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -15,7 +16,9 @@ from .summary import StepKind
 Verdict = Literal["pass", "fail"]
 # Where a drifting kernel carries the most time: a step kind, or "outside-steps" when it ran in none.
 DriftPlace = Literal["prefill", "decode", "mixed", "outside-steps"]
-FindingKind = Literal["count", "time", "drift", "damage"]  # exact count, time within tolerance, kernel appeared/disappeared, a side built on a damaged trace
+FindingKind = Literal[
+    "count", "time", "drift", "damage"
+]  # exact count, time within tolerance, kernel appeared/disappeared, a side built on a damaged trace
 
 
 def step_metric(kind: str) -> str:
@@ -101,18 +104,22 @@ class VersionChange(msgspec.Struct):
 
     def describe(self, limit: int = 12) -> list[str]:
         """Lines of "what changed between vLLM A and B" (kernel-set and class changes)."""
-        lines = [f"what changed between vLLM {self.from_version} and {self.to_version} "
-                 f"(kernels matched by class and step kind):"]
-        changed = [c for c in self.classes
-                   if c.added or c.removed or c.baseline_launches != c.candidate_launches]
+        lines = [
+            f"what changed between vLLM {self.from_version} and {self.to_version} "
+            f"(kernels matched by class and step kind):"
+        ]
+        changed = [c for c in self.classes if c.added or c.removed or c.baseline_launches != c.candidate_launches]
         for c in changed[:limit]:
-            parts = [f"{c.baseline_us:.1f} -> {c.candidate_us:.1f} µs/step",
-                     f"launches/step {c.baseline_launches:g} -> {c.candidate_launches:g}"]
+            parts = [
+                f"{c.baseline_us:.1f} -> {c.candidate_us:.1f} µs/step",
+                f"launches/step {c.baseline_launches:g} -> {c.candidate_launches:g}",
+            ]
             if c.added:
                 parts.append("new: " + ", ".join(c.added[:4]) + (f" +{len(c.added) - 4}" if len(c.added) > 4 else ""))
             if c.removed:
-                parts.append("gone: " + ", ".join(c.removed[:4])
-                             + (f" +{len(c.removed) - 4}" if len(c.removed) > 4 else ""))
+                parts.append(
+                    "gone: " + ", ".join(c.removed[:4]) + (f" +{len(c.removed) - 4}" if len(c.removed) > 4 else "")
+                )
             lines.append(f"  {c.step_kind} {c.kernel_class}: " + "; ".join(parts))
         if len(changed) > limit:
             lines.append(f"  ... and {len(changed) - limit} more class changes")
@@ -164,18 +171,23 @@ class Comparison(msgspec.Struct):
         (every regression unless `limit` says how many)."""
         lines = [f"verdict: {self.verdict}" + (f" ({self.cross_version.label})" if self.cross_version else "")]
         for st in self.step_times:
-            lines.append(f"  {st.kind} step: {st.baseline_us:.1f} µs -> {st.candidate_us:.1f} µs "
-                         f"({st.delta_pct:+.2f}%)")
+            lines.append(
+                f"  {st.kind} step: {st.baseline_us:.1f} µs -> {st.candidate_us:.1f} µs ({st.delta_pct:+.2f}%)"
+            )
         for f in self.regressions[:limit]:
             lines.append(f"  REGRESSION {f.message or f.metric}")
         if limit is not None and len(self.regressions) > limit:
             lines.append(f"  ... and {len(self.regressions) - limit} more regressions")
         for k in self.new_kernels:
-            lines.append(f"  NEW kernel {k.short_name} ({k.kernel_class}, {k.us_per_step:.1f} µs/{k.step_kind} step, "
-                         f"{100 * k.share_of_step:.1f}%)")
+            lines.append(
+                f"  NEW kernel {k.short_name} ({k.kernel_class}, {k.us_per_step:.1f} µs/{k.step_kind} step, "
+                f"{100 * k.share_of_step:.1f}%)"
+            )
         for k in self.missing_kernels:
-            lines.append(f"  MISSING kernel {k.short_name} ({k.kernel_class}, was {k.us_per_step:.1f} µs/{k.step_kind} "
-                         f"step, {100 * k.share_of_step:.1f}%)")
+            lines.append(
+                f"  MISSING kernel {k.short_name} ({k.kernel_class}, was {k.us_per_step:.1f} µs/{k.step_kind} "
+                f"step, {100 * k.share_of_step:.1f}%)"
+            )
         if self.too_few_samples:
             lines.append(f"  UNDECIDED (too few samples): {', '.join(self.too_few_samples)}")
         lines.extend(f"  note: {n}" for n in self.notes)

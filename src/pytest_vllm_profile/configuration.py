@@ -11,6 +11,7 @@ only keys both recorded are compared by value, and a key one side lacks counts a
 default (fields added to `Workload` later, like the timed pass or load shape, do not make
 every 0.1.0 baseline "different").
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ from .workload import Workload
 
 # Marker arguments that change how a profile is judged or how often it is taken, not what it
 # measures: a baseline recorded with other values is still the same workload.
-NOT_WORKLOAD_IDENTITY = frozenset({"repeats", "rel_tol", "abs_floor_us", "fail_on_drift", "expected_layers",
-                                   "timed_repeats"})
+NOT_WORKLOAD_IDENTITY = frozenset(
+    {"repeats", "rel_tol", "abs_floor_us", "fail_on_drift", "expected_layers", "timed_repeats"}
+)
 # Inherited environment of the server that changes what it does (the rest is the user's shell).
 RELEVANT_ENV_PREFIXES = ("VLLM_", "CUDA_", "NCCL_", "OMP_", "HF_", "TORCH_", "PYTORCH_")
 # Configuration keys whose difference fails the comparison (the server ran with other flags);
@@ -76,15 +78,21 @@ def nvidia_driver_version() -> str | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return out.strip().splitlines()[0].strip() if out.strip() else None
 
 
-_VERSIONS_SCRIPT = ("import json, torch; print(json.dumps({'torch': torch.__version__, "
-                    "'cuda': getattr(torch.version, 'cuda', None)}))")
+_VERSIONS_SCRIPT = (
+    "import json, torch; print(json.dumps({'torch': torch.__version__, 'cuda': getattr(torch.version, 'cuda', None)}))"
+)
 
 
 def python_versions(python: str | None, timeout_s: float = 120.0) -> dict[str, str | None]:
@@ -154,8 +162,9 @@ def workload_differences(baseline: Mapping[str, Any], candidate: Mapping[str, An
     return changes
 
 
-def configuration_differences(baseline: RunConfiguration | None,
-                              candidate: RunConfiguration | None) -> tuple[list[str], list[str]]:
+def configuration_differences(
+    baseline: RunConfiguration | None, candidate: RunConfiguration | None
+) -> tuple[list[str], list[str]]:
     """(failing, noted) differences, each `what: baseline -> candidate`. Nothing when either side
     has no record (baselines of 0.1.0) or a field is unknown on one side."""
     if baseline is None or candidate is None:
@@ -171,8 +180,11 @@ def configuration_differences(baseline: RunConfiguration | None,
         if old is not None and new is not None and old != new:
             noted.append(f"{name.replace('_', ' ')}: {old} -> {new}")
     if baseline.server_env and candidate.server_env and baseline.server_env != candidate.server_env:
-        keys = sorted(k for k in set(baseline.server_env) | set(candidate.server_env)
-                      if baseline.server_env.get(k) != candidate.server_env.get(k))
+        keys = sorted(
+            k
+            for k in set(baseline.server_env) | set(candidate.server_env)
+            if baseline.server_env.get(k) != candidate.server_env.get(k)
+        )
         noted.append(f"server environment differs in {', '.join(keys)}")
     return failing, noted
 

@@ -5,6 +5,7 @@ note starting with `DAMAGE_NOTE_PREFIX`; the summary carries those notes in `not
 tensor-parallel profile, in each rank's `notes`). The comparison engine calls `damage_notes` and
 never passes a comparison with a damaged side.
 """
+
 from __future__ import annotations
 
 from typing import Any

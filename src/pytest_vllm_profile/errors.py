@@ -3,6 +3,7 @@
 Each one carries a message a person can act on (which file, what is wrong, what to do);
 callers never have to read a traceback from deep inside pandas or httpx.
 """
+
 from __future__ import annotations
 
 

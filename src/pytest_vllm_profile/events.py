@@ -29,6 +29,7 @@ row below holds finite times:
 | rank          | int64    | engine rank (tensor-parallel rank) the event came from |
 | step          | int64    | engine step index assigned by step detection; -1 until then / outside any step |
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -18,6 +18,7 @@ vllm/benchmarks/serve.py `calculate_metrics`, read in vLLM 0.32):
   arrival gap, when there is a request rate) to the last answer (`benchmark_duration`);
 * statistics: mean, median, std and percentiles (numpy's linear `np.percentile`), in ms.
 """
+
 from __future__ import annotations
 
 import math
@@ -151,8 +152,15 @@ def request_latency(timing: RequestTiming) -> RequestLatency:
     # closest the client has (one token per chunk unless the server batches stream output).
     output_tokens = timing.output_tokens if timing.output_tokens is not None else len(chunks)
     tpot = (e2e - ttft) / (output_tokens - 1) * 1e3 if output_tokens > 1 else None
-    return RequestLatency(ttft_ms=ttft * 1e3, e2e_ms=e2e * 1e3, tpot_ms=tpot, itl_ms=itl,
-                          prompt_tokens=timing.prompt_tokens, output_tokens=output_tokens, token_chunks=len(chunks))
+    return RequestLatency(
+        ttft_ms=ttft * 1e3,
+        e2e_ms=e2e * 1e3,
+        tpot_ms=tpot,
+        itl_ms=itl,
+        prompt_tokens=timing.prompt_tokens,
+        output_tokens=output_tokens,
+        token_chunks=len(chunks),
+    )
 
 
 def run_latency(repeat: int, timings: list[RequestTiming], duration_s: float) -> RunLatency:
@@ -163,8 +171,12 @@ def run_latency(repeat: int, timings: list[RequestTiming], duration_s: float) ->
     output_tokens = sum(r.output_tokens for r in done)
     prompt_tokens = sum(r.prompt_tokens or 0 for r in done)
     return RunLatency(
-        repeat=repeat, duration_s=duration_s, requests=tuple(done), failed_requests=len(timings) - len(done),
-        output_tokens_per_s=output_tokens / duration_s, requests_per_s=len(done) / duration_s,
+        repeat=repeat,
+        duration_s=duration_s,
+        requests=tuple(done),
+        failed_requests=len(timings) - len(done),
+        output_tokens_per_s=output_tokens / duration_s,
+        requests_per_s=len(done) / duration_s,
         total_tokens_per_s=(prompt_tokens + output_tokens) / duration_s,
     )
 
@@ -185,8 +197,12 @@ def distribution(values: list[float], percentiles: tuple[float, ...] = PERCENTIL
         return None
     arr = np.asarray(values, dtype=float)
     return Distribution(
-        count=len(arr), mean=float(arr.mean()), median=float(np.median(arr)), std=float(arr.std()),
-        min=float(arr.min()), max=float(arr.max()),
+        count=len(arr),
+        mean=float(arr.mean()),
+        median=float(np.median(arr)),
+        std=float(arr.std()),
+        min=float(arr.min()),
+        max=float(arr.max()),
         percentiles={percentile_key(p): float(np.percentile(arr, p)) for p in percentiles},
     )
 

@@ -17,6 +17,7 @@ When TPOT / ITL regress, a note attributes it with the trace: did the device tim
 with it (the work got slower) or did it stay while wall time / period grew (the host between
 kernels)? Old baselines without a timed pass or step overhead: not compared, with a note.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -79,15 +80,18 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
         return
     if base is None or cand is None:
         side = "baseline" if base is None else "candidate"
-        comparer.notes.append(f"latency not compared: the {side} has no timed pass"
-                              + (" (recorded before timed passes; re-record with --update-baselines)"
-                                 if base is None else ""))
+        comparer.notes.append(
+            f"latency not compared: the {side} has no timed pass"
+            + (" (recorded before timed passes; re-record with --update-baselines)" if base is None else "")
+        )
         return
     if base.shape != cand.shape:
-        comparer.notes.append("the timed passes' load shapes differ (baseline "
-                              f"{base.shape.num_requests} requests x {base.shape.max_tokens} tokens, concurrency "
-                              f"{base.shape.concurrency}; candidate {cand.shape.num_requests} x "
-                              f"{cand.shape.max_tokens}, concurrency {cand.shape.concurrency}): compared anyway")
+        comparer.notes.append(
+            "the timed passes' load shapes differ (baseline "
+            f"{base.shape.num_requests} requests x {base.shape.max_tokens} tokens, concurrency "
+            f"{base.shape.concurrency}; candidate {cand.shape.num_requests} x "
+            f"{cand.shape.max_tokens}, concurrency {cand.shape.concurrency}): compared anyway"
+        )
     tol = comparer.tol
     saved = tol
     comparer.tol = replace(tol, rel_time=max(tol.rel_time, tol.latency_rel_time))
@@ -104,9 +108,16 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
                 # Judged by the latency tolerance against the timed repeats' spread (not by the
                 # statistical rule: on this project's CI machine the client's own timestamps are the
                 # noise, benchmarks/RESULTS.md "Calibration").
-                comparer.time(latency_metric(metric, p), f"{LATENCY_LABELS[metric]} p{p:g}",
-                              b_dist.percentile(p), c_dist.percentile(p), tol.latency_abs_floor_ms, spread,
-                              contribution_us=0.0, unit="ms")
+                comparer.time(
+                    latency_metric(metric, p),
+                    f"{LATENCY_LABELS[metric]} p{p:g}",
+                    b_dist.percentile(p),
+                    c_dist.percentile(p),
+                    tol.latency_abs_floor_ms,
+                    spread,
+                    contribution_us=0.0,
+                    unit="ms",
+                )
         for rate, label, unit in THROUGHPUTS:
             b_runs = [float(getattr(r, rate)) for r in base.runs]
             c_runs = [float(getattr(r, rate)) for r in cand.runs]
@@ -114,16 +125,24 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
                 continue
             b_inv, c_inv = [1e3 / v for v in b_runs], [1e3 / v for v in c_runs]
             b_med, c_med = float(np.median(b_runs)), float(np.median(c_runs))
-            finding = comparer.time(throughput_metric(rate), f"{label} (as ms per {unit.split('/')[0]})",
-                                    float(np.median(b_inv)), float(np.median(c_inv)), 0.0,
-                                    max(relative_spread(b_inv), relative_spread(c_inv)), contribution_us=0.0,
-                                    unit="ms")  # one value per timed repeat: the tolerance rule
+            finding = comparer.time(
+                throughput_metric(rate),
+                f"{label} (as ms per {unit.split('/')[0]})",
+                float(np.median(b_inv)),
+                float(np.median(c_inv)),
+                0.0,
+                max(relative_spread(b_inv), relative_spread(c_inv)),
+                contribution_us=0.0,
+                unit="ms",
+            )  # one value per timed repeat: the tolerance rule
             if finding is not None:  # say it in the unit people read throughput in
                 pct = 100 * (c_med - b_med) / b_med
                 finding.baseline, finding.candidate, finding.delta = b_med, c_med, c_med - b_med
                 finding.delta_pct = pct
-                finding.message = (f"{label} {b_med:.2f} {unit} -> {c_med:.2f} {unit} ({pct:+.2f}%, "
-                                   f"allowed {finding.allowed.split(' (')[0]} of its inverse)")
+                finding.message = (
+                    f"{label} {b_med:.2f} {unit} -> {c_med:.2f} {unit} ({pct:+.2f}%, "
+                    f"allowed {finding.allowed.split(' (')[0]} of its inverse)"
+                )
     finally:
         comparer.tol = saved
     _attribute(comparer)
@@ -148,7 +167,8 @@ def _bunched_reads(comparer: _Comparer, base: TimedPassResult, cand: TimedPassRe
             comparer.notes.append(
                 f"per-token latency (TPOT, ITL) not compared: the {side}'s median ITL {itl.median:.2f} ms is below "
                 f"{100 * BUNCHED_READ_SHARE:g} % of its decode step period {period_ms:.1f} ms, so the client read "
-                "tokens in bunches (starved of CPU); TTFT, end-to-end latency and throughput are compared")
+                "tokens in bunches (starved of CPU); TTFT, end-to-end latency and throughput are compared"
+            )
             return {"tpot_ms", "itl_ms"}
     return set()
 
@@ -158,16 +178,20 @@ def compare_step_overhead(comparer: _Comparer, kinds: Sequence[str]) -> None:
     b_over, c_over = comparer.b.overhead_by_kind(), comparer.c.overhead_by_kind()
     if not b_over or not c_over:
         if c_over and not b_over:
-            comparer.notes.append("step overhead (wall time, period, GPU idle per step) not compared: the baseline "
-                                  "was recorded before it was measured; re-record with --update-baselines")
+            comparer.notes.append(
+                "step overhead (wall time, period, GPU idle per step) not compared: the baseline "
+                "was recorded before it was measured; re-record with --update-baselines"
+            )
         return
     for kind in kinds:
         bo, co = b_over.get(kind), c_over.get(kind)
         if bo is None or co is None:
             continue
         if min(bo.steps, co.steps) < MIN_OVERHEAD_STEPS:
-            comparer.notes.append(f"{kind} step overhead not compared: {min(bo.steps, co.steps)} step(s) per profile "
-                                  f"(needs {MIN_OVERHEAD_STEPS} for a median)")
+            comparer.notes.append(
+                f"{kind} step overhead not compared: {min(bo.steps, co.steps)} step(s) per profile "
+                f"(needs {MIN_OVERHEAD_STEPS} for a median)"
+            )
             continue
         for field, suffix, label in OVERHEAD_METRICS:
             bv, cv = getattr(bo, field), getattr(co, field)
@@ -180,10 +204,17 @@ def compare_step_overhead(comparer: _Comparer, kinds: Sequence[str]) -> None:
             # noisy (two captures of one H200 server, tests/data nsys-gpu-2025.3-cuda-range-rep1/2:
             # decode wall 4.1-5.8 ms per step, medians 4.7 vs 6.3 ms), which a fixed 2 % would
             # call a regression; the samples' own step-to-step noise sets the threshold instead.
-            comparer.time(overhead_metric(kind, suffix), f"{kind} {label}", float(bv), float(cv),
-                          comparer.tol.step_abs_floor_us, spread, contribution_us=0.0,
-                          baseline_samples=_step_values(comparer.b, kind, STEP_FIELDS[field]),
-                          candidate_samples=_step_values(comparer.c, kind, STEP_FIELDS[field]))
+            comparer.time(
+                overhead_metric(kind, suffix),
+                f"{kind} {label}",
+                float(bv),
+                float(cv),
+                comparer.tol.step_abs_floor_us,
+                spread,
+                contribution_us=0.0,
+                baseline_samples=_step_values(comparer.b, kind, STEP_FIELDS[field]),
+                candidate_samples=_step_values(comparer.c, kind, STEP_FIELDS[field]),
+            )
 
 
 # StepKindOverhead's median -> the StepSummary field it is the median of.
@@ -210,8 +241,11 @@ def _attribute(comparer: _Comparer) -> None:
     if not regressed:
         return
     b, c = comparer.b, comparer.c
-    kind = "decode" if "decode" in b.step_kinds and "decode" in c.step_kinds else next(
-        (k for k in b.step_kinds if k in c.step_kinds), None)
+    kind = (
+        "decode"
+        if "decode" in b.step_kinds and "decode" in c.step_kinds
+        else next((k for k in b.step_kinds if k in c.step_kinds), None)
+    )
     lead: Finding = max(regressed, key=lambda f: f.delta_pct or 0.0)
     name = lead.metric.split(".")[1].removesuffix("_ms").upper()
     head = f"{name} {_pct(lead.delta_pct)}"
@@ -233,8 +267,10 @@ def _attribute(comparer: _Comparer) -> None:
         if span_change is not None and dev_change is not None:
             host_grew = (cand_span - base_span) > 2 * abs(c_dev - b_dev)
             if cand_span <= base_span:
-                comparer.notes.append("attribution: " + ", ".join(parts) + ": the profiled steps did not get "
-                                      "slower, so the time went outside the engine steps (API server, client)")
+                comparer.notes.append(
+                    "attribution: " + ", ".join(parts) + ": the profiled steps did not get "
+                    "slower, so the time went outside the engine steps (API server, client)"
+                )
                 return
     if host_grew is True:
         where = "the CPU between kernels" if c.timing_domain == "gpu" else "the host outside the model's ops"

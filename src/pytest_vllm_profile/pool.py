@@ -16,6 +16,7 @@ index by the pure functions `worker_index`, `gpu_assignment` and `port_range`.
 
 No pytest imports.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -111,7 +112,7 @@ def gpu_assignment(
         return None
     n = worker or 0
     first = (n // workers_per_gpu) * tensor_parallel_size
-    chosen = ids[first:first + tensor_parallel_size]
+    chosen = ids[first : first + tensor_parallel_size]
     if len(chosen) < tensor_parallel_size:
         who = f"xdist worker gw{n}" if worker is not None else "this session"
         raise LauncherError(
@@ -286,8 +287,9 @@ class ServerPool:
                     raise LauncherError(reason) from None
                 raise LauncherError(f"server for model {workload.model!r} failed to start: {reason}") from None
             self.started_count += 1
-            pooled = PooledServer(key=key, launcher=launcher, server=server, uses=1,
-                                  boot_s=round(time.monotonic() - started, 1))
+            pooled = PooledServer(
+                key=key, launcher=launcher, server=server, uses=1, boot_s=round(time.monotonic() - started, 1)
+            )
             self._live[key] = pooled
             return pooled
 
@@ -310,8 +312,9 @@ class ServerPool:
         s = self.settings
         if s.workers_per_gpu <= 1 or s.launcher == "url":
             return []
-        gpus = gpu_assignment(s.worker, workload.tensor_parallel_size, s.cuda_visible_devices, s.gpu_count,
-                              s.workers_per_gpu)
+        gpus = gpu_assignment(
+            s.worker, workload.tensor_parallel_size, s.cuda_visible_devices, s.gpu_count, s.workers_per_gpu
+        )
         if not gpus:
             return []
         folder = s.lock_dir if s.lock_dir is not None else Path(tempfile.gettempdir())

@@ -10,6 +10,7 @@ and the following mixed step depends on arrival timing; async copies land in whi
 is running. Such kernels are combined over the union of the repeats (0 where absent) and
 listed as unstable, not rejected.
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,11 +62,7 @@ def kernel_us_per_step(summary: ProfileSummary, kind: StepKind) -> dict[str, flo
     stats = summary.step_kinds.get(kind)
     if stats is None or stats.count == 0:
         return {}
-    return {
-        k.name: k.per_step_kind[kind].total_us / stats.count
-        for k in summary.kernels
-        if kind in k.per_step_kind
-    }
+    return {k.name: k.per_step_kind[kind].total_us / stats.count for k in summary.kernels if kind in k.per_step_kind}
 
 
 def relative_spread(values: list[float]) -> float:
@@ -106,14 +103,16 @@ def _compared_structure_signature(summary: ProfileSummary, step_kinds: tuple[str
     }
 
 
-def check_same_structure(summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None,
-                         advice: str | None = None) -> None:
+def check_same_structure(
+    summaries: list[ProfileSummary], step_kinds: tuple[str, ...] | None = None, advice: str | None = None
+) -> None:
     """Raise `AnalysisError` naming the first structural difference between repeats, and `advice`
     (what to change in the workload: `advice.step_structure_advice`) as the remedy.
 
     With `step_kinds` (a workload's `compare_step_kinds`) only the structure of those steps
     must match: e.g. a batch whose prompts split differently between prefill and mixed steps.
     """
+
     def signature(summary: ProfileSummary) -> dict[str, Any]:
         if step_kinds is None:
             return _structure_signature(summary)
@@ -216,12 +215,15 @@ def combine_repeats(
     if len(set(structures)) > 1:
         common = max(structures, key=structures.count)
         first = structures.index(common)
-        steps_note = (f"step structure differs between repeats (token steps "
-                      f"{', '.join(str(s.token_steps) for s in summaries)}); only "
-                      f"{', '.join(step_kinds)} steps are held to it")
+        steps_note = (
+            f"step structure differs between repeats (token steps "
+            f"{', '.join(str(s.token_steps) for s in summaries)}); only "
+            f"{', '.join(step_kinds)} steps are held to it"
+        )
         all_summaries = summaries
-        summaries = [all_summaries[first]] + [s for i, s in enumerate(all_summaries)
-                                              if structures[i] == common and i != first]
+        summaries = [all_summaries[first]] + [
+            s for i, s in enumerate(all_summaries) if structures[i] == common and i != first
+        ]
         combined, spread = _combine_same_structure(summaries, kind_summaries=all_summaries)
         combined.source = [src for s in all_summaries for src in s.source]
         combined.notes = [*combined.notes, steps_note]
@@ -252,8 +254,9 @@ def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: li
         if isinstance(spread.step_samples_us, UnsetType) or isinstance(spread.layer_samples_us, UnsetType):
             spread.step_samples_us, spread.layer_samples_us = {}, {}
         spread.step_samples_us[kind] = [[st.gpu_time_us for st in s.steps if st.kind == kind] for s in having]
-        spread.layer_samples_us[kind] = [[[layer.time_us for layer in st.layers] for st in s.steps if st.kind == kind]
-                                         for s in having]
+        spread.layer_samples_us[kind] = [
+            [[layer.time_us for layer in st.layers] for st in s.steps if st.kind == kind] for s in having
+        ]
         spread.kernel_us_per_step[kind] = {
             name: relative_spread([pk.get(name, 0.0) for pk in per_kernel]) for name in sorted(set().union(*per_kernel))
         }
@@ -279,9 +282,13 @@ def _combine_step_overhead(out: ProfileSummary, spread: RepeatSpread, summaries:
         wall = values["median_wall_us"] or 0.0
         idle = values["median_gpu_idle_us"]
         combined[kind] = StepKindOverhead(
-            kind=kind, steps=int(round(_median([float(p.steps) for p in per]))), median_wall_us=wall,
-            median_period_us=values["median_period_us"], median_gpu_busy_us=values["median_gpu_busy_us"],
-            median_gpu_idle_us=idle, gpu_idle_fraction=idle / wall if idle is not None and wall > 0 else None,
+            kind=kind,
+            steps=int(round(_median([float(p.steps) for p in per]))),
+            median_wall_us=wall,
+            median_period_us=values["median_period_us"],
+            median_gpu_busy_us=values["median_gpu_busy_us"],
+            median_gpu_idle_us=idle,
+            gpu_idle_fraction=idle / wall if idle is not None and wall > 0 else None,
             median_kernel_launches=values["median_kernel_launches"],
             median_graph_launches=values["median_graph_launches"],
         )
@@ -335,9 +342,13 @@ def _combine_same_structure(
         shorts = {k.name: k.short_name or k.name for s in summaries for k in s.kernels}
         listed = ", ".join(shorts[name] for name in spread.unstable_kernels[:6])
         more = f" and {len(spread.unstable_kernels) - 6} more" if len(spread.unstable_kernels) > 6 else ""
-        out.notes = [*out.notes, (
-            f"{len(spread.unstable_kernels)} kernel(s) differ between the {n} repeats (launched in some only, "
-            f"or a different number of times; combined with 0 where absent): {listed}{more}")]
+        out.notes = [
+            *out.notes,
+            (
+                f"{len(spread.unstable_kernels)} kernel(s) differ between the {n} repeats (launched in some only, "
+                f"or a different number of times; combined with 0 where absent): {listed}{more}"
+            ),
+        ]
 
     median_decode_us = out.step_kinds["decode"].median_gpu_time_us if "decode" in out.step_kinds else 0.0
     if out.roofline is not None and median_decode_us > 0:

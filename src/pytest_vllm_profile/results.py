@@ -3,6 +3,7 @@
 The plugin writes one `RunResults` (JSON) per session; reports (HTML, Markdown job summary,
 history) are rendered from it, so `vllm-profile report RESULTS.json` works offline too.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ A stamp is `<UTC time %Y%m%dT%H%M%SZ>-<pid>-<count>`, so names sort by start tim
 like a stamp are ever deleted (anything else under the trace root is the user's), and never
 one whose process is still running (another session on this host using the same root).
 """
+
 from __future__ import annotations
 
 import os

@@ -12,6 +12,7 @@ repeating it.
 No pytest imports, and no imports of other library modules but `errors` (the launchers and
 the pool import their defaults from here).
 """
+
 from __future__ import annotations
 
 import os
@@ -121,7 +122,8 @@ class Option:
                 value = kind(raw)
             except (TypeError, ValueError):
                 raise SettingsError(
-                    f"{self.label}={raw!r}: expected {'an integer' if kind is int else 'a number'}") from None
+                    f"{self.label}={raw!r}: expected {'an integer' if kind is int else 'a number'}"
+                ) from None
             if self.minimum is not None and value < self.minimum:
                 raise SettingsError(f"{self.label}={raw!r}: must be >= {self.minimum}")
             return value
@@ -138,89 +140,280 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("enabled", "run the vllm_workload tests (profile vLLM); without it they are skipped",
-           flag="--vllm-profile", type="bool", default=False),
-    Option("update_baselines", "write the baselines of tests whose body passed instead of comparing",
-           flag="--update-baselines", type="bool", default=False),
-    Option("baseline_dir", "folder of the baseline files (default: {default}/ under rootdir)",
-           flag="--baseline-dir", ini="vllm_baseline_dir", type="path", default=DEFAULT_BASELINE_DIR,
-           metavar="DIR", relative_to="rootdir"),
-    Option("launcher", "how to get a vLLM server: process (local vllm serve), docker, url (attach to a running "
-           "server); default {default}", flag="--vllm-launcher", ini="vllm_launcher", type="choice",
-           default=DEFAULT_LAUNCHER, choices=LAUNCHERS),
+    Option(
+        "enabled",
+        "run the vllm_workload tests (profile vLLM); without it they are skipped",
+        flag="--vllm-profile",
+        type="bool",
+        default=False,
+    ),
+    Option(
+        "update_baselines",
+        "write the baselines of tests whose body passed instead of comparing",
+        flag="--update-baselines",
+        type="bool",
+        default=False,
+    ),
+    Option(
+        "baseline_dir",
+        "folder of the baseline files (default: {default}/ under rootdir)",
+        flag="--baseline-dir",
+        ini="vllm_baseline_dir",
+        type="path",
+        default=DEFAULT_BASELINE_DIR,
+        metavar="DIR",
+        relative_to="rootdir",
+    ),
+    Option(
+        "launcher",
+        "how to get a vLLM server: process (local vllm serve), docker, url (attach to a running "
+        "server); default {default}",
+        flag="--vllm-launcher",
+        ini="vllm_launcher",
+        type="choice",
+        default=DEFAULT_LAUNCHER,
+        choices=LAUNCHERS,
+    ),
     Option("url", "URL of a running vLLM server (url launcher)", flag="--vllm-url", ini="vllm_url", metavar="URL"),
-    Option("trace_dir", "folder the attached server writes its traces to, as seen from here (url launcher)",
-           flag="--vllm-trace-dir", ini="vllm_trace_dir", type="path", metavar="DIR"),
-    Option("python", "python interpreter that has vLLM (process launcher), e.g. .venv-vllm-cpu/bin/python",
-           flag="--vllm-python", ini="vllm_python", metavar="PYTHON"),
+    Option(
+        "trace_dir",
+        "folder the attached server writes its traces to, as seen from here (url launcher)",
+        flag="--vllm-trace-dir",
+        ini="vllm_trace_dir",
+        type="path",
+        metavar="DIR",
+    ),
+    Option(
+        "python",
+        "python interpreter that has vLLM (process launcher), e.g. .venv-vllm-cpu/bin/python",
+        flag="--vllm-python",
+        ini="vllm_python",
+        metavar="PYTHON",
+    ),
     # (None: the docker launcher's ContainerOptions.image, untagged: latest)
-    Option("image", f"container image (docker launcher), default {DEFAULT_IMAGE}:latest",
-           flag="--vllm-image", ini="vllm_image", metavar="IMAGE"),
-    Option("allow_pull", "let the docker launcher pull a missing image", flag="--vllm-allow-pull",
-           ini="vllm_allow_pull", type="bool", default=False),
-    Option("docker_host", "Docker/Podman API URL, e.g. unix:///run/podman/podman.sock",
-           flag="--vllm-docker-host", ini="vllm_docker_host", metavar="URL"),
-    Option("profiler", "profiler the server runs: torch (default) or nsys", flag="--vllm-profiler",
-           ini="vllm_profiler", type="choice", default=DEFAULT_PROFILER, choices=PROFILERS),
-    Option("repeats", "profiles per test (median + spread), unless the marker says; default {default}",
-           flag="--vllm-repeats", ini="vllm_repeats", type="int", default=DEFAULT_REPEATS, minimum=1, metavar="N"),
+    Option(
+        "image",
+        f"container image (docker launcher), default {DEFAULT_IMAGE}:latest",
+        flag="--vllm-image",
+        ini="vllm_image",
+        metavar="IMAGE",
+    ),
+    Option(
+        "allow_pull",
+        "let the docker launcher pull a missing image",
+        flag="--vllm-allow-pull",
+        ini="vllm_allow_pull",
+        type="bool",
+        default=False,
+    ),
+    Option(
+        "docker_host",
+        "Docker/Podman API URL, e.g. unix:///run/podman/podman.sock",
+        flag="--vllm-docker-host",
+        ini="vllm_docker_host",
+        metavar="URL",
+    ),
+    Option(
+        "profiler",
+        "profiler the server runs: torch (default) or nsys",
+        flag="--vllm-profiler",
+        ini="vllm_profiler",
+        type="choice",
+        default=DEFAULT_PROFILER,
+        choices=PROFILERS,
+    ),
+    Option(
+        "repeats",
+        "profiles per test (median + spread), unless the marker says; default {default}",
+        flag="--vllm-repeats",
+        ini="vllm_repeats",
+        type="int",
+        default=DEFAULT_REPEATS,
+        minimum=1,
+        metavar="N",
+    ),
     # ---- timed pass (issue 12)
-    Option("timed_repeats", "timed (unprofiled) repeats per test measuring TTFT/TPOT/ITL/throughput, unless the "
-           "marker's timed_repeats= says; 0: no timed pass (default {default})", flag="--vllm-timed-repeats",
-           ini="vllm_timed_repeats", type="int", default=DEFAULT_TIMED_REPEATS, minimum=0, metavar="N"),
-    Option("rel_tol", "relative time tolerance, e.g. 0.02 for 2%", flag="--vllm-rel-tol", ini="vllm_rel_tol",
-           type="float", minimum=0, metavar="FRACTION"),
-    Option("abs_floor_us", "smallest time change (µs per step) that can regress a kernel/layer",
-           flag="--vllm-abs-floor-us", ini="vllm_abs_floor_us", type="float", minimum=0, metavar="US"),
-    Option("fail_on_drift", "report new/missing kernels without failing the test", flag="--vllm-no-fail-on-drift",
-           ini="vllm_fail_on_drift", type="bool", default=True, negates=True,
-           ini_help="new/missing kernels fail the test (default true)"),
-    Option("server_args", "extra argument for every server (repeatable), e.g. "
-           "--vllm-server-arg=--attention-backend=TRITON_ATTN", flag="--vllm-server-arg", ini="vllm_server_args",
-           type="args", default=(), metavar="ARG"),
-    Option("health_timeout_s", "seconds a server may take to become healthy (default {default:g})",
-           flag="--vllm-health-timeout", ini="vllm_health_timeout", type="float", default=DEFAULT_HEALTH_TIMEOUT_S,
-           minimum=1, metavar="SECONDS"),
-    Option("capture_timeout_s", "seconds one capture may take (default {default:g})", flag="--vllm-capture-timeout",
-           ini="vllm_capture_timeout", type="float", default=DEFAULT_CAPTURE_TIMEOUT_S, minimum=1, metavar="SECONDS"),
-    Option("capture_poll_s", "seconds between looks for new trace files (default {default})",
-           ini="vllm_capture_poll_s", type="float", default=DEFAULT_CAPTURE_POLL_S, minimum=0.01),
-    Option("max_servers", "servers kept alive at once per worker (default {default}: a new server identity stops "
-           "the oldest)", flag="--vllm-max-servers", ini="vllm_max_servers", type="int", default=DEFAULT_MAX_SERVERS,
-           minimum=1, metavar="N"),
-    Option("workers_per_gpu", "xdist workers sharing one GPU (set) (default {default}: each worker gets its own "
-           "GPUs; >1 runs several small servers per GPU)", flag="--vllm-workers-per-gpu", ini="vllm_workers_per_gpu",
-           type="int", default=DEFAULT_WORKERS_PER_GPU, minimum=1, metavar="N"),
-    Option("results_path", f"results JSON file (default {DEFAULT_RESULTS_FILE} under rootdir with --vllm-profile)",
-           flag="--vllm-results", ini="vllm_results", type="path", metavar="FILE"),
-    Option("report_dir", "write the HTML report into this folder", flag="--vllm-report", ini="vllm_report",
-           type="path", metavar="DIR"),
-    Option("trace_root", "folder under which each session keeps its traces and server logs (default {default} "
-           "under rootdir)", flag="--vllm-trace-root", ini="vllm_trace_root", type="path",
-           default=DEFAULT_TRACE_ROOT, metavar="DIR", relative_to="rootdir"),
+    Option(
+        "timed_repeats",
+        "timed (unprofiled) repeats per test measuring TTFT/TPOT/ITL/throughput, unless the "
+        "marker's timed_repeats= says; 0: no timed pass (default {default})",
+        flag="--vllm-timed-repeats",
+        ini="vllm_timed_repeats",
+        type="int",
+        default=DEFAULT_TIMED_REPEATS,
+        minimum=0,
+        metavar="N",
+    ),
+    Option(
+        "rel_tol",
+        "relative time tolerance, e.g. 0.02 for 2%",
+        flag="--vllm-rel-tol",
+        ini="vllm_rel_tol",
+        type="float",
+        minimum=0,
+        metavar="FRACTION",
+    ),
+    Option(
+        "abs_floor_us",
+        "smallest time change (µs per step) that can regress a kernel/layer",
+        flag="--vllm-abs-floor-us",
+        ini="vllm_abs_floor_us",
+        type="float",
+        minimum=0,
+        metavar="US",
+    ),
+    Option(
+        "fail_on_drift",
+        "report new/missing kernels without failing the test",
+        flag="--vllm-no-fail-on-drift",
+        ini="vllm_fail_on_drift",
+        type="bool",
+        default=True,
+        negates=True,
+        ini_help="new/missing kernels fail the test (default true)",
+    ),
+    Option(
+        "server_args",
+        "extra argument for every server (repeatable), e.g. --vllm-server-arg=--attention-backend=TRITON_ATTN",
+        flag="--vllm-server-arg",
+        ini="vllm_server_args",
+        type="args",
+        default=(),
+        metavar="ARG",
+    ),
+    Option(
+        "health_timeout_s",
+        "seconds a server may take to become healthy (default {default:g})",
+        flag="--vllm-health-timeout",
+        ini="vllm_health_timeout",
+        type="float",
+        default=DEFAULT_HEALTH_TIMEOUT_S,
+        minimum=1,
+        metavar="SECONDS",
+    ),
+    Option(
+        "capture_timeout_s",
+        "seconds one capture may take (default {default:g})",
+        flag="--vllm-capture-timeout",
+        ini="vllm_capture_timeout",
+        type="float",
+        default=DEFAULT_CAPTURE_TIMEOUT_S,
+        minimum=1,
+        metavar="SECONDS",
+    ),
+    Option(
+        "capture_poll_s",
+        "seconds between looks for new trace files (default {default})",
+        ini="vllm_capture_poll_s",
+        type="float",
+        default=DEFAULT_CAPTURE_POLL_S,
+        minimum=0.01,
+    ),
+    Option(
+        "max_servers",
+        "servers kept alive at once per worker (default {default}: a new server identity stops the oldest)",
+        flag="--vllm-max-servers",
+        ini="vllm_max_servers",
+        type="int",
+        default=DEFAULT_MAX_SERVERS,
+        minimum=1,
+        metavar="N",
+    ),
+    Option(
+        "workers_per_gpu",
+        "xdist workers sharing one GPU (set) (default {default}: each worker gets its own "
+        "GPUs; >1 runs several small servers per GPU)",
+        flag="--vllm-workers-per-gpu",
+        ini="vllm_workers_per_gpu",
+        type="int",
+        default=DEFAULT_WORKERS_PER_GPU,
+        minimum=1,
+        metavar="N",
+    ),
+    Option(
+        "results_path",
+        f"results JSON file (default {DEFAULT_RESULTS_FILE} under rootdir with --vllm-profile)",
+        flag="--vllm-results",
+        ini="vllm_results",
+        type="path",
+        metavar="FILE",
+    ),
+    Option(
+        "report_dir",
+        "write the HTML report into this folder",
+        flag="--vllm-report",
+        ini="vllm_report",
+        type="path",
+        metavar="DIR",
+    ),
+    Option(
+        "trace_root",
+        "folder under which each session keeps its traces and server logs (default {default} under rootdir)",
+        flag="--vllm-trace-root",
+        ini="vllm_trace_root",
+        type="path",
+        default=DEFAULT_TRACE_ROOT,
+        metavar="DIR",
+        relative_to="rootdir",
+    ),
     # issue 13: the run history (docs/history.md)
-    Option("history", f"history database every profiled run is appended to: an SQLite file or a postgresql:// URL "
-           f"(default {DEFAULT_HISTORY_FILE} under rootdir; {HISTORY_OFF}: none)", flag="--vllm-history",
-           ini="vllm_history", metavar="PATH_OR_URL"),
+    Option(
+        "history",
+        f"history database every profiled run is appended to: an SQLite file or a postgresql:// URL "
+        f"(default {DEFAULT_HISTORY_FILE} under rootdir; {HISTORY_OFF}: none)",
+        flag="--vllm-history",
+        ini="vllm_history",
+        metavar="PATH_OR_URL",
+    ),
     # -- issue 13 item 3: across vLLM versions ----------------------------------------------
-    Option("baseline_version", "compare with this vLLM version's baseline entry (same GPU) instead of the running "
-           "version's; without it, a version with no entry of its own is compared with the newest older one",
-           flag="--vllm-baseline-version", ini="vllm_baseline_version", metavar="VERSION"),
-    Option("cross_version_drift", "kernels that appear/disappear between vLLM versions: report (default: shown as "
-           "'what changed between A and B') or fail (fail the test as kernel-set drift)",
-           flag="--vllm-cross-version-drift", ini="vllm_cross_version_drift", type="choice",
-           default=DEFAULT_CROSS_VERSION_DRIFT, choices=CROSS_VERSION_DRIFT),
+    Option(
+        "baseline_version",
+        "compare with this vLLM version's baseline entry (same GPU) instead of the running "
+        "version's; without it, a version with no entry of its own is compared with the newest older one",
+        flag="--vllm-baseline-version",
+        ini="vllm_baseline_version",
+        metavar="VERSION",
+    ),
+    Option(
+        "cross_version_drift",
+        "kernels that appear/disappear between vLLM versions: report (default: shown as "
+        "'what changed between A and B') or fail (fail the test as kernel-set drift)",
+        flag="--vllm-cross-version-drift",
+        ini="vllm_cross_version_drift",
+        type="choice",
+        default=DEFAULT_CROSS_VERSION_DRIFT,
+        choices=CROSS_VERSION_DRIFT,
+    ),
     # ---- issue 15: what a user meets in a run ----
-    Option("keep_sessions", "session folders kept under the trace root, this one included; older ones are deleted "
-           "at the start of a session (default {default}; 0 keeps all)", flag="--vllm-keep-sessions",
-           ini="vllm_keep_sessions", type="int", default=DEFAULT_KEEP_SESSIONS, minimum=0, metavar="N"),
+    Option(
+        "keep_sessions",
+        "session folders kept under the trace root, this one included; older ones are deleted "
+        "at the start of a session (default {default}; 0 keeps all)",
+        flag="--vllm-keep-sessions",
+        ini="vllm_keep_sessions",
+        type="int",
+        default=DEFAULT_KEEP_SESSIONS,
+        minimum=0,
+        metavar="N",
+    ),
     # ---- issue 14: Nsight Systems ----
-    Option("nsys", "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual "
-           "install folders", flag="--vllm-nsys", ini="vllm_nsys", metavar="PATH"),
-    Option("nsys_mode", "how nsys captures: auto (default: cuda-range on GPU builds, else session), cuda-range "
-           "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
-           flag="--vllm-nsys-mode", ini="vllm_nsys_mode", type="choice", default=DEFAULT_NSYS_MODE,
-           choices=NSYS_MODES),
+    Option(
+        "nsys",
+        "the nsys executable (or its folder) for --vllm-profiler nsys; default: PATH, then the usual install folders",
+        flag="--vllm-nsys",
+        ini="vllm_nsys",
+        metavar="PATH",
+    ),
+    Option(
+        "nsys_mode",
+        "how nsys captures: auto (default: cuda-range on GPU builds, else session), cuda-range "
+        "(vLLM's cuda profiler opens the range), session (nsys start/stop around the workload)",
+        flag="--vllm-nsys-mode",
+        ini="vllm_nsys_mode",
+        type="choice",
+        default=DEFAULT_NSYS_MODE,
+        choices=NSYS_MODES,
+    ),
 )
 OPTIONS_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -250,8 +443,9 @@ class BaselineSettings:
     baseline_version: str | None = None
     cross_version_drift: str = DEFAULT_CROSS_VERSION_DRIFT
 
-    def with_overrides(self, rel_tol: float | None = None, abs_floor_us: float | None = None,
-                       fail_on_drift: bool | None = None) -> BaselineSettings:
+    def with_overrides(
+        self, rel_tol: float | None = None, abs_floor_us: float | None = None, fail_on_drift: bool | None = None
+    ) -> BaselineSettings:
         """These settings with a test's own tolerances (None keeps the session's)."""
         changes: dict[str, Any] = {}
         for name, value in (("rel_tol", rel_tol), ("abs_floor_us", abs_floor_us), ("fail_on_drift", fail_on_drift)):
@@ -297,15 +491,24 @@ class SessionSettings:
     nsys_mode: str = DEFAULT_NSYS_MODE
 
     def capture_settings(self) -> CaptureSettings:
-        return CaptureSettings(repeats=self.repeats, timed_repeats=self.timed_repeats,
-                               timeout_s=self.capture_timeout_s,
-                               poll_interval_s=self.capture_poll_s)
+        return CaptureSettings(
+            repeats=self.repeats,
+            timed_repeats=self.timed_repeats,
+            timeout_s=self.capture_timeout_s,
+            poll_interval_s=self.capture_poll_s,
+        )
 
     def baseline_settings(self, commit: str | None) -> BaselineSettings:
-        return BaselineSettings(root=self.baseline_dir, update=self.update_baselines, rel_tol=self.rel_tol,
-                                abs_floor_us=self.abs_floor_us, fail_on_drift=self.fail_on_drift, commit=commit,
-                                baseline_version=self.baseline_version,
-                                cross_version_drift=self.cross_version_drift)
+        return BaselineSettings(
+            root=self.baseline_dir,
+            update=self.update_baselines,
+            rel_tol=self.rel_tol,
+            abs_floor_us=self.abs_floor_us,
+            fail_on_drift=self.fail_on_drift,
+            commit=commit,
+            baseline_version=self.baseline_version,
+            cross_version_drift=self.cross_version_drift,
+        )
 
 
 def _path(raw: Any, base: Path) -> Path:
@@ -355,7 +558,8 @@ def check_launcher_settings(s: SessionSettings) -> None:
         if s.trace_dir is None:
             raise SettingsError(
                 "--vllm-launcher url needs --vllm-trace-dir DIR: the folder the server's torch profiler writes "
-                "to (its torch_profiler_dir), as seen from this machine")
+                "to (its torch_profiler_dir), as seen from this machine"
+            )
         if not s.trace_dir.is_dir():
             raise SettingsError(f"--vllm-trace-dir {s.trace_dir}: no such folder")
     elif s.url:
@@ -365,5 +569,7 @@ def check_launcher_settings(s: SessionSettings) -> None:
     if s.launcher != "docker" and (s.image or s.docker_host):
         raise SettingsError(f"--vllm-image/--vllm-docker-host need --vllm-launcher docker (launcher is {s.launcher})")
     if s.launcher == "url" and s.profiler == "nsys":
-        raise SettingsError("--vllm-profiler nsys cannot be used with --vllm-launcher url (the plugin does not "
-                            "control that server's profiler)")
+        raise SettingsError(
+            "--vllm-profiler nsys cannot be used with --vllm-launcher url (the plugin does not "
+            "control that server's profiler)"
+        )

@@ -19,6 +19,7 @@ A regression needs all of it. Fewer than `min_samples` samples on a side is its 
 The bootstrap draws from a generator seeded by the rule's `seed`: the same inputs always give
 the same verdict. Defaults: benchmarks/bench_calibration.py and benchmarks/RESULTS.md.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -59,7 +60,7 @@ class RepeatSamples(tuple[float, ...]):
     def groups(self) -> list[list[float]]:
         out, start = [], 0
         for n in self.lengths:
-            out.append(list(self[start:start + n]))
+            out.append(list(self[start : start + n]))
             start += n
         return out
 
@@ -126,9 +127,11 @@ class SampleDecision:
     def interval_words(self) -> str:
         if self.estimate is None or self.low is None or self.high is None:
             return f"{self.baseline_n} vs {self.candidate_n} samples"
-        return (f"shift {100 * self.estimate:+.2f}% [{100 * self.low:+.2f}%, {100 * self.high:+.2f}%], "
-                f"threshold ±{100 * self.threshold:.2f}%, p={self.p_value:.2g}, "
-                f"{self.baseline_n} vs {self.candidate_n} samples")
+        return (
+            f"shift {100 * self.estimate:+.2f}% [{100 * self.low:+.2f}%, {100 * self.high:+.2f}%], "
+            f"threshold ±{100 * self.threshold:.2f}%, p={self.p_value:.2g}, "
+            f"{self.baseline_n} vs {self.candidate_n} samples"
+        )
 
 
 def hodges_lehmann(baseline: np.ndarray, candidate: np.ndarray) -> np.ndarray:
@@ -157,8 +160,9 @@ def _bootstrap_draws(groups: list[np.ndarray], resamples: int, rng: np.random.Ge
     return flat[index]
 
 
-def compare_samples(baseline: Sequence[float], candidate: Sequence[float], rule: DecisionRule | None = None,
-                    floor: float = 0.0) -> SampleDecision:
+def compare_samples(
+    baseline: Sequence[float], candidate: Sequence[float], rule: DecisionRule | None = None, floor: float = 0.0
+) -> SampleDecision:
     """Apply the rule to two sample sets (`RepeatSamples` keep their repeats); `floor` is an absolute
     threshold in the samples' unit (e.g. µs jitter), used when larger than min_effect x baseline median."""
     rule = rule or DecisionRule()
@@ -174,15 +178,17 @@ def compare_samples(baseline: Sequence[float], candidate: Sequence[float], rule:
     noise = max(relative_noise(baseline), relative_noise(candidate))
     threshold = max(rule.min_effect, rule.noise_multiplier * noise, floor / scale if scale > 0 else 0.0)
     if nb < rule.min_samples or nc < rule.min_samples or scale <= 0:
-        return SampleDecision("too-few-samples", None, None, None, threshold, None, nb, nc,
-                              len(b_groups), len(c_groups))
+        return SampleDecision(
+            "too-few-samples", None, None, None, threshold, None, nb, nc, len(b_groups), len(c_groups)
+        )
     estimate = float(hodges_lehmann(b, c)) / scale
     if abs(estimate) < threshold:  # too small to matter whatever the test says: skip the costly part
-        return SampleDecision("no-change", estimate, None, None, threshold, None, nb, nc,
-                              len(b_groups), len(c_groups))
+        return SampleDecision("no-change", estimate, None, None, threshold, None, nb, nc, len(b_groups), len(c_groups))
     rng = np.random.default_rng(rule.seed)
-    boot = hodges_lehmann(_bootstrap_draws(b_groups, rule.resamples, rng),
-                          _bootstrap_draws(c_groups, rule.resamples, rng)) / scale
+    boot = (
+        hodges_lehmann(_bootstrap_draws(b_groups, rule.resamples, rng), _bootstrap_draws(c_groups, rule.resamples, rng))
+        / scale
+    )
     low, high = (float(v) for v in np.quantile(boot, [rule.alpha / 2, 1 - rule.alpha / 2]))
     if np.ptp(b) == 0 and np.ptp(c) == 0:  # constant samples: MWU is undefined, the shift is exact
         p_value = 0.0 if b[0] != c[0] else 1.0

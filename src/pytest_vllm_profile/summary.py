@@ -8,6 +8,7 @@ the shipped `schemas/summary.schema.json` are generated from them (`schemas.gene
 Times are microseconds. `timing_domain` says whose clock they are: "gpu" (sums of GPU
 kernel durations) or "cpu" (CPU-only traces, e.g. vLLM's CPU backend: `cpu_op` durations).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,6 +11,7 @@ reads several chunks at once and their gaps shrink towards 0 (seen on the shared
 machine: ITL median 0.0 ms in one run, 10-15 ms in others, every chunk still one token), while
 TTFT, e2e and TPOT, which span the request, are not shortened by it.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,11 @@ DEFAULT_TIMEOUT_S = 600.0
 def request_body(shape: LoadShape, model: str, prompt: str) -> tuple[str, dict[str, Any]]:
     """(path, JSON body) of one streamed request of `shape`."""
     body: dict[str, Any] = {
-        "model": model, "temperature": shape.temperature, "ignore_eos": shape.ignore_eos,
-        "stream": True, "stream_options": {"include_usage": True},
+        "model": model,
+        "temperature": shape.temperature,
+        "ignore_eos": shape.ignore_eos,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     if shape.api == "chat":
         body.update(messages=[{"role": "user", "content": prompt}], max_completion_tokens=shape.max_tokens)
@@ -46,7 +50,7 @@ def parse_stream_line(line: str) -> dict[str, Any] | None:
     line = line.strip()
     if not line or line.startswith(":") or not line.startswith("data:"):
         return None
-    payload = line[len("data:"):].strip()
+    payload = line[len("data:") :].strip()
     if payload == "[DONE]":
         return None
     try:
@@ -79,13 +83,18 @@ async def stream_request(client: httpx.AsyncClient, url: str, body: dict[str, An
                     return RequestTiming(sent_s=sent, token_chunk_s=tuple(chunks), error=str(data["error"])[:300])
     except httpx.HTTPError as exc:
         return RequestTiming(sent_s=sent, token_chunk_s=tuple(chunks), error=f"{type(exc).__name__}: {exc}")
-    return RequestTiming(sent_s=sent, token_chunk_s=tuple(chunks), prompt_tokens=prompt_tokens,
-                         output_tokens=output_tokens,
-                         error=None if chunks else "stream ended without a token chunk")
+    return RequestTiming(
+        sent_s=sent,
+        token_chunk_s=tuple(chunks),
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        error=None if chunks else "stream ended without a token chunk",
+    )
 
 
-async def _run_requests(client: httpx.AsyncClient, base_url: str, shape: LoadShape, model: str,
-                        prompts: list[str], count: int, seed: int) -> tuple[list[RequestTiming], float]:
+async def _run_requests(
+    client: httpx.AsyncClient, base_url: str, shape: LoadShape, model: str, prompts: list[str], count: int, seed: int
+) -> tuple[list[RequestTiming], float]:
     """`count` requests (prompts cycled) under the shape's concurrency and arrivals; (timings, duration)."""
     limit = asyncio.Semaphore(shape.concurrency)
     offsets = arrival_offsets(count, shape.request_rate, shape.arrival, seed)
@@ -103,8 +112,9 @@ async def _run_requests(client: httpx.AsyncClient, base_url: str, shape: LoadSha
     return list(timings), time.perf_counter() - start
 
 
-async def _timed_pass(base_url: str, model: str, shape: LoadShape, prompts: list[str],
-                      timeout_s: float) -> TimedPassResult:
+async def _timed_pass(
+    base_url: str, model: str, shape: LoadShape, prompts: list[str], timeout_s: float
+) -> TimedPassResult:
     limits = httpx.Limits(max_connections=max(shape.concurrency, 1) + 1)
     async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
         if shape.warmup_requests:
@@ -115,18 +125,27 @@ async def _timed_pass(base_url: str, model: str, shape: LoadShape, prompts: list
         runs = []
         for repeat in range(shape.repeats):
             # Each repeat its own arrival draw (seed + repeat): the same sequence every session.
-            timings, duration = await _run_requests(client, base_url, shape, model, prompts,
-                                                    shape.num_requests, shape.seed + repeat)
+            timings, duration = await _run_requests(
+                client, base_url, shape, model, prompts, shape.num_requests, shape.seed + repeat
+            )
             failed = [t.error for t in timings if t.error]
             if failed:
-                raise CaptureError(f"timed repeat {repeat}: {len(failed)} of {len(timings)} requests to "
-                                   f"{base_url} failed; first: {failed[0]}")
+                raise CaptureError(
+                    f"timed repeat {repeat}: {len(failed)} of {len(timings)} requests to "
+                    f"{base_url} failed; first: {failed[0]}"
+                )
             runs.append(run_latency(repeat, timings, duration))
     return TimedPassResult(shape=shape, runs=tuple(runs))
 
 
-def run_timed_pass(base_url: str, model: str, shape: LoadShape, prompts: list[str],
-                   timeout_s: float = DEFAULT_TIMEOUT_S, prompt_tokens: tuple[int, ...] = ()) -> TimedPassResult:
+def run_timed_pass(
+    base_url: str,
+    model: str,
+    shape: LoadShape,
+    prompts: list[str],
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    prompt_tokens: tuple[int, ...] = (),
+) -> TimedPassResult:
     """Warmup, then `shape.repeats` timed repeats of `shape.num_requests` streamed requests.
 
     prompts: cycled over the requests (e.g. from `token_prompts.exact_length_prompts`).
@@ -139,15 +158,17 @@ def run_timed_pass(base_url: str, model: str, shape: LoadShape, prompts: list[st
     return TimedPassResult(shape=result.shape, runs=result.runs, prompt_tokens=prompt_tokens)
 
 
-def timed_pass_of(workload: Workload, base_url: str, model: str, repeats: int,
-                  timeout_s: float = DEFAULT_TIMEOUT_S) -> TimedPassResult:
+def timed_pass_of(
+    workload: Workload, base_url: str, model: str, repeats: int, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> TimedPassResult:
     """The timed pass a marker declares: its load shape, its prompts (or prompts of exactly
     `input_len` tokens built on this server), `repeats` timed repeats. `model`: the name requests use."""
     shape = workload.load_shape(repeats)
     with httpx.Client(timeout=timeout_s) as client:
         if workload.input_len is not None:
-            prompts = exact_length_prompts(client, base_url, model, workload.input_len,
-                                           count=shape.num_requests, api=shape.api)
+            prompts = exact_length_prompts(
+                client, base_url, model, workload.input_len, count=shape.num_requests, api=shape.api
+            )
         else:
             prompts = list(workload.prompts)
         tokens = tuple(count_tokens(client, base_url, model, p, shape.api) for p in prompts)

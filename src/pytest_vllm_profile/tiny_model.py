@@ -11,6 +11,7 @@ or, from the plugin's environment, `vllm-profile tiny-model DEST --python VLLM_V
 (`python -m pytest_vllm_profile.tiny_model` works where torch and the plugin are both installed)
 and `build_tiny_model(python, dest)` runs that script with a given interpreter.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,9 +44,18 @@ def make_tiny_qwen3(dest: Path, layers: int = 4) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     cfg = Qwen3Config(
-        hidden_size=128, intermediate_size=256, num_hidden_layers=layers, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=32, vocab_size=1024, max_position_embeddings=512,
-        tie_word_embeddings=False, torch_dtype="bfloat16", bos_token_id=0, eos_token_id=1,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        vocab_size=1024,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        torch_dtype="bfloat16",
+        bos_token_id=0,
+        eos_token_id=1,
     )
     torch.manual_seed(0)  # same weights every time, so traces of two builds are comparable
     model = Qwen3ForCausalLM(cfg).to(torch.bfloat16)
@@ -56,11 +66,20 @@ def make_tiny_qwen3(dest: Path, layers: int = 4) -> Path:
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(
         _TRAINING_TEXT,
-        trainers.BpeTrainer(vocab_size=600, special_tokens=["<s>", "</s>", "<unk>"],
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=["<s>", "</s>", "<unk>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
     )
-    PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                            pad_token="</s>", chat_template=CHAT_TEMPLATE).save_pretrained(dest)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="</s>",
+        chat_template=CHAT_TEMPLATE,
+    ).save_pretrained(dest)
     return dest
 
 
@@ -99,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = make_tiny_qwen3(args.dest, layers=args.layers)
     except ImportError as exc:  # run in the plugin's environment, which has no torch
-        print(f"tiny_model: error: {exc.name or exc} is not installed in {sys.executable}; run it with an "
-              "interpreter that has torch and transformers:\n"
-              f"    vllm-profile tiny-model {args.dest} --layers {args.layers} --python .venv-vllm-cpu/bin/python",
-              file=sys.stderr)
+        print(
+            f"tiny_model: error: {exc.name or exc} is not installed in {sys.executable}; run it with an "
+            "interpreter that has torch and transformers:\n"
+            f"    vllm-profile tiny-model {args.dest} --layers {args.layers} --python .venv-vllm-cpu/bin/python",
+            file=sys.stderr,
+        )
         return 1
     print(" ".join(sorted(p.name for p in out.iterdir())))
     return 0

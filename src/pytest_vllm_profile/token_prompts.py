@@ -12,6 +12,7 @@ prefill from another's: TTFT stays the time of a real prefill.
 Chat prompts count the whole templated conversation (what the server prefills): the template's
 own tokens are measured once and the message content made that much shorter.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -42,19 +43,27 @@ def _post(client: httpx.Client, base_url: str, path: str, body: dict[str, Any]) 
     return result
 
 
-def count_tokens(client: httpx.Client, base_url: str, model: str, prompt: str,
-                 api: Literal["completions", "chat"] = "completions") -> int:
+def count_tokens(
+    client: httpx.Client, base_url: str, model: str, prompt: str, api: Literal["completions", "chat"] = "completions"
+) -> int:
     """Tokens the server prefills for `prompt` (chat: the templated one-message conversation)."""
     if api == "chat":
-        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}],
-                                "add_generation_prompt": True}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [{"role": "user", "content": prompt}],
+            "add_generation_prompt": True,
+        }
     else:
         body = {"model": model, "prompt": prompt, "add_special_tokens": True}
     return int(_post(client, base_url, "/tokenize", body)["count"])
 
 
 def exact_length_prompts(
-    client: httpx.Client, base_url: str, model: str, input_len: int, count: int,
+    client: httpx.Client,
+    base_url: str,
+    model: str,
+    input_len: int,
+    count: int,
     api: Literal["completions", "chat"] = "completions",
 ) -> list[str]:
     """`count` distinct prompts that each tokenize to exactly `input_len` tokens on this server.
@@ -67,14 +76,17 @@ def exact_length_prompts(
     overhead = count_tokens(client, base_url, model, "", api)  # BOS / chat template around the text
     content_len = input_len - overhead
     if content_len < 1:
-        raise CaptureError(f"input_len={input_len} is shorter than the {overhead} tokens the server adds "
-                           f"around any {api} prompt (special tokens / chat template)")
+        raise CaptureError(
+            f"input_len={input_len} is shorter than the {overhead} tokens the server adds "
+            f"around any {api} prompt (special tokens / chat template)"
+        )
     need = content_len + _PROMPT_OFFSET_TOKENS * count + _MAX_CUT_SHIFT + 1
     filler_ids: list[int] = []
     text = FILLER
     while len(filler_ids) < need:
-        filler_ids = _post(client, base_url, "/tokenize",
-                           {"model": model, "prompt": text, "add_special_tokens": False})["tokens"]
+        filler_ids = _post(
+            client, base_url, "/tokenize", {"model": model, "prompt": text, "add_special_tokens": False}
+        )["tokens"]
         text += FILLER * 2
     prompts = []
     for i in range(count):
@@ -83,8 +95,15 @@ def exact_length_prompts(
     return prompts
 
 
-def _exact_cut(client: httpx.Client, base_url: str, model: str, ids: list[int], content_len: int,
-               input_len: int, api: Literal["completions", "chat"]) -> str:
+def _exact_cut(
+    client: httpx.Client,
+    base_url: str,
+    model: str,
+    ids: list[int],
+    content_len: int,
+    input_len: int,
+    api: Literal["completions", "chat"],
+) -> str:
     seen = []
     for shift in sorted(range(-_MAX_CUT_SHIFT, _MAX_CUT_SHIFT + 1), key=abs):
         n = content_len + shift
@@ -95,5 +114,7 @@ def _exact_cut(client: httpx.Client, base_url: str, model: str, ids: list[int], 
         if got == input_len:
             return text
         seen.append(got)
-    raise CaptureError(f"no prompt of exactly {input_len} tokens found near a {content_len}-token cut "
-                       f"(re-tokenized lengths seen: {sorted(set(seen))})")
+    raise CaptureError(
+        f"no prompt of exactly {input_len} tokens found near a {content_len}-token cut "
+        f"(re-tokenized lengths seen: {sorted(set(seen))})"
+    )

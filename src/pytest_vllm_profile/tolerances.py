@@ -3,6 +3,7 @@
 Split from comparator.py (which re-exports it) to keep that module readable; the statistical
 rule's settings (alpha, min_effect, sample_noise_multiplier) come from significance.py.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ class Tolerances:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(options) - known)
         if unknown:
-            raise VllmProfileError(f"unknown tolerance option(s) {', '.join(unknown)}; "
-                                   f"valid: {', '.join(sorted(known))}")
+            raise VllmProfileError(
+                f"unknown tolerance option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
         values: dict[str, Any] = {}
         for name, value in options.items():
             if value is None:
@@ -80,9 +82,18 @@ class Tolerances:
         return cls(**values)
 
     def __post_init__(self) -> None:
-        for name in ("rel_time", "abs_floor_us", "step_abs_floor_us", "total_abs_floor_us",
-                     "noise_multiplier", "drift_share", "min_effect", "sample_noise_multiplier", "latency_rel_time",
-                     "latency_abs_floor_ms"):
+        for name in (
+            "rel_time",
+            "abs_floor_us",
+            "step_abs_floor_us",
+            "total_abs_floor_us",
+            "noise_multiplier",
+            "drift_share",
+            "min_effect",
+            "sample_noise_multiplier",
+            "latency_rel_time",
+            "latency_abs_floor_ms",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise VllmProfileError(f"tolerance {name}={value!r} must be a number >= 0")

@@ -2,6 +2,7 @@
 
 No pytest imports: the plugin passes the marker's args/kwargs to `Workload.from_marker_kwargs`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,14 +67,15 @@ class Workload:
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise WorkloadError(
-                f"{test_id}: unknown vllm_workload argument(s) {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(known))}"
+                f"{test_id}: unknown vllm_workload argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
             )
         if "model" not in kwargs:
             raise WorkloadError(f"{test_id}: vllm_workload needs model=... (a model name or local folder)")
         if kwargs.get("input_len") is not None and "prompts" in kwargs:
-            raise WorkloadError(f"{test_id}: vllm_workload input_len= cannot be combined with prompts=: "
-                                "the prompts are generated to that length with the server's tokenizer")
+            raise WorkloadError(
+                f"{test_id}: vllm_workload input_len= cannot be combined with prompts=: "
+                "the prompts are generated to that length with the server's tokenizer"
+            )
         kw = dict(kwargs)
         try:
             if isinstance(kw.get("prompts"), str):
@@ -83,7 +85,8 @@ class Workload:
             if "server_args" in kw:
                 if isinstance(kw["server_args"], str):
                     raise WorkloadError(
-                        f"{test_id}: vllm_workload server_args= must be a list, e.g. ['--enforce-eager']")
+                        f"{test_id}: vllm_workload server_args= must be a list, e.g. ['--enforce-eager']"
+                    )
                 kw["server_args"] = tuple(str(a) for a in kw["server_args"])
             if kw.get("compare_step_kinds") is not None:
                 if isinstance(kw["compare_step_kinds"], str):
@@ -118,13 +121,16 @@ class Workload:
         if self.compare_step_kinds is not None:
             unknown = [k for k in self.compare_step_kinds if k not in STEP_KINDS]
             if not self.compare_step_kinds or unknown:
-                raise bad("compare_step_kinds", f"must be a non-empty subset of {list(STEP_KINDS)}"
-                          + (f" (unknown: {unknown})" if unknown else ""))
+                raise bad(
+                    "compare_step_kinds",
+                    f"must be a non-empty subset of {list(STEP_KINDS)}" + (f" (unknown: {unknown})" if unknown else ""),
+                )
         # ---- per-test tolerances
         for arg in ("rel_tol", "abs_floor_us"):
             value = getattr(self, arg)
-            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
-                                      or not value >= 0):  # (NaN is not >= 0)
+            if value is not None and (
+                not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0
+            ):  # (NaN is not >= 0)
                 raise bad(arg, "must be a number >= 0")
         if self.fail_on_drift is not None and not isinstance(self.fail_on_drift, bool):
             raise bad("fail_on_drift", "must be True or False")
@@ -136,8 +142,8 @@ class Workload:
             return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
         if self.timed_repeats is not None and not (
-                isinstance(self.timed_repeats, int) and not isinstance(self.timed_repeats, bool)
-                and self.timed_repeats >= 0):
+            isinstance(self.timed_repeats, int) and not isinstance(self.timed_repeats, bool) and self.timed_repeats >= 0
+        ):
             raise bad("timed_repeats", "must be an integer >= 0 (0: no timed pass)")
         if not positive_int(self.concurrency):
             raise bad("concurrency", "must be a positive integer")
@@ -148,8 +154,10 @@ class Workload:
         if self.api not in API_KINDS:
             raise bad("api", f"must be one of {list(API_KINDS)}")
         if self.request_rate is not None and (
-                not isinstance(self.request_rate, (int, float)) or isinstance(self.request_rate, bool)
-                or not self.request_rate > 0):
+            not isinstance(self.request_rate, (int, float))
+            or isinstance(self.request_rate, bool)
+            or not self.request_rate > 0
+        ):
             raise bad("request_rate", "must be a number > 0 (requests per second), or None for all at once")
         if self.arrival not in ARRIVAL_KINDS:
             raise bad("arrival", f"must be one of {list(ARRIVAL_KINDS)}")
@@ -165,12 +173,17 @@ class Workload:
     def load_shape(self, repeats: int) -> LoadShape:
         """How the timed pass loads the server; `repeats` resolved by the caller (marker or session)."""
         return LoadShape(
-            api="chat" if self.api == "chat" else "completions", max_tokens=self.max_tokens,
-            ignore_eos=self.ignore_eos, temperature=float(self.temperature),
-            num_requests=self.requests_per_timed_repeat, concurrency=self.concurrency,
+            api="chat" if self.api == "chat" else "completions",
+            max_tokens=self.max_tokens,
+            ignore_eos=self.ignore_eos,
+            temperature=float(self.temperature),
+            num_requests=self.requests_per_timed_repeat,
+            concurrency=self.concurrency,
             request_rate=None if self.request_rate is None else float(self.request_rate),
-            arrival="constant" if self.arrival == "constant" else "poisson", seed=self.seed,
-            warmup_requests=self.warmup_requests, repeats=repeats,
+            arrival="constant" if self.arrival == "constant" else "poisson",
+            seed=self.seed,
+            warmup_requests=self.warmup_requests,
+            repeats=repeats,
         )
 
     @property
@@ -193,8 +206,12 @@ class Workload:
 
     def completion_requests(self) -> list[dict[str, Any]]:
         """The OpenAI-compatible /v1/completions bodies of one profiled pass."""
-        base = {"model": self.model_name, "max_tokens": self.max_tokens, "temperature": self.temperature,
-                "ignore_eos": self.ignore_eos}
+        base = {
+            "model": self.model_name,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "ignore_eos": self.ignore_eos,
+        }
         if self.batch:
             prompt: Any = self.prompts[0] if len(self.prompts) == 1 else list(self.prompts)
             return [dict(base, prompt=prompt)]
@@ -204,8 +221,12 @@ class Workload:
     @property
     def has_load_shape(self) -> bool:
         """True when the marker asks for more than the seed's one batched completion request."""
-        return (self.api != "completions" or self.concurrency != 1 or self.input_len is not None
-                or self.num_requests is not None)
+        return (
+            self.api != "completions"
+            or self.concurrency != 1
+            or self.input_len is not None
+            or self.num_requests is not None
+        )
 
     def profiled_requests(self, prompts: list[str] | None = None) -> tuple[list[tuple[str, dict[str, Any]]], int]:
         """(path, body) of each request of one profiled pass, and how many run at once.
@@ -227,14 +248,22 @@ class Workload:
             # (seen on the vLLM CPU server: 5 decode steps in one repeat, 10 in the next), and
             # repeats of a different step structure cannot be combined.
             prompt_list = [use[i % len(use)] for i in range(n)]
-            batched = {"model": self.model_name, "temperature": self.temperature, "ignore_eos": self.ignore_eos,
-                       "max_tokens": self.max_tokens, "prompt": prompt_list[0] if n == 1 else prompt_list}
+            batched = {
+                "model": self.model_name,
+                "temperature": self.temperature,
+                "ignore_eos": self.ignore_eos,
+                "max_tokens": self.max_tokens,
+                "prompt": prompt_list[0] if n == 1 else prompt_list,
+            }
             return [("/v1/completions", batched)], 1
         out: list[tuple[str, dict[str, Any]]] = []
         for i in range(self.requests_per_timed_repeat):
             prompt = use[i % len(use)]
-            body: dict[str, Any] = {"model": self.model_name, "temperature": self.temperature,
-                                    "ignore_eos": self.ignore_eos}
+            body: dict[str, Any] = {
+                "model": self.model_name,
+                "temperature": self.temperature,
+                "ignore_eos": self.ignore_eos,
+            }
             if self.api == "chat":
                 body.update(messages=[{"role": "user", "content": prompt}], max_completion_tokens=self.max_tokens)
                 out.append(("/v1/chat/completions", body))

@@ -18,6 +18,7 @@ No pytest imports: failures are `BaselineMismatch` (an AssertionError, so a test
 `assert_matches_baseline()` fails like with any assert); the plugin turns them into pytest
 failures.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -97,8 +98,10 @@ class VllmProfile:
     def __repr__(self) -> str:  # shown in assertion failures: keep it to what identifies the profile
         decode = self.decode_step_us
         step = f", decode step {decode:.1f} µs" if decode is not None else ""
-        return (f"VllmProfile({self.nodeid!r}: {self.token_steps} steps x {self.layer_count} layers on "
-                f"{self.gpu}{step}, {len(self.repeat_summaries)} repeat(s))")
+        return (
+            f"VllmProfile({self.nodeid!r}: {self.token_steps} steps x {self.layer_count} layers on "
+            f"{self.gpu}{step}, {len(self.repeat_summaries)} repeat(s))"
+        )
 
     # ---- one-line helpers ---------------------------------------------------------------
     @property
@@ -151,8 +154,9 @@ class VllmProfile:
         names = [k.short_name for k in self.summary.kernels] + [k.name for k in self.summary.kernels]
         close = [n for n in names if name.lower() in n.lower()][:5] or difflib.get_close_matches(name, names, n=5)
         hint = f"; similar: {', '.join(close)}" if close else ""
-        raise KernelNotFoundError(f"no kernel named {name!r} in the profile of {self.nodeid} "
-                                  f"({len(self.summary.kernels)} kernels){hint}")
+        raise KernelNotFoundError(
+            f"no kernel named {name!r} in the profile of {self.nodeid} ({len(self.summary.kernels)} kernels){hint}"
+        )
 
     # ---- baseline -------------------------------------------------------------------------
     def assert_matches_baseline(self) -> Comparison | None:
@@ -177,8 +181,9 @@ def make_store(settings: BaselineSettings) -> BaselineStore:
 
 
 def make_tolerances(settings: BaselineSettings) -> Tolerances:
-    return Tolerances.from_options(rel_time=settings.rel_tol, abs_floor_us=settings.abs_floor_us,
-                                   fail_on_drift=settings.fail_on_drift)
+    return Tolerances.from_options(
+        rel_time=settings.rel_tol, abs_floor_us=settings.abs_floor_us, fail_on_drift=settings.fail_on_drift
+    )
 
 
 def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
@@ -190,8 +195,12 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     if lookup.entry is None and lookup.fallback is not None:  # across vLLM versions (issue 13 item 3)
         return _check_across_versions(profile, settings, lookup.fallback, version, path)
     if lookup.entry is None and settings.baseline_version and lookup.other_versions:
-        return BaselineOutcome(verdict="no-baseline", fails_test=True, baseline_path=path,
-                               message=f"{lookup.message}; name one of those versions")
+        return BaselineOutcome(
+            verdict="no-baseline",
+            fails_test=True,
+            baseline_path=path,
+            message=f"{lookup.message}; name one of those versions",
+        )
     if lookup.entry is None:
         what_exists = f" ({lookup.message})" if lookup.message and lookup.other_gpus else ""
         return BaselineOutcome(
@@ -204,18 +213,27 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
             ),
         )
     base_summary, base_spread = lookup.entry.summary, lookup.entry.spread
-    comparison = compare_summaries(base_summary, profile.summary, make_tolerances(settings), base_spread,
-                                   profile.spread, step_kinds=profile.workload.compare_step_kinds,
-                                   baseline_timed=lookup.entry.timed, candidate_timed=profile.timed_pass)
+    comparison = compare_summaries(
+        base_summary,
+        profile.summary,
+        make_tolerances(settings),
+        base_spread,
+        profile.spread,
+        step_kinds=profile.workload.compare_step_kinds,
+        baseline_timed=lookup.entry.timed,
+        candidate_timed=profile.timed_pass,
+    )
     changed = baseline_made_differently(lookup.entry.workload, lookup.entry.configuration, profile)
     _, noted = configuration_differences(lookup.entry.configuration, profile.configuration)
     comparison.notes.extend(f"baseline recorded with another {n}" for n in noted)
     verdict: TestVerdict
     if changed is not None:
         verdict = "fail"
-        measured = (f"and the profile regressed against the baseline for {gpu}/vLLM {version} ({path}):\n"
-                    f"{comparison.explain()}" if not comparison.passed
-                    else "(the profiles themselves match within the tolerances)")
+        measured = (
+            f"and the profile regressed against the baseline for {gpu}/vLLM {version} ({path}):\n{comparison.explain()}"
+            if not comparison.passed
+            else "(the profiles themselves match within the tolerances)"
+        )
         message = f"{changed}\n(if the change is intended, re-record with --update-baselines)\n{measured}"
     elif comparison.passed:
         verdict, message = "pass", ""
@@ -237,24 +255,44 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
     )
 
 
-def _check_across_versions(profile: VllmProfile, settings: BaselineSettings, entry: BaselineEntry, version: str,
-                           path: Path) -> BaselineOutcome:
+def _check_across_versions(
+    profile: VllmProfile, settings: BaselineSettings, entry: BaselineEntry, version: str, path: Path
+) -> BaselineOutcome:
     """Compare with another vLLM version's entry: matched by kernel class and place, drift reported."""
     comparison = compare_across_versions(
-        entry.summary, profile.summary, entry.vllm_version, version, make_tolerances(settings), entry.spread,
-        profile.spread, step_kinds=profile.workload.compare_step_kinds,
-        drift_fails=settings.cross_version_drift == "fail")
+        entry.summary,
+        profile.summary,
+        entry.vllm_version,
+        version,
+        make_tolerances(settings),
+        entry.spread,
+        profile.spread,
+        step_kinds=profile.workload.compare_step_kinds,
+        drift_fails=settings.cross_version_drift == "fail",
+    )
     cross = f"cross-version: vLLM {entry.vllm_version} -> {version}"
-    message = "" if comparison.passed else (
-        f"profile regressed against the baseline for {entry.gpu}/vLLM {entry.vllm_version} "
-        f"({cross}) ({path})\n{comparison.explain()}\n"
-        f"(if the change is intended, record vLLM {version}'s own baseline with --update-baselines)")
-    return BaselineOutcome(verdict="pass" if comparison.passed else "fail", message=message, baseline_path=path,
-                           comparison=comparison, baseline_summary=entry.summary, fails_test=not comparison.passed)
+    message = (
+        ""
+        if comparison.passed
+        else (
+            f"profile regressed against the baseline for {entry.gpu}/vLLM {entry.vllm_version} "
+            f"({cross}) ({path})\n{comparison.explain()}\n"
+            f"(if the change is intended, record vLLM {version}'s own baseline with --update-baselines)"
+        )
+    )
+    return BaselineOutcome(
+        verdict="pass" if comparison.passed else "fail",
+        message=message,
+        baseline_path=path,
+        comparison=comparison,
+        baseline_summary=entry.summary,
+        fails_test=not comparison.passed,
+    )
 
 
-def baseline_made_differently(base_workload: dict[str, Any], base_configuration: RunConfiguration | None,
-                              profile: VllmProfile) -> str | None:
+def baseline_made_differently(
+    base_workload: dict[str, Any], base_configuration: RunConfiguration | None, profile: VllmProfile
+) -> str | None:
     """Why the baseline is not a measurement of this workload and configuration (failing), or None.
 
     Differences that do not fail (versions, hardware, environment) are added to the profile's
@@ -266,8 +304,10 @@ def baseline_made_differently(base_workload: dict[str, Any], base_configuration:
     reasons += failing
     if not reasons:
         return None
-    return ("the baseline was recorded with a different workload or configuration, so the profiles are not "
-            "comparable: " + "; ".join(reasons))
+    return (
+        "the baseline was recorded with a different workload or configuration, so the profiles are not "
+        "comparable: " + "; ".join(reasons)
+    )
 
 
 def update_baseline(profile: VllmProfile, settings: BaselineSettings) -> BaselineOutcome:
@@ -322,8 +362,9 @@ def profile_workload(
         # Before the profiled pass, outside /start_profile../stop_profile (the profiler would slow
         # what a user waits for), under the capture lock so no other worker's capture overlaps it.
         with capture_lock(server.trace_dir):
-            timed = timed_pass_of(workload, server.base_url, server.model_name, timed_repeats,
-                                  timeout_s=capture.timeout_s)
+            timed = timed_pass_of(
+                workload, server.base_url, server.model_name, timed_repeats, timeout_s=capture.timeout_s
+            )
     # The profiled pass sends the prompts the timed pass did (exact input_len ones built on the server).
     prompts = _timed_prompts(workload, server) if workload.input_len is not None else None
     summaries: list[ProfileSummary] = []
@@ -331,12 +372,19 @@ def profile_workload(
     trace_paths: list[Path] = []
     say = progress or (lambda message: None)
     for repeat in range(repeats):
-        say(f"capture {repeat + 1}/{repeats} of {nodeid}: {len(workload.prompts)} prompt(s), "
-            f"max_tokens={workload.max_tokens}")
+        say(
+            f"capture {repeat + 1}/{repeats} of {nodeid}: {len(workload.prompts)} prompt(s), "
+            f"max_tokens={workload.max_tokens}"
+        )
         with capture_lock(server.trace_dir):
             result = make_capture(
-                server, workload, timeout_s=capture.timeout_s, launcher=pooled.launcher,
-                poll_interval_s=capture.poll_interval_s, label=nodeid, prompts=prompts,
+                server,
+                workload,
+                timeout_s=capture.timeout_s,
+                launcher=pooled.launcher,
+                poll_interval_s=capture.poll_interval_s,
+                label=nodeid,
+                prompts=prompts,
             ).run()
         ranks = result.rank_trace_files
         # One worker trace: read it alone (the folder also holds the API-server's CPU trace);
@@ -374,6 +422,11 @@ def _timed_prompts(workload: Workload, server: RunningServer) -> list[str]:
 
     assert workload.input_len is not None
     with httpx.Client(timeout=60.0) as client:
-        return exact_length_prompts(client, server.base_url, server.model_name, workload.input_len,
-                                    count=workload.requests_per_timed_repeat,
-                                    api="chat" if workload.api == "chat" else "completions")
+        return exact_length_prompts(
+            client,
+            server.base_url,
+            server.model_name,
+            workload.input_len,
+            count=workload.requests_per_timed_repeat,
+            api="chat" if workload.api == "chat" else "completions",
+        )

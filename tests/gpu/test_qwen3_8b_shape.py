@@ -6,18 +6,24 @@ Run on a GPU runner:  pytest tests/gpu --vllm-profile [--update-baselines]
 Change the server, not the code, to see a regression caught:
     pytest tests/gpu --vllm-profile --vllm-server-arg=--attention-backend=TRITON_ATTN
 """
+
 from __future__ import annotations
 
 import pytest
 from qwen3_8b_shape_model import MODEL_DIR, SERVED_NAME, SERVER_ARGS
 
 SEED_PROMPT = "What is the capital of France?"
-BATCH_PROMPTS = [SEED_PROMPT, "The quick brown fox jumps over the lazy dog.",
-                 "Profiling a vLLM inference server on a GPU.", "What is the capital of Italy?"]
+BATCH_PROMPTS = [
+    SEED_PROMPT,
+    "The quick brown fox jumps over the lazy dog.",
+    "Profiling a vLLM inference server on a GPU.",
+    "What is the capital of Italy?",
+]
 
 
-@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10,
-                           prompts=[SEED_PROMPT], server_args=SERVER_ARGS)
+@pytest.mark.vllm_workload(
+    model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10, prompts=[SEED_PROMPT], server_args=SERVER_ARGS
+)
 def test_seed_workload_token_and_layer_peaks(vllm_profile):
     assert vllm_profile.token_steps == 10
     assert vllm_profile.layer_count == 36
@@ -26,8 +32,14 @@ def test_seed_workload_token_and_layer_peaks(vllm_profile):
     assert vllm_profile.summary.timing_domain == "gpu"
 
 
-@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10,
-                           prompts=BATCH_PROMPTS, server_args=SERVER_ARGS, compare_step_kinds=["decode"])
+@pytest.mark.vllm_workload(
+    model=str(MODEL_DIR),
+    served_model_name=SERVED_NAME,
+    max_tokens=10,
+    prompts=BATCH_PROMPTS,
+    server_args=SERVER_ARGS,
+    compare_step_kinds=["decode"],
+)
 def test_batched_four_prompts(vllm_profile):
     # The four prompts arrive in one request, but vLLM admits them as they are tokenized, so
     # how they split between the first prefill step and a following mixed step depends on

@@ -6,6 +6,7 @@ own "communication" class. Each rank still runs all 36 decoder layers (on half t
 Skipped unless two GPUs are visible. NVLink multicast stays off in the server's environment
 (NCCL_NVLS_ENABLE=0 and friends), as the shared GPU hosts require.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,10 +22,15 @@ VISIBLE_GPUS = visible_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), nvidia_smi_g
 
 
 @pytest.mark.skipif(len(VISIBLE_GPUS) < 2, reason="tensor_parallel_size=2 needs two visible GPUs")
-@pytest.mark.vllm_workload(model=str(MODEL_DIR), served_model_name=SERVED_NAME, max_tokens=10,
-                           prompts=["What is the capital of France?"], tensor_parallel_size=2,
-                           server_args=SERVER_ARGS,
-                           env=MULTICAST_OFF)
+@pytest.mark.vllm_workload(
+    model=str(MODEL_DIR),
+    served_model_name=SERVED_NAME,
+    max_tokens=10,
+    prompts=["What is the capital of France?"],
+    tensor_parallel_size=2,
+    server_args=SERVER_ARGS,
+    env=MULTICAST_OFF,
+)
 def test_seed_workload_tensor_parallel_2(vllm_profile):
     summary = vllm_profile.summary
     assert summary.world_size == 2

@@ -1,5 +1,6 @@
 """Trace analysis: steps ("token peaks"), decoder layers ("layer peaks"), kernel statistics,
 roofline, and `summarize` which puts them into a `ProfileSummary`."""
+
 from __future__ import annotations
 
 from ..damage import DAMAGE_NOTE_PREFIX, damage_notes

@@ -8,6 +8,7 @@ them counts the same microseconds several times. Two exact ways out, used here:
   among op names — used for per-op statistics. The self times of all ops sum to the
   top-level total.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,9 @@ import pandas as pd
 
 def _thread_order(ops: pd.DataFrame) -> np.ndarray:
     """Row order by thread, start ascending, longer first (a parent sorts before its child)."""
-    return np.lexsort((-ops["dur_us"].to_numpy(), ops["start_us"].to_numpy(), ops["tid"].to_numpy(), ops["pid"].to_numpy()))
+    return np.lexsort(
+        (-ops["dur_us"].to_numpy(), ops["start_us"].to_numpy(), ops["tid"].to_numpy(), ops["pid"].to_numpy())
+    )
 
 
 def top_level_mask(ops: pd.DataFrame) -> np.ndarray:

@@ -1,4 +1,5 @@
 """Which interval holds a point: the lookup step and layer detection both make over time ranges."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ Full kernel names from CUPTI are demangled C++ signatures, often thousands of ch
 template arguments and the argument list, and looks through generic launch wrappers
 (`cutlass::device_kernel<X>`, `enable_sm90_or_later<X>`) to the kernel they wrap.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,12 +33,32 @@ KERNEL_CLASSES: tuple[str, ...] = ("attention", "gemm", "norm", "communication",
 # Order matters: the first class whose pattern matches wins (an all-reduce fused with a
 # norm is communication; a flash "prepare" kernel is still attention work).
 _CLASS_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("communication", re.compile(r"nccl|all_?reduce|cross_device_reduce|all_?gather|reduce_?scatter|custom_ar|alltoall|all_to_all", re.I)),
+    (
+        "communication",
+        re.compile(
+            r"nccl|all_?reduce|cross_device_reduce|all_?gather|reduce_?scatter|custom_ar|alltoall|all_to_all", re.I
+        ),
+    ),
     ("memory", re.compile(r"^memcpy|^memset|memcpy_kernel", re.I)),
-    ("attention", re.compile(r"flash|attn|attention|fmha|\bmha|paged|reshape_and_cache|flashinfer|mla_|_mla|xformers", re.I)),
-    ("gemm", re.compile(r"gemm|gemv|nvjet|cublas|splitkreduce|matmul|_mm\b|wgmma|xmma|cutlass.*sm\d+_|ampere_|sm90_|sm80_|onednn_mm|linear", re.I)),
+    (
+        "attention",
+        re.compile(r"flash|attn|attention|fmha|\bmha|paged|reshape_and_cache|flashinfer|mla_|_mla|xformers", re.I),
+    ),
+    (
+        "gemm",
+        re.compile(
+            r"gemm|gemv|nvjet|cublas|splitkreduce|matmul|_mm\b|wgmma|xmma|cutlass.*sm\d+_|ampere_|sm90_|sm80_|onednn_mm|linear",
+            re.I,
+        ),
+    ),
     ("norm", re.compile(r"norm", re.I)),
-    ("elementwise", re.compile(r"elementwise|act_and_mul|silu|gelu|relu|rotary|rope|fill|copy|triton_poi|index|scatter|gather|arange|softmax|mul|add|cat", re.I)),
+    (
+        "elementwise",
+        re.compile(
+            r"elementwise|act_and_mul|silu|gelu|relu|rotary|rope|fill|copy|triton_poi|index|scatter|gather|arange|softmax|mul|add|cat",
+            re.I,
+        ),
+    ),
 )
 
 
@@ -155,9 +176,7 @@ class KernelStats:
         agg = grouped.agg(["count", "sum", "mean", "median", "min", "max"])
         agg["p90"] = grouped.quantile(0.9)
         agg = agg.sort_values("sum", ascending=False)
-        per_kind = (
-            t[t["kind"] != ""].groupby(["name", "kind"], sort=False)["dur_us"].agg(["count", "sum", "mean"])
-        )
+        per_kind = t[t["kind"] != ""].groupby(["name", "kind"], sort=False)["dur_us"].agg(["count", "sum", "mean"])
         kind_map: dict[str, dict[StepKind, KernelKindStats]] = {}
         for (name, kind), row in per_kind.iterrows():  # one row per (name, kind): small
             kind_map.setdefault(name, {})[kind] = KernelKindStats(
@@ -193,4 +212,4 @@ def kernels_per_step(table: pd.DataFrame, steps: list[int]) -> dict[str, float]:
         return {}
     counts = sub.groupby(["name", "step"]).size().unstack(fill_value=0).reindex(columns=steps, fill_value=0)
     med = np.median(counts.to_numpy(), axis=1)
-    return {str(n): float(m) for n, m in zip(counts.index, med)}
+    return {str(n): float(m) for n, m in zip(counts.index, med, strict=False)}

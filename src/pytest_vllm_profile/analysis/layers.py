@@ -18,6 +18,7 @@ Two methods:
   preparation instead). Every layer
   gets the step's modal period length, so the last one stops before the LM head.
 """
+
 from __future__ import annotations
 
 import re
@@ -52,13 +53,18 @@ class LayerDetection:
 
 def _empty_timings() -> pd.DataFrame:
     return pd.DataFrame(
-        {"step": pd.Series(dtype="int64"), "layer": pd.Series(dtype="int64"),
-         "time_us": pd.Series(dtype="float64"), "kernel_count": pd.Series(dtype="int64")}
+        {
+            "step": pd.Series(dtype="int64"),
+            "layer": pd.Series(dtype="int64"),
+            "time_us": pd.Series(dtype="float64"),
+            "kernel_count": pd.Series(dtype="int64"),
+        }
     )
 
 
-def _finish(method: LayerMethod | None, timings: pd.DataFrame, notes: list[str],
-            marker: str | None = None) -> LayerDetection:
+def _finish(
+    method: LayerMethod | None, timings: pd.DataFrame, notes: list[str], marker: str | None = None
+) -> LayerDetection:
     if timings.empty:
         return LayerDetection(None, 0, _empty_timings(), marker, notes)
     per_step = timings.groupby("step")["layer"].nunique()
@@ -125,9 +131,7 @@ class LayerDetector:
         tagged = _inside_modules(mods, launches[["pid", "tid", "start_us", "correlation"]])
         kernels = ev[(ev["category"] == Category.KERNEL.value) & (ev["step"] >= 0)][["correlation", "dur_us", "step"]]
         joined = kernels.merge(tagged[["correlation", "layer"]], on="correlation", how="inner")
-        timings = (
-            joined.groupby(["step", "layer"])["dur_us"].agg(time_us="sum", kernel_count="count").reset_index()
-        )
+        timings = joined.groupby(["step", "layer"])["dur_us"].agg(time_us="sum", kernel_count="count").reset_index()
         if timings.empty:
             notes.append("DecoderLayer module events found but no kernel launched inside them")
         return _finish("module", timings, notes)
@@ -143,7 +147,9 @@ class LayerDetector:
         tagged = tagged[tagged["mod_step"] >= 0]
         timings = (
             tagged.rename(columns={"mod_step": "step"})
-            .groupby(["step", "layer"])["dur_us"].agg(time_us="sum", kernel_count="count").reset_index()
+            .groupby(["step", "layer"])["dur_us"]
+            .agg(time_us="sum", kernel_count="count")
+            .reset_index()
         )
         notes.append("layer times on the CPU clock: top-level cpu_ops inside each DecoderLayer module event")
         return _finish("module", timings, notes)
@@ -167,7 +173,7 @@ class LayerDetector:
         dur = kern["dur_us"].to_numpy()
         bounds = np.flatnonzero(np.r_[True, steps[1:] != steps[:-1], True])
         rows = []
-        for a, b in zip(bounds[:-1], bounds[1:]):  # one iteration per step
+        for a, b in zip(bounds[:-1], bounds[1:], strict=False):  # one iteration per step
             rows.extend(self._cut_step(int(steps[a]), codes[a:b], class_codes[a:b], dur[a:b], marker_code))
         timings = pd.DataFrame(rows, columns=["step", "layer", "time_us", "kernel_count"])
         notes.append(f"layers recovered from the kernel sequence: {marker} runs {count} times in every step")
@@ -180,8 +186,9 @@ class LayerDetector:
         steady = per_step.index[(lo == hi) & (lo > 1)]
         if not len(steady):
             return None, 0
-        cls = dict(zip(short.to_numpy(), classes(kern["name"]).to_numpy()))
+        cls = dict(zip(short.to_numpy(), classes(kern["name"]).to_numpy(), strict=False))
         totals = kern.groupby(short.to_numpy())["dur_us"].sum()
+
         # attention first (the KV-cache write is attention-class too but rank it below the math kernel),
         # then the most time: the layer's heaviest repeating kernel
         def rank(name: str) -> tuple[int, int, float]:

@@ -4,6 +4,7 @@ A decode step of a dense model reads every weight once, so its time can be no sh
 than weight bytes / peak HBM bandwidth. Peaks are the vendors' datasheet figures (what
 the memory can do at best, never measured here); a GPU missing from the table gives None.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,16 @@ def decode_roofline(weight_bytes: int, peak_gbps: float, decode_step_us: float) 
     )
 
 
-_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4, "fp8": 1, "float8_e4m3fn": 1, "int8": 1}
+_DTYPE_BYTES = {
+    "bfloat16": 2,
+    "float16": 2,
+    "half": 2,
+    "float32": 4,
+    "float": 4,
+    "fp8": 1,
+    "float8_e4m3fn": 1,
+    "int8": 1,
+}
 
 
 def estimate_weight_bytes_from_config(config_path: str | Path) -> int:
@@ -87,8 +97,10 @@ def estimate_weight_bytes_from_config(config_path: str | Path) -> int:
         vocab = int(cfg["vocab_size"])
         heads = int(cfg["num_attention_heads"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise AnalysisError(f"{path}: model config lacks {exc} (needs hidden_size, num_hidden_layers, "
-                            "intermediate_size, vocab_size, num_attention_heads)") from None
+        raise AnalysisError(
+            f"{path}: model config lacks {exc} (needs hidden_size, num_hidden_layers, "
+            "intermediate_size, vocab_size, num_attention_heads)"
+        ) from None
     kv_heads = int(cfg.get("num_key_value_heads") or heads)
     head_dim = int(cfg.get("head_dim") or hidden // heads)
     dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16").replace("torch.", "")

@@ -22,6 +22,7 @@ CPU-only traces (vLLM CPU backend, timing domain "cpu") have no GPU: GPU busy/id
 launches are not applicable and are None (not 0, which would read as "no overhead"); wall
 time and period still are the host's step times.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,14 @@ from ..events import Category, Trace
 from ..summary import StepKindOverhead
 from .steps import StepDetection
 
-__all__ = ["StepKindOverhead", "StepOverhead", "StepOverheadAnalysis", "kind_overheads", "step_overhead",
-           "union_length"]
+__all__ = [
+    "StepKindOverhead",
+    "StepOverhead",
+    "StepOverheadAnalysis",
+    "kind_overheads",
+    "step_overhead",
+    "union_length",
+]
 
 # Launch calls, by name (CUDA runtime and driver API events of the torch profiler / nsys).
 KERNEL_LAUNCH = re.compile(
@@ -100,8 +107,10 @@ def step_overhead(trace: Trace, detection: StepDetection) -> StepOverheadAnalysi
     by_step_kernels = {int(k): g for k, g in kernels.groupby("step")} if gpu else {}
     launches = _launch_counts(ev) if gpu else {}
     if gpu and not launches:
-        notes.append("no CUDA launch events assigned to steps (no CPU step annotation, or no runtime events "
-                     "in the trace): kernel/graph launches not counted")
+        notes.append(
+            "no CUDA launch events assigned to steps (no CPU step annotation, or no runtime events "
+            "in the trace): kernel/graph launches not counted"
+        )
     if not gpu:
         notes.append("CPU-only trace: GPU busy/idle and launches do not apply; wall time and period are host times")
     out: list[StepOverhead] = []
@@ -120,11 +129,23 @@ def step_overhead(trace: Trace, detection: StepDetection) -> StepOverheadAnalysi
                 busy, n_kernels = union_length(st, en), len(group)
             idle = max(wall - busy, 0.0)
         kl, gl = launches.get(s.index, (0, 0)) if launches else (None, None)
-        out.append(StepOverhead(step=s.index, kind=s.kind, start_us=s.start_us, wall_us=wall, period_us=period,
-                                gpu_busy_us=busy, gpu_idle_us=idle, kernels=n_kernels, kernel_launches=kl,
-                                graph_launches=gl))
-    return StepOverheadAnalysis(timing_domain="gpu" if gpu else "cpu", steps=tuple(out),
-                                kinds=kind_overheads(out), notes=tuple(notes))
+        out.append(
+            StepOverhead(
+                step=s.index,
+                kind=s.kind,
+                start_us=s.start_us,
+                wall_us=wall,
+                period_us=period,
+                gpu_busy_us=busy,
+                gpu_idle_us=idle,
+                kernels=n_kernels,
+                kernel_launches=kl,
+                graph_launches=gl,
+            )
+        )
+    return StepOverheadAnalysis(
+        timing_domain="gpu" if gpu else "cpu", steps=tuple(out), kinds=kind_overheads(out), notes=tuple(notes)
+    )
 
 
 def _launch_counts(ev: pd.DataFrame) -> dict[int, tuple[int, int]]:
@@ -148,7 +169,9 @@ def kind_overheads(steps: list[StepOverhead]) -> dict[str, StepKindOverhead]:
         wall = float(np.median([s.wall_us for s in of]))
         idle = _median([s.gpu_idle_us for s in of if s.gpu_idle_us is not None])
         result[kind] = StepKindOverhead(
-            kind=kind, steps=len(of), median_wall_us=wall,
+            kind=kind,
+            steps=len(of),
+            median_wall_us=wall,
             median_period_us=_median([s.period_us for s in of if s.period_us is not None]),
             median_gpu_busy_us=_median([s.gpu_busy_us for s in of if s.gpu_busy_us is not None]),
             median_gpu_idle_us=idle,

@@ -27,6 +27,7 @@ Two methods, tried in order:
    sent); any other step is prefill if its kernel time is > 1.5x the median step's (a long
    prompt) — otherwise decode. Request and token counts stay None.
 """
+
 from __future__ import annotations
 
 import re
@@ -153,7 +154,9 @@ class StepDetector:
             steps = _annotation_steps(cpu_ann)
             cpu_rows = np.flatnonzero(_same_threads(ev, cpu_ann))
             _assign_by_ranges(ev, cpu_rows, steps)
-            notes.append("CPU-only trace (no GPU events): steps from vLLM's CPU step annotations, times are cpu_op times")
+            notes.append(
+                "CPU-only trace (no GPU events): steps from vLLM's CPU step annotations, times are cpu_op times"
+            )
             return StepDetection(steps, "annotation", "cpu", notes)
         paths = ", ".join(trace.metadata.paths) or "trace"
         raise AnalysisError(
@@ -210,8 +213,8 @@ class StepDetector:
         steps: list[DetectedStep] = []
         times = []
         step_col = ev["step"].to_numpy(copy=True)
-        for i in range(len(bounds) - 1):
-            a, b = bounds[i], bounds[i + 1]
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
             if b <= a:
                 continue
             steps.append(
@@ -227,7 +230,7 @@ class StepDetector:
             step_col[rows[a:b]] = steps[-1].index
         ev["step"] = step_col
         median = float(np.median(times)) if times else 0.0
-        for s, t in zip(steps, times):
+        for s, t in zip(steps, times, strict=False):
             if s.index == 0 or (median > 0 and t > _PREFILL_TIME_FACTOR * median):
                 s.kind = "prefill"
         notes.append(
@@ -238,7 +241,7 @@ class StepDetector:
 
 
 def _same_threads(ev: pd.DataFrame, ann: pd.DataFrame) -> np.ndarray:
-    keys = set(zip(ann["pid"].tolist(), ann["tid"].tolist()))
+    keys = set(zip(ann["pid"].tolist(), ann["tid"].tolist(), strict=False))
     mask = np.zeros(len(ev), dtype=bool)
     pid = ev["pid"].to_numpy()
     tid = ev["tid"].to_numpy()

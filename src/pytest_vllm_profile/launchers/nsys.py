@@ -15,6 +15,7 @@ Two capture modes, chosen per server (`choose_capture_mode`):
 Every command gets `--sample=none --cpuctxsw=none` (QUIET_FLAGS). The executable, its version
 and importer checks are in `nsys_tool`. Launchers (process) call these functions.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,14 @@ from .nsys_tool import (
 )
 
 __all__ = [
-    "INSTALL_HINT", "NsysImporterError", "NsysNotFoundError", "NsysTool", "find_nsys", "importer_problem",
-    "nsys_tool", "require_nsys",
+    "INSTALL_HINT",
+    "NsysImporterError",
+    "NsysNotFoundError",
+    "NsysTool",
+    "find_nsys",
+    "importer_problem",
+    "nsys_tool",
+    "require_nsys",
 ]
 
 REPORT_SUFFIX = ".nsys-rep"
@@ -71,7 +78,6 @@ PROFILE_FLAGS: tuple[str, ...] = TRACE_FLAGS + CUDA_RANGE_FLAGS
 QUIET_FLAGS: tuple[str, ...] = ("--sample=none", "--cpuctxsw=none")
 # `nsys stop` returns once the report is written; a big GPU capture takes minutes to import.
 DEFAULT_REPORT_TIMEOUT_S = 900.0
-
 
 
 class NsysExportError(LauncherError):
@@ -122,9 +128,14 @@ def wrap_command(
     """
     exe = tool.path if tool is not None else "nsys"
     return [
-        exe, "profile", *PROFILE_FLAGS, *QUIET_FLAGS,
-        f"--output={report_base(Path(report_path))}", "--force-overwrite=true",
-        *extra, *_application(tool, server_cmd),
+        exe,
+        "profile",
+        *PROFILE_FLAGS,
+        *QUIET_FLAGS,
+        f"--output={report_base(Path(report_path))}",
+        "--force-overwrite=true",
+        *extra,
+        *_application(tool, server_cmd),
     ]
 
 
@@ -141,9 +152,7 @@ def _version_tuple(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def cuda_profiler_server_args(
-    vllm_version: str | None, style: str | None = None
-) -> tuple[list[str], dict[str, str]]:
+def cuda_profiler_server_args(vllm_version: str | None, style: str | None = None) -> tuple[list[str], dict[str, str]]:
     """(server CLI args, env) that make /start_profile and /stop_profile call cudaProfilerStart/Stop.
 
     style: "profiler-config" or "env" (`launchers.vllm_args.VllmInstall.profiler_style`, read
@@ -223,8 +232,13 @@ def export_sqlite(report: Path, timeout_s: float, nsys: str | None = None) -> Pa
     return out
 
 
-def export(output: Path, timeout_s: float = DEFAULT_REPORT_TIMEOUT_S, nsys: str | None = None,
-           nsys_output: Callable[[], str] | None = None, other_report: Callable[[], Path | None] | None = None) -> Path:
+def export(
+    output: Path,
+    timeout_s: float = DEFAULT_REPORT_TIMEOUT_S,
+    nsys: str | None = None,
+    nsys_output: Callable[[], str] | None = None,
+    other_report: Callable[[], Path | None] | None = None,
+) -> Path:
     """Wait for the report `output` (see wait_for_report), export it, return the .sqlite path."""
     report = wait_for_report(output, timeout_s=timeout_s, nsys_output=nsys_output, other_report=other_report)
     return export_sqlite(report, timeout_s=timeout_s, nsys=nsys)

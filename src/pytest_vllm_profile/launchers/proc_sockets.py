@@ -52,7 +52,7 @@ def socket_inodes_of(pid: int, proc: Path = Path("/proc")) -> set[int]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(int(target[len("socket:["):-1]))
+            inodes.add(int(target[len("socket:[") : -1]))
     return inodes
 
 

@@ -5,6 +5,7 @@ worker processes too: SIGINT, then SIGTERM, then SIGKILL to the whole group. A r
 live launchers is stopped at interpreter exit and on SIGTERM, so an interrupted or failed
 test session leaves no server behind.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -74,7 +75,7 @@ def process_group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         # Fields after the command name (which may hold spaces): state ppid pgrp ...
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
@@ -85,7 +86,7 @@ def _parent_of(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat[stat.rfind(")") + 2:].split()[1])
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
 
 
 def _interpreter_of_script(script: str) -> str | None:
@@ -174,8 +175,11 @@ class ProcessLauncher(Launcher):
             env_extra.update(OFFLINE_ENV)
         # The user's own --profiler-config wins; the torch profiler is only added when absent.
         if spec.profiler == "torch" and "--profiler-config" not in spec.server_args:
-            needs = ProfilerNeeds(with_stack=spec.with_stack if self.with_stack is None else self.with_stack,
-                                  activities=LAUNCHER_ACTIVITIES, record_shapes=self.record_shapes)
+            needs = ProfilerNeeds(
+                with_stack=spec.with_stack if self.with_stack is None else self.with_stack,
+                activities=LAUNCHER_ACTIVITIES,
+                record_shapes=self.record_shapes,
+            )
             prof_args, prof_env, _ = profiler_settings_for(self.install, trace_dir, needs)
             cmd += prof_args
             env_extra.update(prof_env)
@@ -200,8 +204,13 @@ class ProcessLauncher(Launcher):
         self.nsys_control = NsysServerControl(path, mode, timeout_s)
         port = cmd[cmd.index("--port") + 1] if "--port" in cmd else "0"
         return self.nsys_control.wrap(
-            cmd, env, trace_dir, platform=self.install.platform, vllm_version=self.install.version,
-            profiler_style=self.install.profiler_style, user_server_args=self.spec.server_args,
+            cmd,
+            env,
+            trace_dir,
+            platform=self.install.platform,
+            vllm_version=self.install.version,
+            profiler_style=self.install.profiler_style,
+            user_server_args=self.spec.server_args,
             session_name=f"vllm-profile-{os.getpid()}-{port}",
         )
 
@@ -254,8 +263,12 @@ class ProcessLauncher(Launcher):
             log.flush()
             try:
                 self.process = subprocess.Popen(
-                    self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=self._env, start_new_session=True,
+                    self.command,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self._env,
+                    start_new_session=True,
                 )
             except OSError as exc:
                 raise LauncherError(f"cannot start {self.command[0]}: {exc}") from None
@@ -265,12 +278,14 @@ class ProcessLauncher(Launcher):
         try:
             wait_until_ready(base_url, timeout_s, still_starting=self._fail_if_exited, probe=self._probe_own_server)
         except ReadinessTimeout as exc:
-            raise LauncherError(self.redact(
-                f"vLLM server at {base_url} did not become healthy within {timeout_s:.0f} s "
-                f"(stopped it; raise ServerSpec.health_timeout_s for big models; last problem: {exc.last_problem})\n"
-                f"{self.log_causes()}"
-                f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
-            )) from None
+            raise LauncherError(
+                self.redact(
+                    f"vLLM server at {base_url} did not become healthy within {timeout_s:.0f} s "
+                    f"(stopped it; raise ServerSpec.health_timeout_s for big models; last problem: {exc.last_problem})\n"
+                    f"{self.log_causes()}"
+                    f"last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
+                )
+            ) from None
 
     def _probe_own_server(self, client: httpx.Client, base_url: str) -> list[str]:
         """`served_models`, then the proof that the answer came from this launcher's own server."""
@@ -278,30 +293,39 @@ class ProcessLauncher(Launcher):
         assert self.pgid is not None and self._port is not None
         owned = port_owned_by(self._port, process_group_members(self.pgid))
         if owned is False:
-            raise NotReady(f"port {self._port} answers, but its listening socket belongs to no process of this "
-                           f"server's group {self.pgid}: another server is on the port (it serves {models})")
+            raise NotReady(
+                f"port {self._port} answers, but its listening socket belongs to no process of this "
+                f"server's group {self.pgid}: another server is on the port (it serves {models})"
+            )
         return models
 
     def _fail_if_exited(self) -> None:
         """Readiness check of the child: a server that exited is reported at once, with its log."""
         assert self.process is not None
         code = self.process.poll()
-        if code is not None and self.nsys_control is not None and self.nsys_control.retry_after_startup_race(
-                self.log_tail(LOG_TAIL_LINES)):
+        if (
+            code is not None
+            and self.nsys_control is not None
+            and self.nsys_control.retry_after_startup_race(self.log_tail(LOG_TAIL_LINES))
+        ):
             self._spawn("ab")  # nsys itself failed at once, before the server ran: start it again
             return
         if code is not None:
             tail = self.log_tail(LOG_TAIL_LINES)
             taken = ""
             if "Address already in use" in (read_log_for_causes(self.log_path) + tail):
-                taken = (f"port {self._port} is already in use by another process: the server exited with "
-                         f"'Address already in use'\n")
-            raise LauncherError(self.redact(
-                f"{taken}vLLM server exited with code {code} during startup\n"
-                f"command: {' '.join(redact_args(self.command))}\n"
-                f"{self.log_causes()}"
-                f"last log lines ({self.log_path}):\n{tail}"
-            ))
+                taken = (
+                    f"port {self._port} is already in use by another process: the server exited with "
+                    f"'Address already in use'\n"
+                )
+            raise LauncherError(
+                self.redact(
+                    f"{taken}vLLM server exited with code {code} during startup\n"
+                    f"command: {' '.join(redact_args(self.command))}\n"
+                    f"{self.log_causes()}"
+                    f"last log lines ({self.log_path}):\n{tail}"
+                )
+            )
 
     def check_alive(self) -> None:
         """Raise ServerDied when the server's leader or one of its processes at boot is gone."""
@@ -322,10 +346,12 @@ class ProcessLauncher(Launcher):
                 code = None
         what = f"exit code {code}" if code is not None else "API server still running"
         lost = f"; process(es) {gone} of its group are gone" if gone else ""
-        raise ServerDied(self.redact(
-            f"vLLM server {self.pgid} at port {self._port} died: {what}{lost}\n"
-            f"{self.log_causes()}last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
-        ))
+        raise ServerDied(
+            self.redact(
+                f"vLLM server {self.pgid} at port {self._port} died: {what}{lost}\n"
+                f"{self.log_causes()}last log lines ({self.log_path}):\n{self.log_tail(LOG_TAIL_LINES)}"
+            )
+        )
 
     def kill_now(self) -> None:
         """SIGTERM to the group, SIGKILL after KILL_GRACE_S: for a session being terminated."""
@@ -430,6 +456,8 @@ class ProcessLauncher(Launcher):
                 return self.nsys_control.collect(nsys_output=lambda: read_log_tail(self.log_path, 200))
             except LauncherError as exc:
                 self.stop()
-                raise type(exc)(f"{exc}\n(stopped the vLLM server; last log lines ({self.log_path}):\n"
-                                f"{self.log_tail(LOG_TAIL_LINES)})") from None
+                raise type(exc)(
+                    f"{exc}\n(stopped the vLLM server; last log lines ({self.log_path}):\n"
+                    f"{self.log_tail(LOG_TAIL_LINES)})"
+                ) from None
         return self.server.trace_dir

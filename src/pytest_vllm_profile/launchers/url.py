@@ -3,6 +3,7 @@
 The server must already run with the torch profiler on, writing into a folder this machine
 can read (the user says which: `ServerSpec.trace_dir`). `stop()` leaves the server alone.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,8 +52,12 @@ class UrlLauncher(Launcher):
         if models and model_name not in models:
             raise LauncherError(f"server at {self.url} serves {models}, not {model_name!r}")
         self.server = RunningServer(
-            base_url=self.url, trace_dir=trace_dir, log_path=None, profiler=self.spec.profiler,
-            model_name=model_name, vllm_version=self._version(),
+            base_url=self.url,
+            trace_dir=trace_dir,
+            log_path=None,
+            profiler=self.spec.profiler,
+            model_name=model_name,
+            vllm_version=self._version(),
         )
         return self.server
 

@@ -9,6 +9,7 @@ Two styles exist:
 The style is detected from the installed files, never guessed from a version number, and
 without importing vllm (which takes seconds and may initialise devices).
 """
+
 from __future__ import annotations
 
 import json
@@ -117,7 +118,8 @@ def detect_vllm(python: str, timeout_s: float = 60.0) -> VllmInstall:
         raise LauncherError(f"{python} did not answer within {timeout_s:.0f} s while looking for vllm") from None
     if proc.returncode != 0:
         raise LauncherError(
-            f"{python} failed while looking for vllm (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            f"{python} failed while looking for vllm (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+        )
     try:
         found = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -217,7 +219,8 @@ def resolve_profiler(install: VllmInstall, needs: ProfilerNeeds) -> ResolvedProf
     """Turn a test's needs into settings this vLLM accepts (unknown keys abort the server)."""
     if needs.activities not in ACTIVITY_CHOICES:
         raise LauncherError(
-            f"unknown profiler activities {needs.activities!r}; expected one of {list(ACTIVITY_CHOICES)}")
+            f"unknown profiler activities {needs.activities!r}; expected one of {list(ACTIVITY_CHOICES)}"
+        )
     notes: list[str] = []
     with_stack = needs.with_stack
     if install.platform == "cpu" and not with_stack:
@@ -240,8 +243,9 @@ def resolve_profiler(install: VllmInstall, needs: ProfilerNeeds) -> ResolvedProf
     elif needs.activities == "cuda":
         why = "this vLLM has no torch_profiler_activities" if not supports else f"a {install.platform} build"
         notes.append(f"CUDA-only activities asked for but not sent: {why}")
-    return ResolvedProfiler(with_stack=with_stack, activities=activities, record_shapes=needs.record_shapes,
-                            notes=tuple(notes))
+    return ResolvedProfiler(
+        with_stack=with_stack, activities=activities, record_shapes=needs.record_shapes, notes=tuple(notes)
+    )
 
 
 def profiler_settings_for(
@@ -250,7 +254,10 @@ def profiler_settings_for(
     """Server arguments, environment and the resolved settings that profile what `needs` asks for."""
     resolved = resolve_profiler(install, needs or ProfilerNeeds())
     args, env = torch_profiler_settings(
-        install.profiler_style, trace_dir, with_stack=resolved.with_stack, record_shapes=resolved.record_shapes,
+        install.profiler_style,
+        trace_dir,
+        with_stack=resolved.with_stack,
+        record_shapes=resolved.record_shapes,
         supported_keys=install.profiler_config_keys,
     )
     if resolved.activities is not None and args:

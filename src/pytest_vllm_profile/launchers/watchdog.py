@@ -77,7 +77,10 @@ def start_watchdog(
     until the group is stopped, then `stop_watchdog` it."""
     return subprocess.Popen(
         [sys.executable, "-I", "-c", WATCHDOG_SOURCE, str(pgid), str(grace_s), str(also_watch_pid or 0)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
 
 

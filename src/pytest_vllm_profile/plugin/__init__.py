@@ -42,6 +42,7 @@ merging, collection checks), `fixtures`, `hooks` (the pytest hooks implemented),
 `preflight` / `session_checks` (checks before any server boots, the quiet stop), `progress`
 (progress lines), `messages` (failure wording), `record` (the configuration on record).
 """
+
 from .fixtures import vllm_profile, vllm_server_pool
 from .hooks import (
     pytest_addhooks,
@@ -61,9 +62,25 @@ from .marker import MARKER, SKIP_REASON, workload_of
 from .state import ITEM_KEY, SESSION_KEY, ItemState, SessionState
 
 __all__ = [
-    "ITEM_KEY", "MARKER", "SESSION_KEY", "SKIP_REASON", "ItemState", "SessionState", "workload_of",
-    "vllm_profile", "vllm_server_pool",
-    "pytest_addhooks", "pytest_addoption", "pytest_configure", "pytest_configure_node", "pytest_pycollect_makeitem",
-    "pytest_runtest_call", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
-    "pytest_unconfigure", "pytest_collection_modifyitems", "pytest_sessionstart",
+    "ITEM_KEY",
+    "MARKER",
+    "SESSION_KEY",
+    "SKIP_REASON",
+    "ItemState",
+    "SessionState",
+    "workload_of",
+    "vllm_profile",
+    "vllm_server_pool",
+    "pytest_addhooks",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_configure_node",
+    "pytest_pycollect_makeitem",
+    "pytest_runtest_call",
+    "pytest_runtest_makereport",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "pytest_unconfigure",
+    "pytest_collection_modifyitems",
+    "pytest_sessionstart",
 ]

@@ -5,6 +5,7 @@ The three built-in launchers are three implementations of `pytest_vllm_profile_m
 each answering for its own `--vllm-launcher` name, registered as the plugins
 "vllm-profile-launcher-process", "-docker" and "-url".
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,13 @@ if TYPE_CHECKING:
 def _process_launcher(spec: ServerSpec, settings: SessionSettings) -> Launcher:
     from ..launchers.process import ProcessLauncher
 
-    return ProcessLauncher(spec, python=settings.python, nsys=settings.nsys, nsys_mode=settings.nsys_mode,
-                           nsys_report_timeout_s=settings.capture_timeout_s)
+    return ProcessLauncher(
+        spec,
+        python=settings.python,
+        nsys=settings.nsys,
+        nsys_mode=settings.nsys_mode,
+        nsys_report_timeout_s=settings.capture_timeout_s,
+    )
 
 
 def _docker_launcher(spec: ServerSpec, settings: SessionSettings) -> Launcher:
@@ -53,8 +59,9 @@ class BuiltinLauncher:
         self.make = make
 
     @pytest.hookimpl(trylast=True)
-    def pytest_vllm_profile_make_launcher(self, config: pytest.Config, spec: ServerSpec,
-                                          settings: SessionSettings) -> Launcher | None:
+    def pytest_vllm_profile_make_launcher(
+        self, config: pytest.Config, spec: ServerSpec, settings: SessionSettings
+    ) -> Launcher | None:
         return self.make(spec, settings) if settings.launcher == self.name else None
 
 
@@ -76,8 +83,12 @@ def pytest_vllm_profile_commit(config: pytest.Config) -> str | None:
     commit = os.environ.get("GITHUB_SHA")
     if not commit and shutil.which("git"):
         try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=config.rootpath, capture_output=True,
-                                    text=True, timeout=10).stdout.strip() or None
+            commit = (
+                subprocess.run(
+                    ["git", "rev-parse", "HEAD"], cwd=config.rootpath, capture_output=True, text=True, timeout=10
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.SubprocessError):
             commit = None
     return commit or None

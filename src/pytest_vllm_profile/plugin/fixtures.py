@@ -1,4 +1,5 @@
 """The fixtures: `vllm_server_pool` (session) and `vllm_profile` (per test)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -21,8 +22,9 @@ if TYPE_CHECKING:
 def boot_message(model: str, launcher: str, url: str | None) -> str:
     if launcher == "url":
         return f"waiting for the vLLM server at {url} (model {model}) to be healthy"
-    return (f"starting a vLLM server for {model} ({launcher} launcher; a boot takes from 30 s on a CPU to "
-            "minutes on a GPU)")
+    return (
+        f"starting a vLLM server for {model} ({launcher} launcher; a boot takes from 30 s on a CPU to minutes on a GPU)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +59,16 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
         pooled = vllm_server_pool.get(workload)
         if pooled.uses == 1:
             test.server_boot_s = pooled.boot_s
-            progress.say(f"vLLM server for {workload.model} healthy after {pooled.boot_s:.1f} s "
-                         f"({pooled.server.base_url})")
+            progress.say(
+                f"vLLM server for {workload.model} healthy after {pooled.boot_s:.1f} s ({pooled.server.base_url})"
+            )
         # The marker's tolerances win over the session's options.
         baseline = session.settings.baseline_settings(session.commit()).with_overrides(
-            rel_tol=workload.rel_tol, abs_floor_us=workload.abs_floor_us, fail_on_drift=workload.fail_on_drift)
-        profile = profile_workload(item.nodeid, workload, pooled, session.settings.capture_settings(), baseline,
-                                   progress=progress.say)
+            rel_tol=workload.rel_tol, abs_floor_us=workload.abs_floor_us, fail_on_drift=workload.fail_on_drift
+        )
+        profile = profile_workload(
+            item.nodeid, workload, pooled, session.settings.capture_settings(), baseline, progress=progress.say
+        )
         profile.baseline_key_override = item.config.hook.pytest_vllm_profile_baseline_key(item=item, profile=profile)
         profile.configuration = configuration_of(session, profile, pooled)
     except VllmProfileError as exc:

@@ -1,5 +1,6 @@
 """The pytest hooks the plugin implements: setup, collection, the baseline step after the body,
 per-test bookkeeping, and the session's end."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -97,8 +98,9 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         # A body's own assert_matches_baseline() failing still reports its verdict.
         test = item_state(item)
         if test is not None and test.profile is not None and test.profile.baseline_outcome is not None:
-            item.config.hook.pytest_vllm_profile_verdict(item=item, profile=test.profile,
-                                                         outcome=test.profile.baseline_outcome)
+            item.config.hook.pytest_vllm_profile_verdict(
+                item=item, profile=test.profile, outcome=test.profile.baseline_outcome
+            )
         raise
     test = item_state(item)
     profile = test.profile if test is not None else None
@@ -109,8 +111,11 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     expected = profile.workload.expected_layers
     if expected is not None and profile.layer_count != expected:
         item.user_properties.append(("vllm_verdict", "structure"))
-        pytest.fail(f"found {profile.layer_count} decoder layers per step, the vllm_workload marker "
-                    f"expects expected_layers={expected}", pytrace=False)
+        pytest.fail(
+            f"found {profile.layer_count} decoder layers per step, the vllm_workload marker "
+            f"expects expected_layers={expected}",
+            pytrace=False,
+        )
     settings = profile.baseline_settings
     assert settings is not None  # the fixture always sets them
     problem = None
@@ -156,7 +161,7 @@ def _short_message(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = getattr(crash, "message", None) or getattr(report, "longreprtext", "") or ""
     if text.startswith("Failed: "):
-        text = text[len("Failed: "):]
+        text = text[len("Failed: ") :]
     return keep_head(text)
 
 

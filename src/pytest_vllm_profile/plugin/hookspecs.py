@@ -9,6 +9,7 @@ leave the decision to them.
 Under pytest-xdist the hooks run where the test runs (the worker), except
 `pytest_vllm_profile_commit`, which the controller also calls for the results file.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_vllm_profile_make_launcher(config: pytest.Config, spec: ServerSpec,
-                                      settings: SessionSettings) -> Launcher | None:
+def pytest_vllm_profile_make_launcher(
+    config: pytest.Config, spec: ServerSpec, settings: SessionSettings
+) -> Launcher | None:
     """Return the `Launcher` that gets a server for `spec`, or None to leave it to the next one.
 
     Called once per server the pool boots. `spec` says what to serve (model, arguments,

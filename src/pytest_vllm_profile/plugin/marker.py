@@ -1,4 +1,5 @@
 """The `vllm_workload` marker: its documentation, merging, and the checks made while collecting."""
+
 from __future__ import annotations
 
 from dataclasses import fields
@@ -50,7 +51,8 @@ def prepare_item(item: pytest.Function, settings: SessionSettings) -> None:
         if "vllm_profile" in item.fixturenames:
             raise pytest.Collector.CollectError(
                 f"{item.nodeid}: uses the vllm_profile fixture but has no @pytest.mark.{MARKER}(model=...) "
-                "saying what to profile")
+                "saying what to profile"
+            )
         return
     item.stash[ITEM_KEY] = ItemState(workload)
     if "vllm_profile" not in item.fixturenames:

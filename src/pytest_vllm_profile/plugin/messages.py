@@ -5,6 +5,7 @@ Issue 15: every message started with the test id, so pytest's one-line summary s
 cutting off "vLLM server exited with code 1 during startup". pytest already names the test in
 every report line, so a message starts with what went wrong, and a long one keeps its head.
 """
+
 from __future__ import annotations
 
 # Characters of a failure message kept in results.json / the HTML report: the head (the cause,

@@ -4,6 +4,7 @@ Options with a path value: write them as `--vllm-python=PATH` (with "="). pytest
 rootdir from bare path arguments before plugin options are known, so `--vllm-python PATH`
 can move the rootdir (and with it node ids and the default baseline folder).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,7 @@ def _raw_value(config: pytest.Config, option: Option) -> Any:
 def read_settings(config: pytest.Config) -> SessionSettings:
     """All options resolved and validated; pytest.UsageError (exit code 4) on a bad value."""
     try:
-        settings = resolve_settings({o.name: _raw_value(config, o) for o in OPTIONS}, Path(config.rootpath),
-                                    Path.cwd())
+        settings = resolve_settings({o.name: _raw_value(config, o) for o in OPTIONS}, Path(config.rootpath), Path.cwd())
         if settings.enabled:
             check_launcher_settings(settings)
     except SettingsError as exc:

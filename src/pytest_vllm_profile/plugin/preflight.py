@@ -11,6 +11,7 @@ or distort every timing without a word (`-n 2` on a 2-core machine).
   working folder (warning: baselines would be written there); more concurrent servers than the
   machine runs without distorting each other (warning).
 """
+
 from __future__ import annotations
 
 import os
@@ -36,11 +37,14 @@ def model_problem(workload: Workload, settings: SessionSettings) -> str | None:
         return None
     path = Path(os.path.expanduser(workload.model))
     if not path.exists():
-        return (f"model folder {workload.model} does not exist (vllm_workload model=; resolved from "
-                f"{Path.cwd()}); no server was started")
+        return (
+            f"model folder {workload.model} does not exist (vllm_workload model=; resolved from "
+            f"{Path.cwd()}); no server was started"
+        )
     if path.is_dir() and not (path / "config.json").is_file():
-        return (f"model folder {workload.model} has no config.json: not a Hugging Face model folder; "
-                "no server was started")
+        return (
+            f"model folder {workload.model} has no config.json: not a Hugging Face model folder; no server was started"
+        )
     return None
 
 
@@ -96,10 +100,12 @@ def rootdir_warning(inipath: Path | None, rootdir: Path, cwd: Path, settings: Se
     """No ini file pins the rootdir and pytest put it somewhere other than the working folder."""
     if inipath is not None or rootdir.resolve() == cwd.resolve():
         return None
-    return (f"no pytest ini file (pytest.ini, pyproject.toml [tool.pytest.ini_options], tox.ini, setup.cfg) "
-            f"was found, and pytest chose {rootdir} as rootdir, not the working folder {cwd}: baselines are "
-            f"read from and written to {settings.baseline_dir}, session folders to {settings.trace_root}. "
-            "Add an ini file to your project's root to pin it")
+    return (
+        f"no pytest ini file (pytest.ini, pyproject.toml [tool.pytest.ini_options], tox.ini, setup.cfg) "
+        f"was found, and pytest chose {rootdir} as rootdir, not the working folder {cwd}: baselines are "
+        f"read from and written to {settings.baseline_dir}, session folders to {settings.trace_root}. "
+        "Add an ini file to your project's root to pin it"
+    )
 
 
 def available_cores() -> int:
@@ -110,8 +116,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def concurrency_warning(workers: int, settings: SessionSettings, gpu_count: int | None,
-                        cores: int) -> str | None:
+def concurrency_warning(workers: int, settings: SessionSettings, gpu_count: int | None, cores: int) -> str | None:
     """More servers at once than the machine runs without distorting each other's timings."""
     if workers < 2 or settings.launcher == "url":
         return None
@@ -120,15 +125,21 @@ def concurrency_warning(workers: int, settings: SessionSettings, gpu_count: int 
         fit = max(1, cores // CORES_PER_CPU_SERVER)
         if servers <= fit:
             return None
-        return (f"-n {workers} runs up to {servers} vLLM CPU servers at once on {cores} CPU core(s) (room for "
-                f"{fit}: each keeps about {CORES_PER_CPU_SERVER} cores busy): concurrent servers distort each "
-                f"other's timings, so comparisons with baselines recorded alone fail or pass by chance; "
-                f"use -n {fit} or fewer")
+        return (
+            f"-n {workers} runs up to {servers} vLLM CPU servers at once on {cores} CPU core(s) (room for "
+            f"{fit}: each keeps about {CORES_PER_CPU_SERVER} cores busy): concurrent servers distort each "
+            f"other's timings, so comparisons with baselines recorded alone fail or pass by chance; "
+            f"use -n {fit} or fewer"
+        )
     if settings.workers_per_gpu > 1:
-        return (f"--vllm-workers-per-gpu {settings.workers_per_gpu}: {settings.workers_per_gpu} servers share each "
-                "GPU, and concurrent servers distort each other's timings (kernels interleave on the GPU); "
-                "use it for functional checks, not for timing baselines")
+        return (
+            f"--vllm-workers-per-gpu {settings.workers_per_gpu}: {settings.workers_per_gpu} servers share each "
+            "GPU, and concurrent servers distort each other's timings (kernels interleave on the GPU); "
+            "use it for functional checks, not for timing baselines"
+        )
     if workers > gpu_count:
-        return (f"-n {workers} with {gpu_count} GPU(s): workers beyond the GPU count share GPUs, and concurrent "
-                f"servers distort each other's timings; use -n {gpu_count} or fewer")
+        return (
+            f"-n {workers} with {gpu_count} GPU(s): workers beyond the GPU count share GPUs, and concurrent "
+            f"servers distort each other's timings; use -n {gpu_count} or fewer"
+        )
     return None

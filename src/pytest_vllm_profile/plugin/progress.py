@@ -6,6 +6,7 @@ live, and pytest's captured-log section of a failing test holds it), and to pyte
 reporter as `vllm-profile: ...` unless live logging already shows it or the run is quiet (-q).
 xdist workers have no terminal: their lines go to the logger only.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,7 @@
 """The configuration of a test's profile on record (`configuration.RunConfiguration`), built
 from the plugin's view: the session's options and where they came from, the pooled server's
 launcher, the versions asked once per session."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,7 @@ _VERSIONS_KEY = pytest.StashKey[dict[str, "str | None"]]()
 
 
 def session_args_origin(config: pytest.Config) -> str:
-    """"option" when --vllm-server-arg was given (it overrides the ini key), else "ini"."""
+    """ "option" when --vllm-server-arg was given (it overrides the ini key), else "ini"."""
     return "option" if config.getoption(OPTIONS_BY_NAME["server_args"].dest) else "ini"
 
 
@@ -62,8 +63,9 @@ def configuration_of(state: SessionState, profile: VllmProfile, pooled: PooledSe
         plugin_version=plugin_version(),
         launcher=settings.launcher,
         server_command=redact_args([str(c) for c in command]) if isinstance(command, list) else [],
-        server_args=server_args_on_record(workload.server_args, settings.server_args,
-                                          session_args_origin(state.config)),
+        server_args=server_args_on_record(
+            workload.server_args, settings.server_args, session_args_origin(state.config)
+        ),
         server_env=server_env_on_record(dict(workload.env)) if settings.launcher != "url" else {},
         vllm_version=profile.vllm_version,
         torch_version=versions.get("torch"),

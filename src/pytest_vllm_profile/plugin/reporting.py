@@ -3,6 +3,7 @@ job-summary reports (lazily imported), and the terminal section "vllm-profile".
 
 The controller (or the single process) writes the files and the terminal section.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -75,8 +76,9 @@ def _write_reports(state: SessionState, results: RunResults) -> None:
             warnings.warn(f"pytest-vllm-profile: HTML report not written ({exc})", stacklevel=1)
         else:
             try:
-                state.report_path = write_html_report(results, state.settings.report_dir,
-                                                      history=state.settings.history)
+                state.report_path = write_html_report(
+                    results, state.settings.report_dir, history=state.settings.history
+                )
             except VllmProfileError as exc:
                 warnings.warn(f"pytest-vllm-profile: HTML report not written: {exc}", stacklevel=1)
     try:

@@ -4,6 +4,7 @@ turns the plugin's objects into the results model and into JSON for the xdist re
 Each marked test's result travels as a JSON-able attribute of its teardown report, so under
 pytest-xdist the controller receives the workers' results with the reports themselves.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ RESULT_ATTR = "vllm_profile_result"  # attribute of the teardown report carrying
 
 
 def outcome_of_phases(phase_outcomes: dict[str, str]) -> Outcome:
-    """"passed", "failed", "skipped" or "error" of a test from its phases' report outcomes."""
+    """ "passed", "failed", "skipped" or "error" of a test from its phases' report outcomes."""
     if phase_outcomes.get("setup") == "skipped" or phase_outcomes.get("call") == "skipped":
         return "skipped"
     if phase_outcomes.get("setup") == "failed":
@@ -37,8 +38,13 @@ def build_test_result(nodeid: str, state: ItemState, skip_reason: str) -> TestRe
     """The result of one marked test once its teardown is reported."""
     phases = state.phase_outcomes
     outcome = outcome_of_phases(phases)
-    result = TestResult(nodeid=nodeid, outcome=outcome, workload=workload_on_record(state.workload),
-                        duration_s=round(state.duration_s, 3), server_boot_s=state.server_boot_s)
+    result = TestResult(
+        nodeid=nodeid,
+        outcome=outcome,
+        workload=workload_on_record(state.workload),
+        duration_s=round(state.duration_s, 3),
+        server_boot_s=state.server_boot_s,
+    )
     profile = state.profile
     # The baseline outcome of a passed body, or the failing one that failed it (also when the
     # body's own assert_matches_baseline() raised).
@@ -91,6 +97,10 @@ def build_run_results(tests: list[TestResult], settings: SessionSettings, commit
             break
     return RunResults(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        commit=commit, gpu=gpu, vllm_version=vllm_version,
-        launcher=settings.launcher, profiler=settings.profiler, tests=tests,
+        commit=commit,
+        gpu=gpu,
+        vllm_version=vllm_version,
+        launcher=settings.launcher,
+        profiler=settings.profiler,
+        tests=tests,
     )

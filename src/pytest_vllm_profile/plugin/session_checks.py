@@ -7,6 +7,7 @@ KeyboardInterrupt, and Python printed the raw chained traceback (issue 15 item 1
 launcher already kills its process group when interrupted; `stop_servers` then kills the
 rest and says so in one line.
 """
+
 from __future__ import annotations
 
 import sys
@@ -30,8 +31,9 @@ def check_session(config: pytest.Config, settings: SessionSettings) -> None:
     """Unwritable folders: usage error (exit 4); rootdir and concurrency: warnings."""
     problems = session_problems(settings)
     if problems:
-        raise pytest.UsageError("pytest-vllm-profile cannot write where this session writes:\n  "
-                                + "\n  ".join(problems))
+        raise pytest.UsageError(
+            "pytest-vllm-profile cannot write where this session writes:\n  " + "\n  ".join(problems)
+        )
     notes = [rootdir_warning(config.inipath, Path(config.rootpath), Path.cwd(), settings)]
     workers = xdist_workers(config)
     if workers > 1:
@@ -52,7 +54,7 @@ def stop_servers(pool: ServerPool) -> None:
         except KeyboardInterrupt:
             interrupted = True  # the interrupted launcher killed its group; go on with the rest
     if interrupted:
-        print("\npytest-vllm-profile: interrupted again while stopping the vLLM servers: killed them (SIGKILL)",
-              file=sys.stderr)
-
-
+        print(
+            "\npytest-vllm-profile: interrupted again while stopping the vLLM servers: killed them (SIGKILL)",
+            file=sys.stderr,
+        )

@@ -2,6 +2,7 @@
 
 Both live in pytest stashes: `SESSION_KEY` on the config, `ITEM_KEY` on each marked item.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -80,10 +81,15 @@ class SessionState:
             session_dir = self.ensure_session_dir()
             self.pool = ServerPool(
                 PoolSettings(
-                    launcher=s.launcher, profiler=s.profiler, extra_server_args=s.server_args,
-                    health_timeout_s=s.health_timeout_s, trace_root=session_dir / "traces",
+                    launcher=s.launcher,
+                    profiler=s.profiler,
+                    extra_server_args=s.server_args,
+                    health_timeout_s=s.health_timeout_s,
+                    trace_root=session_dir / "traces",
                     fixed_trace_dir=s.trace_dir if s.launcher == "url" else None,
-                    log_root=session_dir / "logs", max_live_servers=s.max_servers, worker=worker,
+                    log_root=session_dir / "logs",
+                    max_live_servers=s.max_servers,
+                    worker=worker,
                     cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
                     gpu_count=nvidia_smi_gpu_count() if worker is not None else None,
                     workers_per_gpu=s.workers_per_gpu,
@@ -105,10 +111,13 @@ class SessionState:
     def make_launcher(self, spec: ServerSpec) -> Launcher:
         """The launcher of the first `pytest_vllm_profile_make_launcher` implementation that makes one."""
         launcher: Launcher | None = self.config.hook.pytest_vllm_profile_make_launcher(
-            config=self.config, spec=spec, settings=self.settings)
+            config=self.config, spec=spec, settings=self.settings
+        )
         if launcher is None:
-            raise LauncherError(f"no pytest_vllm_profile_make_launcher implementation made a launcher for "
-                                f"--vllm-launcher {self.settings.launcher}")
+            raise LauncherError(
+                f"no pytest_vllm_profile_make_launcher implementation made a launcher for "
+                f"--vllm-launcher {self.settings.launcher}"
+            )
         return launcher
 
 

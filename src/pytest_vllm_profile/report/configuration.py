@@ -1,5 +1,6 @@
 """The configuration a test's profile was made with (`configuration.RunConfiguration`), as
 report rows: shared by the HTML report (a table per test) and any text rendering."""
+
 from __future__ import annotations
 
 from ..configuration import RunConfiguration

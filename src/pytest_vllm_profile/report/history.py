@@ -1,5 +1,6 @@
 """The history section of the HTML report: each test's main step time over the runs of the
 history database, with the change points found in it marked (history/ finds them)."""
+
 from __future__ import annotations
 
 import html
@@ -31,7 +32,7 @@ def history_section(results: RunResults, out_dir: Path, location: str | Path) ->
     the change points of those series in words. ReportInputError when the history cannot be read."""
     text = str(location)
     if not is_postgres(text) and not Path(text).exists():
-        return f"<h2>History</h2><p class=\"note\">No history at {html.escape(text)} yet.</p>"
+        return f'<h2>History</h2><p class="note">No history at {html.escape(text)} yet.</p>'
     try:
         with open_history(text) as store:
             series = store.series(gpu=results.gpu)
@@ -42,13 +43,17 @@ def history_section(results: RunResults, out_dir: Path, location: str | Path) ->
     changes = detect(plotted)
     png = history_plot(plotted, changes, out_dir / "history.png")
     runs = max((len(s.values) for s in plotted), default=0)
-    items = "".join(f"<li><code>{html.escape(c.series.nodeid)}</code>: {html.escape(c.describe())}</li>"
-                    for c in changes)
-    found = (f"<ul class=\"notes\">{items}</ul>" if items
-             else "<p class=\"note\">No change point in these series.</p>")
-    img = (f'<img class="plot" src="{html.escape(png.name)}" alt="step time over runs, change points marked">'
-           if png is not None else "<p class=\"note\">No step times of these tests in the history.</p>")
-    return (f"<h2>History: {runs} run(s)</h2>"
-            f"<p class=\"note\">From {html.escape(location_name)}; change points (E-divisive means, "
-            f"permutation test) are marked with dashed lines, each level's mean drawn flat.</p>{img}{found}")
-
+    items = "".join(
+        f"<li><code>{html.escape(c.series.nodeid)}</code>: {html.escape(c.describe())}</li>" for c in changes
+    )
+    found = f'<ul class="notes">{items}</ul>' if items else '<p class="note">No change point in these series.</p>'
+    img = (
+        f'<img class="plot" src="{html.escape(png.name)}" alt="step time over runs, change points marked">'
+        if png is not None
+        else '<p class="note">No step times of these tests in the history.</p>'
+    )
+    return (
+        f"<h2>History: {runs} run(s)</h2>"
+        f'<p class="note">From {html.escape(location_name)}; change points (E-divisive means, '
+        f"permutation test) are marked with dashed lines, each level's mean drawn flat.</p>{img}{found}"
+    )

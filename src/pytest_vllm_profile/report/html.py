@@ -3,6 +3,7 @@
 No server, no JavaScript: it opens from disk (file://) and survives being uploaded as a CI
 artifact. Every name from a trace is HTML-escaped (kernel names carry `<...>` templates).
 """
+
 from __future__ import annotations
 
 import os
@@ -95,13 +96,15 @@ def _step_table(view: TestView) -> str:
     if not view.step_times:
         return '<p class="note">No steps were found.</p>'
     rows = "".join(
-        f"<tr><td>{_e(r.kind)}</td><td class=\"num\">{r.steps}</td><td class=\"num\">{_e(fmt_us(r.baseline_us))}</td>"
-        f"<td class=\"num\">{_e(fmt_us(r.current_us))}</td>"
+        f'<tr><td>{_e(r.kind)}</td><td class="num">{r.steps}</td><td class="num">{_e(fmt_us(r.baseline_us))}</td>'
+        f'<td class="num">{_e(fmt_us(r.current_us))}</td>'
         f"{_pct_cell(r.delta_pct, view.metric_state(step_metric(r.kind)))}</tr>"
         for r in view.step_times
     )
-    return (f'<table class="steps"><tr><th>step kind</th><th>steps</th><th>baseline median</th>'
-            f"<th>current median</th><th>Δ</th></tr>{rows}</table>")
+    return (
+        f'<table class="steps"><tr><th>step kind</th><th>steps</th><th>baseline median</th>'
+        f"<th>current median</th><th>Δ</th></tr>{rows}</table>"
+    )
 
 
 def _kernel_table(view: TestView, kind: StepKind) -> str:
@@ -115,9 +118,11 @@ def _kernel_table(view: TestView, kind: StepKind) -> str:
         f"{_pct_cell(r.delta_pct, view.metric_state(kernel_metric(r.short_name, kind)))}</tr>"
         for r in rows
     )
-    return (f'<table class="kernels"><tr><th>kernel (hover: full name)</th><th>class</th>'
-            f"<th>launches / step</th><th>baseline µs / {_e(kind)} step</th>"
-            f"<th>current µs / {_e(kind)} step</th><th>Δ</th></tr>{body}</table>")
+    return (
+        f'<table class="kernels"><tr><th>kernel (hover: full name)</th><th>class</th>'
+        f"<th>launches / step</th><th>baseline µs / {_e(kind)} step</th>"
+        f"<th>current µs / {_e(kind)} step</th><th>Δ</th></tr>{body}</table>"
+    )
 
 
 def _findings(view: TestView) -> str:
@@ -126,27 +131,31 @@ def _findings(view: TestView) -> str:
         return ""
     items = "".join(
         f"<li>{_e(f.message or f.metric)}"
-        + ("" if "allowed" in f.message else f' <span class="note">(allowed {_e(f.allowed)})</span>') + "</li>"
+        + ("" if "allowed" in f.message else f' <span class="note">(allowed {_e(f.allowed)})</span>')
+        + "</li>"
         for f in regressions[:10]
     )
     more = f"<li>… and {len(regressions) - 10} more</li>" if len(regressions) > 10 else ""
-    return f"<h3>Regressions, largest first</h3><ol class=\"regressions\">{items}{more}</ol>"
+    return f'<h3>Regressions, largest first</h3><ol class="regressions">{items}{more}</ol>'
 
 
 def _drift(view: TestView) -> str:
     new = view.comparison.new_kernels if view.comparison is not None else []
     missing = view.comparison.missing_kernels if view.comparison is not None else []
     if not new and not missing:
-        return "<h3>Kernel drift</h3><p class=\"note\">Same kernel set as the baseline.</p>" if view.baseline else ""
+        return '<h3>Kernel drift</h3><p class="note">Same kernel set as the baseline.</p>' if view.baseline else ""
     rows = "".join(
         f'<tr><td>{label}</td><td title="{_e(k.name)}"><code>{_e(k.short_name)}</code></td>'
-        f'<td>{_e(k.kernel_class)}</td>'
+        f"<td>{_e(k.kernel_class)}</td>"
         f'<td>{_e(k.step_kind)}</td><td class="num">{_e(fmt_us(k.us_per_step))}</td>'
         f'<td class="num">{100 * k.share_of_step:.1f}%</td><td>{"fails" if k.fails else "below threshold"}</td></tr>'
-        for label, ks in (("new", new), ("missing", missing)) for k in ks
+        for label, ks in (("new", new), ("missing", missing))
+        for k in ks
     )
-    return (f'<h3>Kernel drift</h3><table class="drift"><tr><th></th><th>kernel</th><th>class</th><th>step kind</th>'
-            f"<th>per step</th><th>share of step</th><th>verdict</th></tr>{rows}</table>")
+    return (
+        f'<h3>Kernel drift</h3><table class="drift"><tr><th></th><th>kernel</th><th>class</th><th>step kind</th>'
+        f"<th>per step</th><th>share of step</th><th>verdict</th></tr>{rows}</table>"
+    )
 
 
 def _requests(view: TestView) -> str:
@@ -160,9 +169,11 @@ def _requests(view: TestView) -> str:
         for i, r in enumerate(view.test.requests)
     )
     assert stats.median_latency_s is not None
-    return (f"<h3>Requests</h3><p>{stats.count} request(s), median latency {stats.median_latency_s * 1000:.1f} ms"
-            f"</p><table class=\"requests\"><tr><th>#</th><th>latency</th><th>prompt tokens</th>"
-            f"<th>completion tokens</th></tr>{rows}</table>")
+    return (
+        f"<h3>Requests</h3><p>{stats.count} request(s), median latency {stats.median_latency_s * 1000:.1f} ms"
+        f'</p><table class="requests"><tr><th>#</th><th>latency</th><th>prompt tokens</th>'
+        f"<th>completion tokens</th></tr>{rows}</table>"
+    )
 
 
 def _latency(view: TestView, out_dir: Path, slug: str) -> str:
@@ -171,26 +182,34 @@ def _latency(view: TestView, out_dir: Path, slug: str) -> str:
     if not rows:
         return ""
     head = percentile_header()
-    body = "".join(f"<tr><td>{_e(r.label)}</td><td>{_e(fmt_ms(r.candidate))}</td><td>{_e(fmt_ms(r.baseline))}</td>"
-                   f"{_pct_cell(r.delta_pct(0))}{_pct_cell(r.delta_pct(1))}</tr>" for r in rows)
+    body = "".join(
+        f"<tr><td>{_e(r.label)}</td><td>{_e(fmt_ms(r.candidate))}</td><td>{_e(fmt_ms(r.baseline))}</td>"
+        f"{_pct_cell(r.delta_pct(0))}{_pct_cell(r.delta_pct(1))}</tr>"
+        for r in rows
+    )
     png = latency_plot(view.test, out_dir / f"{slug}-tpot.png")
-    return (f"<h3>Latency (timed pass, no profiler)</h3><p>{_e(throughput_line(view.test))}</p>"
-            f'<table class="latency"><tr><th>metric (ms)</th><th>candidate {head}</th><th>baseline {head}</th>'
-            f"<th>Δ p50</th><th>Δ p90</th></tr>{body}</table>"
-            + _img(out_dir, png, "TPOT distribution"))
+    return (
+        f"<h3>Latency (timed pass, no profiler)</h3><p>{_e(throughput_line(view.test))}</p>"
+        f'<table class="latency"><tr><th>metric (ms)</th><th>candidate {head}</th><th>baseline {head}</th>'
+        f"<th>Δ p50</th><th>Δ p90</th></tr>{body}</table>" + _img(out_dir, png, "TPOT distribution")
+    )
 
 
 def _traces(view: TestView, out_dir: Path, base: Path) -> str:
     links = []
-    for label, paths in (("trace", view.test.trace_paths),
-                         ("baseline", [view.test.baseline_path] if view.test.baseline_path else [])):
+    for label, paths in (
+        ("trace", view.test.trace_paths),
+        ("baseline", [view.test.baseline_path] if view.test.baseline_path else []),
+    ):
         for t in paths:
             links.append(f'<li>{label}: <a href="{_e(_trace_href(t, out_dir, base))}">{_e(Path(t).name)}</a></li>')
     if not links:
         return ""
-    return (f"<h3>Traces</h3><ul class=\"traces\">{''.join(links)}</ul>"
-            f"<p class=\"note\">Open a trace in Perfetto: go to {PERFETTO_URL}, choose “Open trace file” and pick "
-            f"the .pt.trace.json.gz file (it is read in your browser, nothing is uploaded).</p>")
+    return (
+        f'<h3>Traces</h3><ul class="traces">{"".join(links)}</ul>'
+        f'<p class="note">Open a trace in Perfetto: go to {PERFETTO_URL}, choose “Open trace file” and pick '
+        f"the .pt.trace.json.gz file (it is read in your browser, nothing is uploaded).</p>"
+    )
 
 
 def _cross_version(view: TestView) -> list[str]:
@@ -221,7 +240,8 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     parts = [
         f'<section class="test" id="{_e(slug)}"><h2>{_badge(view.verdict)} {_e(view.nodeid)}</h2>',
         f'<p class="meta">{_e(wl_text)}'
-        + (f" · {view.test.duration_s:.1f} s" if view.test.duration_s else "") + "</p>",
+        + (f" · {view.test.duration_s:.1f} s" if view.test.duration_s else "")
+        + "</p>",
     ]
     parts.extend(_cross_version(view))
     if view.test.message:
@@ -231,18 +251,21 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     else:
         parts.append("<h3>Median step time</h3>" + _step_table(view))
         parts.append(_findings(view))
-        step_png = step_time_plot(view.current, view.baseline, out_dir / f"{slug}-steps.png",
-                                  title=f"{view.clock} time per step")
+        step_png = step_time_plot(
+            view.current, view.baseline, out_dir / f"{slug}-steps.png", title=f"{view.clock} time per step"
+        )
         parts.append("<h3>Step time, step by step</h3>" + _img(out_dir, step_png, "step time per step"))
         if kind is not None:
             layer_png = layer_bar_chart(view.current, view.baseline, kind, out_dir / f"{slug}-layers.png")
-            parts.append(f"<h3>Per-layer time ({_e(kind)} steps)</h3>"
-                         + _img(out_dir, layer_png, "per-layer time (no layers were found)"))
+            parts.append(
+                f"<h3>Per-layer time ({_e(kind)} steps)</h3>"
+                + _img(out_dir, layer_png, "per-layer time (no layers were found)")
+            )
             parts.append(f"<h3>Top kernels ({_e(kind)} steps)</h3>" + _kernel_table(view, kind))
         parts.append(_drift(view))
     notes = view.comparison.notes if view.comparison is not None else []
     if notes:
-        parts.append("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+        parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
     parts.append(_latency(view, out_dir, slug))
     parts.append(_requests(view))
     parts.append(_configuration(view))
@@ -251,8 +274,9 @@ def _test_section(view: TestView, index: int, out_dir: Path, base: Path) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def render_html(results: RunResults, out_dir: Path, history: str | Path | None = None,
-                trace_base: Path | None = None) -> str:
+def render_html(
+    results: RunResults, out_dir: Path, history: str | Path | None = None, trace_base: Path | None = None
+) -> str:
     """The report page; plots are written into `out_dir` as a side effect."""
     views = views_of(results)
     base = trace_base or Path.cwd()
@@ -261,18 +285,33 @@ def render_html(results: RunResults, out_dir: Path, history: str | Path | None =
         counts[v.verdict] = counts.get(v.verdict, 0) + 1
     overview = "".join(
         f'<tr><td><a href="#{_e(_slug(v.nodeid, i))}">{_e(v.nodeid)}</a></td><td>{_badge(v.verdict)}'
-        + (f' <span class="note">{_e(v.comparison.cross_version.label)}</span>'
-           if v.comparison and v.comparison.cross_version else "") + "</td>"
+        + (
+            f' <span class="note">{_e(v.comparison.cross_version.label)}</span>'
+            if v.comparison and v.comparison.cross_version
+            else ""
+        )
+        + "</td>"
         + "".join(
             f'<td class="num">{_e(fmt_us(r.current_us))}</td>{_pct_cell(r.delta_pct, v.metric_state(step_metric(k)))}'
             if (r := v.step_time(k))
-            else "<td>–</td><td>–</td>" for k in ("prefill", "decode"))
+            else "<td>–</td><td>–</td>"
+            for k in ("prefill", "decode")
+        )
         + "</tr>"
         for i, v in enumerate(views)
     )
-    meta = " · ".join(f"{label} {_e(value)}" for label, value in (
-        ("run", results.created), ("commit", results.commit), ("GPU", results.gpu),
-        ("vLLM", results.vllm_version), ("launcher", results.launcher), ("profiler", results.profiler)) if value)
+    meta = " · ".join(
+        f"{label} {_e(value)}"
+        for label, value in (
+            ("run", results.created),
+            ("commit", results.commit),
+            ("GPU", results.gpu),
+            ("vLLM", results.vllm_version),
+            ("launcher", results.launcher),
+            ("profiler", results.profiler),
+        )
+        if value
+    )
     summary_line = ", ".join(f"{n} {VERDICT_LABELS.get(k, k).lower()}" for k, n in sorted(counts.items()))
     trend = history_section(results, out_dir, history) if history is not None else ""
     sections = "\n".join(_test_section(v, i, out_dir, base) for i, v in enumerate(views))
@@ -292,8 +331,9 @@ def render_html(results: RunResults, out_dir: Path, history: str | Path | None =
 """
 
 
-def write_html_report(results: RunResults, out_dir: Path, history: str | Path | None = None,
-                      trace_base: Path | None = None) -> Path:
+def write_html_report(
+    results: RunResults, out_dir: Path, history: str | Path | None = None, trace_base: Path | None = None
+) -> Path:
     """Write `index.html` and its PNG plots into `out_dir`; returns the path of index.html.
 
     `history`: a history database (SQLite file or postgresql:// URL, see history/) whose series of

@@ -3,6 +3,7 @@
 Rows are built from the results file alone (`TestResult.timed_pass`, `.baseline_timed_pass`), so
 the terminal section, the GitHub job summary and the HTML report show the same numbers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def latency_rows(test: TestResult) -> list[LatencyRow]:
 
 
 def throughput_line(test: TestResult) -> str:
-    """"output 123.4 tok/s, 12.3 req/s (baseline 130.0 tok/s, 13.0 req/s)", medians over the timed repeats."""
+    """ "output 123.4 tok/s, 12.3 req/s (baseline 130.0 tok/s, 13.0 req/s)", medians over the timed repeats."""
     cand, base = timed_of(test.timed_pass), timed_of(test.baseline_timed_pass)
     if cand is None:
         return ""
@@ -83,8 +84,9 @@ def latency_plot(test: TestResult, path: Path, metric: LatencyMetric = "tpot_ms"
     everything = [v for _, s in series for v in s]
     bins = 30 if max(everything) > min(everything) else 1
     for label, samples in series:
-        ax.hist(samples, bins=bins, range=(min(everything), max(everything)), alpha=0.5,
-                label=f"{label} ({len(samples)})")
+        ax.hist(
+            samples, bins=bins, range=(min(everything), max(everything)), alpha=0.5, label=f"{label} ({len(samples)})"
+        )
     ax.set_xlabel(f"{LABELS[metric]} (ms)")
     ax.set_ylabel("samples")
     ax.set_title(f"{LABELS[metric]} distribution, every timed repeat")

@@ -3,6 +3,7 @@
 GitHub renders job summaries as GitHub-flavoured Markdown with inline HTML allowed, so names
 from traces are escaped for both (`<`, `>`, `&`, and `|` which would split a table cell).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,12 +42,18 @@ def _latency_section(views: list[TestView]) -> list[str]:
         if not rows:
             continue
         head = percentile_header()
-        out += ["", f"**Latency** {md_escape(v.nodeid)} (ms; {md_escape(throughput_line(v.test))})", "",
-                f"| metric | candidate {head} | baseline {head} | Δ p50 | Δ p90 |",
-                "| --- | ---: | ---: | ---: | ---: |"]
+        out += [
+            "",
+            f"**Latency** {md_escape(v.nodeid)} (ms; {md_escape(throughput_line(v.test))})",
+            "",
+            f"| metric | candidate {head} | baseline {head} | Δ p50 | Δ p90 |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for r in rows:
-            out.append(f"| {r.label} | {fmt_ms(r.candidate)} | {fmt_ms(r.baseline)} | {fmt_pct(r.delta_pct(0))} "
-                       f"| {fmt_pct(r.delta_pct(1))} |")
+            out.append(
+                f"| {r.label} | {fmt_ms(r.candidate)} | {fmt_ms(r.baseline)} | {fmt_pct(r.delta_pct(0))} "
+                f"| {fmt_pct(r.delta_pct(1))} |"
+            )
     return out
 
 
@@ -54,8 +61,11 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
     views = views_of(results)
     failed = sum(v.verdict in ("fail", "error") for v in views)
     head = "❌" if failed else "✅"
-    meta = ", ".join(f"{k} `{md_escape(v)}`" for k, v in (
-        ("commit", (results.commit or "")[:12]), ("GPU", results.gpu), ("vLLM", results.vllm_version)) if v)
+    meta = ", ".join(
+        f"{k} `{md_escape(v)}`"
+        for k, v in (("commit", (results.commit or "")[:12]), ("GPU", results.gpu), ("vLLM", results.vllm_version))
+        if v
+    )
     lines = [f"## {head} vLLM profile: {len(views)} test(s), {failed} failed", ""]
     if meta:
         lines += [meta, ""]
@@ -63,8 +73,10 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
     for v in views:
         xver = v.comparison.cross_version if v.comparison is not None else None
         cross = f" ({md_escape(xver.label)})" if xver is not None else ""
-        lines.append(f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)}{cross} | {_step_cell(v, 'prefill')} "
-                     f"| {_step_cell(v, 'decode')} |")
+        lines.append(
+            f"| {md_escape(v.nodeid)} | {_verdict(v.verdict)}{cross} | {_step_cell(v, 'prefill')} "
+            f"| {_step_cell(v, 'decode')} |"
+        )
     lines += _latency_section(views)
     for v in views:
         c = v.comparison
@@ -88,13 +100,17 @@ def render_job_summary(results: RunResults, top: int = 5) -> str:
                 lines.append(f"\n…and {len(regressions) - top} more regressions.")
             lines.append("")
         if any_drift:
-            lines += ["| drift | kernel | class | per step | share | fails |",
-                      "| --- | --- | --- | ---: | ---: | --- |"]
+            lines += [
+                "| drift | kernel | class | per step | share | fails |",
+                "| --- | --- | --- | ---: | ---: | --- |",
+            ]
             for label, ks in drift:
                 for k in ks:
-                    lines.append(f"| {label} | {md_escape(k.short_name)} | {md_escape(k.kernel_class)} "
-                                 f"| {fmt_us(k.us_per_step)} / {md_escape(k.step_kind)} step "
-                                 f"| {100 * k.share_of_step:.1f}% | {'yes' if k.fails else 'no'} |")
+                    lines.append(
+                        f"| {label} | {md_escape(k.short_name)} | {md_escape(k.kernel_class)} "
+                        f"| {fmt_us(k.us_per_step)} / {md_escape(k.step_kind)} step "
+                        f"| {100 * k.share_of_step:.1f}% | {'yes' if k.fails else 'no'} |"
+                    )
             lines.append("")
         if v.test.message and not regressions:
             lines += ["```", v.test.message.replace("```", "'''")[:2000], "```"]

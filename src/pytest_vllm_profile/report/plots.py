@@ -5,6 +5,7 @@ docs/reports.md). Figures are built with `matplotlib.figure.Figure` + `FigureCan
 rather than pyplot: no global backend switch, no figure registry to leak in a long pytest
 session. Each function returns the written path, or None when there is nothing to draw.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,11 +46,15 @@ def _clock(summary: ProfileSummary) -> str:
     return "CPU op" if summary.timing_domain == "cpu" else "GPU kernel"
 
 
-def step_time_plot(current: ProfileSummary | None, baseline: ProfileSummary | None, path: Path,
-                   title: str = "") -> Path | None:
+def step_time_plot(
+    current: ProfileSummary | None, baseline: ProfileSummary | None, path: Path, title: str = ""
+) -> Path | None:
     """Time of every step, baseline vs current; markers say which steps are prefill/decode/mixed."""
-    sides = [(s, label, color) for s, label, color in
-             ((baseline, "baseline", BASELINE_COLOR), (current, "current", CURRENT_COLOR)) if s and s.steps]
+    sides = [
+        (s, label, color)
+        for s, label, color in ((baseline, "baseline", BASELINE_COLOR), (current, "current", CURRENT_COLOR))
+        if s and s.steps
+    ]
     if not sides:
         return None
     fig = _figure(9.0, 3.4)
@@ -57,14 +62,21 @@ def step_time_plot(current: ProfileSummary | None, baseline: ProfileSummary | No
     for summary, label, color in sides:
         xs = [s.index for s in summary.steps]
         ys = [s.gpu_time_us / 1000 for s in summary.steps]
-        ax.plot(xs, ys, color=color, linewidth=1.4, label=label,
-                linestyle="--" if label == "baseline" else "-", zorder=2)
+        ax.plot(
+            xs, ys, color=color, linewidth=1.4, label=label, linestyle="--" if label == "baseline" else "-", zorder=2
+        )
         for kind, marker in KIND_MARKERS.items():
             pts = [(s.index, s.gpu_time_us / 1000) for s in summary.steps if s.kind == kind]
             if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=36, zorder=3,
-                           color=KIND_COLORS[kind] if label == "current" else BASELINE_COLOR,
-                           label=f"{kind} ({label})")
+                ax.scatter(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    marker=marker,
+                    s=36,
+                    zorder=3,
+                    color=KIND_COLORS[kind] if label == "current" else BASELINE_COLOR,
+                    label=f"{kind} ({label})",
+                )
     ref = current or baseline
     assert ref is not None
     ax.set_xlabel("engine step (token peak)")
@@ -80,8 +92,9 @@ def step_time_plot(current: ProfileSummary | None, baseline: ProfileSummary | No
     return _save(fig, path)
 
 
-def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: StepKind,
-                    path: Path, title: str = "") -> Path | None:
+def layer_bar_chart(
+    current: ProfileSummary | None, baseline: ProfileSummary | None, kind: StepKind, path: Path, title: str = ""
+) -> Path | None:
     """Median time of each decoder layer in `kind` steps, baseline vs current side by side."""
     series = []
     for summary, label, color in ((baseline, "baseline", BASELINE_COLOR), (current, "current", CURRENT_COLOR)):
@@ -111,8 +124,7 @@ def layer_bar_chart(current: ProfileSummary | None, baseline: ProfileSummary | N
         base_v, cur_v = series[0][2], series[1][2]
         # the two sides' layer counts may differ: compare the layers both have
         deltas = [100 * (c - b) / b if b else 0.0 for b, c in zip(base_v, cur_v, strict=False)]
-        dax.bar(range(len(deltas)), deltas, width=0.7,
-                color=["#cf222e" if d > 0 else "#1a7f37" for d in deltas])
+        dax.bar(range(len(deltas)), deltas, width=0.7, color=["#cf222e" if d > 0 else "#1a7f37" for d in deltas])
         dax.axhline(0, color="#57606a", linewidth=0.8)
         dax.set_ylabel("Δ %", fontsize=9)
         dax.grid(True, axis="y", alpha=0.3)
@@ -141,10 +153,17 @@ def history_plot(series: Sequence[Series], changes: Sequence[SeriesChange], path
             ax.hlines(level, start - 0.4, end - 0.6, color="#57606a", linewidth=1.0)
         for c in changes:
             if c.series is s:
-                ax.axvline(c.point.index - 0.5, color="#cf222e" if c.is_slowdown else "#1a7f37",
-                           linestyle="--", linewidth=1.2)
-                ax.annotate(c.describe(), (c.point.index - 0.5, 1.0), xycoords=("data", "axes fraction"),
-                            xytext=(3, -10), textcoords="offset points", fontsize=7)
+                ax.axvline(
+                    c.point.index - 0.5, color="#cf222e" if c.is_slowdown else "#1a7f37", linestyle="--", linewidth=1.2
+                )
+                ax.annotate(
+                    c.describe(),
+                    (c.point.index - 0.5, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(3, -10),
+                    textcoords="offset points",
+                    fontsize=7,
+                )
         step = max(1, len(xs) // 12)
         ax.set_xticks(xs[::step], [str(s.runs[i].id) for i in xs[::step]], fontsize=7)
         ax.set_xlabel("run", fontsize=8)

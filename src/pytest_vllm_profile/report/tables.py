@@ -3,6 +3,7 @@
 A `TestView` is one test's results with the numbers the renderers show beside it;
 rows (`StepTimeRow`, `KernelRow`) are plain data the renderers only format.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,7 @@ class TestView:
         return "CPU" if s is not None and s.timing_domain == "cpu" else "GPU"
 
     def metric_state(self, metric: str) -> str:
-        """"worse" / "better" when the comparison counted `metric` as a regression / improvement."""
+        """ "worse" / "better" when the comparison counted `metric` as a regression / improvement."""
         if self.comparison is None:
             return ""
         if any(f.metric == metric for f in self.comparison.regressions):
@@ -119,13 +120,16 @@ def load_results(path: str | Path) -> RunResults:
         raise ReportInputError(
             f"{path}: that is a baseline file (of test {data.get('test')!r}); report takes a results file, "
             "the one `pytest --vllm-profile` writes (.vllm-profile/results.json, or --vllm-results PATH); "
-            "to compare a baseline with a profile use `vllm-profile compare BASELINE CANDIDATE`")
+            "to compare a baseline with a profile use `vllm-profile compare BASELINE CANDIDATE`"
+        )
     if not isinstance(data, dict) or not isinstance(data.get("tests", []), list):
         raise ReportInputError(f"{path}: not a vllm-profile results file (expected an object with a 'tests' list)")
     version = data.get("schema_version")
     if isinstance(version, int) and version > RESULTS_SCHEMA_VERSION:
-        raise ReportInputError(f"{path}: results schema_version {version} is newer than this "
-                               f"pytest-vllm-profile understands ({RESULTS_SCHEMA_VERSION}); upgrade it")
+        raise ReportInputError(
+            f"{path}: results schema_version {version} is newer than this "
+            f"pytest-vllm-profile understands ({RESULTS_SCHEMA_VERSION}); upgrade it"
+        )
     try:
         return from_builtins(data, RunResults, str(path))
     except ModelDecodeError as exc:
@@ -135,8 +139,9 @@ def load_results(path: str | Path) -> RunResults:
             try:
                 from_builtins(test, TestResult)
             except ModelDecodeError as test_exc:
-                raise ReportInputError(f"{path}: test {nodeid}: {test_exc}; the results file does not match "
-                                       "the RunResults layout") from None
+                raise ReportInputError(
+                    f"{path}: test {nodeid}: {test_exc}; the results file does not match the RunResults layout"
+                ) from None
         raise ReportInputError(f"{exc}; the results file does not match the RunResults layout") from None
 
 
@@ -156,8 +161,14 @@ def verdict_of(test: TestResult) -> str:
 
 def view_of(test: TestResult) -> TestView:
     current, baseline, comparison = test.summary, test.baseline_summary, test.comparison
-    return TestView(test=test, verdict=verdict_of(test), current=current, baseline=baseline, comparison=comparison,
-                    step_times=step_time_rows(current, baseline, comparison.step_times if comparison else None))
+    return TestView(
+        test=test,
+        verdict=verdict_of(test),
+        current=current,
+        baseline=baseline,
+        comparison=comparison,
+        step_times=step_time_rows(current, baseline, comparison.step_times if comparison else None),
+    )
 
 
 def views_of(results: RunResults) -> list[TestView]:
@@ -174,8 +185,9 @@ def median_step_us(summary: ProfileSummary | None, kind: StepKind) -> float | No
     return statistics.median(times) if times else None
 
 
-def step_time_rows(current: ProfileSummary | None, baseline: ProfileSummary | None,
-                   changes: list[StepTimeChange] | None = None) -> list[StepTimeRow]:
+def step_time_rows(
+    current: ProfileSummary | None, baseline: ProfileSummary | None, changes: list[StepTimeChange] | None = None
+) -> list[StepTimeRow]:
     """Median step time per step kind; the comparison's numbers win where it has them."""
     by_kind = {c.kind: c for c in changes or []}
     rows = []
@@ -216,8 +228,9 @@ def _per_step(summary: ProfileSummary | None, kind: StepKind) -> dict[str, tuple
     return out
 
 
-def kernel_rows(current: ProfileSummary | None, baseline: ProfileSummary | None, kind: StepKind,
-                top: int = 15) -> list[KernelRow]:
+def kernel_rows(
+    current: ProfileSummary | None, baseline: ProfileSummary | None, kind: StepKind, top: int = 15
+) -> list[KernelRow]:
     """The `top` kernels of `kind` steps by current time per step (baseline time for missing ones)."""
     cur, base = _per_step(current, kind), _per_step(baseline, kind)
     info = {}
@@ -228,10 +241,18 @@ def kernel_rows(current: ProfileSummary | None, baseline: ProfileSummary | None,
     for name in set(cur) | set(base):
         short, klass = info.get(name, (name, "other"))
         launches = cur[name][1] if name in cur else base[name][1]
-        rows.append(KernelRow(name, short, klass, kind, launches,
-                              base[name][0] if name in base else None,
-                              cur[name][0] if name in cur else None))
-    rows.sort(key=lambda r: (r.current_us if r.current_us is not None else r.baseline_us or 0.0), reverse=True)
+        rows.append(
+            KernelRow(
+                name,
+                short,
+                klass,
+                kind,
+                launches,
+                base[name][0] if name in base else None,
+                cur[name][0] if name in cur else None,
+            )
+        )
+    rows.sort(key=lambda r: r.current_us if r.current_us is not None else r.baseline_us or 0.0, reverse=True)
     return rows[:top]
 
 

@@ -3,6 +3,7 @@
 Per test: the verdict, each step kind's time against the baseline, the top offenders of a
 regression; then the baseline files that changed. Plain text lines, no pytest imports.
 """
+
 from __future__ import annotations
 
 from ..results import RunResults, TestResult
@@ -34,8 +35,9 @@ def step_time_lines(test: TestResult) -> list[str]:
     for kind in sorted(set(kinds) | set(compared)):
         st = compared.get(kind)
         if st is not None:
-            lines.append(f"{kind} step {st.candidate_us:.1f} {unit} vs baseline {st.baseline_us:.1f} "
-                         f"({st.delta_pct:+.2f}%)")
+            lines.append(
+                f"{kind} step {st.candidate_us:.1f} {unit} vs baseline {st.baseline_us:.1f} ({st.delta_pct:+.2f}%)"
+            )
         else:
             stats = kinds[kind]
             lines.append(f"{kind} step {stats.median_gpu_time_us:.1f} {unit} (x{stats.count})")
@@ -68,8 +70,12 @@ def latency_lines(test: TestResult) -> list[str]:
     rows = latency_rows(test)
     if not rows:
         return []
-    lines = [f"latency ms {percentile_header()}: " + "; ".join(
-        f"{r.label} {fmt_ms(r.candidate)}" + (f" (base {fmt_ms(r.baseline)})" if r.baseline else "") for r in rows)]
+    lines = [
+        f"latency ms {percentile_header()}: "
+        + "; ".join(
+            f"{r.label} {fmt_ms(r.candidate)}" + (f" (base {fmt_ms(r.baseline)})" if r.baseline else "") for r in rows
+        )
+    ]
     lines.append(throughput_line(test))
     return lines
 

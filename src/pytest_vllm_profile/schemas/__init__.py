@@ -5,6 +5,7 @@ a `ProfileSummary`, `baseline.schema.json` a `baseline.BaselineFile` (the summar
 inline). Errors name the file, the JSON pointer of the
 offending value and the schema's message, so a person can fix the file by hand.
 """
+
 from __future__ import annotations
 
 import json

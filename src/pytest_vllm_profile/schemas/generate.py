@@ -4,6 +4,7 @@ The files in this folder are this module's output, committed so they ship and ca
 without importing the model; `tests/test_model.py` proves they equal what the model gives.
 After changing a model type run `python -m pytest_vllm_profile.schemas.generate`.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,22 @@ from . import BASELINE_SCHEMA, SUMMARY_SCHEMA
 
 _ID_BASE = "https://pytest-vllm-profile.invalid/schemas/"
 _MODELS: dict[str, tuple[type, str, str]] = {
-    SUMMARY_SCHEMA: (ProfileSummary, "ProfileSummary", (
-        "pytest_vllm_profile.summary.ProfileSummary as JSON. Times are microseconds. Fields with defaults "
-        "may be absent (older files), unknown fields are tolerated (newer minor versions), types are checked.")),
-    BASELINE_SCHEMA: (BaselineFile, "Baseline file", (
-        "One file per test: the accepted ProfileSummary (median of repeats) per GPU model and vLLM version. "
-        "Written by pytest_vllm_profile.baseline.BaselineStore.")),
+    SUMMARY_SCHEMA: (
+        ProfileSummary,
+        "ProfileSummary",
+        (
+            "pytest_vllm_profile.summary.ProfileSummary as JSON. Times are microseconds. Fields with defaults "
+            "may be absent (older files), unknown fields are tolerated (newer minor versions), types are checked."
+        ),
+    ),
+    BASELINE_SCHEMA: (
+        BaselineFile,
+        "Baseline file",
+        (
+            "One file per test: the accepted ProfileSummary (median of repeats) per GPU model and vLLM version. "
+            "Written by pytest_vllm_profile.baseline.BaselineStore."
+        ),
+    ),
 }
 
 
@@ -32,8 +43,13 @@ def generate(name: str) -> dict[str, Any]:
     kind, title, description = _MODELS[name]
     # Through JSON, so defaults come out as JSON has them (a tuple default () is the file's []).
     body = json.loads(msgspec.json.encode(msgspec.json.schema(kind)))
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": _ID_BASE + name,
-            "title": title, "description": description, **body}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": _ID_BASE + name,
+        "title": title,
+        "description": description,
+        **body,
+    }
 
 
 def schema_text(name: str) -> str:

@@ -1,4 +1,5 @@
 """Trace readers: profiler output (torch/Kineto JSON, Nsight Systems SQLite) -> `events.Trace`."""
+
 from __future__ import annotations
 
 from .discovery import read_trace_set

@@ -12,6 +12,7 @@ ends at a true event boundary, and memory stays at about one block of text plus 
 A single event (or an unparseable stretch) longer than `PENDING_LIMIT_BYTES` is refused with a
 `LayoutMismatch` saying so; the caller decides whether a whole-document parse is affordable.
 """
+
 from __future__ import annotations
 
 import re
@@ -79,8 +80,10 @@ def parse_events(blocks: Iterator[bytes], first: bytes, decode: Callable[[bytes]
             done += cut
             pending = pending[cut:]
         elif len(pending) > PENDING_LIMIT_BYTES:
-            raise LayoutMismatch(f"no decodable event boundary in {len(pending) >> 20} MB of text starting "
-                                 f"{done} bytes into the traceEvents array (last decode error: {error})")
+            raise LayoutMismatch(
+                f"no decodable event boundary in {len(pending) >> 20} MB of text starting "
+                f"{done} bytes into the traceEvents array (last decode error: {error})"
+            )
     # The last event(s), the array's "]", and the rest of the document.
     error = "no '}]' at all"
     for tries, match in enumerate(_ARRAY_END.finditer(pending)):
@@ -92,5 +95,6 @@ def parse_events(blocks: Iterator[bytes], first: bytes, decode: Callable[[bytes]
             error = str(exc)
             continue
         return pending[match.end() :]
-    raise LayoutMismatch(f"the end of the traceEvents array does not decode, {done} bytes into it "
-                         f"(last decode error: {error})")
+    raise LayoutMismatch(
+        f"the end of the traceEvents array does not decode, {done} bytes into it (last decode error: {error})"
+    )

@@ -3,6 +3,7 @@
 gzip is inflated with ISA-L (`isal`) when installed: ~5x faster than zlib on these traces
 (benchmarks/RESULTS.md). Errors are `TraceError`s naming the file and the cause.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -25,7 +26,6 @@ _TRUNCATED_GZIP = (
     "truncated: the gzip stream ends early — was the trace still being written? "
     "vLLM flushes traces after /stop_profile returns"
 )
-
 
 
 def _is_gzip(path: Path) -> bool:

@@ -15,6 +15,7 @@ A `.json` in the folder that is not a torch-profiler trace at all (no `traceEven
 with a note when another file is a trace; a damaged trace is never skipped.
 Nsight Systems exports (`.sqlite`) go to `nsys_reader.read_nsys_sqlite`.
 """
+
 from __future__ import annotations
 
 import re
@@ -66,16 +67,16 @@ def classify(path: Path) -> TraceFile:
     )
 
 
-def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice,
-                 root: Path) -> tuple[TraceFile, list[TraceFile]]:
+def _pick_newest(
+    rank: int, files: list[TraceFile], session: SessionChoice, root: Path
+) -> tuple[TraceFile, list[TraceFile]]:
     if len(files) == 1:
         return files[0], []
     listed = ", ".join(sorted(f.path.name for f in files))
     if session == "only":
         raise TraceError(
             root,
-            f"{len(files)} profile sessions for rank {rank} ({listed}); pass session='latest' "
-            "or point at one file",
+            f"{len(files)} profile sessions for rank {rank} ({listed}); pass session='latest' or point at one file",
         )
     ordered = sorted(files, key=TraceFile.sort_key)
     if ordered[-1].sort_key() == ordered[-2].sort_key():
@@ -87,8 +88,9 @@ def _pick_newest(rank: int, files: list[TraceFile], session: SessionChoice,
     return ordered[-1], ordered[:-1]
 
 
-def read_trace_set(path: str | Path, session: SessionChoice = "latest", *,
-                   keep_python_frames: bool = False) -> TraceSet:
+def read_trace_set(
+    path: str | Path, session: SessionChoice = "latest", *, keep_python_frames: bool = False
+) -> TraceSet:
     """Read one profile session: a single trace file, or the folder vLLM wrote traces into.
 
     `keep_python_frames` is passed to `read_torch_trace`: by default only the `nn.Module: ...`
@@ -156,10 +158,15 @@ def read_trace_set(path: str | Path, session: SessionChoice = "latest", *,
         notes = list(skipped_notes)
         if skipped:
             trace.metadata.extra["older_sessions_skipped"] = [str(f.path) for f in skipped]
-            by = ("the <ns> write time in the names" if chosen.written_ns is not None
-                  else "file mtime (the names carry no <ns> write time)")
-            notes.append(f"{len(skipped) + 1} traces for rank {rank} in {root}; read the newest by {by}: "
-                         f"{chosen.path.name}; not read: {', '.join(f.path.name for f in skipped)}")
+            by = (
+                "the <ns> write time in the names"
+                if chosen.written_ns is not None
+                else "file mtime (the names carry no <ns> write time)"
+            )
+            notes.append(
+                f"{len(skipped) + 1} traces for rank {rank} in {root}; read the newest by {by}: "
+                f"{chosen.path.name}; not read: {', '.join(f.path.name for f in skipped)}"
+            )
         if notes:
             trace.metadata.extra.setdefault(READER_NOTES_KEY, []).extend(notes)
         ranks[rank] = trace
@@ -176,11 +183,13 @@ def _read_single_file(path: Path, keep_python_frames: bool = False) -> TraceSet:
     if path.suffix == ".sqlite":
         return read_nsys_trace_set(path)
     if name.endswith(".nsys-rep"):
-        raise TraceError(path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) "
-                               "and pass the .sqlite")
+        raise TraceError(
+            path, "an Nsight Systems report: export it first (`nsys export --type sqlite`) and pass the .sqlite"
+        )
     if not is_torch_trace_name(name):
-        raise TraceError(path, "not a trace file: expected *.json, *.json.gz (torch profiler) "
-                               "or *.sqlite (Nsight Systems)")
+        raise TraceError(
+            path, "not a trace file: expected *.json, *.json.gz (torch profiler) or *.sqlite (Nsight Systems)"
+        )
     if classify(path).is_api_server:
         raise TraceError(path, f"no engine-rank trace; {_API_SERVER_HINT}")
     trace = read_torch_trace(path, rank=rank_from_name(name), keep_python_frames=keep_python_frames)

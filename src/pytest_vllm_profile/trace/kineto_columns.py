@@ -6,6 +6,7 @@ only the fields we keep (values of odd types go through a dict path instead) and
 to a `ColumnBuilder`; `ColumnBuilder.table` then validates the values (`validation`) and builds
 the table. Python stack frames other than `nn.Module: ...` ones are dropped unless kept.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,8 +146,12 @@ class ColumnBuilder:
         recode = np.empty(len(cats), dtype=np.int32)
         for new_code, cat in enumerate(cats):
             recode[self.cat_ids[cat]] = new_code
-        col = {key: self._cat(key, np.int32 if key in ("name", "cat") else
-                              np.float64 if key in ("ts", "dur") else np.int64) for key in self.parts}
+        col = {
+            key: self._cat(
+                key, np.int32 if key in ("name", "cat") else np.float64 if key in ("ts", "dur") else np.int64
+            )
+            for key in self.parts
+        }
         self.parts = {k: [] for k in self.parts}
         col["cat"] = recode[col["cat"]]
         damage = Damage(path)
@@ -157,8 +162,9 @@ class ColumnBuilder:
             if keep is not None:
                 col = {k: v[keep] for k, v in col.items()}
             # ts, dur, name, tid first: the hashed columns, which nearly tell rows apart alone.
-            dup = duplicate_mask([col[k] for k in ("ts", "dur", "name", "tid", "cat", "pid", "dev", "stream",
-                                                   "corr", "ext")])
+            dup = duplicate_mask(
+                [col[k] for k in ("ts", "dur", "name", "tid", "cat", "pid", "dev", "stream", "corr", "ext")]
+            )
             if dup is not None:
                 damage.duplicates = _count_by(col["cat"][dup], cats)
                 col = {k: v[~dup] for k, v in col.items()}

@@ -24,6 +24,7 @@ globalTid ((globalTid >> 24) & 0xFFFFFF, globalTid & 0xFFFFFF). rank: GPU-owning
 order of their lowest device id get ranks 0..n-1; rows of processes that ran no GPU work
 (vLLM's API server) get rank -1.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,10 +61,28 @@ _API_VERSION_SUFFIX = re.compile(r"_v\d+$")
 
 # CUPTI enum values (CUpti_ActivityMemcpyKind / CUpti_ActivityMemoryKind), which the exporter
 # stores in copyKind / srcKind / dstKind / memKind; strings are Kineto's spelling.
-_MEMCPY_KIND = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH",
-                10: "PtoP"}
-_MEMORY_KIND = {0: "Unknown", 1: "Pageable", 2: "Pinned", 3: "Device", 4: "Array", 5: "Managed", 6: "Device Static",
-                7: "Managed Static"}
+_MEMCPY_KIND = {
+    1: "HtoD",
+    2: "DtoH",
+    3: "HtoA",
+    4: "AtoH",
+    5: "AtoA",
+    6: "AtoD",
+    7: "DtoA",
+    8: "DtoD",
+    9: "HtoH",
+    10: "PtoP",
+}
+_MEMORY_KIND = {
+    0: "Unknown",
+    1: "Pageable",
+    2: "Pinned",
+    3: "Device",
+    4: "Array",
+    5: "Managed",
+    6: "Device Static",
+    7: "Managed Static",
+}
 
 
 def _pid_of(global_id: np.ndarray) -> np.ndarray:
@@ -97,7 +116,7 @@ class _Db:
     def select(self, table: str, wanted: dict[str, str], where: str = "") -> str:
         """SELECT of `wanted` {column: SQL default}; absent optional columns read as the default."""
         have = self.columns(table)
-        parts = [f'"{c}" AS "{c}"' if c in have else f"{default} AS \"{c}\"" for c, default in wanted.items()]
+        parts = [f'"{c}" AS "{c}"' if c in have else f'{default} AS "{c}"' for c, default in wanted.items()]
         return f'SELECT {", ".join(parts)} FROM "{table}"' + (f" WHERE {where}" if where else "")
 
     def chunks(self, sql: str) -> Iterator[pd.DataFrame]:
@@ -143,7 +162,7 @@ def _valid_times(chunk: pd.DataFrame, category: str, damage: Damage) -> np.ndarr
     """Rows whose start/end are integers with end >= start; bad ones counted into `damage`. None: all good."""
     damage.totals[category] = damage.totals.get(category, 0) + len(chunk)
     if chunk["start"].dtype.kind == "i" and chunk["end"].dtype.kind == "i":  # the common case: one cheap test
-        backwards = (chunk["end"].to_numpy() < chunk["start"].to_numpy())
+        backwards = chunk["end"].to_numpy() < chunk["start"].to_numpy()
         if not backwards.any():
             return None
         bad_start = bad_end = np.zeros(len(chunk), dtype=bool)
@@ -152,9 +171,11 @@ def _valid_times(chunk: pd.DataFrame, category: str, damage: Damage) -> np.ndarr
         end = pd.to_numeric(chunk["end"], errors="coerce").to_numpy(dtype=float)
         bad_start, bad_end = np.isnan(start), np.isnan(end)
         backwards = ~bad_start & ~bad_end & (end < start)
-    for field_name, problem, mask in (("start", "a NULL or non-integer value", bad_start),
-                                      ("end", "a NULL or non-integer value", bad_end),
-                                      ("end", "a value before its start", backwards)):
+    for field_name, problem, mask in (
+        ("start", "a NULL or non-integer value", bad_start),
+        ("end", "a NULL or non-integer value", bad_end),
+        ("end", "a value before its start", backwards),
+    ):
         if mask.any():
             damage.add(field_name, problem, {category: int(mask.sum())})
     return ~(bad_start | bad_end | backwards)
@@ -171,9 +192,16 @@ def _gpu_chunk(chunk: pd.DataFrame, names: np.ndarray, category: str, damage: Da
     start_us = start_ns / 1000.0
     dur_us = np.maximum(end_ns - start_ns, 0) / 1000.0
     out = _frame(
-        len(chunk), name=names, category=np.full(len(chunk), category, dtype=object),
-        start_us=start_us, dur_us=dur_us, end_us=start_us + dur_us,
-        pid=device, tid=stream, device=device, stream=stream,
+        len(chunk),
+        name=names,
+        category=np.full(len(chunk), category, dtype=object),
+        start_us=start_us,
+        dur_us=dur_us,
+        end_us=start_us + dur_us,
+        pid=device,
+        tid=stream,
+        device=device,
+        stream=stream,
         correlation=_int_col(chunk, "correlationId"),
     )
     out["_process"] = _pid_of(_int_col(chunk, "globalPid", 0))
@@ -183,12 +211,21 @@ def _gpu_chunk(chunk: pd.DataFrame, names: np.ndarray, category: str, damage: Da
 
 # Columns every GPU activity table (kernels, memcpy, memset) is read with, {column: SQL default}.
 _GPU_ACTIVITY_COLUMNS = {
-    "start": "0", "end": "0", "deviceId": "-1", "streamId": "-1", "correlationId": "-1", "globalPid": "0",
+    "start": "0",
+    "end": "0",
+    "deviceId": "-1",
+    "streamId": "-1",
+    "correlationId": "-1",
+    "globalPid": "0",
 }
 
 
 def _read_gpu_activity(
-    db: _Db, table: str, extra_columns: dict[str, str], name_rows: Callable[[pd.DataFrame], np.ndarray], category: str,
+    db: _Db,
+    table: str,
+    extra_columns: dict[str, str],
+    name_rows: Callable[[pd.DataFrame], np.ndarray],
+    category: str,
 ) -> list[pd.DataFrame]:
     """One GPU activity table as event frames; `name_rows` gives each chunk's row names."""
     sql = db.select(table, {**_GPU_ACTIVITY_COLUMNS, **extra_columns})
@@ -198,6 +235,7 @@ def _read_gpu_activity(
 def _read_kernels(db: _Db, strings: pd.Series) -> list[pd.DataFrame]:
     if KERNEL_TABLE not in db.tables:  # a CPU-only capture (read with require_kernels=False)
         return []
+
     def kernel_names(chunk: pd.DataFrame) -> np.ndarray:
         names = _lookup(strings, _int_col(chunk, "demangledName"))
         missing = pd.isna(names)
@@ -237,8 +275,9 @@ def _read_memset(db: _Db) -> list[pd.DataFrame]:
     return _read_gpu_activity(db, MEMSET_TABLE, {"memKind": "0"}, memset_names, Category.MEMSET.value)
 
 
-def _cpu_chunk(chunk: pd.DataFrame, names: np.ndarray, categories: np.ndarray, correlation: np.ndarray,
-               damage: Damage) -> pd.DataFrame:
+def _cpu_chunk(
+    chunk: pd.DataFrame, names: np.ndarray, categories: np.ndarray, correlation: np.ndarray, damage: Damage
+) -> pd.DataFrame:
     keep = _valid_times(chunk, str(categories[0]) if len(categories) else "cpu", damage)
     if keep is not None:
         chunk, names, categories, correlation = chunk[keep], names[keep], categories[keep], correlation[keep]
@@ -248,8 +287,15 @@ def _cpu_chunk(chunk: pd.DataFrame, names: np.ndarray, categories: np.ndarray, c
     start_us = start_ns / 1000.0
     dur_us = np.maximum(end_ns - start_ns, 0) / 1000.0
     out = _frame(
-        len(chunk), name=names, category=categories, start_us=start_us, dur_us=dur_us, end_us=start_us + dur_us,
-        pid=_pid_of(gtid), tid=_tid_of(gtid), correlation=correlation,
+        len(chunk),
+        name=names,
+        category=categories,
+        start_us=start_us,
+        dur_us=dur_us,
+        end_us=start_us + dur_us,
+        pid=_pid_of(gtid),
+        tid=_tid_of(gtid),
+        correlation=correlation,
     )
     out["_process"] = _pid_of(gtid)
     out["_global_tid"] = gtid
@@ -267,8 +313,9 @@ def _read_runtime(db: _Db, strings: pd.Series) -> list[pd.DataFrame]:
         # The exporter puts runtime (cuda*) and driver (cu*) API calls in one table.
         driver = names.str.startswith("cu") & ~names.str.startswith("cuda")
         categories = np.where(driver, Category.CUDA_DRIVER.value, Category.CUDA_RUNTIME.value).astype(object)
-        frames.append(_cpu_chunk(chunk, names.to_numpy(dtype=object), categories, _int_col(chunk, "correlationId"),
-                                 db.damage))
+        frames.append(
+            _cpu_chunk(chunk, names.to_numpy(dtype=object), categories, _int_col(chunk, "correlationId"), db.damage)
+        )
     return frames
 
 
@@ -312,9 +359,15 @@ def project_ranges_to_gpu(ranges: pd.DataFrame, api: pd.DataFrame, gpu: pd.DataF
     """
     if ranges.empty or api.empty or gpu.empty:
         return empty_event_table()
-    per_corr = gpu[gpu["correlation"] >= 0].groupby("correlation").agg(
-        g_start=("start_us", "min"), g_end=("end_us", "max"), g_device=("device", "first"),
-        g_stream=("stream", "first"),
+    per_corr = (
+        gpu[gpu["correlation"] >= 0]
+        .groupby("correlation")
+        .agg(
+            g_start=("start_us", "min"),
+            g_end=("end_us", "max"),
+            g_device=("device", "first"),
+            g_stream=("stream", "first"),
+        )
     )
     api = api[api["correlation"] >= 0]
     out = []
@@ -349,10 +402,17 @@ def project_ranges_to_gpu(ranges: pd.DataFrame, api: pd.DataFrame, gpu: pd.DataF
         kept = thread_ranges[keep]
         dev, stream = g_dev[first[keep]], g_str[first[keep]]
         proj = _frame(
-            len(kept), name=kept["name"].to_numpy(dtype=object),
+            len(kept),
+            name=kept["name"].to_numpy(dtype=object),
             category=np.full(len(kept), Category.GPU_ANNOTATION.value, dtype=object),
-            start_us=p_start, dur_us=p_end - p_start, end_us=p_end,
-            pid=dev, tid=stream, device=dev, stream=stream, external_id=kept["external_id"].to_numpy(),
+            start_us=p_start,
+            dur_us=p_end - p_start,
+            end_us=p_end,
+            pid=dev,
+            tid=stream,
+            device=dev,
+            stream=stream,
+            external_id=kept["external_id"].to_numpy(),
         )
         proj["_process"] = kept["_process"].to_numpy()
         proj["_global_tid"] = -1

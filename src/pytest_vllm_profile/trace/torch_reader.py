@@ -24,6 +24,7 @@ writes `"ph": "X", "cat": "python_function", "name": "` first in every such even
 parsers drop any that remain by category and name after decoding, so they give the same table.
 gzip is inflated with ISA-L (`isal`) when installed: ~5x faster than zlib on these traces.
 """
+
 from __future__ import annotations
 
 import gc
@@ -217,8 +218,9 @@ def _json_error(path: Path, raw: bytes, exc: orjson.JSONDecodeError) -> TraceErr
     return TraceError(path, f"invalid JSON{where}: {exc.msg}{hint}")
 
 
-def _parse_full(path: Path, builder: ColumnBuilder,
-                why_not_streamed: str = "parser='full' asked for") -> dict[str, Any]:
+def _parse_full(
+    path: Path, builder: ColumnBuilder, why_not_streamed: str = "parser='full' asked for"
+) -> dict[str, Any]:
     raw = _read_all(path, why_not_streamed)
     if not raw.strip():
         raise TraceError(path, "empty file: no bytes to parse" if not raw else "empty file: only whitespace")
@@ -228,13 +230,17 @@ def _parse_full(path: Path, builder: ColumnBuilder,
         raise _json_error(path, raw, exc) from None
     del raw
     if not isinstance(doc, dict):
-        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: the top level is a "
-                                   f"{type(doc).__name__}, not an object with 'traceEvents'")
+        raise NotATraceError(
+            path,
+            f"valid JSON but not a torch-profiler trace: the top level is a "
+            f"{type(doc).__name__}, not an object with 'traceEvents'",
+        )
     events = doc.pop("traceEvents", None)
     if not isinstance(events, list):
         keys = ", ".join(list(doc)[:8]) or "none"
-        raise NotATraceError(path, f"valid JSON but not a torch-profiler trace: no 'traceEvents' list "
-                                   f"(top-level keys: {keys})")
+        raise NotATraceError(
+            path, f"valid JSON but not a torch-profiler trace: no 'traceEvents' list (top-level keys: {keys})"
+        )
     for start in range(0, len(events), 100_000):
         builder.add_dicts(events[start : start + 100_000])
     return doc
@@ -249,8 +255,9 @@ def rank_from_name(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _metadata(path: Path, doc: dict[str, Any], rank: int, parser: str, damage: list[str],
-              frames_dropped: int | None) -> TraceMetadata:
+def _metadata(
+    path: Path, doc: dict[str, Any], rank: int, parser: str, damage: list[str], frames_dropped: int | None
+) -> TraceMetadata:
     dist_info = doc.get("distributedInfo")
     dist: dict[str, Any] = dist_info if isinstance(dist_info, dict) else {}
     props_list = doc.get("deviceProperties")

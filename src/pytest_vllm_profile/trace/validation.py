@@ -15,6 +15,7 @@ Real traces (all of tests/data and shared/traces) have none of these problems, s
 change nothing for them; the common case costs one vectorized pass plus one hash sort for
 duplicates (~8 ms on the eager trace's 105 K rows, ~1.5 % of its read; benchmarks/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import errno
@@ -69,12 +70,16 @@ class Damage:
         out = []
         for (field_name, problem), counts in self.problems.items():
             n = sum(counts.values())
-            out.append(f"{DAMAGE_NOTE_PREFIX}{n} events ({_listing(counts)}) with {problem} (field {field_name!r}) "
-                       f"dropped (file {self.path})")
+            out.append(
+                f"{DAMAGE_NOTE_PREFIX}{n} events ({_listing(counts)}) with {problem} (field {field_name!r}) "
+                f"dropped (file {self.path})"
+            )
         if self.duplicates:
             n = sum(self.duplicates.values())
-            out.append(f"{DAMAGE_NOTE_PREFIX}{n} duplicated events ({_listing(self.duplicates)}: same name, "
-                       f"category, ts, dur, process, thread, stream and ids as another) removed (file {self.path})")
+            out.append(
+                f"{DAMAGE_NOTE_PREFIX}{n} duplicated events ({_listing(self.duplicates)}: same name, "
+                f"category, ts, dur, process, thread, stream and ids as another) removed (file {self.path})"
+            )
         return out
 
 
@@ -87,8 +92,9 @@ def _per_category(mask: np.ndarray, cat_codes: np.ndarray, cats: Sequence[str]) 
     return {cats[i]: int(n) for i, n in enumerate(counts) if n}
 
 
-def check_times(damage: Damage, ts: np.ndarray, dur: np.ndarray, cat_codes: np.ndarray,
-                cats: Sequence[str]) -> np.ndarray | None:
+def check_times(
+    damage: Damage, ts: np.ndarray, dur: np.ndarray, cat_codes: np.ndarray, cats: Sequence[str]
+) -> np.ndarray | None:
     """Count bad ts/dur values into `damage`; the mask of rows to keep, or None when all are good."""
     # One pass for the common case: NaN fails every comparison, so it lands in `bad` too.
     good = (dur >= 0) & (dur <= MAX_PLAUSIBLE_US) & np.isfinite(ts) & (ts != 0)
@@ -97,8 +103,11 @@ def check_times(damage: Damage, ts: np.ndarray, dur: np.ndarray, cat_codes: np.n
     checks = (
         ("dur", "a missing or non-numeric value", np.isnan(dur)),
         ("dur", "a negative value", dur < 0),
-        ("dur", f"an infinite or implausible value (> {MAX_PLAUSIBLE_US:.0e} µs)",
-         np.isinf(dur) | (dur > MAX_PLAUSIBLE_US)),
+        (
+            "dur",
+            f"an infinite or implausible value (> {MAX_PLAUSIBLE_US:.0e} µs)",
+            np.isinf(dur) | (dur > MAX_PLAUSIBLE_US),
+        ),
         ("ts", "a missing, non-numeric or infinite value", ~np.isfinite(ts)),
         ("ts", "a zero value", ts == 0),
     )
@@ -133,8 +142,10 @@ def duplicate_mask(columns: Sequence[np.ndarray], hashed: int = 4) -> np.ndarray
     same_as_prev = sorted_h[1:] == sorted_h[:-1]
     # Exact check among hash collisions: group rows with equal full keys, keep the first of each.
     candidates = np.unique(np.concatenate((order[1:][same_as_prev], order[:-1][same_as_prev])))
-    keys = np.stack([c[candidates].view(np.int64) if c.dtype.itemsize == 8 else c[candidates].astype(np.int64)
-                     for c in columns], axis=1)
+    keys = np.stack(
+        [c[candidates].view(np.int64) if c.dtype.itemsize == 8 else c[candidates].astype(np.int64) for c in columns],
+        axis=1,
+    )
     _, first = np.unique(keys, axis=0, return_index=True)
     dup = np.zeros(n, dtype=bool)
     dup[candidates] = True
@@ -154,8 +165,12 @@ def path_problem(path: Path) -> str | None:
         if exc.errno == errno.ELOOP:
             return "symlink loop: resolving this link leads back to itself"
         return f"cannot be read: {exc.strerror or exc}"
-    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, what in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return f"{what}, not a trace file or folder"
     return None
