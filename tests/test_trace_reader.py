@@ -211,7 +211,7 @@ def test_valid_json_that_is_not_a_trace(tmp_path: Path, data_dir: Path) -> None:
         read_torch_trace(listing)
 
 
-@pytest.mark.parametrize("content", [b"", b"  \n", gzip.compress(b"")])
+@pytest.mark.parametrize("content", [b"", b"  \n", gzip.compress(b"", mtime=0)], ids=["empty", "blank", "empty-gzip"])
 def test_empty_files(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "empty.pt.trace.json.gz"
     path.write_bytes(content)

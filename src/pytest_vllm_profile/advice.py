@@ -45,7 +45,7 @@ def step_structure_advice(workload: Workload | None) -> str:
         )
     if is_batched(workload):
         return (
-            f"{already}; with {len(workload.prompts)} prompts in one batch, how vLLM's scheduler splits them "
+            f"{already}; with {workload.requests_per_timed_repeat} prompts in one batch, how vLLM's scheduler splits them "
             "between prefill and mixed steps depends on timing: compare only the decode steps with "
             'compare_step_kinds=["decode"] in the vllm_workload marker'
         )

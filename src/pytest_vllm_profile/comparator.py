@@ -37,6 +37,7 @@ from .comparison import (
     KernelDrift,
     StepTimeChange,
     Verdict,
+    VersionChange,
     kernel_metric,
     step_metric,
 )
@@ -513,6 +514,16 @@ class _Comparer:
         compare_step_overhead(self, kinds)
         compare_latency(self, self.b_timed, self.c_timed)
 
+        return self._finish(new_kernels, missing_kernels, step_times)
+
+    def _finish(
+        self,
+        new_kernels: list[KernelDrift],
+        missing_kernels: list[KernelDrift],
+        step_times: list[StepTimeChange],
+        cross_version: VersionChange | None = None,
+    ) -> Comparison:
+        """The verdict of what was judged: regressions ranked (structure first), damage first of all."""
         self.regressions.sort(key=regression_rank)
         self.improvements.sort(key=lambda f: f.contribution_us)
         # A side built on damaged trace data never passes: its numbers may be the damage (issue 17).
@@ -527,6 +538,7 @@ class _Comparer:
             step_times=step_times,
             notes=self.notes,
             too_few_samples=self.too_few_samples or msgspec.UNSET,
+            cross_version=cross_version,
         )
 
     def _damage(self) -> list[Finding]:

@@ -29,7 +29,6 @@ from .comparison import (
     Finding,
     KernelDrift,
     StepTimeChange,
-    Verdict,
     VersionChange,
     step_metric,
 )
@@ -146,20 +145,7 @@ class _CrossVersionComparer(_Comparer):
             f"{self.change.label}: kernels matched by class and step kind, layers by index; "
             "per-kernel names and launch counts are not compared across versions"
         )
-        self.regressions.sort(key=lambda f: f.contribution_us, reverse=True)
-        self.improvements.sort(key=lambda f: f.contribution_us)
-        self.regressions[:0] = self._damage()
-        verdict: Verdict = "fail" if self.regressions else "pass"
-        return Comparison(
-            verdict=verdict,
-            regressions=self.regressions,
-            improvements=self.improvements,
-            new_kernels=new_kernels,
-            missing_kernels=missing_kernels,
-            step_times=step_times,
-            notes=self.notes,
-            cross_version=self.change,
-        )
+        return self._finish(new_kernels, missing_kernels, step_times, cross_version=self.change)
 
     def _check_comparable(self) -> None:
         if self.b.timing_domain != self.c.timing_domain:

@@ -236,8 +236,13 @@ def _overhead_samples(spread: RepeatSpread, kind: str, field: str) -> list[float
 
 
 def _attribute(comparer: _Comparer) -> None:
-    """One sentence tying a TPOT/ITL regression to the trace: device time per step vs host time."""
+    """One sentence tying a latency regression to the trace: device time per step vs host time.
+
+    Per-token latency (TPOT, ITL) leads; without it (skipped when the client read tokens in
+    bunches) end-to-end latency does, so a slower server is still explained."""
     regressed = [f for f in comparer.regressions if f.metric.startswith(("latency.tpot_ms", "latency.itl_ms"))]
+    if not regressed:
+        regressed = [f for f in comparer.regressions if f.metric.startswith("latency.e2e_ms")]
     if not regressed:
         return
     b, c = comparer.b, comparer.c
