@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from msgspec import UnsetType
 
-from .latency import LATENCY_METRICS, LatencyMetric, TimedPassResult, percentile_key
+from .latency import LATENCY_METRICS, TimedPassResult, percentile_key
 from .repeats import RepeatSpread, relative_spread
 from .summary import ProfileSummary
 
@@ -67,11 +67,6 @@ def throughput_metric(metric: str) -> str:
 
 def overhead_metric(kind: str, suffix: str) -> str:
     return f"step.{kind}.{suffix}"
-
-
-def run_percentiles(timed: TimedPassResult, metric: LatencyMetric, p: float) -> list[float]:
-    """Each timed repeat's p-th percentile of `metric` (the per-repeat samples of that statistic)."""
-    return [float(np.percentile(s, p)) for run in timed.runs if (s := run.samples(metric))]
 
 
 def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: TimedPassResult | None) -> None:
