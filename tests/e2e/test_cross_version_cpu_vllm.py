@@ -20,14 +20,23 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import REPO
-from e2e_support import INNER_CONFTEST, INNER_TEST_NAME, LAYERS, MAX_TOKENS, Timings, inner_test_source
 from pytest_vllm_profile.baseline import read_baseline_file
 from pytest_vllm_profile.codec import from_builtins
 from pytest_vllm_profile.comparator import Tolerances
 from pytest_vllm_profile.comparator_crossversion import compare_across_versions
 from pytest_vllm_profile.summary import ProfileSummary
 from pytest_vllm_profile.tiny_model import build_tiny_model
+from support.e2e import (
+    INNER_CONFTEST,
+    INNER_TEST_NAME,
+    LAYERS,
+    MAX_TOKENS,
+    Timings,
+    inner_test_source,
+    observe_inner_session,
+    run_inner_session,
+)
+from support.paths import REPO
 
 pytestmark = pytest.mark.cpu_vllm
 
@@ -60,28 +69,9 @@ def run_inner(
     root = Path(pytester.path)
     results = root / f"results-{label}.json"
     timings = root / f"timings-{label}.jsonl"
-    for name, value in (
-        ("E2E_TIMINGS_FILE", str(timings)),
-        ("E2E_SUPPORT_DIR", str(Path(__file__).parent)),
-        ("E2E_MODEL", str(model)),
-        ("E2E_TAG", tag),
-    ):
-        monkeypatch.setenv(name, value)
+    observe_inner_session(monkeypatch, timings, model, tag)
     t0 = time.monotonic()
-    result = pytester.runpytest_subprocess(
-        INNER_FILE,
-        f"--rootdir={root}",
-        "-p",
-        "no:cacheprovider",
-        "--vllm-profile",
-        "--vllm-launcher",
-        "process",
-        f"--vllm-python={python}",
-        f"--baseline-dir={root / 'baselines'}",
-        f"--vllm-results={results}",
-        *extra,
-        timeout=INNER_TIMEOUT_S,
-    )
+    result = run_inner_session(pytester, INNER_FILE, python, results, *extra, timeout_s=INNER_TIMEOUT_S)
     print(f"[{label}] inner exit {result.ret}, wall {time.monotonic() - t0:.1f} s; {Timings.read(timings).line()}")
     assert results.is_file(), result.stdout.str()
     data = json.loads(results.read_text())

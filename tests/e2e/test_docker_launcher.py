@@ -23,14 +23,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from podman_service import (  # noqa: F401 - fixtures
-    TEST_IMAGE,
-    host_python,
-    host_python_volumes,
-    podman_api,
-    podman_client,
-    write_double_server,
-)
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
 from pytest_vllm_profile.launchers.docker import (
@@ -45,8 +37,14 @@ from pytest_vllm_profile.launchers.docker import (
     resolve_engine_url,
 )
 from pytest_vllm_profile.launchers.vllm_args import ENV_STYLE, PROFILER_CONFIG_STYLE
+from support.paths import DATA
+from support.podman_service import (
+    TEST_IMAGE,
+    host_python,
+    host_python_volumes,
+    write_double_server,
+)
 
-DATA = Path(__file__).parent / "data"
 RECORDED_TRACE = DATA / "cpu-eager-tiny4.rank0.pt.trace.json.gz"
 FAKE_TOKEN = "hf_pvpTestSecret0123456789"
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import (
+from pytest_vllm_profile.baseline import read_baseline_file
+from pytest_vllm_profile.tiny_model import build_tiny_model
+from support.e2e import (
     INNER_CONFTEST,
     INNER_TEST_NAME,
     LAYERS,
@@ -28,9 +30,9 @@ from e2e_support import (
     Timings,
     inner_test_source,
     leftover_server_processes,
+    observe_inner_session,
+    run_inner_session,
 )
-from pytest_vllm_profile.baseline import read_baseline_file
-from pytest_vllm_profile.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.cpu_vllm
 
@@ -85,27 +87,9 @@ class InnerProject:
         self.runs += 1
         results = self.root / f"results-{self.runs}.json"
         timings_file = self.root / f"timings-{self.runs}.jsonl"
-        self.monkeypatch.setenv("E2E_TIMINGS_FILE", str(timings_file))
-        self.monkeypatch.setenv("E2E_SUPPORT_DIR", str(Path(__file__).parent))
-        self.monkeypatch.setenv("E2E_MODEL", str(self.model))
-        self.monkeypatch.setenv("E2E_TAG", self.tag)
+        observe_inner_session(self.monkeypatch, timings_file, self.model, self.tag)
         t0 = time.monotonic()
-        # --rootdir: pytest also looks for the rootdir along existing paths given as option
-        # VALUES (here the interpreter under the checkout), which would rename the test.
-        result = self.pytester.runpytest_subprocess(
-            INNER_FILE,
-            f"--rootdir={self.root}",
-            "-p",
-            "no:cacheprovider",
-            "--vllm-profile",
-            "--vllm-launcher",
-            "process",
-            f"--vllm-python={self.python}",
-            f"--baseline-dir={self.baseline_dir}",
-            f"--vllm-results={results}",
-            *extra,
-            timeout=INNER_TIMEOUT_S,
-        )
+        result = run_inner_session(self.pytester, INNER_FILE, self.python, results, *extra, timeout_s=INNER_TIMEOUT_S)
         wall = time.monotonic() - t0
         timings = Timings.read(timings_file)
         print(f"[{label}] inner exit {result.ret}, wall {wall:.1f} s; {timings.line()}")

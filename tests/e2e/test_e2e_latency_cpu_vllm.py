@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import TINY_SERVED_NAME, TINY_SERVER_ARGS, TINY_SERVER_ENV
 from pytest_vllm_profile.baseline import read_baseline_file
 from pytest_vllm_profile.tiny_model import build_tiny_model
-from scheduler_delay import scheduler_delay_env, write_scheduler_delay_site
+from support.cpu_vllm import TINY_SERVED_NAME, TINY_SERVER_ARGS, TINY_SERVER_ENV
+from support.e2e import run_inner_session
+from support.scheduler_delay import scheduler_delay_env, write_scheduler_delay_site
 
 pytestmark = pytest.mark.cpu_vllm
 
@@ -67,20 +68,7 @@ def _run(pytester: pytest.Pytester, python: str, label: str, *extra: str) -> tup
     root = Path(pytester.path)
     results = root / f"results-{label}.json"
     t0 = time.monotonic()
-    result = pytester.runpytest_subprocess(
-        "test_latency.py",
-        f"--rootdir={root}",
-        "-p",
-        "no:cacheprovider",
-        "--vllm-profile",
-        "--vllm-launcher",
-        "process",
-        f"--vllm-python={python}",
-        f"--baseline-dir={root / 'baselines'}",
-        f"--vllm-results={results}",
-        *extra,
-        timeout=INNER_TIMEOUT_S,
-    )
+    result = run_inner_session(pytester, "test_latency.py", python, results, *extra, timeout_s=INNER_TIMEOUT_S)
     print(f"[{label}] inner exit {result.ret} in {time.monotonic() - t0:.0f} s")
     assert results.is_file(), result.stdout.str()
     return result, {t["nodeid"].split("::")[-1]: t for t in json.loads(results.read_text())["tests"]}

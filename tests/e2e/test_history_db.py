@@ -25,7 +25,7 @@ from pytest_vllm_profile.history import (
 )
 from pytest_vllm_profile.history.metrics import metrics_of_test
 from pytest_vllm_profile.results import RunResults
-from report_inputs import FAIL_ID, PASS_ID, real_results
+from support.report_inputs import FAIL_ID, PASS_ID, real_results
 
 POSTGRES_ENV = "VLLM_PROFILE_TEST_POSTGRES_URL"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import TINY_SERVED_NAME, vllm_server_pids
 from pytest_vllm_profile.configuration import cpu_model_name
 from pytest_vllm_profile.tiny_model import build_tiny_model
+from support.cpu_vllm import TINY_SERVED_NAME, vllm_server_pids
 
 pytestmark = pytest.mark.cpu_vllm
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import tiny_server_spec
 from pytest_vllm_profile.capture import CaptureResult, NsysSessionCapture, make_capture
 from pytest_vllm_profile.launchers import nsys_tool
 from pytest_vllm_profile.launchers.base import RunningServer
 from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
 from pytest_vllm_profile.trace.nsys_reader import read_nsys_sqlite
 from pytest_vllm_profile.workload import Workload
+from support.cpu_vllm import tiny_server_spec
 
 pytestmark = pytest.mark.cpu_vllm
 

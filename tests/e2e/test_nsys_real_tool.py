@@ -25,9 +25,8 @@ from pytest_vllm_profile.launchers.nsys_capture import (
     NsysSession,
 )
 from pytest_vllm_profile.trace.nsys_reader import read_nsys_sqlite
-from test_nsys_launch import fake_nsys
-
-REPO = Path(__file__).resolve().parents[1]
+from support.nsys_double import fake_nsys
+from support.paths import REPO
 
 
 @pytest.fixture(scope="module")

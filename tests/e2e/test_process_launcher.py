@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
 from pytest_vllm_profile.launchers.logs import cause_section, root_cause_lines
@@ -30,7 +29,8 @@ from pytest_vllm_profile.launchers.vllm_args import (
     profiler_config_keys_of,
     torch_profiler_settings,
 )
-from test_nsys_launch import fake_nsys
+from support.cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
+from support.nsys_double import fake_nsys
 
 
 # ---- detection (no server) --------------------------------------------------------------------

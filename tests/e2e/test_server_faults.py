@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import tiny_server_spec
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.errors import CaptureError, LauncherError
 from pytest_vllm_profile.launchers.base import ServerDied, ServerSpec, free_port
@@ -28,8 +27,8 @@ from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group
 from pytest_vllm_profile.launchers.watchdog import KILL_GRACE_S
 from pytest_vllm_profile.pool import PoolSettings, ServerPool
 from pytest_vllm_profile.workload import Workload
-
-SRC = str(Path(__file__).resolve().parent.parent / "src")
+from support.cpu_vllm import tiny_server_spec
+from support.paths import SRC, TESTS_DIR
 
 # A stand-in vLLM server: /health, /v1/models and /start_profile answer; /stop_profile never
 # does (a long flush); a child "engine" process whose death makes the leader exit with code 3
@@ -108,6 +107,15 @@ def _no_real_vllm_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(process, "detect_vllm", detect)
 
 
+# The same, in an inner session's conftest or a script: the stand-in interpreter has no vllm package.
+STAND_IN_DETECTION = textwrap.dedent("""
+    from pathlib import Path
+    from pytest_vllm_profile.launchers import process
+    from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
+    process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
+""")
+
+
 def _spec(tmp_path: Path, **overrides: object) -> ServerSpec:
     fields: dict[str, object] = dict(
         model="stand-in-model",
@@ -168,7 +176,7 @@ time.sleep(600)
 def test_owner_killed_takes_its_stand_in_server_group_with_it_within_seconds(sig: signal.Signals) -> None:
     # The stand-in group ignores SIGTERM (a server busy in /stop_profile): only SIGKILL ends it.
     owner = subprocess.Popen(
-        [sys.executable, "-c", _OWNER, SRC, str(KILL_GRACE_S), "owner"],
+        [sys.executable, "-c", _OWNER, str(SRC), str(KILL_GRACE_S), "owner"],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -199,7 +207,7 @@ def test_xdist_controller_killed_alone_takes_the_workers_stand_in_servers() -> N
             "import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2], "
             "sys.argv[3], 'worker']); time.sleep(600)",
             _OWNER,
-            SRC,
+            str(SRC),
             str(KILL_GRACE_S),
         ],
         stdout=subprocess.PIPE,
@@ -224,14 +232,11 @@ def test_xdist_controller_killed_alone_takes_the_workers_stand_in_servers() -> N
 def test_sigterm_to_a_session_kills_its_stand_in_server_within_the_grace(stand_in_python: str, tmp_path: Path) -> None:
     """The in-process safety net: SIGTERM kills (group SIGTERM, SIGKILL after KILL_GRACE_S), it
     does not run the 30 s graceful SIGINT shutdown a CI runner's 10 s grace would cut."""
-    script = textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {SRC!r})
-        from pathlib import Path
-        from pytest_vllm_profile.launchers import process
+    script = (
+        f"import sys, time\nsys.path.insert(0, {str(SRC)!r})\n"
+        + STAND_IN_DETECTION
+        + textwrap.dedent(f"""
         from pytest_vllm_profile.launchers.base import ServerSpec
-        from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
-        process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
         spec = ServerSpec(model="m", served_model_name="m", trace_dir=Path({str(tmp_path / "tr")!r}),
                           health_timeout_s=20, env={{"STAND_IN_IGNORE_SIGNALS": "1"}})
         launcher = process.ProcessLauncher(spec, python={stand_in_python!r}, stop_timeout_s=30)
@@ -239,6 +244,7 @@ def test_sigterm_to_a_session_kills_its_stand_in_server_within_the_grace(stand_i
         print(launcher.pgid, flush=True)
         time.sleep(600)
     """)
+    )
     session = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pgid = int(session.stdout.readline())  # type: ignore[union-attr]
     try:
@@ -269,14 +275,7 @@ def test_sigterm_to_an_xdist_sessions_whole_group_during_boot_leaves_no_stand_in
 ) -> None:
     """`-n 2`, SIGTERM to the whole pytest process group while both workers boot their server
     (the issue: a full server alive 90 s later in 2 of 7 runs)."""
-    pytester.makeconftest(
-        textwrap.dedent("""
-        from pathlib import Path
-        from pytest_vllm_profile.launchers import process
-        from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
-        process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
-    """)
-    )
+    pytester.makeconftest(STAND_IN_DETECTION)
     pytester.makepyfile(
         test_two=textwrap.dedent("""
         import pytest
@@ -453,14 +452,7 @@ SECRET = "hf_SrvFaultsSecretToken0123456789"
 def test_secret_in_env_and_server_args_is_written_nowhere_stand_in_server(
     pytester: pytest.Pytester, stand_in_python: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytester.makeconftest(
-        textwrap.dedent("""
-        from pathlib import Path
-        from pytest_vllm_profile.launchers import process
-        from pytest_vllm_profile.launchers.vllm_args import PROFILER_CONFIG_STYLE, VllmInstall
-        process.detect_vllm = lambda i: VllmInstall(version="0", root=Path(i), profiler_style=PROFILER_CONFIG_STYLE)
-    """)
-    )
+    pytester.makeconftest(STAND_IN_DETECTION)
     pytester.makepyfile(
         test_secret=textwrap.dedent(f"""
         import pytest
@@ -509,7 +501,7 @@ import sys, threading, time
 sys.path.insert(0, sys.argv[4])
 sys.path.insert(0, sys.argv[5])
 from pathlib import Path
-from cpu_vllm import tiny_server_spec
+from support.cpu_vllm import tiny_server_spec
 from pytest_vllm_profile.launchers.process import ProcessLauncher
 launcher = ProcessLauncher(tiny_server_spec(Path(sys.argv[2]), Path(sys.argv[3]), health_timeout_s=600),
                            python=sys.argv[1])
@@ -526,7 +518,6 @@ launcher.start()
 def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_within_seconds(
     cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
 ) -> None:
-    tests_dir = str(Path(__file__).resolve().parent)
     session = subprocess.Popen(
         [
             sys.executable,
@@ -535,8 +526,8 @@ def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_wi
             cpu_vllm_python,
             str(tiny_qwen3_model),
             str(tmp_path),
-            SRC,
-            tests_dir,
+            str(SRC),
+            str(TESTS_DIR),
         ],
         stdout=subprocess.PIPE,
         text=True,

@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cpu_vllm import tiny_server_spec
 from pytest_vllm_profile.latency import LoadShape, TimedPassResult
 from pytest_vllm_profile.launchers.base import RunningServer
 from pytest_vllm_profile.launchers.process import ProcessLauncher
 from pytest_vllm_profile.timed_pass import run_timed_pass, timed_pass_of
 from pytest_vllm_profile.token_prompts import count_tokens, exact_length_prompts
 from pytest_vllm_profile.workload import Workload
-from scheduler_delay import scheduler_delay_env, write_scheduler_delay_site
+from support.cpu_vllm import tiny_server_spec
+from support.scheduler_delay import scheduler_delay_env, write_scheduler_delay_site
 
 pytestmark = pytest.mark.cpu_vllm
 

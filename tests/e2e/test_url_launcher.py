@@ -7,12 +7,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cpu_vllm import TINY_SERVED_NAME
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec, free_port
 from pytest_vllm_profile.launchers.url import UrlLauncher
 from pytest_vllm_profile.workload import Workload
+from support.cpu_vllm import TINY_SERVED_NAME
 
 
 def test_unreachable_url_is_a_clear_error(tmp_path: Path) -> None:

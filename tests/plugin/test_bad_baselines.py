@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import REP0, WORKLOAD_TEST, baseline_file, run
 from pytest_vllm_profile.baseline import BaselineStore, read_baseline_file
 from pytest_vllm_profile.errors import BaselineError
-from test_baseline_store import NODEID, built_summary
-from vllm_double import RecordedTraceDouble
+from support.double_sessions import REP0, WORKLOAD_TEST, baseline_file, run
+from support.paths import DOCS
+from support.summaries import BASELINE_NODEID, built_one_kernel_summary
+from support.vllm_double import RecordedTraceDouble
 
 GPU, VLLM = "H100", "0.26.0"
 
@@ -167,21 +168,21 @@ def test_bad_baseline_is_refused_by_name_and_never_overwritten(tmp_path: Path, c
     if case.name == "unreadable" and os.geteuid() == 0:
         pytest.skip("root reads a mode-000 file")
     store = BaselineStore(tmp_path)
-    store.save(NODEID, GPU, VLLM, built_summary(gpu=GPU))
-    path = store.path_for(NODEID)
+    store.save(BASELINE_NODEID, GPU, VLLM, built_one_kernel_summary(gpu=GPU))
+    path = store.path_for(BASELINE_NODEID)
     case.damage(path)
     before = _snapshot(path)
     pattern = re.escape(f"{path}: ") + r".*" + case.message
     with pytest.raises(BaselineError, match=pattern):
-        store.lookup(NODEID, GPU, VLLM)
+        store.lookup(BASELINE_NODEID, GPU, VLLM)
     with pytest.raises(BaselineError, match=pattern):
-        store.save(NODEID, "H200", VLLM, built_summary(gpu="H200"))
+        store.save(BASELINE_NODEID, "H200", VLLM, built_one_kernel_summary(gpu="H200"))
     assert _snapshot(path) == before  # never overwritten, never replaced
 
 
 def test_case_table_counts() -> None:
     """docs/faults.md lists these cases; keep the count there in step."""
-    faults_doc = (Path(__file__).resolve().parent.parent / "docs" / "faults.md").read_text()
+    faults_doc = (DOCS / "faults.md").read_text()
     assert f"{len(CASES)} bad-baseline cases" in faults_doc
 
 
@@ -189,34 +190,34 @@ def test_symlinked_baseline_stays_a_symlink_on_update(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path / "baselines")
     target = tmp_path / "shared" / "real.json"
     target.parent.mkdir()
-    BaselineStore(tmp_path / "scratch").save(NODEID, GPU, VLLM, built_summary(gpu=GPU))
-    target.write_bytes(BaselineStore(tmp_path / "scratch").path_for(NODEID).read_bytes())
-    link = store.path_for(NODEID)
+    BaselineStore(tmp_path / "scratch").save(BASELINE_NODEID, GPU, VLLM, built_one_kernel_summary(gpu=GPU))
+    target.write_bytes(BaselineStore(tmp_path / "scratch").path_for(BASELINE_NODEID).read_bytes())
+    link = store.path_for(BASELINE_NODEID)
     link.parent.mkdir(parents=True)
     link.symlink_to(os.path.relpath(target, link.parent))
-    assert store.save(NODEID, "H200", VLLM, built_summary(gpu="H200")) is True
+    assert store.save(BASELINE_NODEID, "H200", VLLM, built_one_kernel_summary(gpu="H200")) is True
     assert link.is_symlink() and link.resolve() == target
     assert set(json.loads(target.read_text())["entries"]) == {GPU, "H200"}
 
 
 def test_dangling_symlink_reads_as_no_baseline_and_update_writes_its_target(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    link = store.path_for(NODEID)
+    link = store.path_for(BASELINE_NODEID)
     link.parent.mkdir(parents=True)
     target = tmp_path / "elsewhere.json"
     link.symlink_to(target)
-    assert store.lookup(NODEID, GPU, VLLM).entry is None
-    store.save(NODEID, GPU, VLLM, built_summary(gpu=GPU))
-    assert link.is_symlink() and read_baseline_file(target).test == NODEID
+    assert store.lookup(BASELINE_NODEID, GPU, VLLM).entry is None
+    store.save(BASELINE_NODEID, GPU, VLLM, built_one_kernel_summary(gpu=GPU))
+    assert link.is_symlink() and read_baseline_file(target).test == BASELINE_NODEID
 
 
 def test_non_finite_summary_is_never_written(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    bad = built_summary(gpu=GPU)
+    bad = built_one_kernel_summary(gpu=GPU)
     bad.steps[0].start_us = float("nan")  # start_us has no bound: only the NaN check stops it
     with pytest.raises(BaselineError, match="refusing to write a baseline that holds NaN or Infinity"):
-        store.save(NODEID, GPU, VLLM, bad)
-    assert not os.path.lexists(store.path_for(NODEID))
+        store.save(BASELINE_NODEID, GPU, VLLM, bad)
+    assert not os.path.lexists(store.path_for(BASELINE_NODEID))
 
 
 # ---- through the plugin: a bad baseline fails the test with the cause, no traceback ------------

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from double_sessions import load_results, run
-from vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble
+from support.double_sessions import load_results, run
+from support.vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble
 
 SEED = DATA / "h100-seed-rep0.rank0.pt.trace.json.gz"
 BATCH4 = DATA / "h100-batch4-rep0.rank0.pt.trace.json.gz"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import H100, REP1, WORKLOAD_TEST, baseline_file, load_results, run
 from pytest_vllm_profile.results import RunResults
-from vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
+from support.double_sessions import H100, REP1, WORKLOAD_TEST, baseline_file, load_results, run
+from support.vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 
 def test_missing_baseline_is_a_failure_telling_how_to_record_one(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import H100, WORKLOAD_TEST, load_results, run
 from pytest_vllm_profile.history import open_history
-from vllm_double import RecordedTraceDouble
+from support.double_sessions import H100, WORKLOAD_TEST, load_results, run
+from support.vllm_double import RecordedTraceDouble
 
 NODEID = "test_workload.py::test_decode"
 

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import H100, WORKLOAD_TEST, baseline_file, load_results, run
 from pytest_vllm_profile.launchers.base import ServerSpec
 from pytest_vllm_profile.launchers.docker import DockerLauncher
 from pytest_vllm_profile.launchers.process import ProcessLauncher
 from pytest_vllm_profile.launchers.url import UrlLauncher
 from pytest_vllm_profile.plugin import SESSION_KEY
-from vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
+from support.double_sessions import H100, WORKLOAD_TEST, baseline_file, load_results, run
+from support.paths import DOCS
+from support.vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 
 def hook_log(path: Path) -> list[dict[str, object]]:
@@ -182,7 +183,7 @@ def test_the_worked_example_of_docs_hooks_md_does_what_it_says(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "hooks.md").read_text()
+    text = (DOCS / "hooks.md").read_text()
     example = text.split("```python\n# conftest.py\n")[1].split("```")[0]
     posted = tmp_path / "posted.jsonl"
     # The dashboard is not there: its POSTs go to a file (the example calls urllib.request.urlopen at call time).

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import WORKLOAD_TEST, baseline_file, load_results, run
-from vllm_double import RecordedTraceDouble
+from support.double_sessions import WORKLOAD_TEST, baseline_file, load_results, run
+from support.vllm_double import RecordedTraceDouble
 
 H100 = "NVIDIA H100 80GB HBM3"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import H100, baseline_file, load_results, run
-from vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
+from support.double_sessions import H100, baseline_file, load_results, run
+from support.vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 # Two tests of one workload: on a 5 % slower trace, 10 % passes and 1 % fails, whatever the
 # session's --vllm-rel-tol (3 % here) says.

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from double_sessions import WORKLOAD_TEST, load_results, run
 from pytest_vllm_profile.plugin.messages import MESSAGE_HEAD_CHARS, keep_head
-from vllm_double import DOUBLE_MODEL, RecordedTraceDouble
+from support.double_sessions import WORKLOAD_TEST, load_results, run
+from support.vllm_double import DOUBLE_MODEL, RecordedTraceDouble
 
 LONG_FAILURE_TEST = f"""
 import pytest

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from pytest_vllm_profile.plugin import ITEM_KEY, SKIP_REASON, workload_of
 from pytest_vllm_profile.settings import OPTIONS as OPTION_TABLE
 from pytest_vllm_profile.settings import Option
+from support.paths import REPO
 
 
 def help_form(option: Option) -> str:
@@ -47,7 +47,6 @@ RELEASED_FLAGS = {
     "--vllm-report",
     "--vllm-trace-root",
 }
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 MARKED = """
 import pytest
@@ -73,7 +72,7 @@ def test_every_option_is_in_help_under_the_group(pytester: pytest.Pytester) -> N
     group = result.stdout.str().split("vLLM profiling regression tests (pytest-vllm-profile):\n")[1].split("\n\n")[0]
     in_help = re.findall(r"^  (--[\w-]+)", group, flags=re.MULTILINE)
     assert sorted(in_help) == sorted(opt.split("=")[0] for opt in OPTIONS)
-    readme = README.read_text()
+    readme = (REPO / "README.md").read_text()
     assert [name for name in in_help if f"`{name}" not in readme] == []
 
 

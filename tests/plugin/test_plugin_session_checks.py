@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import WORKLOAD_TEST
 from pytest_vllm_profile.plugin import session_checks
 from pytest_vllm_profile.plugin.preflight import concurrency_warning
 from pytest_vllm_profile.plugin.session_checks import stop_servers
 from pytest_vllm_profile.settings import resolve_settings
+from support.double_sessions import WORKLOAD_TEST
 
 
 def _settings(**raw: object):  # type: ignore[no-untyped-def]

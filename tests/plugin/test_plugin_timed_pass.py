@@ -13,9 +13,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from double_sessions import H100, REP1, WORKLOAD_TEST, baseline_file, load_results, run
 from pytest_vllm_profile.baseline import read_baseline_file
-from vllm_double import RECORDED_VLLM_VERSION, RecordedTraceDouble
+from support.double_sessions import H100, REP1, WORKLOAD_TEST, baseline_file, load_results, run
+from support.vllm_double import RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 
 def test_timed_pass_reaches_results_baseline_comparison_and_reports(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from double_sessions import WORKLOAD_TEST, run
 from pytest_vllm_profile.results import RunResults, TestResult
-from vllm_double import RecordedTraceDouble
+from support.double_sessions import WORKLOAD_TEST, run
+from support.vllm_double import RecordedTraceDouble
 
 SAVES_PER_WRITER = 120
 

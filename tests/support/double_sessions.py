@@ -4,7 +4,8 @@ The double is a real HTTP server speaking vLLM's endpoints that, on /stop_profil
 REAL recorded vLLM trace (H100, Qwen3-8B shape, max_tokens=10: 10 steps x 36 layers) into
 its trace folder. Regressions are made deterministic by serving base-rep1 (same workload,
 0.2-0.5 % apart: passes) or a `_scaled_` copy of base-rep0 whose time axis is stretched by 5 %
-(fails). tests/conftest.py imports the fixtures `recorded_trace_double` and `slowed_trace`.
+(fails). The fixture `recorded_trace_double` is made visible by tests/conftest.py, `slowed_trace`
+by tests/plugin/conftest.py.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ try:  # httpcore imports its connection code on first use: use it once out here
 except httpx.HTTPError:
     pass
 from pytest_vllm_profile.results import RunResults
-from vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble, scaled_trace
+from support.vllm_double import DATA, DOUBLE_MODEL, RecordedTraceDouble, scaled_trace
 
 REP0 = DATA / "base-rep0.pt.trace.json.gz"
 REP1 = DATA / "base-rep1.pt.trace.json.gz"

@@ -1,5 +1,5 @@
-"""Helpers of the end-to-end suite (tests/test_e2e_cpu_vllm.py): the inner pytest project
-that runs the whole plugin against a real vLLM CPU server, and the process scan that proves
+"""Helpers of the end-to-end layer (tests/e2e): the inner pytest project that runs the whole
+plugin against a real vLLM CPU server (`run_inner_session`), and the process scan that proves
 no server outlives its run.
 
 The inner session is a separate `pytest` process (pytester.runpytest_subprocess), so the
@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cpu_vllm import TINY_SERVED_NAME, TINY_SERVER_ARGS, TINY_SERVER_ENV
+import pytest
+
+from support.cpu_vllm import TINY_SERVED_NAME, TINY_SERVER_ARGS, TINY_SERVER_ENV
+from support.paths import TESTS_DIR
 
 # Seed workload of the issue: 10 tokens, 4 decoder layers, eager so the CPU server boots fast.
 MAX_TOKENS = 10
@@ -57,7 +60,7 @@ from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group
 
 _TIMINGS = os.environ["E2E_TIMINGS_FILE"]
 sys.path.insert(0, os.environ["E2E_SUPPORT_DIR"])
-from e2e_support import leftover_server_processes  # noqa: E402
+from support.e2e import leftover_server_processes  # noqa: E402
 
 
 def _note(**event):
@@ -96,6 +99,43 @@ def _timed_run(self):
 ProcessLauncher.start = _timed_start
 ProfileCapture.run = _timed_run
 """
+
+
+def run_inner_session(
+    pytester: pytest.Pytester, test_file: str, python: str, results: Path, *extra: str, timeout_s: float
+) -> pytest.RunResult:
+    """One inner `pytest --vllm-profile --vllm-launcher process` session of the pytester project, in
+    a subprocess (the plugin loaded from its entry point, servers started as a user's run starts
+    them): baselines in <project>/baselines, the results file at `results`, `extra` last."""
+    root = Path(pytester.path)
+    # --rootdir: pytest also looks for the rootdir along existing paths given as option
+    # VALUES (here the interpreter under the checkout), which would rename the test.
+    return pytester.runpytest_subprocess(
+        test_file,
+        f"--rootdir={root}",
+        "-p",
+        "no:cacheprovider",
+        "--vllm-profile",
+        "--vllm-launcher",
+        "process",
+        f"--vllm-python={python}",
+        f"--baseline-dir={root / 'baselines'}",
+        f"--vllm-results={results}",
+        *extra,
+        timeout=timeout_s,
+    )
+
+
+def observe_inner_session(monkeypatch: pytest.MonkeyPatch, timings_file: Path, model: Path, tag: str) -> None:
+    """Environment of `INNER_CONFTEST` for the next inner session: where it appends its timings,
+    where it imports the leak scan from, and the model and run tag the scan looks for."""
+    for name, value in (
+        ("E2E_TIMINGS_FILE", str(timings_file)),
+        ("E2E_SUPPORT_DIR", str(TESTS_DIR)),
+        ("E2E_MODEL", str(model)),
+        ("E2E_TAG", tag),
+    ):
+        monkeypatch.setenv(name, value)
 
 
 def inner_test_source(model: Path, tag: str, server_args: tuple[str, ...] = TINY_SERVER_ARGS) -> str:

@@ -16,8 +16,8 @@ from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.comparator import Tolerances, compare_summaries
 from pytest_vllm_profile.results import RequestResult, RunResults, TestResult
 from pytest_vllm_profile.summary import ProfileSummary
+from support.paths import DATA
 
-DATA = Path(__file__).parent / "data"
 REP0 = DATA / "base-rep0.pt.trace.json.gz"
 REP1 = DATA / "base-rep1.pt.trace.json.gz"
 TIGHT = Tolerances(

@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).parent / "data"
+from support.paths import DATA
+
 DEFAULT_TRACE = DATA / "base-rep0.pt.trace.json.gz"
 DOUBLE_MODEL = "qwen3-8b-shape"  # the model the recorded traces were made with (Qwen3-8B config)
 RECORDED_VLLM_VERSION = "0.26.0"

@@ -28,7 +28,7 @@ from pytest_vllm_profile.codec import to_builtins
 from pytest_vllm_profile.comparator import compare_summaries
 from pytest_vllm_profile.errors import TraceError
 from pytest_vllm_profile.trace import read_trace_set
-from test_nsys_reader import build_nsys_sqlite_from_torch
+from support.nsys_exports import build_nsys_sqlite_from_torch
 
 SEED = "h100-seed-rep0.rank0.pt.trace.json.gz"
 BOUNDARY = b"\n  },\n  {"

@@ -13,52 +13,7 @@ from pytest_vllm_profile.codec import to_builtins
 from pytest_vllm_profile.errors import BaselineError
 from pytest_vllm_profile.repeats import RepeatSpread
 from pytest_vllm_profile.schemas import SchemaValidationError, load_schema, validate_summary
-from pytest_vllm_profile.summary import (
-    DeviceInfo,
-    KernelKindStats,
-    KernelSummary,
-    ProfileSummary,
-    RuntimeInfo,
-    StepKindStats,
-    StepSummary,
-)
-
-NODEID = "tests/perf/test_qwen.py::test_decode[bs1-max_tokens=10]"
-
-
-def built_summary(
-    decode_us: float = 6000.0, gpu: str | None = "NVIDIA H100 80GB HBM3", vllm: str | None = "0.26.0"
-) -> ProfileSummary:
-    """A small summary built in the test (numbers chosen here, not measured)."""
-    kernel = KernelSummary(
-        name="nvjet_gemm",
-        short_name="nvjet_gemm",
-        kernel_class="gemm",
-        count=9,
-        total_us=9 * decode_us,
-        mean_us=decode_us,
-        median_us=decode_us,
-        p90_us=decode_us,
-        min_us=decode_us,
-        max_us=decode_us,
-        share=1.0,
-        per_step_kind={"decode": KernelKindStats(count=9, total_us=9 * decode_us, mean_us=decode_us)},
-    )
-    return ProfileSummary(
-        schema_version=1,
-        source=["built"],
-        timing_domain="gpu" if gpu else "cpu",
-        step_method="annotation",
-        layer_method=None,
-        token_steps=9,
-        layer_count=0,
-        total_kernel_us=9 * decode_us,
-        device=DeviceInfo(name=gpu),
-        runtime=RuntimeInfo(vllm_version=vllm),
-        steps=[StepSummary(i, "decode", f"s{i}", i * 7000.0, decode_us, decode_us, 1) for i in range(9)],
-        kernels=[kernel],
-        step_kinds={"decode": StepKindStats(9, decode_us, decode_us, decode_us, decode_us, [], {"nvjet_gemm": 1.0})},
-    )
+from support.summaries import BASELINE_NODEID, built_one_kernel_summary
 
 
 def test_path_layout_from_nodeid(tmp_path: Path) -> None:
@@ -74,7 +29,7 @@ def test_path_layout_from_nodeid(tmp_path: Path) -> None:
 
 def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    summary = built_summary()
+    summary = built_one_kernel_summary()
     spread = RepeatSpread(
         repeats=3,
         total_kernel_us=0.004,
@@ -83,7 +38,7 @@ def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
         layer_time_us={"decode": []},
     )
     changed = store.save(
-        NODEID,
+        BASELINE_NODEID,
         "NVIDIA H100 80GB HBM3",
         "0.26.0",
         summary,
@@ -93,41 +48,47 @@ def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
         commit="abc123",
     )
     assert changed is True
-    path = store.path_for(NODEID)
+    path = store.path_for(BASELINE_NODEID)
     document = json.loads(path.read_text())
-    assert document["test"] == NODEID and document["schema_version"] == 1
+    assert document["test"] == BASELINE_NODEID and document["schema_version"] == 1
     entry_json = document["entries"]["NVIDIA H100 80GB HBM3"]["0.26.0"]
     assert set(entry_json) == {"created", "commit", "workload", "repeats", "summary", "spread"}
-    entry = store.load(NODEID, "NVIDIA H100 80GB HBM3", "0.26.0")
+    entry = store.load(BASELINE_NODEID, "NVIDIA H100 80GB HBM3", "0.26.0")
     assert entry is not None
     assert entry.summary == summary
     assert entry.spread == spread
     assert (entry.repeats, entry.commit, entry.workload["max_tokens"]) == (3, "abc123", 10)
-    assert store.load(NODEID, "NVIDIA H100 80GB HBM3", "0.27.0") is None
+    assert store.load(BASELINE_NODEID, "NVIDIA H100 80GB HBM3", "0.27.0") is None
     assert store.load("tests/other.py::test_x", "NVIDIA H100 80GB HBM3", "0.26.0") is None
 
 
 def test_save_reports_change_ignoring_created(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    assert store.save(NODEID, "H100", "0.26.0", built_summary(), created="2025-01-01T00:00:00Z") is True
-    before = store.path_for(NODEID).read_text()
-    assert store.save(NODEID, "H100", "0.26.0", built_summary(), created="2025-06-01T00:00:00Z") is False
-    assert store.path_for(NODEID).read_text() == before  # unchanged content: file untouched
-    assert store.save(NODEID, "H100", "0.26.0", built_summary(decode_us=6100.0)) is True
-    assert store.load(NODEID, "H100", "0.26.0").summary.step_kinds["decode"].median_gpu_time_us == 6100.0
+    assert (
+        store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary(), created="2025-01-01T00:00:00Z")
+        is True
+    )
+    before = store.path_for(BASELINE_NODEID).read_text()
+    assert (
+        store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary(), created="2025-06-01T00:00:00Z")
+        is False
+    )
+    assert store.path_for(BASELINE_NODEID).read_text() == before  # unchanged content: file untouched
+    assert store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary(decode_us=6100.0)) is True
+    assert store.load(BASELINE_NODEID, "H100", "0.26.0").summary.step_kinds["decode"].median_gpu_time_us == 6100.0
 
 
 def test_entries_keyed_by_gpu_and_vllm_version_in_one_file(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    store.save(NODEID, "H100", "0.26.0", built_summary(6000.0))
-    store.save(NODEID, "H200", "0.26.0", built_summary(5000.0))
-    store.save(NODEID, None, None, built_summary(90000.0, gpu=None, vllm=None))
-    document = json.loads(store.path_for(NODEID).read_text())
+    store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary(6000.0))
+    store.save(BASELINE_NODEID, "H200", "0.26.0", built_one_kernel_summary(5000.0))
+    store.save(BASELINE_NODEID, None, None, built_one_kernel_summary(90000.0, gpu=None, vllm=None))
+    document = json.loads(store.path_for(BASELINE_NODEID).read_text())
     assert sorted(document["entries"]) == ["H100", "H200", "cpu"]
     assert list(document["entries"]["cpu"]) == ["unknown"]
-    assert store.load(NODEID, "H200", "0.26.0").summary.total_kernel_us == 45000.0
-    assert keys_for_summary(built_summary(gpu=None, vllm=None)) == ("cpu", "unknown")
-    assert [(e.gpu, e.vllm_version) for e in store.entries(NODEID)] == [
+    assert store.load(BASELINE_NODEID, "H200", "0.26.0").summary.total_kernel_us == 45000.0
+    assert keys_for_summary(built_one_kernel_summary(gpu=None, vllm=None)) == ("cpu", "unknown")
+    assert [(e.gpu, e.vllm_version) for e in store.entries(BASELINE_NODEID)] == [
         ("H100", "0.26.0"),
         ("H200", "0.26.0"),
         ("cpu", "unknown"),
@@ -136,76 +97,76 @@ def test_entries_keyed_by_gpu_and_vllm_version_in_one_file(tmp_path: Path) -> No
 
 def test_lookup_names_the_versions_that_exist(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    store.save(NODEID, "H100", "0.9.2", built_summary())
-    store.save(NODEID, "H100", "0.10.1", built_summary(6100.0))
-    found = store.lookup(NODEID, "H100", "0.26.0")
+    store.save(BASELINE_NODEID, "H100", "0.9.2", built_one_kernel_summary())
+    store.save(BASELINE_NODEID, "H100", "0.10.1", built_one_kernel_summary(6100.0))
+    found = store.lookup(BASELINE_NODEID, "H100", "0.26.0")
     assert found.entry is None
     assert found.other_versions == ["0.9.2", "0.10.1"]
     assert "no baseline for vLLM 0.26.0 on H100" in found.message and "0.9.2, 0.10.1" in found.message
     assert found.fallback is not None and found.fallback.vllm_version == "0.10.1"
-    other_gpu = store.lookup(NODEID, "A100", "0.26.0")
+    other_gpu = store.lookup(BASELINE_NODEID, "A100", "0.26.0")
     assert other_gpu.entry is None and other_gpu.fallback is None and "GPU(s) H100" in other_gpu.message
-    exact = store.lookup(NODEID, "H100", "0.9.2")
+    exact = store.lookup(BASELINE_NODEID, "H100", "0.9.2")
     assert exact.entry is not None and exact.message == ""
     assert "no baseline file" in store.lookup("tests/x.py::t", "H100", "0.26.0").message
 
 
 def test_invalid_file_is_reported_with_pointer_and_never_overwritten(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    store.save(NODEID, "H100", "0.26.0", built_summary())
-    path = store.path_for(NODEID)
+    store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary())
+    path = store.path_for(BASELINE_NODEID)
     document = json.loads(path.read_text())
     document["entries"]["H100"]["0.26.0"]["summary"]["token_steps"] = "nine"
     path.write_text(json.dumps(document))
     broken = path.read_text()
     with pytest.raises(BaselineError) as info:
-        store.load(NODEID, "H100", "0.26.0")
+        store.load(BASELINE_NODEID, "H100", "0.26.0")
     message = str(info.value)
     assert str(path) in message
     assert "/entries/H100/0.26.0/summary/token_steps" in message
     assert "'nine' is not of type 'integer'" in message
     with pytest.raises(BaselineError):
-        store.save(NODEID, "H200", "0.26.0", built_summary())
+        store.save(BASELINE_NODEID, "H200", "0.26.0", built_one_kernel_summary())
     assert path.read_text() == broken
 
 
 def test_corrupt_json_is_reported_and_never_overwritten(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    path = store.path_for(NODEID)
+    path = store.path_for(BASELINE_NODEID)
     path.parent.mkdir(parents=True)
     path.write_text('{"schema_version": 1, "test": ')
     with pytest.raises(BaselineError, match=r"not valid JSON \(line 1"):
-        store.load(NODEID, "H100", "0.26.0")
+        store.load(BASELINE_NODEID, "H100", "0.26.0")
     with pytest.raises(BaselineError, match="never overwritten"):
-        store.save(NODEID, "H100", "0.26.0", built_summary())
+        store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary())
     assert path.read_text() == '{"schema_version": 1, "test": '
 
 
 def test_file_of_another_test_is_refused(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    store.save(NODEID, "H100", "0.26.0", built_summary())
-    path = store.path_for(NODEID)
+    store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary())
+    path = store.path_for(BASELINE_NODEID)
     document = json.loads(path.read_text())
     document["test"] = "tests/perf/test_qwen.py::something_else"
     path.write_text(json.dumps(document))
     with pytest.raises(BaselineError, match="belongs to test"):
-        store.load(NODEID, "H100", "0.26.0")
+        store.load(BASELINE_NODEID, "H100", "0.26.0")
 
 
 def test_write_of_invalid_summary_is_refused(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    bad = built_summary()
+    bad = built_one_kernel_summary()
     bad.timing_domain = "tpu"
     with pytest.raises(BaselineError, match="/summary/timing_domain"):
-        store.save(NODEID, "H100", "0.26.0", bad)
-    assert not store.path_for(NODEID).exists()
+        store.save(BASELINE_NODEID, "H100", "0.26.0", bad)
+    assert not store.path_for(BASELINE_NODEID).exists()
 
 
 def test_schemas_are_shipped_draft_2020_12() -> None:
     for name in ("summary.schema.json", "baseline.schema.json"):
         assert load_schema(name)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     with pytest.raises(SchemaValidationError, match="/steps/0/kind"):
-        d = to_builtins(built_summary())
+        d = to_builtins(built_one_kernel_summary())
         d["steps"][0]["kind"] = "warmup"
         validate_summary(d, "x")
 
@@ -214,8 +175,8 @@ def _writer(root: str, worker: int, rounds: int) -> None:
     store = BaselineStore(root)
     for r in range(rounds):
         # every worker updates the SAME file (one GPU each) and its own test's file
-        store.save(NODEID, f"GPU{worker}", "0.26.0", built_summary(6000.0 + r))
-        store.save(f"tests/perf/test_w{worker}.py::test_x", "H100", "0.26.0", built_summary(6000.0 + r))
+        store.save(BASELINE_NODEID, f"GPU{worker}", "0.26.0", built_one_kernel_summary(6000.0 + r))
+        store.save(f"tests/perf/test_w{worker}.py::test_x", "H100", "0.26.0", built_one_kernel_summary(6000.0 + r))
 
 
 def test_concurrent_processes_do_not_lose_entries(tmp_path: Path) -> None:
@@ -227,7 +188,7 @@ def test_concurrent_processes_do_not_lose_entries(tmp_path: Path) -> None:
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    document = read_baseline_file(BaselineStore(tmp_path).path_for(NODEID))
+    document = read_baseline_file(BaselineStore(tmp_path).path_for(BASELINE_NODEID))
     assert sorted(document.entries) == ["GPU0", "GPU1", "GPU2", "GPU3"]
     for w in range(4):
         last = document.entries[f"GPU{w}"]["0.26.0"].summary.total_kernel_us
@@ -245,8 +206,8 @@ def test_real_repeats_saved_as_baseline_round_trip(tmp_path: Path, data_dir: Pat
     gpu, vllm = keys_for_summary(median)
     assert gpu == reps[0].device.name and gpu != "cpu"
     store = BaselineStore(tmp_path)
-    assert store.save(NODEID, gpu, vllm, median, repeats=2, spread=spread, workload={"max_tokens": 10}) is True
-    entry = store.load(NODEID, gpu, vllm)
+    assert store.save(BASELINE_NODEID, gpu, vllm, median, repeats=2, spread=spread, workload={"max_tokens": 10}) is True
+    entry = store.load(BASELINE_NODEID, gpu, vllm)
     assert entry is not None and entry.summary == median and entry.spread == spread
     assert entry.summary.token_steps == 10 and entry.summary.layer_count == 36
     # the median of two repeats lies between them

@@ -17,7 +17,7 @@ from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.baseline import BaselineStore
 from pytest_vllm_profile.cli import main
 from pytest_vllm_profile.codec import encode_json
-from test_compare import built_summary  # the shared builder of known-shape summaries
+from support.summaries import BUILT_KERNELS, built_summary, scaled_decode
 
 NODEID = "tests/perf/test_model.py::test_decode"
 
@@ -100,7 +100,6 @@ def test_built_baseline_file_entry_selection(
 def test_built_kernel_drift_fails_unless_no_fail_on_drift(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], summaries: dict[str, Path]
 ) -> None:
-    from test_compare import BUILT_KERNELS
 
     renamed = {("attn_v2" if k.startswith("void flash::attn_fwd<") else k): v for k, v in BUILT_KERNELS.items()}
     cand = tmp_path / "renamed.json"
@@ -177,7 +176,6 @@ def test_real_base_rep0_vs_rep1_traces_exit_0(data_dir: Path, vllm_profile_comma
 def test_real_trace_against_its_saved_summary_with_decode_scaled_by_1_03_exits_1(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from test_compare import scaled_decode
 
     rep0 = summarize_path(data_dir / "base-rep0.pt.trace.json.gz")
     slower = tmp_path / "rep0-decode-x1.03.json"

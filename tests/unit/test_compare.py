@@ -25,111 +25,9 @@ from pytest_vllm_profile.comparison import Comparison
 from pytest_vllm_profile.errors import AnalysisError, VllmProfileError
 from pytest_vllm_profile.repeats import RepeatSpread, combine_repeats, kernel_us_per_step
 from pytest_vllm_profile.summary import (
-    KernelKindStats,
-    KernelSummary,
-    LayerTiming,
     ProfileSummary,
-    StepKindStats,
-    StepSummary,
 )
-
-# ---------------------------------------------------------------------------------------------
-# A summary built to a known shape: 1 prefill + 9 decode steps, 4 layers, three kernels.
-# ---------------------------------------------------------------------------------------------
-
-BUILT_KERNELS = {  # name -> (short, class, launches per step, µs per launch in prefill, in decode)
-    "void flash::attn_fwd<128>(Params)": ("attn_fwd", "attention", 4, 50.0, 20.0),
-    "nvjet_gemm_64x8_TNT": ("nvjet_gemm_64x8_TNT", "gemm", 8, 200.0, 120.0),
-    "triton_red_fused_rms_norm_0": ("triton_red_fused_rms_norm_0", "norm", 8, 6.0, 5.0),
-}
-LAYERS = 4
-
-
-def built_summary(
-    scale: dict[str, float] | None = None,
-    layers: int = LAYERS,
-    domain: str = "gpu",
-    kernels: dict[str, tuple[str, str, int, float, float]] | None = None,
-) -> ProfileSummary:
-    """A self-consistent summary; `scale` multiplies times per step kind (e.g. {"decode": 1.03})."""
-    scale = scale or {}
-    kernels = BUILT_KERNELS if kernels is None else kernels
-    step_count = {"prefill": 1, "decode": 9}
-    per_launch_index = {"prefill": 3, "decode": 4}
-    step_time = {
-        kind: sum(n * spec[per_launch_index[kind]] for (_, _, n, *_), spec in ((v, v) for v in kernels.values()))
-        * scale.get(kind, 1.0)
-        for kind in step_count
-    }
-    launches = sum(v[2] for v in kernels.values())
-    steps = []
-    t = 0.0
-    for i in range(10):
-        kind = "prefill" if i == 0 else "decode"
-        steps.append(
-            StepSummary(
-                index=i,
-                kind=kind,
-                name=f"step{i}",
-                start_us=t,
-                wall_time_us=step_time[kind] * 1.1,
-                gpu_time_us=step_time[kind],
-                kernel_count=launches,
-                layers=[LayerTiming(j, step_time[kind] / layers, launches // layers) for j in range(layers)],
-            )
-        )
-        t += step_time[kind] * 1.2
-    summaries = []
-    total = sum(step_time[k] * step_count[k] for k in step_count)
-    for name, (short, cls, n, pre_us, dec_us) in kernels.items():
-        per_kind = {}
-        for kind, us in (("prefill", pre_us), ("decode", dec_us)):
-            count = n * step_count[kind]
-            kt = us * scale.get(kind, 1.0) * count
-            per_kind[kind] = KernelKindStats(count=count, total_us=kt, mean_us=kt / count)
-        ktotal = sum(s.total_us for s in per_kind.values())
-        kcount = sum(s.count for s in per_kind.values())
-        summaries.append(
-            KernelSummary(
-                name=name,
-                short_name=short,
-                kernel_class=cls,
-                count=kcount,
-                total_us=ktotal,
-                mean_us=ktotal / kcount,
-                median_us=dec_us,
-                p90_us=pre_us,
-                min_us=dec_us,
-                max_us=pre_us,
-                share=ktotal / total,
-                per_step_kind=per_kind,
-            )
-        )
-    step_kinds = {
-        kind: StepKindStats(
-            count=step_count[kind],
-            median_gpu_time_us=step_time[kind],
-            mean_gpu_time_us=step_time[kind],
-            min_gpu_time_us=step_time[kind],
-            max_gpu_time_us=step_time[kind],
-            median_layer_time_us=[step_time[kind] / layers] * layers,
-            kernels_per_step={name: float(v[2]) for name, v in kernels.items()},
-        )
-        for kind in step_count
-    }
-    return ProfileSummary(
-        schema_version=1,
-        source=["built-in-test"],
-        timing_domain=domain,
-        step_method="annotation",
-        layer_method="kernel_pattern",
-        token_steps=10,
-        layer_count=layers,
-        total_kernel_us=total,
-        steps=steps,
-        kernels=summaries,
-        step_kinds=step_kinds,
-    )
+from support.summaries import BUILT_KERNELS, BUILT_LAYERS, built_summary, scaled_decode
 
 
 def test_built_identical_summaries_pass_with_no_findings() -> None:
@@ -164,7 +62,7 @@ def test_built_slowdown_within_observed_noise_passes_when_spread_is_given() -> N
         total_kernel_us=0.015,
         step_gpu_time_us={"decode": 0.015, "prefill": 0.015},
         kernel_us_per_step={"decode": {n: 0.015 for n in BUILT_KERNELS}},
-        layer_time_us={"decode": [0.015] * LAYERS},
+        layer_time_us={"decode": [0.015] * BUILT_LAYERS},
     )
     result = compare_summaries(built_summary(), built_summary({"decode": 1.03}), Tolerances(), baseline_spread=noisy)
     assert result.verdict == "pass", result.explain()
@@ -321,35 +219,6 @@ def real_pair(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
         summarize_path(data_dir / "base-rep0.pt.trace.json.gz"),
         summarize_path(data_dir / "base-rep1.pt.trace.json.gz"),
     )
-
-
-def scaled_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
-    """`summary` with every decode-step kernel time multiplied by `factor` (and the sums that include them)."""
-    out = copy.deepcopy(summary)
-    added = 0.0
-    for k in out.kernels:
-        stats = k.per_step_kind.get("decode")
-        if stats is None:
-            continue
-        extra = stats.total_us * (factor - 1)
-        added += extra
-        stats.total_us *= factor
-        stats.mean_us *= factor
-        k.total_us += extra
-        k.mean_us = k.total_us / k.count if k.count else k.mean_us
-    out.total_kernel_us += added
-    for s in out.steps:
-        if s.kind == "decode":
-            s.gpu_time_us *= factor
-            for layer in s.layers:
-                layer.time_us *= factor
-    d = out.step_kinds["decode"]
-    d.median_gpu_time_us *= factor
-    d.mean_gpu_time_us *= factor
-    d.min_gpu_time_us *= factor
-    d.max_gpu_time_us *= factor
-    d.median_layer_time_us = [t * factor for t in d.median_layer_time_us]
-    return out
 
 
 def test_real_base_rep0_vs_rep1_same_config_passes(real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:

@@ -7,8 +7,6 @@ their step overhead scaled where a test needs a host-side slowdown.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import msgspec
 import pytest
 
@@ -16,8 +14,7 @@ from pytest_vllm_profile.analysis import summarize_path
 from pytest_vllm_profile.comparator import Tolerances, compare_summaries
 from pytest_vllm_profile.latency import LoadShape, RequestTiming, TimedPassResult, run_latency
 from pytest_vllm_profile.summary import ProfileSummary
-
-DATA = Path(__file__).parent / "data"
+from support.paths import DATA
 
 
 def timed(ttft_ms: float, gap_ms: float, tokens: int = 10, repeats: int = 3, jitter: float = 0.01) -> TimedPassResult:

@@ -15,7 +15,7 @@ from pytest_vllm_profile.codec import encode_json
 from pytest_vllm_profile.history import HistoryEntry, TestHistory, open_history
 from pytest_vllm_profile.report import write_html_report
 from pytest_vllm_profile.results import RunResults
-from report_inputs import PASS_ID, real_results
+from support.report_inputs import PASS_ID, real_results
 
 
 def _run(n: int, decode_factor: float) -> RunResults:

@@ -10,7 +10,7 @@ from pytest_vllm_profile.history.gate import SeriesChange
 from pytest_vllm_profile.history.metrics import metrics_of_test, timed_pass_metrics
 from pytest_vllm_profile.history.store import RunRecord, Series
 from pytest_vllm_profile.latency import LoadShape, RequestTiming, TimedPassResult, run_latency
-from report_inputs import real_results
+from support.report_inputs import real_results
 
 
 def _timing(chunks: list[float]) -> RequestTiming:

@@ -24,9 +24,9 @@ from pytest_vllm_profile.results import RequestResult, RunResults, TestResult
 from pytest_vllm_profile.schemas import BASELINE_SCHEMA, SUMMARY_SCHEMA, load_schema
 from pytest_vllm_profile.schemas.generate import generate, schema_text
 from pytest_vllm_profile.summary import STEP_KINDS, ProfileSummary
-from test_compare import built_summary  # the shared builder of known-shape summaries
+from support.paths import REPO
+from support.summaries import built_summary
 
-REPO = Path(__file__).resolve().parent.parent
 COMMITTED_BASELINES = sorted((REPO / "baselines").rglob("*.json"))
 V1_SUMMARY = "cpu-eager-tiny4.summary-v1.json"
 V1_RESULTS = "results-v1.json"

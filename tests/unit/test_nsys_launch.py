@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import stat
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers import nsys
+from support.nsys_double import fake_nsys
 
 SERVER = ["vllm", "serve", "Qwen/Qwen3-8B", "--port", "8011"]
 
@@ -117,15 +117,6 @@ def test_require_nsys_without_nsys_on_path_explains_how_to_fix_it(empty_path: Pa
         nsys.require_nsys(explicit=True)
     with pytest.raises(nsys.NsysNotFoundError, match="selected by default"):
         nsys.require_nsys(explicit=False)
-
-
-def fake_nsys(folder: Path, body: str) -> Path:
-    """A stand-in `nsys` shell script in `folder` running `body` (also used by test_process_launcher)."""
-    folder.mkdir(exist_ok=True)
-    script = folder / "nsys"
-    script.write_text("#!/bin/sh\n" + body)
-    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return script
 
 
 def test_require_nsys_finds_the_fake_nsys_script_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -17,7 +17,7 @@ import pytest
 from pytest_vllm_profile.errors import TraceError
 from pytest_vllm_profile.trace.nsys_reader import read_nsys_sqlite, read_nsys_trace_set
 from pytest_vllm_profile.trace.torch_reader import read_torch_trace
-from test_nsys_reader import build_nsys_sqlite_from_torch
+from support.nsys_exports import build_nsys_sqlite_from_torch
 
 PROFILE_2022_4 = "nsys-2022.4-profile-nvtx.sqlite"
 SESSION_2022_4 = "nsys-2022.4-session-nvtx.sqlite"

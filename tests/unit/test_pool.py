@@ -20,7 +20,7 @@ from pytest_vllm_profile.pool import (
     worker_index,
 )
 from pytest_vllm_profile.workload import Workload
-from vllm_double import DOUBLE_MODEL, RecordedTraceDouble
+from support.vllm_double import DOUBLE_MODEL, RecordedTraceDouble
 
 
 # ---- pure helpers ---------------------------------------------------------------------------

@@ -7,8 +7,6 @@ Qwen3-8B on one H100 (tests/data).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
@@ -16,8 +14,7 @@ from pytest_vllm_profile.comparator import Tolerances, compare_summaries, is_str
 from pytest_vllm_profile.comparison import Comparison
 from pytest_vllm_profile.report.terminal import render_terminal_summary
 from pytest_vllm_profile.results import RunResults, TestResult
-
-DATA = Path(__file__).parent / "data"
+from support.paths import DATA
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from pytest_vllm_profile.history import open_history
 from pytest_vllm_profile.report import ReportInputError, load_results
 from pytest_vllm_profile.report.html import write_html_report
 from pytest_vllm_profile.report.tables import kernel_rows
-from report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
+from support.report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ALLOWED_TAGS = {

@@ -8,7 +8,7 @@ import pytest
 
 from pytest_vllm_profile.report import maybe_write_github_summary, render_job_summary, write_job_summary
 from pytest_vllm_profile.report.markdown import md_escape
-from report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
+from support.report_inputs import DRIFT_ID, ERROR_ID, FAIL_ID, PASS_ID, dropped_kernel, real_results, real_summaries
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOWS = ROOT / ".github" / "workflows"
+from support.paths import REPO
+
+WORKFLOWS = REPO / ".github" / "workflows"
 NIGHTLY = WORKFLOWS / "nightly.yml"
 CI = WORKFLOWS / "ci.yml"
 BIN = Path(sys.executable).parent
@@ -115,6 +116,6 @@ def test_setup_report_tools_is_idempotent_when_chromium_is_there() -> None:
     if shutil.which("chromium") is None:
         pytest.skip("chromium not installed; the script would install it")
     run = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "setup-report-tools.sh")], capture_output=True, text=True, timeout=60
+        ["bash", str(REPO / "scripts" / "setup-report-tools.sh")], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and run.stdout == ""  # nothing to do, nothing installed
