@@ -51,6 +51,22 @@ def nvtx_program(real_nsys: nsys_tool.NsysTool, tmp_path_factory: pytest.TempPat
     return exe
 
 
+def _wrap_gpu_program(
+    control: NsysServerControl, program: Path, steps: int, tmp_path: Path
+) -> tuple[list[str], dict[str, str]]:
+    """`control`'s nsys command and environment around `program steps`, as for a vLLM 0.26 GPU server."""
+    return control.wrap(
+        [str(program), str(steps)],
+        dict(os.environ),
+        tmp_path,
+        platform="gpu",
+        vllm_version="0.26.0",
+        profiler_style="profiler-config",
+        user_server_args=(),
+        session_name="unused",
+    )
+
+
 def test_real_nsys_version_is_detected(real_nsys: nsys_tool.NsysTool):
     assert real_nsys.version[:2] >= nsys_tool.OLDEST_KNOWN_VERSION
     assert real_nsys.version_text.startswith("NVIDIA Nsight Systems version")
@@ -119,16 +135,7 @@ def test_report_that_never_comes_fails_within_the_timeout_naming_the_file(
 ):
     # cuda-range mode around a program that never calls cudaProfilerStart: no report ever comes.
     control = NsysServerControl(real_nsys.path, "cuda-range", report_timeout_s=3)
-    cmd, env = control.wrap(
-        [str(nvtx_program), "200"],
-        dict(os.environ),
-        tmp_path,
-        platform="gpu",
-        vllm_version="0.26.0",
-        profiler_style="profiler-config",
-        user_server_args=(),
-        session_name="unused",
-    )
+    cmd, env = _wrap_gpu_program(control, nvtx_program, 200, tmp_path)
     assert "--capture-range-end=repeat" in cmd and control.describe().startswith("cuda-range, nsys ")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
@@ -248,16 +255,7 @@ def test_launcher_stops_the_server_when_its_report_never_comes_double_server(
 
     launcher = ProcessLauncher(ServerSpec(model="double", profiler="nsys"))
     launcher.nsys_control = NsysServerControl(real_nsys.path, "cuda-range", report_timeout_s=2)
-    launcher.command, launcher._env = launcher.nsys_control.wrap(
-        [str(nvtx_program), "2000"],
-        dict(os.environ),
-        tmp_path,
-        platform="gpu",
-        vllm_version="0.26.0",
-        profiler_style="profiler-config",
-        user_server_args=(),
-        session_name="unused",
-    )
+    launcher.command, launcher._env = _wrap_gpu_program(launcher.nsys_control, nvtx_program, 2000, tmp_path)
     launcher.log_path = tmp_path / "server.log"
     launcher._spawn("wb")
     launcher.server = RunningServer(

@@ -29,7 +29,7 @@ from pytest_vllm_profile.launchers.vllm_args import (
     profiler_config_keys_of,
     torch_profiler_settings,
 )
-from support.cpu_vllm import TINY_SERVED_NAME, tiny_server_spec, vllm_server_pids
+from support.cpu_vllm import TINY_SERVED_NAME, start_booting_session, tiny_server_spec, vllm_server_pids
 from support.nsys_double import fake_nsys
 
 
@@ -300,34 +300,12 @@ def test_stop_cut_by_a_second_ctrl_c_still_kills_the_group_stand_in_processes(tm
     assert left == []
 
 
-_INTERRUPTED_BOOT_SCRIPT = """
-import sys, threading, time
-from pathlib import Path
-from pytest_vllm_profile.launchers.base import ServerSpec
-from pytest_vllm_profile.launchers.process import ProcessLauncher
-spec = ServerSpec(model=sys.argv[2], served_model_name="tiny", server_args=("--enforce-eager", "--max-model-len", "256"),
-                  env={"VLLM_CPU_KVCACHE_SPACE": "1"}, trace_dir=Path(sys.argv[3]), health_timeout_s=600)
-launcher = ProcessLauncher(spec, python=sys.argv[1])
-def report():
-    while launcher.pgid is None:
-        time.sleep(0.05)
-    print("PGID", launcher.pgid, flush=True)
-threading.Thread(target=report, daemon=True).start()
-launcher.start()
-"""
-
-
 @pytest.mark.cpu_vllm
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_session_during_boot_leaves_no_server(
     sig: signal.Signals, cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
 ) -> None:
-    session = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPTED_BOOT_SCRIPT, cpu_vllm_python, str(tiny_qwen3_model), str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    session = start_booting_session(cpu_vllm_python, tiny_qwen3_model, tmp_path, stderr=subprocess.STDOUT)
     pgid = -1
     try:
         line = session.stdout.readline()  # type: ignore[union-attr]

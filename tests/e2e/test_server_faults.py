@@ -22,13 +22,13 @@ import pytest
 
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.errors import CaptureError, LauncherError
-from pytest_vllm_profile.launchers.base import ServerDied, ServerSpec, free_port
+from pytest_vllm_profile.launchers.base import RunningServer, ServerDied, ServerSpec, free_port
 from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
 from pytest_vllm_profile.launchers.watchdog import KILL_GRACE_S
 from pytest_vllm_profile.pool import PoolSettings, ServerPool
 from pytest_vllm_profile.workload import Workload
-from support.cpu_vllm import tiny_server_spec
-from support.paths import SRC, TESTS_DIR
+from support.cpu_vllm import start_booting_session, tiny_server_spec
+from support.paths import SRC
 
 # A stand-in vLLM server: /health, /v1/models and /start_profile answer; /stop_profile never
 # does (a long flush); a child "engine" process whose death makes the leader exit with code 3
@@ -153,6 +153,21 @@ def _engine_pid(log: Path) -> int:
                 return int(line.split()[1])
         time.sleep(0.05)
     raise AssertionError(f"no ENGINE_PID in {log}")
+
+
+def _capture_failure_with_engine_killed(
+    server: RunningServer, launcher: ProcessLauncher, workload: Workload, engine: int, after_s: float
+) -> tuple[str, float]:
+    """A capture during which the engine process `engine` is SIGKILLed `after_s` in: the capture's
+    error message and the seconds it took to fail."""
+    capture = ProfileCapture(server, workload, timeout_s=600, launcher=launcher)
+    killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep({after_s}); os.kill({engine}, 9)"])
+    started = time.monotonic()
+    with pytest.raises(CaptureError) as info:
+        capture.run()
+    took = time.monotonic() - started
+    killer.wait(10)
+    return str(info.value), took
 
 
 # ---- orphaned servers -----------------------------------------------------------------------
@@ -342,16 +357,9 @@ def test_engine_killed_during_stop_profile_fails_the_capture_at_once_stand_in_se
     try:
         engine = _engine_pid(tmp_path / "server.log")
         workload = Workload(model="stand-in-model", prompts=("hi",), max_tokens=1, warmup_requests=0)
-        capture = ProfileCapture(server, workload, timeout_s=600, launcher=launcher)
-        killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(1.5); os.kill({engine}, 9)"])
-        started = time.monotonic()
-        with pytest.raises(CaptureError) as info:
-            capture.run()
-        took = time.monotonic() - started
-        killer.wait(5)
+        message, took = _capture_failure_with_engine_killed(server, launcher, workload, engine, after_s=1.5)
     finally:
         launcher.stop()
-    message = str(info.value)
     assert took < 10, f"the capture waited {took:.0f} s on a dead server"
     assert "died: exit code 3" in message and "EngineCore died with code -9" in message  # exit code + log tail
 
@@ -395,14 +403,20 @@ def test_check_alive_names_the_dead_engine_and_exit_code_stand_in_server(stand_i
 
 
 # ---- a port already taken by another server -----------------------------------------------------
-def test_port_served_by_another_server_is_never_reported_healthy_stand_in_servers(
-    stand_in_python: str, tmp_path: Path
-) -> None:
+def _other_server_on_a_free_port(stand_in_python: str, tmp_path: Path) -> tuple[int, ProcessLauncher]:
+    """Another session's stand-in server (serving another model) on a free port: the port and its launcher."""
     port = free_port()
     other = ProcessLauncher(
         _spec(tmp_path / "other", port=port, served_model_name="qwen3-8b-shape"), python=stand_in_python
     )
     other.start()
+    return port, other
+
+
+def test_port_served_by_another_server_is_never_reported_healthy_stand_in_servers(
+    stand_in_python: str, tmp_path: Path
+) -> None:
+    port, other = _other_server_on_a_free_port(stand_in_python, tmp_path)
     try:
         mine = ProcessLauncher(_spec(tmp_path / "mine", port=port), python=stand_in_python)
         with pytest.raises(LauncherError) as info:
@@ -424,11 +438,7 @@ def test_foreign_listener_on_the_port_is_not_proof_of_health_stand_in_server(
     # the port answers from another server: readiness must not accept it.
     from pytest_vllm_profile.launchers import proc_sockets
 
-    port = free_port()
-    other = ProcessLauncher(
-        _spec(tmp_path / "other", port=port, served_model_name="qwen3-8b-shape"), python=stand_in_python
-    )
-    other.start()
+    port, other = _other_server_on_a_free_port(stand_in_python, tmp_path)
     try:
         mine = ProcessLauncher(
             _spec(tmp_path / "mine", port=port, health_timeout_s=3.0, server_args=("--port", str(free_port()))),
@@ -496,43 +506,11 @@ def test_secret_in_env_and_server_args_is_written_nowhere_stand_in_server(
 
 
 # ---- the real vLLM CPU server (one boot) ----------------------------------------------------------
-_REAL_BOOT_SESSION = """
-import sys, threading, time
-sys.path.insert(0, sys.argv[4])
-sys.path.insert(0, sys.argv[5])
-from pathlib import Path
-from support.cpu_vllm import tiny_server_spec
-from pytest_vllm_profile.launchers.process import ProcessLauncher
-launcher = ProcessLauncher(tiny_server_spec(Path(sys.argv[2]), Path(sys.argv[3]), health_timeout_s=600),
-                           python=sys.argv[1])
-def report():
-    while launcher.pgid is None:
-        time.sleep(0.05)
-    print("PGID", launcher.pgid, flush=True)
-threading.Thread(target=report, daemon=True).start()
-launcher.start()
-"""
-
-
 @pytest.mark.cpu_vllm
 def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_within_seconds(
     cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
 ) -> None:
-    session = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _REAL_BOOT_SESSION,
-            cpu_vllm_python,
-            str(tiny_qwen3_model),
-            str(tmp_path),
-            str(SRC),
-            str(TESTS_DIR),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    session = start_booting_session(cpu_vllm_python, tiny_qwen3_model, tmp_path, start_new_session=True)
     pgid = -1
     try:
         line = session.stdout.readline()  # type: ignore[union-attr]
@@ -579,16 +557,9 @@ def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
         engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]
         assert engine is not None, "no EngineCore process in the real server's group"
         workload = Workload(model=str(tiny_qwen3_model), prompts=("hello",) * 4, max_tokens=200, warmup_requests=0)
-        capture = ProfileCapture(server, workload, timeout_s=600, launcher=launcher)
-        killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(2); os.kill({engine}, 9)"])
-        started = time.monotonic()
-        with pytest.raises(CaptureError) as info:
-            capture.run()
-        took = time.monotonic() - started
-        killer.wait(10)
+        message, took = _capture_failure_with_engine_killed(server, launcher, workload, engine, after_s=2)
     finally:
         launcher.stop()
-    message = str(info.value)
     print(f"capture failed {took:.1f} s after it started (EngineCore killed at 2 s): {message.splitlines()[0]}")
     assert took < 30, f"the capture waited {took:.0f} s on a dead engine"
     assert "died: " in message and "process(es) [" in message or "exit code" in message

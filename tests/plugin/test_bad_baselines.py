@@ -19,7 +19,7 @@ import pytest
 
 from pytest_vllm_profile.baseline import BaselineStore, read_baseline_file
 from pytest_vllm_profile.errors import BaselineError
-from support.double_sessions import REP0, WORKLOAD_TEST, baseline_file, run
+from support.double_sessions import REP0, baseline_file, record_baseline, run
 from support.paths import DOCS
 from support.summaries import BASELINE_NODEID, built_one_kernel_summary
 from support.vllm_double import RecordedTraceDouble
@@ -238,8 +238,7 @@ def test_non_finite_summary_is_never_written(tmp_path: Path) -> None:
 def test_bad_baseline_fails_the_plugin_test_with_its_cause(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, edit: Callable[[str], str], expected: str
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double)
     path = baseline_file(pytester)
     path.write_bytes(edit(path.read_text()).encode("utf-8", "surrogateescape"))
     recorded_trace_double.serve(REP0)

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_profile.results import RunResults
-from support.double_sessions import H100, REP1, WORKLOAD_TEST, baseline_file, load_results, run
+from support.double_sessions import (
+    H100,
+    REP1,
+    WORKLOAD_TEST,
+    baseline_file,
+    load_results,
+    record_baseline,
+    run,
+    run_with_baseline_text,
+)
 from support.vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
 
 
@@ -70,8 +79,7 @@ def test_regression_fails_with_the_comparison_explanation(
     slowed_trace: Path,
     xdist_args: tuple[str, ...],
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double, *xdist_args)
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double, "--junitxml", "junit.xml", *xdist_args)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -102,8 +110,7 @@ def test_assert_matches_baseline_in_the_body_fails_there(
     slowed_trace: Path,
     xdist_args: tuple[str, ...],
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double, *xdist_args)
     pytester.makepyfile(
         test_workload=f"""
         import pytest
@@ -142,11 +149,11 @@ def test_failed_body_never_writes_a_baseline(
 def test_invalid_baseline_file_is_a_clear_failure(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    path = baseline_file(pytester)
-    path.parent.mkdir(parents=True)
-    path.write_text('{"schema_version": 1, "test": "test_workload.py::test_decode", "entries": {"x": 3}}')
-    result = run(pytester, recorded_trace_double)
+    path, result = run_with_baseline_text(
+        pytester,
+        recorded_trace_double,
+        '{"schema_version": 1, "test": "test_workload.py::test_decode", "entries": {"x": 3}}',
+    )
     result.assert_outcomes(errors=1)  # found before the server is asked for (issue 15): a setup error
     result.stdout.fnmatch_lines([f"*BaselineError: {path}*"])
     assert "Traceback" not in result.stdout.str()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_vllm_profile.history import open_history
-from support.double_sessions import H100, WORKLOAD_TEST, load_results, run
+from support.double_sessions import H100, WORKLOAD_TEST, load_results, record_baseline, run
 from support.vllm_double import RecordedTraceDouble
 
 NODEID = "test_workload.py::test_decode"
@@ -37,8 +37,7 @@ def test_each_session_appends_one_run_with_its_metrics(
 def test_history_off_and_a_path_of_ones_own(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, tmp_path: Path
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines", "--vllm-history=off").assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double, "--vllm-history=off")
     assert not (pytester.path / ".vllm-profile" / "history.sqlite").exists()
     own = tmp_path / "fleet" / "history.sqlite"
     run(pytester, recorded_trace_double, f"--vllm-history={own}").assert_outcomes(passed=1)

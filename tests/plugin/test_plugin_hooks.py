@@ -18,7 +18,7 @@ from pytest_vllm_profile.launchers.docker import DockerLauncher
 from pytest_vllm_profile.launchers.process import ProcessLauncher
 from pytest_vllm_profile.launchers.url import UrlLauncher
 from pytest_vllm_profile.plugin import SESSION_KEY
-from support.double_sessions import H100, WORKLOAD_TEST, baseline_file, load_results, run
+from support.double_sessions import H100, WORKLOAD_TEST, baseline_file, load_results, record_baseline, run
 from support.paths import DOCS
 from support.vllm_double import DOUBLE_MODEL, RECORDED_VLLM_VERSION, RecordedTraceDouble
 
@@ -113,8 +113,7 @@ def test_commit_from_a_conftest_is_recorded_in_baselines_and_results(
     xdist_args: tuple[str, ...],
 ) -> None:
     monkeypatch.setenv("GITHUB_SHA", "sha-from-the-environment")  # the default's first choice
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double, *xdist_args)
     entry = json.loads(baseline_file(pytester).read_text())["entries"][H100][RECORDED_VLLM_VERSION]
     assert entry["commit"] == load_results(pytester).commit == "sha-from-the-environment"
 
@@ -151,8 +150,7 @@ def test_verdict_hook_gets_each_tests_outcome_and_comparison(
 ) -> None:
     log = tmp_path / "verdicts.jsonl"
     pytester.makeconftest(VERDICT_CONFTEST.format(log=str(log)))
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines", *xdist_args).assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double, *xdist_args)
     recorded_trace_double.serve(slowed_trace)
     result = run(pytester, recorded_trace_double, *xdist_args)
     result.assert_outcomes(failed=1)  # the hook is called before the failure, which still fails the test
@@ -201,8 +199,7 @@ def test_the_worked_example_of_docs_hooks_md_does_what_it_says(
         + example
     )
     monkeypatch.setenv("BUILD_ID", "build-42")
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double)
     entries = json.loads(baseline_file(pytester).read_text())["entries"]
     assert list(entries) == ["H100"] and list(entries["H100"]) == ["0.26"]
     assert entries["H100"]["0.26"]["commit"] == "build-42"

