@@ -23,9 +23,11 @@ def test_timed_pass_reaches_results_baseline_comparison_and_reports(
     recorded_trace_double: RecordedTraceDouble,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    xdist_args: tuple[str, ...],
 ) -> None:
+    # under -n 2 the timed pass travels from the worker to the controller inside the test report
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    result = run(pytester, recorded_trace_double, "--update-baselines", "--vllm-timed-repeats=2")
+    result = run(pytester, recorded_trace_double, "--update-baselines", "--vllm-timed-repeats=2", *xdist_args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*latency ms p50/p90/p99: TTFT *; TPOT *; ITL *; e2e *", "*output * tok/s, * req/s"])
     (recorded,) = load_results(pytester).tests
@@ -50,6 +52,7 @@ def test_timed_pass_reaches_results_baseline_comparison_and_reports(
         "--vllm-timed-repeats=2",
         "--vllm-rel-tol=100",
         f"--vllm-report={tmp_path / 'html'}",
+        *xdist_args,
     )
     result.assert_outcomes(passed=1)
     (checked,) = load_results(pytester).tests

@@ -64,14 +64,14 @@ def test_two_writers_never_fail_and_readers_never_see_a_torn_file(tmp_path: Path
 
 
 def test_a_second_session_keeps_the_first_sessions_results(
-    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble, xdist_args: tuple[str, ...]
 ) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
-    first = run(pytester, recorded_trace_double, "--update-baselines")
+    first = run(pytester, recorded_trace_double, "--update-baselines", *xdist_args)
     first.assert_outcomes(passed=1)
     (first_own,) = [line.split(": ", 1)[1] for line in first.outlines if line.startswith("this session's results: ")]
     pytester.makepyfile(test_other=WORKLOAD_TEST.replace("def test_decode", "def test_other"))
-    second = run(pytester, recorded_trace_double, "test_other.py", "--update-baselines")
+    second = run(pytester, recorded_trace_double, "test_other.py", "--update-baselines", *xdist_args)
     second.assert_outcomes(passed=1)
     (second_own,) = [line.split(": ", 1)[1] for line in second.outlines if line.startswith("this session's results: ")]
     assert first_own != second_own
