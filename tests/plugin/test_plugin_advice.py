@@ -1,7 +1,7 @@
 """Advice matches the cause (issue 15 item 5): repeats of a batched workload that differ in step
 count are told to compare decode steps only, not to set the sampling defaults they already have.
 
-Against `recorded_trace_double` (tests/vllm_double.py) serving two REAL H100 traces in turn: the
+Against `recorded_trace_double` (tests/support/vllm_double.py) serving two REAL H100 traces in turn: the
 seed workload (10 token steps) for repeat 0 and the batch-4 workload (11) for repeat 1 -- the
 step-count difference a batched workload shows between repeats on a real server.
 """

@@ -1,4 +1,4 @@
-"""The plugin end to end over HTTP against `recorded_trace_double` (see tests/double_sessions.py).
+"""The plugin end to end over HTTP against `recorded_trace_double` (see tests/support/double_sessions.py).
 
 Real-vLLM (CPU) runs of the plugin go through the process launcher elsewhere.
 """

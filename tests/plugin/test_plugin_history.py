@@ -1,6 +1,6 @@
 """The plugin appends every profiled run to the history database (default
 .vllm-profile/history.sqlite; the controller only under xdist) and its terminal section names a
-change point of this run's series. Against the recorded-trace HTTP double (tests/vllm_double.py)."""
+change point of this run's series. Against the recorded-trace HTTP double (tests/support/vllm_double.py)."""
 
 from __future__ import annotations
 

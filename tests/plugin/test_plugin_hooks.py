@@ -1,6 +1,6 @@
 """The plugin's hooks (plugin/hookspecs.py): a conftest implementing one changes what a session does.
 
-Sessions run against the recorded-trace HTTP double (tests/double_sessions.py), without
+Sessions run against the recorded-trace HTTP double (tests/support/double_sessions.py), without
 xdist and with `-n 2` (the hooks then run in the worker processes).
 """
 

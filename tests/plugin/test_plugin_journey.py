@@ -1,5 +1,5 @@
 """What a user meets in a run (issue 15) through the plugin, against `recorded_trace_double`
-(tests/vllm_double.py: real HTTP, REAL recorded H100 traces): progress lines (item 1), the
+(tests/support/vllm_double.py: real HTTP, REAL recorded H100 traces): progress lines (item 1), the
 configuration on record and a baseline made differently (item 2), checks before any server
 is asked for (item 4), tidy folders (item 6).
 """

@@ -1,7 +1,7 @@
 """Whole messages, cause first (issue 15 item 3): pytest's one-line summary shows the cause (no
 test-id prefix), and results.json keeps the head of a long message, not its tail.
 
-Against `recorded_trace_double` (tests/vllm_double.py) and an unreachable URL (nothing listens
+Against `recorded_trace_double` (tests/support/vllm_double.py) and an unreachable URL (nothing listens
 on port 9).
 """
 

@@ -1,4 +1,4 @@
-"""Shared parts of the plugin's pytester sessions against `RecordedTraceDouble` (tests/vllm_double.py).
+"""Shared parts of the plugin's pytester sessions against `RecordedTraceDouble` (tests/support/vllm_double.py).
 
 The double is a real HTTP server speaking vLLM's endpoints that, on /stop_profile, writes a
 REAL recorded vLLM trace (H100, Qwen3-8B shape, max_tokens=10: 10 steps x 36 layers) into

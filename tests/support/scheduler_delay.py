@@ -21,7 +21,7 @@ DELAY_ENV = "VLLM_TEST_SCHEDULER_DELAY_MS"
 LOG_ENV = "VLLM_TEST_SCHEDULER_DELAY_LOG"
 
 _SITECUSTOMIZE = '''\
-"""Injected by the test suite (tests/scheduler_delay.py): sleep in every vLLM scheduler step."""
+"""Injected by the test suite (tests/support/scheduler_delay.py): sleep in every vLLM scheduler step."""
 import importlib.abc
 import importlib.machinery
 import os

