@@ -9,7 +9,6 @@ layer's marker (`-m unit`, `-m "not e2e"`). Shared builders and doubles live in 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,6 @@ def data_dir() -> Path:
     return DATA
 
 
-@pytest.fixture(scope="session")
-def vllm_profile_command() -> list[str]:
-    """The installed `vllm-profile` console script (pip install -e puts it beside the interpreter)."""
-    script = Path(sys.executable).parent / "vllm-profile"
-    assert script.is_file(), f"{script} missing: install the project (pip install -e '.[test]')"
-    return [str(script)]
-
-
 @pytest.fixture
 def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """PATH holding only an empty folder: no nsys (or anything else) anywhere."""
@@ -50,8 +41,3 @@ def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # nor in the install folders nsys is looked for in (a machine with scripts/setup-nsys.sh has one)
     monkeypatch.setattr("pytest_vllm_profile.launchers.nsys_tool.INSTALL_GLOBS", ())
     return folder
-
-
-@pytest.fixture(scope="session")
-def eager_mixed_trace() -> Path:
-    return DATA / "eager-mixed.rank0.pt.trace.json.gz"
