@@ -1,6 +1,6 @@
 """Record same-config repeats on the REAL vLLM CPU server, for the calibration benchmark.
 
-One server boot (tiny 4-layer Qwen3, eager, as tests/cpu_vllm.py): N profiled passes of the
+One server boot (tiny 4-layer Qwen3, eager, as tests/support/cpu_vllm.py): N profiled passes of the
 seed workload (prompt "What is the capital of France?", max_tokens=10), each summarized, and
 a timed pass whose per-request latency samples are kept. Writes, under OUT:
   cpu-rep<i>.summary.json   summaries of the profiled passes (analysis of the real traces)
@@ -14,7 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cpu_vllm import tiny_server_spec, vllm_cpu_venv
 from pytest_vllm_profile.analysis.summarize import summarize
 from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.codec import encode_json
@@ -24,6 +23,7 @@ from pytest_vllm_profile.timed_pass import run_timed_pass
 from pytest_vllm_profile.tiny_model import build_tiny_model
 from pytest_vllm_profile.trace.discovery import read_trace_set
 from pytest_vllm_profile.workload import Workload
+from support.cpu_vllm import tiny_server_spec, vllm_cpu_venv
 
 PROMPT = "What is the capital of France?"
 

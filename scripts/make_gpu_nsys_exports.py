@@ -1,4 +1,4 @@
-"""Make the real GPU nsys exports tests/test_nsys_real_exports.py reads (run on the GPU machine).
+"""Make the real GPU nsys exports tests/unit/test_nsys_real_exports.py reads (run on the GPU machine).
 
 For each capture mode asked for, boot ONE vLLM server under nsys through the project's own
 launcher (`ProcessLauncher(profiler="nsys")`), capture the workload twice on it (repeats:

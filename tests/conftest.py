@@ -1,26 +1,35 @@
-"""Fixtures shared by the test suite (real trace files)."""
+"""Fixtures and hooks every test layer needs (tests/unit, tests/plugin, tests/e2e).
+
+The layers (README "Tests"): unit = library code on real traces and doubles, no pytest plugin
+session, nothing booted; plugin = the plugin in pytester sessions against the recorded-trace
+double; e2e = real vLLM CPU servers, real Podman, real nsys, real PostgreSQL. Each test gets its
+layer's marker (`-m unit`, `-m "not e2e"`). Shared builders and doubles live in tests/support
+(importable as `support`: pytest puts this folder on sys.path for this conftest).
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
+from support.cpu_vllm import cpu_vllm_python  # noqa: F401 - fixture (unit tests read the installed vLLM)
+from support.double_sessions import recorded_trace_double  # noqa: F401 - fixture (unit pool tests, plugin)
+from support.paths import DATA, TESTS_DIR
+
+LAYERS = ("unit", "plugin", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(TESTS_DIR).parts if item.path.is_relative_to(TESTS_DIR) else ()
+        if parts and parts[0] in LAYERS:
+            item.add_marker(parts[0])
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
-
-
-@pytest.fixture(scope="session")
-def vllm_profile_command() -> list[str]:
-    """The installed `vllm-profile` console script (pip install -e puts it beside the interpreter)."""
-    script = Path(sys.executable).parent / "vllm-profile"
-    assert script.is_file(), f"{script} missing: install the project (pip install -e '.[test]')"
-    return [str(script)]
 
 
 @pytest.fixture
@@ -32,27 +41,3 @@ def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # nor in the install folders nsys is looked for in (a machine with scripts/setup-nsys.sh has one)
     monkeypatch.setattr("pytest_vllm_profile.launchers.nsys_tool.INSTALL_GLOBS", ())
     return folder
-
-
-@pytest.fixture(scope="session")
-def eager_mixed_trace() -> Path:
-    return DATA / "eager-mixed.rank0.pt.trace.json.gz"
-
-
-# The plugin's own pytester sessions run both in one process and under pytest-xdist (-n 2):
-# under xdist the tests run in worker processes and their results reach the controller with
-# the reports, a different path for the results file, the terminal section and the hooks.
-PYTESTER_XDIST_MODES = {"no-xdist": (), "xdist-n2": ("-n", "2")}
-
-
-@pytest.fixture(params=list(PYTESTER_XDIST_MODES))
-def xdist_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
-    """Extra arguments for an inner pytester run: none, or `-n 2`."""
-    return PYTESTER_XDIST_MODES[request.param]
-
-
-# Real vLLM CPU server fixtures (one shared eager server per session); see tests/cpu_vllm.py.
-from cpu_vllm import cpu_vllm_python, cpu_vllm_server, tiny_qwen3_model  # noqa: E402,F401
-
-# The recorded-trace HTTP double of the plugin's pytester sessions; see tests/double_sessions.py.
-from double_sessions import recorded_trace_double, slowed_trace  # noqa: E402,F401

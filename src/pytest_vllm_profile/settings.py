@@ -4,7 +4,7 @@ objects the library's steps take.
 `OPTIONS` is the one declaration of each `pytest --vllm-*` option and ini key (flag, ini key,
 type, default, help, choices, lower bound). The plugin (`plugin/options.py`) turns it into
 `addoption` / `addini` calls and hands the values it reads back to `resolve_settings`; the
-README check in tests/test_plugin_options.py reads it too. The defaults are the `DEFAULT_*`
+README check in tests/plugin/test_plugin_options.py reads it too. The defaults are the `DEFAULT_*`
 constants below, so the library's own classes (`CaptureSettings` here, `pool.PoolSettings`,
 `launchers.base.ServerSpec`, `capture.ProfileCapture`) name the same value instead of
 repeating it.

@@ -1,7 +1,7 @@
 """Generate the shipped JSON Schemas from the typed model (`msgspec.json.schema`).
 
 The files in this folder are this module's output, committed so they ship and can be read
-without importing the model; `tests/test_model.py` proves they equal what the model gives.
+without importing the model; `tests/unit/test_model.py` proves they equal what the model gives.
 After changing a model type run `python -m pytest_vllm_profile.schemas.generate`.
 """
 
