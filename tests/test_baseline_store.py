@@ -45,7 +45,7 @@ def built_summary(
         per_step_kind={"decode": KernelKindStats(count=9, total_us=9 * decode_us, mean_us=decode_us)},
     )
     return ProfileSummary(
-        schema_version=1,
+        schema_version=2,
         source=["built"],
         timing_domain="gpu" if gpu else "cpu",
         step_method="annotation",
@@ -78,7 +78,7 @@ def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
     spread = RepeatSpread(
         repeats=3,
         total_kernel_us=0.004,
-        step_gpu_time_us={"decode": 0.003},
+        step_op_time_us={"decode": 0.003},
         kernel_us_per_step={"decode": {"nvjet_gemm": 0.002}},
         layer_time_us={"decode": []},
     )
@@ -95,7 +95,7 @@ def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
     assert changed is True
     path = store.path_for(NODEID)
     document = json.loads(path.read_text())
-    assert document["test"] == NODEID and document["schema_version"] == 1
+    assert document["test"] == NODEID and document["schema_version"] == 2
     entry_json = document["entries"]["NVIDIA H100 80GB HBM3"]["0.26.0"]
     assert set(entry_json) == {"created", "commit", "workload", "repeats", "summary", "spread"}
     entry = store.load(NODEID, "NVIDIA H100 80GB HBM3", "0.26.0")
@@ -114,7 +114,7 @@ def test_save_reports_change_ignoring_created(tmp_path: Path) -> None:
     assert store.save(NODEID, "H100", "0.26.0", built_summary(), created="2025-06-01T00:00:00Z") is False
     assert store.path_for(NODEID).read_text() == before  # unchanged content: file untouched
     assert store.save(NODEID, "H100", "0.26.0", built_summary(decode_us=6100.0)) is True
-    assert store.load(NODEID, "H100", "0.26.0").summary.step_kinds["decode"].median_gpu_time_us == 6100.0
+    assert store.load(NODEID, "H100", "0.26.0").summary.step_kinds["decode"].median_op_time_us == 6100.0
 
 
 def test_entries_keyed_by_gpu_and_vllm_version_in_one_file(tmp_path: Path) -> None:
@@ -250,6 +250,6 @@ def test_real_repeats_saved_as_baseline_round_trip(tmp_path: Path, data_dir: Pat
     assert entry is not None and entry.summary == median and entry.spread == spread
     assert entry.summary.token_steps == 10 and entry.summary.layer_count == 36
     # the median of two repeats lies between them
-    lo, hi = sorted(r.step_kinds["decode"].median_gpu_time_us for r in reps)
-    assert lo <= entry.summary.step_kinds["decode"].median_gpu_time_us <= hi
-    assert 0 < entry.spread.step_gpu_time_us["decode"] < 0.01
+    lo, hi = sorted(r.step_kinds["decode"].median_op_time_us for r in reps)
+    assert lo <= entry.summary.step_kinds["decode"].median_op_time_us <= hi
+    assert 0 < entry.spread.step_op_time_us["decode"] < 0.01

@@ -70,11 +70,11 @@ def scaled_class(summary: ProfileSummary, cls: str, kind: str, factor: float) ->
             k.per_step_kind[kind].total_us += extra
             k.total_us += extra
     per_step = added / stats.count
-    stats.median_gpu_time_us += per_step
-    stats.mean_gpu_time_us += per_step
+    stats.median_op_time_us += per_step
+    stats.mean_op_time_us += per_step
     for s in out.steps:
         if s.kind == kind:
-            s.gpu_time_us += per_step
+            s.op_time_us += per_step
     out.total_kernel_us += added
     return out
 

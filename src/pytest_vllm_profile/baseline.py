@@ -1,10 +1,12 @@
 """`BaselineStore`: the accepted profile of each test, one JSON file per test.
 
 Layout: `<root>/<test file path without .py>/<test name, params sanitized>.json`, holding
-`{"schema_version": 1, "test": nodeid, "entries": {<gpu>: {<vllm version>: entry}}}`, where an
+`{"schema_version": 2, "test": nodeid, "entries": {<gpu>: {<vllm version>: entry}}}`, where an
 entry is `{"created", "commit", "workload", "repeats", "summary", "spread"}`: the typed
 `BaselineFile` / `BaselineRecord` below, whose generated schema `schemas/baseline.schema.json`
-ships. GPU "cpu" and vLLM "unknown" are the keys of CPU runs and unknown versions.
+ships. GPU "cpu" and vLLM "unknown" are the keys of CPU runs and unknown versions. Files of
+0.1.0 (schema_version 1) are read through `schema_v1.upgrade_baseline` and left as they are on
+disk until an entry is recorded in them (then the whole file is written as version 2).
 
 Every read and write is validated against that schema; an invalid or corrupt file is reported
 (file, JSON pointer, schema message) and never overwritten. Writes are atomic (temp file in
@@ -37,10 +39,11 @@ from .errors import BaselineError
 from .latency import TimedPassResult
 from .locks import exclusive_lock, file_lock_path
 from .repeats import RepeatSpread
+from .schema_v1 import V1, upgrade_baseline, v1_pointer
 from .schemas import SchemaValidationError, validate_baseline
 from .summary import ProfileSummary
 
-BASELINE_SCHEMA_VERSION: Final = 1
+BASELINE_SCHEMA_VERSION: Final = 2  # 2: the summaries' gpu_time_us -> op_time_us (schema_v1)
 CPU_GPU_KEY = "cpu"
 UNKNOWN_VLLM_KEY = "unknown"
 
@@ -114,10 +117,15 @@ class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
 class BaselineFile(msgspec.Struct, forbid_unknown_fields=True):
     """One file per test: the accepted ProfileSummary (median of repeats) per GPU model and vLLM version."""
 
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     test: Annotated[str, msgspec.Meta(min_length=1, description="the pytest node id")]
     # GPU model name ('cpu' for CPU runs) -> vLLM version ('unknown' when not known) -> entry
     entries: dict[NonEmpty, dict[NonEmpty, BaselineRecord]]
+
+    @classmethod
+    def upgrade_builtins(cls, data: Any) -> Any:
+        """The JSON of a baseline file of 0.1.0 (schema_version 1) in this layout (`codec.from_builtins`)."""
+        return upgrade_baseline(data)
 
 
 class BaselineEntry(BaselineRecord, kw_only=True):
@@ -180,7 +188,24 @@ def read_baseline_file(path: Path) -> BaselineFile:
         fast_error = ""
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         fast_error = str(exc)
+        if _schema_version(raw) == V1:  # a 0.1.0 file: its JSON upgraded, then the typed decode
+            try:
+                return msgspec.convert(upgrade_baseline(msgspec.json.decode(raw)), BaselineFile)
+            except msgspec.ValidationError as v1_exc:
+                fast_error = str(v1_exc)
     raise BaselineError(f"{path}: {_why_not_a_baseline(raw, path, fast_error)}; {_FIX_OR_DELETE}")
+
+
+class _Versioned(msgspec.Struct):
+    schema_version: Any = None
+
+
+def _schema_version(raw: bytes) -> Any:
+    """The file's top-level schema_version (None when it is no JSON object)."""
+    try:
+        return msgspec.json.decode(raw, type=_Versioned).schema_version
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _read_regular_file(path: Path) -> bytes:
@@ -229,10 +254,13 @@ def _why_not_a_baseline(raw: bytes, path: Path, fast_error: str) -> str:
     except ValueError as exc:
         where = _first_constant(text, str(exc))
         return f"baseline file holds the non-finite number {exc} ({where}); baselines hold finite numbers only"
+    if isinstance(document, dict) and document.get("schema_version") == V1:
+        document = upgrade_baseline(document)  # checked in the current layout, named in the file's (v1_pointer)
     try:
         validate_baseline(document, str(path))
     except SchemaValidationError as exc:
-        pointer = exc.pointer or "/"
+        pointer = v1_pointer(exc.pointer) if _schema_version(raw) == V1 else exc.pointer
+        pointer = pointer or "/"
         return f"baseline file does not match baseline.schema.json at JSON pointer '{pointer}': {exc.problem}"
     # What the schema cannot say: a number too large for a float (1e400 reads as Infinity).
     return f"baseline file is not a valid BaselineFile: {fast_error}"

@@ -369,7 +369,7 @@ class _Comparer:
             if kind not in b.step_kinds or kind not in c.step_kinds:
                 continue
             bs, cs = b.step_kinds[kind], c.step_kinds[kind]
-            base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
+            base_us, cand_us = bs.median_op_time_us, cs.median_op_time_us
             change_pct = 100 * (cand_us - base_us) / base_us if base_us else 0.0
             step_times.append(StepTimeChange(kind, base_us, cand_us, change_pct))
             b_samples, c_samples = self._samples(kind)
@@ -386,7 +386,7 @@ class _Comparer:
                     base_us,
                     cand_us,
                     tol.step_abs_floor_us,
-                    self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
+                    self._spread(lambda s, k=kind: s.step_op_time_us[k]),
                     baseline_samples=b_samples,
                     candidate_samples=c_samples,
                 )
@@ -576,7 +576,7 @@ class _Comparer:
                 if stats is None or stats.count == 0:
                     continue
                 us = kernel.per_step_kind[kind].total_us / stats.count
-                share = us / stats.median_gpu_time_us if stats.median_gpu_time_us > 0 else 0.0
+                share = us / stats.median_op_time_us if stats.median_op_time_us > 0 else 0.0
                 if best is None or share > best[0]:
                     best = (share, kind, us)
             return best

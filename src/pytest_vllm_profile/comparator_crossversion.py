@@ -110,7 +110,7 @@ class _CrossVersionComparer(_Comparer):
             if kind not in b.step_kinds or kind not in c.step_kinds:
                 continue
             bs, cs = b.step_kinds[kind], c.step_kinds[kind]
-            base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
+            base_us, cand_us = bs.median_op_time_us, cs.median_op_time_us
             step_times.append(
                 StepTimeChange(kind, base_us, cand_us, 100 * (cand_us - base_us) / base_us if base_us else 0.0)
             )
@@ -120,7 +120,7 @@ class _CrossVersionComparer(_Comparer):
                 base_us,
                 cand_us,
                 tol.step_abs_floor_us,
-                self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
+                self._spread(lambda s, k=kind: s.step_op_time_us[k]),
             )
             self._classes(kind, base_us)
             if layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):

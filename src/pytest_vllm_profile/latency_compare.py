@@ -253,7 +253,7 @@ def _attribute(comparer: _Comparer) -> None:
         comparer.notes.append(f"attribution: {head}; no step kind in both profiles to attribute it to")
         return
     device = "GPU kernel time" if c.timing_domain == "gpu" else "CPU op time"
-    b_dev, c_dev = b.step_kinds[kind].median_gpu_time_us, c.step_kinds[kind].median_gpu_time_us
+    b_dev, c_dev = b.step_kinds[kind].median_op_time_us, c.step_kinds[kind].median_op_time_us
     parts = [head, f"{device} per {kind} step {_pct(_change(b_dev, c_dev))}"]
     bo, co = b.overhead_by_kind().get(kind), c.overhead_by_kind().get(kind)
     host_grew = None

@@ -137,7 +137,7 @@ class VllmProfile:
     def step_time_us(self, kind: StepKind) -> float | None:
         """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""
         stats = self.summary.step_kinds.get(kind)
-        return stats.median_gpu_time_us if stats is not None else None
+        return stats.median_op_time_us if stats is not None else None
 
     @property
     def decode_step_us(self) -> float | None:
