@@ -43,7 +43,11 @@ def build(root: Path, entries: int, megabytes: float) -> Path:
         "summary": summary_data,
         "spread": None,
     }
-    document = {"schema_version": BASELINE_SCHEMA_VERSION, "test": NODEID, "entries": {"cpu": {f"0.{i}.0": record for i in range(entries)}}}
+    document = {
+        "schema_version": BASELINE_SCHEMA_VERSION,
+        "test": NODEID,
+        "entries": {"cpu": {f"0.{i}.0": record for i in range(entries)}},
+    }
     path = BaselineStore(root).path_for(NODEID)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n")
