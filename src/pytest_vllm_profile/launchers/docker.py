@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LauncherError
-from ..settings import DEFAULT_IMAGE
+from ..setting_defaults import DEFAULT_IMAGE
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section
 from .readiness import ReadinessTimeout, wait_until_ready
