@@ -33,17 +33,16 @@ from podman_service import (  # noqa: F401 - fixtures
 )
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
-from pytest_vllm_profile.launchers.docker import (
+from pytest_vllm_profile.launchers.container_engine import (
     LABEL,
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_SESSION,
-    ContainerOptions,
-    DockerLauncher,
     cleanup_leftovers,
     engine_of,
     resolve_engine_url,
 )
+from pytest_vllm_profile.launchers.docker import ContainerOptions, DockerLauncher
 from pytest_vllm_profile.launchers.vllm_args import ENV_STYLE, PROFILER_CONFIG_STYLE
 
 DATA = Path(__file__).parent / "data"
