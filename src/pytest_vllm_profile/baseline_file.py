@@ -46,11 +46,11 @@ class BaselineRecord(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     summary: ProfileSummary
     spread: RepeatSpread | None
     # What produced the profile (issue 15); absent in baselines of 0.1.0 (and left out when None:
-    # omit_defaults, the only field with a default), so they rewrite identically.
+    # omit_defaults, the only field with a default), so they rewrite without additions.
     configuration: RunConfiguration | None = None
     # The timed (unprofiled) pass with every sample (issue 12); None in entries recorded before
     # it existed, or with timed_repeats=0: latency is then not compared.
-    timed_pass: TimedPassResult | UnsetType = UNSET  # UNSET: left out of the file (0.1.0 entries re-encode as read)
+    timed_pass: TimedPassResult | UnsetType = UNSET  # UNSET: left out of the file (0.1.0 entries re-encode without it)
 
     @property
     def timed(self) -> TimedPassResult | None:

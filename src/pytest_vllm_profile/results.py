@@ -57,7 +57,7 @@ class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
     configuration: RunConfiguration | None = None  # what produced the profile (issue 15)
     # The timed (unprofiled) pass, every sample kept (issue 12); UNSET (left out of the file, so
-    # results of 0.1.0 re-encode as they were read): no timed pass ran.
+    # results of 0.1.0 re-encode without additions): no timed pass ran.
     timed_pass: TimedPassResult | UnsetType = UNSET
     baseline_timed_pass: TimedPassResult | UnsetType = UNSET  # the baseline's, when it has one
 

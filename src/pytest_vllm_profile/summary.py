@@ -83,7 +83,7 @@ class StepSummary(msgspec.Struct):
     decode_tokens: int | None = None
     layers: list[LayerTiming] = msgspec.field(default_factory=list)
     # ---- CPU overhead of the step (issue 12, analysis.step_overhead). UNSET (left out of the
-    # JSON, so 0.1.0 files re-encode identically): not measured; None: not applicable (GPU
+    # JSON, so 0.1.0 files re-encode without them): not measured; None: not applicable (GPU
     # busy/idle and launches on CPU-only traces; period of the last step).
     period_us: float | None | UnsetType = UNSET  # to the next step's start
     gpu_busy_us: float | None | UnsetType = UNSET  # union of the step's kernel intervals
