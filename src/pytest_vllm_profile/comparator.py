@@ -1,4 +1,7 @@
-"""Noise-aware comparison of a candidate profile with its baseline.
+"""Noise-aware comparison of a candidate profile with its baseline (the same vLLM version).
+
+The rules each metric is judged by are `metric_judge.MetricJudge`'s, shared with the
+cross-version comparison (`comparator_crossversion`); this module decides what is compared.
 
 Counts are compared exactly (token steps, steps per kind, layers per step, launches per step
 of each kernel): a change there means the work changed, not the speed. Step and layer times
@@ -9,7 +12,7 @@ its times not judged. Kernel times (one value per repeat) and summaries without 
 baselines) keep the fixed rule: a relative tolerance, an absolute floor (tiny kernels jitter
 by whole microseconds) and the repeats' observed noise, max(rel_time, noise_multiplier * spread).
 Kernels that appear or disappear are kernel-set drift; it fails the verdict when such a
-kernel carries at least `drift_share` of a step's GPU time.
+kernel carries at least `drift_share` of a step's op time.
 
 Launch counts of memory copies/sets are not held exact (an async copy lands in whichever step
 is running), nor are those of kernels the repeats themselves showed to be unstable
