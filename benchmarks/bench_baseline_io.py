@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_vllm_profile.baseline import BaselineStore
+from pytest_vllm_profile.baseline import BASELINE_SCHEMA_VERSION, BaselineStore
 from pytest_vllm_profile.codec import decode_json
+from pytest_vllm_profile.schema_v1 import upgrade_summary
 from pytest_vllm_profile.summary import ProfileSummary
 
 SOURCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "cpu-eager-tiny4.summary-v1.json"
@@ -30,7 +31,7 @@ NODEID = "tests/test_big.py::test_big"
 
 def build(root: Path, entries: int, megabytes: float) -> Path:
     """Write the big baseline file through the store's own layout; return its path."""
-    summary_data = json.loads(SOURCE.read_text())
+    summary_data = upgrade_summary(json.loads(SOURCE.read_text()))  # a 0.1.0 summary in the current layout
     one_entry = len(json.dumps(summary_data, indent=1))
     repeat = max(1, round(megabytes * 1e6 / entries / one_entry))
     summary_data["kernels"] = summary_data["kernels"] * repeat
@@ -42,7 +43,11 @@ def build(root: Path, entries: int, megabytes: float) -> Path:
         "summary": summary_data,
         "spread": None,
     }
-    document = {"schema_version": 1, "test": NODEID, "entries": {"cpu": {f"0.{i}.0": record for i in range(entries)}}}
+    document = {
+        "schema_version": BASELINE_SCHEMA_VERSION,
+        "test": NODEID,
+        "entries": {"cpu": {f"0.{i}.0": record for i in range(entries)}},
+    }
     path = BaselineStore(root).path_for(NODEID)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=1) + "\n")

@@ -53,10 +53,10 @@ GPU_PAIRS = {  # name -> (files, compared step kinds)
 def _refresh_decode_stats(s: ProfileSummary) -> None:
     decode = [st for st in s.steps if st.kind == "decode"]
     stats = s.step_kinds["decode"]
-    stats.median_gpu_time_us = statistics.median(st.gpu_time_us for st in decode)
-    stats.mean_gpu_time_us = statistics.fmean(st.gpu_time_us for st in decode)
-    stats.min_gpu_time_us = min(st.gpu_time_us for st in decode)
-    stats.max_gpu_time_us = max(st.gpu_time_us for st in decode)
+    stats.median_op_time_us = statistics.median(st.op_time_us for st in decode)
+    stats.mean_op_time_us = statistics.fmean(st.op_time_us for st in decode)
+    stats.min_op_time_us = min(st.op_time_us for st in decode)
+    stats.max_op_time_us = max(st.op_time_us for st in decode)
     if decode and decode[0].layers:
         stats.median_layer_time_us = [
             statistics.median(st.layers[j].time_us for st in decode) for j in range(len(decode[0].layers))
@@ -80,7 +80,7 @@ def slow_down(summary: ProfileSummary, factor: float, where: str) -> ProfileSumm
             added += extra
     for st in decode:
         if where == "all":
-            extra = st.gpu_time_us * (factor - 1)
+            extra = st.op_time_us * (factor - 1)
             for layer in st.layers:
                 layer.time_us *= factor
         elif where == "gemm":  # the class's added time spread evenly over the decode steps
@@ -89,8 +89,8 @@ def slow_down(summary: ProfileSummary, factor: float, where: str) -> ProfileSumm
             extra = st.layers[0].time_us * (factor - 1)
             st.layers[0].time_us += extra
             added += extra
-        st.gpu_time_us += extra
-    out.total_kernel_us += added if where != "all" else sum(st.gpu_time_us for st in decode) * (1 - 1 / factor)
+        st.op_time_us += extra
+    out.total_kernel_us += added if where != "all" else sum(st.op_time_us for st in decode) * (1 - 1 / factor)
     _refresh_decode_stats(out)
     return out
 
@@ -165,7 +165,7 @@ def main(quick: bool) -> dict:
         for x in (0.0, *SLOWDOWNS):
             hits = total = 0
             for reps, _ in gpu.values():
-                steps = [np.array([st.gpu_time_us for st in r.steps if st.kind == "decode"]) for r in reps]
+                steps = [np.array([st.op_time_us for st in r.steps if st.kind == "decode"]) for r in reps]
                 for _ in range(200):
                     b = RepeatSamples([rng.choice(steps[0], len(steps[0])) for _ in range(3)])
                     c = RepeatSamples([rng.choice(steps[1], len(steps[1])) * (1 + x) for _ in range(3)])
@@ -177,9 +177,9 @@ def main(quick: bool) -> dict:
 
     # Noise the samples show: within-run (step-to-step) and between-run (repeat medians), decode steps.
     def noise(reps: list[ProfileSummary]) -> str:
-        medians = [r.step_kinds["decode"].median_gpu_time_us for r in reps]
+        medians = [r.step_kinds["decode"].median_op_time_us for r in reps]
         within = statistics.median(
-            statistics.pstdev(d := [s.gpu_time_us for s in r.steps if s.kind == "decode"]) / statistics.median(d)
+            statistics.pstdev(d := [s.op_time_us for s in r.steps if s.kind == "decode"]) / statistics.median(d)
             for r in reps
         )
         return (

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     _GZIP_ERRORS = (EOFError, OSError, zlib.error)
 from .launchers.base import Launcher, RunningServer, ServerDied
 from .results import RequestResult
-from .settings import DEFAULT_CAPTURE_POLL_S, DEFAULT_CAPTURE_TIMEOUT_S
+from .setting_defaults import DEFAULT_CAPTURE_POLL_S, DEFAULT_CAPTURE_TIMEOUT_S
 from .workload import Workload
 
 CAPTURE_PREFIX = "capture-"

@@ -32,8 +32,13 @@ def from_builtins(data: Any, kind: type[T], where: str = "") -> T:
     """`data` (parsed JSON) as a `kind`; `ModelDecodeError` naming `where` and the field otherwise.
 
     Unknown fields are ignored (written by a newer minor version); types, literals and bounds
-    are checked ("Invalid enum value 'sideways' - at `$.steps[0].kind`").
+    are checked ("Invalid enum value 'sideways' - at `$.steps[0].kind`"). A model type with an
+    `upgrade_builtins(data)` classmethod (the versioned files: summary, baseline, results) gets
+    an older layout upgraded first (`schema_v1`), so every reader of a 0.1.0 file sees the current one.
     """
+    upgrade = getattr(kind, "upgrade_builtins", None)
+    if upgrade is not None:
+        data = upgrade(data)
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:

@@ -2,38 +2,40 @@
 
 A new vLLM version renames, fuses and splits kernels (a new cuBLAS/nvjet tile, a fused
 add+norm): per-kernel names and launch counts are not comparable across versions, the work
-per step is. So kernels are matched by class and place: the time of each kernel class
-(`analysis.kernels.KERNEL_CLASSES`: gemm, attention, norm, ...) per step kind, and each
-decoder layer's time by index per step kind. The gate is on
+per step is. What a cross-version comparison compares, with the same rules as a same-version
+one (`metric_judge.MetricJudge`: the statistical rule on every step's samples when both sides
+have them, else the tolerance; too few samples of a step kind: its times undecided, reported):
 
 * counts, exact: token steps (unless `step_kinds`), steps per kind, decoder layers per step —
   the same workload runs the same steps on any version;
-* times, with the same rule as a same-version comparison (`_Comparer.time`): each step kind's
-  median step time, each layer's time, each kernel class's µs per step;
-* latency: the timed pass's metrics go through the same methods as in a same-version
-  comparison (see `_CrossVersionComparer.run`).
+* each step kind's median step time, judged from its per-step samples (`judge_step_time`);
+* each decoder layer's time by index per step kind, from its samples (`judge_layer_times`);
+* each kernel class's µs per step per step kind (`analysis.kernels.KERNEL_CLASSES`: gemm,
+  attention, norm, ...), in place of per-kernel times: the tolerance, floored by the step's noise;
+* user-facing latency and throughput of the timed pass, and the per-step CPU overhead
+  (`latency_compare`), as in a same-version comparison: it is the same workload.
 
-The kernel-set diff (kernels only one side ran, launches per step of each class) is reported as
-"what changed between A and B" (`comparison.VersionChange`), and in `new_kernels` /
-`missing_kernels`; it fails the verdict only with `drift_fails` (--vllm-cross-version-drift=fail).
+Not compared across versions: per-kernel times and launch counts, and the profile's total kernel
+time (the step times hold it). The kernel-set diff (kernels only one side ran, launches per step
+of each class) is reported as "what changed between A and B" (`comparison.VersionChange`), and
+in `new_kernels` / `missing_kernels`; it fails the verdict only with `drift_fails`
+(--vllm-cross-version-drift=fail).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from .comparator import IncomparableSummariesError, Tolerances, _Comparer, launches_per_step, validate_step_kinds
-from .comparison import (
-    ClassChange,
-    Comparison,
-    Finding,
-    KernelDrift,
-    StepTimeChange,
-    VersionChange,
-    step_metric,
-)
+from .comparator import IncomparableSummariesError, Tolerances, launches_per_step, validate_step_kinds
+from .comparison import ClassChange, Comparison, Finding, KernelDrift, StepTimeChange, VersionChange
+from .latency_compare import compare_latency, compare_step_overhead
+from .metric_judge import MetricJudge
 from .repeats import RepeatSpread, kernel_us_per_step
 from .summary import STEP_KINDS, ProfileSummary, StepKind
+
+if TYPE_CHECKING:
+    from .latency import TimedPassResult
 
 
 def class_metric(kernel_class: str, kind: str) -> str:
@@ -72,7 +74,7 @@ def _class_spread(summary: ProfileSummary, spread: RepeatSpread | None, kind: St
     return weighted / total if total > 0 else 0.0
 
 
-class _CrossVersionComparer(_Comparer):
+class _CrossVersionComparer(MetricJudge):
     def __init__(
         self,
         baseline: ProfileSummary,
@@ -84,15 +86,17 @@ class _CrossVersionComparer(_Comparer):
         from_version: str,
         to_version: str,
         drift_fails: bool,
+        baseline_timed: TimedPassResult | None = None,
+        candidate_timed: TimedPassResult | None = None,
     ) -> None:
-        super().__init__(baseline, candidate, tol, baseline_spread, candidate_spread, step_kinds)
-        self.b_spread, self.c_spread = baseline_spread, candidate_spread
+        super().__init__(
+            baseline, candidate, tol, baseline_spread, candidate_spread, step_kinds, baseline_timed, candidate_timed
+        )
         self.change = VersionChange(from_version=from_version, to_version=to_version, drift_fails=drift_fails)
 
     def run(self) -> Comparison:
-        b, c, tol = self.b, self.c, self.tol
+        b, c = self.b, self.c
         self._check_comparable()
-        clock = "CPU" if b.timing_domain == "cpu" else "GPU"
         if self.step_kinds is None:
             self.count("token_steps", "token steps (engine steps)", b.token_steps, c.token_steps)
         layers_match = b.layer_count == c.layer_count
@@ -109,35 +113,13 @@ class _CrossVersionComparer(_Comparer):
             self.count(f"step.{kind}.count", f"number of {kind} steps", bn, cn)
             if kind not in b.step_kinds or kind not in c.step_kinds:
                 continue
-            bs, cs = b.step_kinds[kind], c.step_kinds[kind]
-            base_us, cand_us = bs.median_gpu_time_us, cs.median_gpu_time_us
-            step_times.append(
-                StepTimeChange(kind, base_us, cand_us, 100 * (cand_us - base_us) / base_us if base_us else 0.0)
-            )
-            self.time(
-                step_metric(kind),
-                f"{kind} step {clock} time",
-                base_us,
-                cand_us,
-                tol.step_abs_floor_us,
-                self._spread(lambda s, k=kind: s.step_gpu_time_us[k]),
-            )
-            self._classes(kind, base_us)
-            if layers_match and len(bs.median_layer_time_us) == len(cs.median_layer_time_us):
-                for j, (bl, cl) in enumerate(zip(bs.median_layer_time_us, cs.median_layer_time_us, strict=True)):
-                    self.time(
-                        f"layer[{j}].{kind}.time_us",
-                        f"layer {j} in {kind} steps",
-                        bl,
-                        cl,
-                        tol.abs_floor_us,
-                        self._spread(lambda s, k=kind, i=j: s.layer_time_us[k][i]),
-                        step_us=base_us,
-                    )
-        # Latency (issue 12's timed pass): its comparison methods on _Comparer are called here,
-        # as in the same-version comparison; it is the same workload, so the same gate applies.
+            step_time, judged, noise = self.judge_step_time(kind)
+            step_times.append(step_time)
+            self._classes(kind, step_time.baseline_us, noise, judged)
+            if judged:
+                self.judge_layer_times(kind, layers_match)
 
-        new_kernels, missing_kernels = self._drift()
+        new_kernels, missing_kernels = self.drift()
         self._report_drift(new_kernels, missing_kernels)
         self.change.new_kernels = [d.short_name for d in new_kernels]
         self.change.missing_kernels = [d.short_name for d in missing_kernels]
@@ -145,7 +127,11 @@ class _CrossVersionComparer(_Comparer):
             f"{self.change.label}: kernels matched by class and step kind, layers by index; "
             "per-kernel names and launch counts are not compared across versions"
         )
-        return self._finish(new_kernels, missing_kernels, step_times, cross_version=self.change)
+        self.note_without_samples()
+        # The same workload on either version: its latency and per-step CPU overhead face the same gate.
+        compare_step_overhead(self, kinds)
+        compare_latency(self, self.b_timed, self.c_timed)
+        return self.finish(new_kernels, missing_kernels, step_times, cross_version=self.change)
 
     def _check_comparable(self) -> None:
         if self.b.timing_domain != self.c.timing_domain:
@@ -155,7 +141,9 @@ class _CrossVersionComparer(_Comparer):
                 "measure different things; record the baseline on the same kind of device"
             )
 
-    def _classes(self, kind: StepKind, step_us: float) -> None:
+    def _classes(self, kind: StepKind, step_us: float, step_noise: float, judged: bool) -> None:
+        """Each kernel class's µs per step of `kind`: always reported (`VersionChange.classes`),
+        judged when the step kind's times are and both sides run the class."""
         b_us, b_launch, b_names = _by_class(self.b, kind)
         c_us, c_launch, c_names = _by_class(self.c, kind)
         for cls in sorted(set(b_us) | set(c_us)):
@@ -172,7 +160,7 @@ class _CrossVersionComparer(_Comparer):
                     removed=sorted(b_names.get(cls, set()) - c_names.get(cls, set())),
                 )
             )
-            if cls in b_us and cls in c_us:  # a class only one side runs is kernel-set change: reported
+            if judged and cls in b_us and cls in c_us:  # a class only one side runs is kernel-set change: reported
                 spread = max(
                     _class_spread(self.b, self.b_spread, kind, cls), _class_spread(self.c, self.c_spread, kind, cls)
                 )
@@ -185,6 +173,7 @@ class _CrossVersionComparer(_Comparer):
                     spread,
                     unit="µs/step",
                     step_us=step_us,
+                    step_noise=step_noise,
                 )
 
     def _report_drift(self, new: list[KernelDrift], missing: list[KernelDrift]) -> None:
@@ -226,8 +215,13 @@ def compare_across_versions(
     candidate_spread: RepeatSpread | None = None,
     step_kinds: tuple[str, ...] | list[str] | None = None,
     drift_fails: bool = False,
+    baseline_timed: TimedPassResult | None = None,
+    candidate_timed: TimedPassResult | None = None,
 ) -> Comparison:
     """Compare a run on vLLM `to_version` with a baseline of vLLM `from_version` (see the module doc).
+
+    `baseline_timed` / `candidate_timed`: the timed passes (TTFT, TPOT, ITL, e2e, throughput);
+    compared when both exist, else a note says latency was not compared.
 
     The result's `cross_version` holds "what changed between A and B"; `explain()` says
     "cross-version: vLLM A -> B".
@@ -243,4 +237,6 @@ def compare_across_versions(
         from_version,
         to_version,
         drift_fails,
+        baseline_timed,
+        candidate_timed,
     ).run()

@@ -23,7 +23,7 @@ FindingKind = Literal[
 
 def step_metric(kind: str) -> str:
     """Metric name of a step kind's median time (a `Finding.metric`)."""
-    return f"step.{kind}.gpu_time_us"
+    return f"step.{kind}.op_time_us"
 
 
 def kernel_metric(short_name: str, kind: str) -> str:
@@ -34,7 +34,7 @@ def kernel_metric(short_name: str, kind: str) -> str:
 class Finding(msgspec.Struct):
     """One metric that moved: a regression (fails the verdict) or an improvement/info."""
 
-    metric: str  # e.g. "token_steps", "layer_count", "step.decode.gpu_time_us", "kernel[<short>].decode.us_per_step"
+    metric: str  # e.g. "token_steps", "layer_count", "step.decode.op_time_us", "kernel[<short>].decode.us_per_step"
     kind: FindingKind
     baseline: float | None
     candidate: float | None

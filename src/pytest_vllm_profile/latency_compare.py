@@ -1,7 +1,8 @@
 """The verdict on what a user waits for (issue 12): latency, throughput and per-step CPU overhead.
 
-Called by `comparator._Comparer.run()`; every metric goes through `_Comparer.time(...)`, so one
-rule (tolerance, floor, noise; the statistical rule once it lands) judges them all:
+Called by the same-version and the cross-version comparison (`comparator`, `comparator_crossversion`);
+every metric goes through `metric_judge.MetricJudge.time(...)`, so one rule (tolerance, floor,
+noise; the statistical rule once it lands) judges them all:
 
 * timed pass: TTFT, TPOT, ITL and end-to-end latency at p50 and p90, and per-run output
   tokens/s and requests/s (medians over the timed repeats). Noise: the run-to-run spread of the
@@ -32,8 +33,8 @@ from .repeats import RepeatSpread, relative_spread
 from .summary import ProfileSummary
 
 if TYPE_CHECKING:
-    from .comparator import _Comparer
     from .comparison import Finding
+    from .metric_judge import MetricJudge
 
 JUDGED_PERCENTILES: tuple[float, ...] = (50.0, 90.0)
 LATENCY_LABELS: dict[str, str] = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "end-to-end latency"}
@@ -69,7 +70,7 @@ def overhead_metric(kind: str, suffix: str) -> str:
     return f"step.{kind}.{suffix}"
 
 
-def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: TimedPassResult | None) -> None:
+def compare_latency(comparer: MetricJudge, base: TimedPassResult | None, cand: TimedPassResult | None) -> None:
     """Latency percentiles and throughput of the timed passes, then the trace's attribution."""
     if cand is None and base is None:
         return
@@ -149,7 +150,7 @@ def compare_latency(comparer: _Comparer, base: TimedPassResult | None, cand: Tim
 BUNCHED_READ_SHARE = 0.1
 
 
-def _bunched_reads(comparer: _Comparer, base: TimedPassResult, cand: TimedPassResult) -> set[str]:
+def _bunched_reads(comparer: MetricJudge, base: TimedPassResult, cand: TimedPassResult) -> set[str]:
     """TPOT/ITL are not compared when either side's median ITL is far below its profiled decode
     step period (tokens read in bunches); TTFT, e2e and throughput still are. Returns the skipped metrics."""
     for side, timed, summary in (("baseline", base, comparer.b), ("candidate", cand, comparer.c)):
@@ -168,7 +169,7 @@ def _bunched_reads(comparer: _Comparer, base: TimedPassResult, cand: TimedPassRe
     return set()
 
 
-def compare_step_overhead(comparer: _Comparer, kinds: Sequence[str]) -> None:
+def compare_step_overhead(comparer: MetricJudge, kinds: Sequence[str]) -> None:
     """Per step kind: median wall time, period and GPU idle of the profiled steps."""
     b_over, c_over = comparer.b.overhead_by_kind(), comparer.c.overhead_by_kind()
     if not b_over or not c_over:
@@ -230,7 +231,7 @@ def _overhead_samples(spread: RepeatSpread, kind: str, field: str) -> list[float
     return list(spread.step_overhead_us.get(kind, {}).get(field, []))
 
 
-def _attribute(comparer: _Comparer) -> None:
+def _attribute(comparer: MetricJudge) -> None:
     """One sentence tying a latency regression to the trace: device time per step vs host time.
 
     Per-token latency (TPOT, ITL) leads; without it (skipped when the client read tokens in
@@ -253,7 +254,7 @@ def _attribute(comparer: _Comparer) -> None:
         comparer.notes.append(f"attribution: {head}; no step kind in both profiles to attribute it to")
         return
     device = "GPU kernel time" if c.timing_domain == "gpu" else "CPU op time"
-    b_dev, c_dev = b.step_kinds[kind].median_gpu_time_us, c.step_kinds[kind].median_gpu_time_us
+    b_dev, c_dev = b.step_kinds[kind].median_op_time_us, c.step_kinds[kind].median_op_time_us
     parts = [head, f"{device} per {kind} step {_pct(_change(b_dev, c_dev))}"]
     bo, co = b.overhead_by_kind().get(kind), c.overhead_by_kind().get(kind)
     host_grew = None

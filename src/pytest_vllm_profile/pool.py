@@ -36,7 +36,7 @@ from pathlib import Path
 from .errors import LauncherError
 from .launchers.base import Launcher, RunningServer, ServerDied, ServerSpec
 from .locks import HeldLock, exclusive_lock, reserve_port
-from .settings import (
+from .setting_defaults import (
     DEFAULT_HEALTH_TIMEOUT_S,
     DEFAULT_LAUNCHER,
     DEFAULT_MAX_SERVERS,

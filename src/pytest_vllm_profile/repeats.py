@@ -38,7 +38,7 @@ class RepeatSpread(msgspec.Struct, forbid_unknown_fields=True):
     repeats: Annotated[int, msgspec.Meta(ge=1)]
     total_kernel_us: Relative = 0.0
     # step kind -> spread of the median step time
-    step_gpu_time_us: dict[str, Relative] = msgspec.field(default_factory=dict)
+    step_op_time_us: dict[str, Relative] = msgspec.field(default_factory=dict)
     # step kind -> kernel name -> spread
     kernel_us_per_step: dict[str, dict[str, Relative]] = msgspec.field(default_factory=dict)
     # step kind -> spread per layer index
@@ -236,13 +236,13 @@ def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: li
     """Per step kind: medians over every repeat that has the kind, and their relative spread."""
     for kind, stats in out.step_kinds.items():
         per = [s.step_kinds[kind] for s in summaries if kind in s.step_kinds]
-        medians = [p.median_gpu_time_us for p in per]
-        stats.median_gpu_time_us = _median(medians)
-        stats.mean_gpu_time_us = _median([p.mean_gpu_time_us for p in per])
-        stats.min_gpu_time_us = _median([p.min_gpu_time_us for p in per])
-        stats.max_gpu_time_us = _median([p.max_gpu_time_us for p in per])
+        medians = [p.median_op_time_us for p in per]
+        stats.median_op_time_us = _median(medians)
+        stats.mean_op_time_us = _median([p.mean_op_time_us for p in per])
+        stats.min_op_time_us = _median([p.min_op_time_us for p in per])
+        stats.max_op_time_us = _median([p.max_op_time_us for p in per])
         stats.kernels_per_step = _combine_launches_per_step([p.kernels_per_step for p in per])
-        spread.step_gpu_time_us[kind] = relative_spread(medians)
+        spread.step_op_time_us[kind] = relative_spread(medians)
         # Layer lists line up by index (same layer count in every repeat: checked).
         width = len(stats.median_layer_time_us)
         same_layers = [p.median_layer_time_us for p in per if len(p.median_layer_time_us) == width]
@@ -253,7 +253,7 @@ def _combine_step_kinds(out: ProfileSummary, spread: RepeatSpread, summaries: li
         having = [s for s in summaries if kind in s.step_kinds]
         if isinstance(spread.step_samples_us, UnsetType) or isinstance(spread.layer_samples_us, UnsetType):
             spread.step_samples_us, spread.layer_samples_us = {}, {}
-        spread.step_samples_us[kind] = [[st.gpu_time_us for st in s.steps if st.kind == kind] for s in having]
+        spread.step_samples_us[kind] = [[st.op_time_us for st in s.steps if st.kind == kind] for s in having]
         spread.layer_samples_us[kind] = [
             [[layer.time_us for layer in st.layers] for st in s.steps if st.kind == kind] for s in having
         ]
@@ -315,7 +315,7 @@ def _combine_same_structure(
     # request split of a step may differ (kept from the first repeat).
     for i, step in enumerate(out.steps):
         step.wall_time_us = _median([s.steps[i].wall_time_us for s in summaries])
-        step.gpu_time_us = _median([s.steps[i].gpu_time_us for s in summaries])
+        step.op_time_us = _median([s.steps[i].op_time_us for s in summaries])
         step.kernel_count = int(round(_median([float(s.steps[i].kernel_count) for s in summaries])))
         if not isinstance(step.period_us, UnsetType):  # steps with overhead values (0.2 on)
             for name in STEP_OVERHEAD_FIELDS:
@@ -350,7 +350,7 @@ def _combine_same_structure(
             ),
         ]
 
-    median_decode_us = out.step_kinds["decode"].median_gpu_time_us if "decode" in out.step_kinds else 0.0
+    median_decode_us = out.step_kinds["decode"].median_op_time_us if "decode" in out.step_kinds else 0.0
     if out.roofline is not None and median_decode_us > 0:
         # Achieved bandwidth scales with 1 / step time: rescale (analysis.roofline, which
         # derives it, would pull pandas into a JSON-only compare). Time and fraction move together.

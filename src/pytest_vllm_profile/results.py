@@ -19,9 +19,11 @@ from .codec import decode_json, encode_json
 from .comparison import Comparison
 from .configuration import RunConfiguration
 from .latency import TimedPassResult
+from .schema_v1 import upgrade_results
 from .summary import ProfileSummary
 
-RESULTS_SCHEMA_VERSION: Final = 1
+# 2: the summaries inside are v2 and the step-time metric is step.<kind>.op_time_us (schema_v1)
+RESULTS_SCHEMA_VERSION: Final = 2
 
 Outcome = Literal["passed", "failed", "skipped", "error"]
 # The baseline step's verdict of a test: the comparison's, or what was done instead of one.
@@ -55,7 +57,7 @@ class TestResult(msgspec.Struct, forbid_unknown_fields=True):
     server_boot_s: float | None = None  # set on the test that booted its server: start to healthy
     configuration: RunConfiguration | None = None  # what produced the profile (issue 15)
     # The timed (unprofiled) pass, every sample kept (issue 12); UNSET (left out of the file, so
-    # results of 0.1.0 re-encode as they were read): no timed pass ran.
+    # results of 0.1.0 re-encode without additions): no timed pass ran.
     timed_pass: TimedPassResult | UnsetType = UNSET
     baseline_timed_pass: TimedPassResult | UnsetType = UNSET  # the baseline's, when it has one
 
@@ -69,6 +71,11 @@ class RunResults(msgspec.Struct, forbid_unknown_fields=True):
     launcher: str | None = None
     profiler: str | None = None
     tests: list[TestResult] = msgspec.field(default_factory=list)
+
+    @classmethod
+    def upgrade_builtins(cls, data: Any) -> Any:
+        """The JSON of a results file of 0.1.0 (schema_version 1) in this layout (`codec.from_builtins`)."""
+        return upgrade_results(data)
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a temp file of its own in the same folder, then `os.replace`, so two

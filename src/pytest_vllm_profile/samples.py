@@ -22,7 +22,7 @@ def step_samples(summary: ProfileSummary, spread: RepeatSpread | None, kind: Ste
     if spread is not None and isinstance(spread.step_samples_us, dict) and kind in spread.step_samples_us:
         return RepeatSamples(spread.step_samples_us[kind])
     if _single_profile(spread):
-        return RepeatSamples([[s.gpu_time_us for s in summary.steps if s.kind == kind]])
+        return RepeatSamples([[s.op_time_us for s in summary.steps if s.kind == kind]])
     return None
 
 

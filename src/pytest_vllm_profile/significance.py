@@ -44,7 +44,7 @@ DEFAULT_NOISE_MULTIPLIER = 4.0
 class RepeatSamples(tuple[float, ...]):
     """A flat sequence of samples that remembers which repeat each came from.
 
-    Passes anywhere a `Sequence[float]` goes (e.g. `_Comparer.time(baseline_samples=...)`);
+    Passes anywhere a `Sequence[float]` goes (e.g. `MetricJudge.time(baseline_samples=...)`);
     `groups` gives back the per-repeat lists for the two-level bootstrap.
     """
 

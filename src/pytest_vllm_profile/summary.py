@@ -3,23 +3,26 @@
 This is the contract between analysis, baseline store, comparison and reports. The model is
 these `msgspec.Struct` types; their JSON form (`codec.encode_json` / `codec.decode_json`) and
 the shipped `schemas/summary.schema.json` are generated from them (`schemas.generate`; bump
-`SUMMARY_SCHEMA_VERSION` on any incompatible change and migrate the old form on read).
+`SUMMARY_SCHEMA_VERSION` on any incompatible change and migrate the old form on read:
+`schema_v1` reads the files of 0.1.0).
 
 Times are microseconds. `timing_domain` says whose clock they are: "gpu" (sums of GPU
 kernel durations) or "cpu" (CPU-only traces, e.g. vLLM's CPU backend: `cpu_op` durations).
+"Op time" (`op_time_us`) is the time of that domain: kernel time on a GPU, CPU op time on a CPU.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
 from .codec import decode_json, encode_json
+from .schema_v1 import upgrade_summary
 
-SUMMARY_SCHEMA_VERSION: Final = 1
+SUMMARY_SCHEMA_VERSION: Final = 2  # 2: gpu_time_us -> op_time_us (schema_v1)
 
 StepKind = Literal["prefill", "decode", "mixed"]
 STEP_KINDS: tuple[StepKind, ...] = get_args(StepKind)
@@ -70,7 +73,9 @@ class StepSummary(msgspec.Struct):
     name: str  # vLLM's annotation text, or "gpu_burst_<i>" when found from GPU activity
     start_us: float
     wall_time_us: Micros  # span of the step on the timeline
-    gpu_time_us: Micros  # sum of kernel durations inside the step (cpu_op time when timing_domain == "cpu")
+    # summed op time of the step in the summary's timing domain: kernel durations inside the step,
+    # or top-level cpu_op durations when timing_domain == "cpu" (0.1.0 called it gpu_time_us)
+    op_time_us: Micros
     kernel_count: Count
     prefill_requests: int | None = None
     prefill_tokens: int | None = None
@@ -78,7 +83,7 @@ class StepSummary(msgspec.Struct):
     decode_tokens: int | None = None
     layers: list[LayerTiming] = msgspec.field(default_factory=list)
     # ---- CPU overhead of the step (issue 12, analysis.step_overhead). UNSET (left out of the
-    # JSON, so 0.1.0 files re-encode identically): not measured; None: not applicable (GPU
+    # JSON, so 0.1.0 files re-encode without them): not measured; None: not applicable (GPU
     # busy/idle and launches on CPU-only traces; period of the last step).
     period_us: float | None | UnsetType = UNSET  # to the next step's start
     gpu_busy_us: float | None | UnsetType = UNSET  # union of the step's kernel intervals
@@ -111,13 +116,13 @@ class KernelSummary(msgspec.Struct):
 
 
 class StepKindStats(msgspec.Struct):
-    """Aggregates over the steps of one kind."""
+    """Aggregates over the steps of one kind (op time: `StepSummary.op_time_us`)."""
 
     count: Count
-    median_gpu_time_us: Micros
-    mean_gpu_time_us: Micros
-    min_gpu_time_us: Micros
-    max_gpu_time_us: Micros
+    median_op_time_us: Micros
+    mean_op_time_us: Micros
+    min_op_time_us: Micros
+    max_op_time_us: Micros
     median_layer_time_us: list[Micros] = msgspec.field(default_factory=list)  # per layer index
     # kernel name -> launches per step (median)
     kernels_per_step: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(default_factory=dict)
@@ -151,7 +156,7 @@ class Roofline(msgspec.Struct):
 
 
 class ProfileSummary(msgspec.Struct):
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     source: list[str]
     timing_domain: TimingDomain
     step_method: StepMethod
@@ -172,6 +177,11 @@ class ProfileSummary(msgspec.Struct):
     # step kind -> CPU overhead of its steps (issue 12); UNSET (not in the JSON) before 0.2:
     # read it through `overhead_by_kind()`.
     step_overhead: dict[str, StepKindOverhead] | UnsetType = UNSET
+
+    @classmethod
+    def upgrade_builtins(cls, data: Any) -> Any:
+        """The JSON of a summary written by 0.1.0 (schema_version 1) in this layout (`codec.from_builtins`)."""
+        return upgrade_summary(data)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(encode_json(self) + "\n")

@@ -137,7 +137,7 @@ class VllmProfile:
     def step_time_us(self, kind: StepKind) -> float | None:
         """Median kernel time of one step of `kind` ("prefill", "decode", "mixed"); None if absent."""
         stats = self.summary.step_kinds.get(kind)
-        return stats.median_gpu_time_us if stats is not None else None
+        return stats.median_op_time_us if stats is not None else None
 
     @property
     def decode_step_us(self) -> float | None:
@@ -269,6 +269,8 @@ def _check_across_versions(
         profile.spread,
         step_kinds=profile.workload.compare_step_kinds,
         drift_fails=settings.cross_version_drift == "fail",
+        baseline_timed=entry.timed,
+        candidate_timed=profile.timed_pass,
     )
     cross = f"cross-version: vLLM {entry.vllm_version} -> {version}"
     message = (
@@ -286,6 +288,7 @@ def _check_across_versions(
         baseline_path=path,
         comparison=comparison,
         baseline_summary=entry.summary,
+        baseline_timed_pass=entry.timed,
         fails_test=not comparison.passed,
     )
 

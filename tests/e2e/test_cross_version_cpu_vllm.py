@@ -137,9 +137,9 @@ def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
     candidate = from_builtins(checked["summary"], ProfileSummary, "summary")
     assert baseline.token_steps == candidate.token_steps == MAX_TOKENS
     slower = copy.deepcopy(candidate)
-    slower.step_kinds["decode"].median_gpu_time_us = 3 * baseline.step_kinds["decode"].median_gpu_time_us
+    slower.step_kinds["decode"].median_op_time_us = 3 * baseline.step_kinds["decode"].median_op_time_us
     slowed = compare_across_versions(baseline, slower, OLD, NEW, Tolerances(rel_time=1.0, abs_floor_us=250))
     assert slowed.verdict == "fail"
     # (without the repeats' spreads, which the plugin's own check used, a noisy class may fail too)
-    assert "step.decode.gpu_time_us" in [f.metric for f in slowed.regressions]
+    assert "step.decode.op_time_us" in [f.metric for f in slowed.regressions]
     assert not any(f.kind == "drift" for f in slowed.regressions)

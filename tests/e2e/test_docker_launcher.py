@@ -25,17 +25,16 @@ import pytest
 
 from pytest_vllm_profile.errors import LauncherError
 from pytest_vllm_profile.launchers.base import ServerSpec
-from pytest_vllm_profile.launchers.docker import (
+from pytest_vllm_profile.launchers.container_engine import (
     LABEL,
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
     LABEL_SESSION,
-    ContainerOptions,
-    DockerLauncher,
     cleanup_leftovers,
     engine_of,
     resolve_engine_url,
 )
+from pytest_vllm_profile.launchers.docker import ContainerOptions, DockerLauncher
 from pytest_vllm_profile.launchers.vllm_args import ENV_STYLE, PROFILER_CONFIG_STYLE
 from support.paths import DATA
 from support.podman_service import (

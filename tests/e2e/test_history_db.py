@@ -85,7 +85,7 @@ def test_a_run_round_trips_with_its_context_and_every_metric(
             assert [r.id for r in s.runs] == [first, second]
     assert series == {}  # nothing stored that the test results do not have
     decode = metrics_of_test(results.tests[0])
-    assert decode["step.decode.median_us"][0] == results.tests[0].summary.step_kinds["decode"].median_gpu_time_us
+    assert decode["step.decode.median_us"][0] == results.tests[0].summary.step_kinds["decode"].median_op_time_us
     assert {"class.decode.gemm.us_per_step", "layer.decode.median_us", "latency.request.median_s"} <= set(decode)
 
 

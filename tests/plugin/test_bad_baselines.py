@@ -121,13 +121,13 @@ CASES = [
     ),
     BadBaseline(
         "negative-step-time",
-        _edit_json(lambda d: _summary(d)["steps"][0].update(gpu_time_us=-1.0)),
-        r"'/entries/H100/0.26.0/summary/steps/0/gpu_time_us': -1.0 is less than the minimum of 0",
+        _edit_json(lambda d: _summary(d)["steps"][0].update(op_time_us=-1.0)),
+        r"'/entries/H100/0.26.0/summary/steps/0/op_time_us': -1.0 is less than the minimum of 0",
     ),
     BadBaseline(
-        "schema-version-2",
-        _edit_json(lambda d: d.update(schema_version=2)),
-        r"'/schema_version': 2 is not one of \[1\]",
+        "schema-version-3",
+        _edit_json(lambda d: d.update(schema_version=3)),
+        r"'/schema_version': 3 is not one of \[2\]",
     ),
     BadBaseline(
         "unknown-field",

@@ -31,7 +31,7 @@ def test_each_session_appends_one_run_with_its_metrics(
         (decode,) = store.series(nodeid=NODEID, metric="step.decode.median_us")
     summary = load_results(pytester).tests[0].summary
     assert summary is not None
-    assert decode.values[-1] == pytest.approx(summary.step_kinds["decode"].median_gpu_time_us)
+    assert decode.values[-1] == pytest.approx(summary.step_kinds["decode"].median_op_time_us)
 
 
 def test_history_off_and_a_path_of_ones_own(
@@ -59,7 +59,7 @@ def test_terminal_names_a_slowdown_of_this_runs_series(
             older.created = f"2026-01-{day:02d}T03:00:00Z"
             summary = older.tests[0].summary
             assert summary is not None
-            summary.step_kinds["decode"].median_gpu_time_us /= 1.04 * (1 + 0.001 * (day % 3))
+            summary.step_kinds["decode"].median_op_time_us /= 1.04 * (1 + 0.001 * (day % 3))
             store.append_run(older)
         store.append_run(first)
     result = run(pytester, recorded_trace_double)

@@ -59,7 +59,7 @@ def built_summary(
                 name=f"step{i}",
                 start_us=t,
                 wall_time_us=step_time[kind] * 1.1,
-                gpu_time_us=step_time[kind],
+                op_time_us=step_time[kind],
                 kernel_count=launches,
                 layers=[LayerTiming(j, step_time[kind] / layers, launches // layers) for j in range(layers)],
             )
@@ -94,17 +94,17 @@ def built_summary(
     step_kinds = {
         kind: StepKindStats(
             count=step_count[kind],
-            median_gpu_time_us=step_time[kind],
-            mean_gpu_time_us=step_time[kind],
-            min_gpu_time_us=step_time[kind],
-            max_gpu_time_us=step_time[kind],
+            median_op_time_us=step_time[kind],
+            mean_op_time_us=step_time[kind],
+            min_op_time_us=step_time[kind],
+            max_op_time_us=step_time[kind],
             median_layer_time_us=[step_time[kind] / layers] * layers,
             kernels_per_step={name: float(v[2]) for name, v in kernels.items()},
         )
         for kind in step_count
     }
     return ProfileSummary(
-        schema_version=1,
+        schema_version=2,
         source=["built-in-test"],
         timing_domain=domain,
         step_method="annotation",
@@ -135,14 +135,14 @@ def scaled_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
     out.total_kernel_us += added
     for s in out.steps:
         if s.kind == "decode":
-            s.gpu_time_us *= factor
+            s.op_time_us *= factor
             for layer in s.layers:
                 layer.time_us *= factor
     d = out.step_kinds["decode"]
-    d.median_gpu_time_us *= factor
-    d.mean_gpu_time_us *= factor
-    d.min_gpu_time_us *= factor
-    d.max_gpu_time_us *= factor
+    d.median_op_time_us *= factor
+    d.mean_op_time_us *= factor
+    d.min_op_time_us *= factor
+    d.max_op_time_us *= factor
     d.median_layer_time_us = [t * factor for t in d.median_layer_time_us]
     return out
 
@@ -169,7 +169,7 @@ def built_one_kernel_summary(
         per_step_kind={"decode": KernelKindStats(count=9, total_us=9 * decode_us, mean_us=decode_us)},
     )
     return ProfileSummary(
-        schema_version=1,
+        schema_version=2,
         source=["built"],
         timing_domain="gpu" if gpu else "cpu",
         step_method="annotation",

@@ -33,7 +33,7 @@ def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
     spread = RepeatSpread(
         repeats=3,
         total_kernel_us=0.004,
-        step_gpu_time_us={"decode": 0.003},
+        step_op_time_us={"decode": 0.003},
         kernel_us_per_step={"decode": {"nvjet_gemm": 0.002}},
         layer_time_us={"decode": []},
     )
@@ -50,7 +50,7 @@ def test_save_then_load_round_trips_and_validates(tmp_path: Path) -> None:
     assert changed is True
     path = store.path_for(BASELINE_NODEID)
     document = json.loads(path.read_text())
-    assert document["test"] == BASELINE_NODEID and document["schema_version"] == 1
+    assert document["test"] == BASELINE_NODEID and document["schema_version"] == 2
     entry_json = document["entries"]["NVIDIA H100 80GB HBM3"]["0.26.0"]
     assert set(entry_json) == {"created", "commit", "workload", "repeats", "summary", "spread"}
     entry = store.load(BASELINE_NODEID, "NVIDIA H100 80GB HBM3", "0.26.0")
@@ -75,7 +75,7 @@ def test_save_reports_change_ignoring_created(tmp_path: Path) -> None:
     )
     assert store.path_for(BASELINE_NODEID).read_text() == before  # unchanged content: file untouched
     assert store.save(BASELINE_NODEID, "H100", "0.26.0", built_one_kernel_summary(decode_us=6100.0)) is True
-    assert store.load(BASELINE_NODEID, "H100", "0.26.0").summary.step_kinds["decode"].median_gpu_time_us == 6100.0
+    assert store.load(BASELINE_NODEID, "H100", "0.26.0").summary.step_kinds["decode"].median_op_time_us == 6100.0
 
 
 def test_entries_keyed_by_gpu_and_vllm_version_in_one_file(tmp_path: Path) -> None:
@@ -211,6 +211,6 @@ def test_real_repeats_saved_as_baseline_round_trip(tmp_path: Path, data_dir: Pat
     assert entry is not None and entry.summary == median and entry.spread == spread
     assert entry.summary.token_steps == 10 and entry.summary.layer_count == 36
     # the median of two repeats lies between them
-    lo, hi = sorted(r.step_kinds["decode"].median_gpu_time_us for r in reps)
-    assert lo <= entry.summary.step_kinds["decode"].median_gpu_time_us <= hi
-    assert 0 < entry.spread.step_gpu_time_us["decode"] < 0.01
+    lo, hi = sorted(r.step_kinds["decode"].median_op_time_us for r in reps)
+    assert lo <= entry.summary.step_kinds["decode"].median_op_time_us <= hi
+    assert 0 < entry.spread.step_op_time_us["decode"] < 0.01

@@ -55,7 +55,7 @@ def test_built_3_percent_slower_exits_1_and_names_the_regression(
     assert code == 1
     data = json.loads(out)
     assert data["verdict"] == "fail"
-    assert data["regressions"][0]["metric"] == "step.decode.gpu_time_us"
+    assert data["regressions"][0]["metric"] == "step.decode.op_time_us"
     code, text, _ = run_cli(capsys, str(summaries["base"]), str(summaries["slow"]))
     assert code == 1
     assert "verdict: fail" in text

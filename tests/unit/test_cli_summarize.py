@@ -15,7 +15,7 @@ def test_json_output_has_the_documented_fields(data_dir, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["token_steps"] == 10 and data["layer_count"] == 36
     assert isinstance(data["total_kernel_us"], float)
-    assert all({"kind", "gpu_time_us", "layers"} <= set(s) for s in data["steps"])
+    assert all({"kind", "op_time_us", "layers"} <= set(s) for s in data["steps"])
     assert all({"name", "count", "total_us"} <= set(k) for k in data["kernels"])
     assert data["roofline"] is None
 

@@ -41,7 +41,7 @@ def test_built_decode_slowdown_of_3_percent_fails_and_ranks_step_first() -> None
     result = compare_summaries(built_summary(), built_summary({"decode": 1.03}), Tolerances())
     assert result.verdict == "fail"
     top = result.regressions[0]
-    assert top.metric == "step.decode.gpu_time_us"
+    assert top.metric == "step.decode.op_time_us"
     assert top.message.startswith("decode step GPU time ")
     # judged from the 9 decode steps a side: estimate, interval and threshold in the message and fields
     assert "shift +3.00% (99% interval +3.00% to +3.00%, threshold ±1.85%" in top.message
@@ -60,7 +60,7 @@ def test_built_slowdown_within_observed_noise_passes_when_spread_is_given() -> N
     noisy = RepeatSpread(
         repeats=3,
         total_kernel_us=0.015,
-        step_gpu_time_us={"decode": 0.015, "prefill": 0.015},
+        step_op_time_us={"decode": 0.015, "prefill": 0.015},
         kernel_us_per_step={"decode": {n: 0.015 for n in BUILT_KERNELS}},
         layer_time_us={"decode": [0.015] * BUILT_LAYERS},
     )
@@ -74,7 +74,7 @@ def test_built_faster_run_is_an_improvement_and_passes() -> None:
     result = compare_summaries(built_summary(), built_summary({"decode": 0.95}), Tolerances())
     assert result.verdict == "pass"
     assert result.regressions == []
-    assert any(f.metric == "step.decode.gpu_time_us" and f.delta < 0 for f in result.improvements)
+    assert any(f.metric == "step.decode.op_time_us" and f.delta < 0 for f in result.improvements)
     assert result.step_times[1].delta_pct == pytest.approx(-5.0)
 
 
@@ -144,9 +144,9 @@ def test_built_small_new_kernel_under_one_percent_is_reported_and_passes() -> No
 def test_built_cpu_summaries_compare_the_same_way() -> None:
     result = compare_summaries(built_summary(domain="cpu"), built_summary({"decode": 1.10}, domain="cpu"))
     assert result.verdict == "fail"
-    decode = next(f for f in result.regressions if f.metric == "step.decode.gpu_time_us")
+    decode = next(f for f in result.regressions if f.metric == "step.decode.op_time_us")
     assert decode.message.startswith("decode step CPU time ") and "shift +10.00%" in decode.message
-    assert not any(f.metric == "step.prefill.gpu_time_us" for f in result.regressions)
+    assert not any(f.metric == "step.prefill.op_time_us" for f in result.regressions)
 
 
 def test_built_gpu_against_cpu_is_an_error_explaining_why() -> None:
@@ -190,12 +190,12 @@ def test_tolerances_from_plugin_options_and_ini_strings() -> None:
 def test_built_combine_repeats_medians_and_spread() -> None:
     reps = [built_summary({"decode": f}) for f in (1.00, 1.02, 1.01)]
     median, spread = combine_repeats(reps)
-    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(
-        reps[2].step_kinds["decode"].median_gpu_time_us
+    assert median.step_kinds["decode"].median_op_time_us == pytest.approx(
+        reps[2].step_kinds["decode"].median_op_time_us
     )
     assert spread.repeats == 3
-    assert spread.step_gpu_time_us["decode"] == pytest.approx(0.02 / 1.01)
-    assert spread.step_gpu_time_us["prefill"] == 0.0
+    assert spread.step_op_time_us["decode"] == pytest.approx(0.02 / 1.01)
+    assert spread.step_op_time_us["prefill"] == 0.0
     gemm = "nvjet_gemm_64x8_TNT"
     assert spread.kernel_us_per_step["decode"][gemm] == pytest.approx(0.02 / 1.01)
     assert kernel_us_per_step(median, "decode")[gemm] == pytest.approx(8 * 120.0 * 1.01)
@@ -238,7 +238,7 @@ def test_real_base_rep0_with_decode_kernels_scaled_by_1_03_fails(
     result = compare_summaries(rep1, slower, Tolerances())
     assert result.verdict == "fail"
     top = result.regressions[0]
-    assert top.metric == "step.decode.gpu_time_us"
+    assert top.metric == "step.decode.op_time_us"
     assert top.message.startswith("decode step GPU time ") and "shift +2.78%" in top.message
     assert top.interval_pct is not None and 2.0 < top.interval_pct[0] < top.estimate_pct < top.interval_pct[1]
     assert top.threshold_pct == pytest.approx(1.0)
@@ -268,16 +268,16 @@ def test_real_median_baseline_with_its_noise_still_flags_decode_kernels_scaled_b
     # the repeats' own spread (~0.24 % on decode) must not widen the tolerance past a 3 % slowdown
     rep0, rep1 = real_pair
     median, spread = combine_repeats([rep0, rep1])
-    assert spread.step_gpu_time_us["decode"] <= 0.005
+    assert spread.step_op_time_us["decode"] <= 0.005
     result = compare_summaries(median, scaled_decode(rep0, 1.03), Tolerances(), baseline_spread=spread)
     assert result.verdict == "fail"
-    assert result.regressions[0].metric == "step.decode.gpu_time_us"
+    assert result.regressions[0].metric == "step.decode.op_time_us"
 
 
 def test_real_repeats_combined_then_compared_pass(real_pair: tuple[ProfileSummary, ProfileSummary]) -> None:
     rep0, rep1 = real_pair
     median, spread = combine_repeats([rep0, rep1])
-    assert 0 < spread.step_gpu_time_us["decode"] < 0.01
+    assert 0 < spread.step_op_time_us["decode"] < 0.01
     result = compare_summaries(median, rep1, Tolerances(), baseline_spread=spread)
     assert result.verdict == "pass", result.explain()
 
@@ -302,11 +302,11 @@ def test_real_cpu_trace_compares_the_same_way(real_cpu: ProfileSummary) -> None:
     # statistical rule, +50 % is not.
     result = compare_summaries(real_cpu, scaled_decode(real_cpu, 1.50))
     assert result.verdict == "fail"
-    decode = next(f for f in result.regressions if f.metric == "step.decode.gpu_time_us")
+    decode = next(f for f in result.regressions if f.metric == "step.decode.op_time_us")
     assert decode.message.startswith("decode step CPU time ") and "shift +50.00%" in decode.message
     noisy = compare_summaries(real_cpu, scaled_decode(real_cpu, 1.10))
-    assert not any(f.metric == "step.decode.gpu_time_us" for f in noisy.regressions)
-    assert not any(f.metric == "step.prefill.gpu_time_us" for f in result.regressions)
+    assert not any(f.metric == "step.decode.op_time_us" for f in noisy.regressions)
+    assert not any(f.metric == "step.prefill.op_time_us" for f in result.regressions)
 
 
 def test_real_cpu_trace_against_real_gpu_trace_is_an_error(
@@ -367,7 +367,7 @@ def test_real_h100_decode_slowdown_of_3_percent_fails_with_decode_only(h100_pair
     rep0, rep1 = h100_pairs["seed"]
     result = compare_summaries(rep1, scaled_decode(rep0, 1.03), step_kinds=("decode",))
     assert result.verdict == "fail"
-    assert result.regressions[0].metric == "step.decode.gpu_time_us"
+    assert result.regressions[0].metric == "step.decode.op_time_us"
     assert not any("prefill" in f.metric for f in result.regressions)
 
 

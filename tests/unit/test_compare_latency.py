@@ -114,11 +114,11 @@ def test_gpu_slowdown_is_attributed_to_the_gpu_work(seed: ProfileSummary) -> Non
     candidate = msgspec.structs.replace(
         seed,
         step_kinds={
-            k: msgspec.structs.replace(v, median_gpu_time_us=v.median_gpu_time_us * 1.4)
+            k: msgspec.structs.replace(v, median_op_time_us=v.median_op_time_us * 1.4)
             for k, v in seed.step_kinds.items()
         },
     )
-    candidate = with_decode_overhead(candidate, 0.4 * seed.step_kinds["decode"].median_gpu_time_us)
+    candidate = with_decode_overhead(candidate, 0.4 * seed.step_kinds["decode"].median_op_time_us)
     result = compare_summaries(
         seed, candidate, Tolerances(), baseline_timed=timed(50, 7), candidate_timed=timed(50, 9.8)
     )

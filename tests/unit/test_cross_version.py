@@ -19,6 +19,8 @@ from pytest_vllm_profile.baseline import BaselineStore, older_vllm_versions
 from pytest_vllm_profile.comparator import IncomparableSummariesError, Tolerances, compare_summaries
 from pytest_vllm_profile.comparator_crossversion import class_metric, compare_across_versions
 from pytest_vllm_profile.comparison import Comparison
+from pytest_vllm_profile.latency import LoadShape, RequestTiming, TimedPassResult, run_latency
+from pytest_vllm_profile.repeats import combine_repeats
 from pytest_vllm_profile.report.html import render_html
 from pytest_vllm_profile.report.markdown import render_job_summary
 from pytest_vllm_profile.report.terminal import render_terminal_summary
@@ -70,11 +72,11 @@ def scaled_class(summary: ProfileSummary, cls: str, kind: str, factor: float) ->
             k.per_step_kind[kind].total_us += extra
             k.total_us += extra
     per_step = added / stats.count
-    stats.median_gpu_time_us += per_step
-    stats.mean_gpu_time_us += per_step
+    stats.median_op_time_us += per_step
+    stats.mean_op_time_us += per_step
     for s in out.steps:
         if s.kind == kind:
-            s.gpu_time_us += per_step
+            s.op_time_us += per_step
     out.total_kernel_us += added
     return out
 
@@ -262,3 +264,56 @@ def test_check_on_a_new_version_compares_across_versions_and_update_records_besi
     assert missing.verdict == "no-baseline" and missing.fails_test
     assert "no baseline for vLLM 0.25.0 (--vllm-baseline-version)" in missing.message
     assert "baselines exist for vLLM 0.26.0, 0.27.0" in missing.message
+
+
+def _slower_decode_steps(summary: ProfileSummary, factor: float) -> ProfileSummary:
+    """`summary` with every decode step (and its layers) `factor` times slower."""
+    out = copy.deepcopy(summary)
+    for step in out.steps:
+        if step.kind == "decode":
+            step.op_time_us *= factor
+            for layer in step.layers:
+                layer.time_us *= factor
+    out.step_kinds["decode"].median_op_time_us *= factor
+    return out
+
+
+def _timed_pass(gap_ms: float, repeats: int = 3) -> TimedPassResult:
+    """A made-up timed pass: one 10-token request per repeat, TTFT 50 ms, then `gap_ms` per token (1 % jitter)."""
+    runs = []
+    for i in range(repeats):
+        f = 1 + 0.01 * i
+        chunks = tuple(0.050 * f + k * gap_ms * f / 1e3 for k in range(10))
+        timing = RequestTiming(sent_s=0.0, token_chunk_s=chunks, prompt_tokens=7, output_tokens=10)
+        runs.append(run_latency(i, [timing], duration_s=chunks[-1] + 0.001))
+    return TimedPassResult(shape=LoadShape(max_tokens=10, repeats=repeats), runs=tuple(runs))
+
+
+def test_real_h100_3_percent_decode_slowdown_across_versions_is_judged_from_the_step_samples(data_dir: Path) -> None:
+    reps = [summarize_path(data_dir / f"h100-seed-rep{i}.rank0.pt.trace.json.gz") for i in (0, 1)]
+    base, base_spread = combine_repeats(reps)
+    same, same_spread = combine_repeats([renamed_copy(r, "0.27.0") for r in reps])
+    unchanged = compare_across_versions(base, same, "0.26.0", "0.27.0", None, base_spread, same_spread)
+    assert unchanged.verdict == "pass", unchanged.explain()
+    slow, slow_spread = combine_repeats([renamed_copy(_slower_decode_steps(r, 1.03), "0.27.0") for r in reps])
+    result = compare_across_versions(base, slow, "0.26.0", "0.27.0", None, base_spread, slow_spread)
+    assert result.verdict == "fail"
+    step = next(f for f in result.regressions if f.metric == "step.decode.op_time_us")
+    # the statistical rule's verdict (estimate, interval, samples), as in a same-version comparison
+    assert step.estimate_pct == pytest.approx(3.0, abs=0.3)
+    assert step.samples == [18, 18] and step.interval_pct is not None and step.interval_pct[0] > 2
+    assert not any("no per-step samples" in n for n in result.notes)
+
+
+def test_real_h100_across_versions_gates_the_timed_pass_latency(real_pair) -> None:
+    rep0, rep1 = real_pair
+    candidate = renamed_copy(rep1, "0.27.0")
+    same = compare_across_versions(
+        rep0, candidate, "0.26.0", "0.27.0", baseline_timed=_timed_pass(7), candidate_timed=_timed_pass(7)
+    )
+    assert same.verdict == "pass", same.explain()
+    slower = compare_across_versions(
+        rep0, candidate, "0.26.0", "0.27.0", baseline_timed=_timed_pass(7), candidate_timed=_timed_pass(10)
+    )
+    assert slower.verdict == "fail"
+    assert {"latency.tpot_ms.p50", "throughput.output_tokens_per_s"} <= {f.metric for f in slower.regressions}

@@ -32,6 +32,12 @@ V1_SUMMARY = "cpu-eager-tiny4.summary-v1.json"
 V1_RESULTS = "results-v1.json"
 
 
+def as_v2_text(v1_text: str) -> str:
+    """A 0.1.0 file's text as version 2 writes it: every `*gpu_time_us` key and the step-time
+    metric renamed to `op_time_us`, each schema_version 1 -> 2 (a text edit, independent of schema_v1)."""
+    return v1_text.replace("gpu_time_us", "op_time_us").replace('"schema_version": 1', '"schema_version": 2')
+
+
 @pytest.fixture(scope="module")
 def cpu_summary(data_dir: Path) -> ProfileSummary:
     return summarize_path(data_dir / "cpu-eager-tiny4.rank0.pt.trace.json.gz")
@@ -88,7 +94,7 @@ def test_spread_comparison_and_results_round_trip(data_dir: Path, drifted_compar
 
 
 def test_baseline_entry_and_file_round_trip(tmp_path: Path, cpu_summary: ProfileSummary) -> None:
-    spread = RepeatSpread(repeats=3, total_kernel_us=0.01, step_gpu_time_us={"decode": 0.02})
+    spread = RepeatSpread(repeats=3, total_kernel_us=0.01, step_op_time_us={"decode": 0.02})
     store = BaselineStore(tmp_path)
     assert store.save(
         "t.py::a", None, "0.32.0", cpu_summary, workload={"prompts": ("a", "b")}, repeats=3, spread=spread, commit="abc"
@@ -116,12 +122,14 @@ def test_history_entry_round_trips() -> None:
 
 
 @pytest.mark.parametrize("path", COMMITTED_BASELINES, ids=[p.name for p in COMMITTED_BASELINES])
-def test_committed_v1_baselines_load_and_rewrite_identically(path: Path, tmp_path: Path) -> None:
+def test_committed_v1_baselines_load_migrated_and_are_left_as_they_are(path: Path, tmp_path: Path) -> None:
     document = read_baseline_file(path)
-    assert document.schema_version == 1 and document.entries
-    raw = json.loads(path.read_text())
-    # Nothing is lost or added: the typed document gives back the file's JSON.
-    assert json.loads(json.dumps(to_builtins(document))) == raw
+    assert document.schema_version == 2 and document.entries
+    text = path.read_text()
+    assert json.loads(text)["schema_version"] == 1
+    # Nothing is lost or added: the typed document gives back the file's JSON in the v2 layout
+    # (the step-time fields renamed, schema_version 2), spelled here by text, not by the migration.
+    assert json.loads(json.dumps(to_builtins(document))) == json.loads(as_v2_text(text))
     store = BaselineStore(tmp_path)
     entries = [
         BaselineEntry.of(gpu, version, record)
@@ -133,7 +141,7 @@ def test_committed_v1_baselines_load_and_rewrite_identically(path: Path, tmp_pat
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, target)
     first = entries[0]
-    # Re-recording an identical entry leaves a 0.1.0 file untouched.
+    # Re-recording an identical entry leaves a 0.1.0 file untouched (still version 1 on disk).
     assert not store.save(
         document.test,
         first.gpu,
@@ -147,11 +155,14 @@ def test_committed_v1_baselines_load_and_rewrite_identically(path: Path, tmp_pat
     assert target.read_bytes() == path.read_bytes()
 
 
-def test_v1_summary_file_loads_and_encodes_to_the_same_text(data_dir: Path, cpu_summary: ProfileSummary) -> None:
+def test_v1_summary_file_loads_migrated_and_encodes_to_the_v2_text(data_dir: Path, cpu_summary: ProfileSummary) -> None:
     path = data_dir / V1_SUMMARY
     loaded = ProfileSummary.load(path)
-    assert loaded.schema_version == 1 and loaded.timing_domain == "cpu"
-    assert encode_json(loaded) + "\n" == path.read_text()
+    assert loaded.schema_version == 2 and loaded.timing_domain == "cpu"
+    assert [s.op_time_us for s in loaded.steps] == [s["gpu_time_us"] for s in json.loads(path.read_text())["steps"]]
+    # The v2 file is the v1 text with the step-time keys renamed and the version bumped, byte for byte.
+    assert encode_json(loaded) + "\n" == as_v2_text(path.read_text())
+    assert "gpu_time_us" not in encode_json(loaded)
     # and the analysis still gives what 0.1.0 gave (the file was made from the repository root),
     # plus the step overhead added in 0.2 (issue 12), which 0.1.0 files lack
     assert cpu_summary.overhead_by_kind() and all(s.period_us is not msgspec.UNSET for s in cpu_summary.steps)
@@ -165,16 +176,18 @@ def test_v1_summary_file_loads_and_encodes_to_the_same_text(data_dir: Path, cpu_
     assert loaded == without_overhead
 
 
-def test_v1_results_file_loads_with_typed_summary_and_comparison(data_dir: Path) -> None:
+def test_v1_results_file_loads_migrated_with_typed_summary_and_comparison(data_dir: Path) -> None:
     results = load_results(data_dir / V1_RESULTS)
     assert results == RunResults.load(data_dir / V1_RESULTS)
+    assert results.schema_version == 2 and results.tests[0].summary.schema_version == 2
+    assert "step.decode.op_time_us" in [f.metric for f in results.tests[0].comparison.regressions]
     failed, skipped = results.tests
     assert isinstance(failed.summary, ProfileSummary) and isinstance(failed.comparison, Comparison)
     assert failed.comparison.verdict == "fail" and failed.comparison.regressions
     assert failed.comparison.new_kernel_names == ["renamed_op"] and len(failed.comparison.missing_kernels) == 2
     assert failed.requests == [RequestResult(0.5, 7, 8)]
     assert skipped.outcome == "skipped" and skipped.summary is None and skipped.comparison is None
-    raw = json.loads((data_dir / V1_RESULTS).read_text())
+    raw = json.loads(as_v2_text((data_dir / V1_RESULTS).read_text()))
     again = json.loads(encode_json(results))
     # The same JSON comes back out, plus only fields added since 0.1.0 (at any depth), at their empty default.
     added: list[str] = []
@@ -277,3 +290,17 @@ def test_comparison_names_lists_follow_the_details(drifted_comparison: Compariso
     data["new_kernels"] = ["something else"]
     assert from_builtins(data, Comparison).new_kernel_names == ["attn_fwd_v2"]
     assert copy.deepcopy(drifted_comparison) == drifted_comparison
+
+
+def test_v1_baseline_with_a_bad_step_time_names_the_v1_field(tmp_path: Path) -> None:
+    document = json.loads(COMMITTED_BASELINES[0].read_text())
+    assert document["schema_version"] == 1
+    gpu, versions = next(iter(document["entries"].items()))
+    version, record = next(iter(versions.items()))
+    record["summary"]["steps"][0]["gpu_time_us"] = -1.0
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(BaselineError) as info:
+        read_baseline_file(path)
+    pointer = f"/entries/{gpu}/{version}/summary/steps/0/gpu_time_us"  # the file's own (0.1.0) name
+    assert f"at JSON pointer '{pointer}': -1.0 is less than the minimum of 0" in str(info.value)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from pytest_vllm_profile.analysis import summarize_path
-from pytest_vllm_profile.comparator import Tolerances, compare_summaries, is_structural
+from pytest_vllm_profile.comparator import Tolerances, compare_summaries
 from pytest_vllm_profile.comparison import Comparison
+from pytest_vllm_profile.metric_judge import is_structural
 from pytest_vllm_profile.report.terminal import render_terminal_summary
 from pytest_vllm_profile.results import RunResults, TestResult
 from support.paths import DATA

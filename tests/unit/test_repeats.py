@@ -43,16 +43,16 @@ def test_real_seed_pair_differs_only_in_copy_placement_and_combines(seed_pair) -
     median, spread = combine_repeats([rep0, rep1])
     assert median.token_steps == 10 and median.layer_count == 36
     assert [s.kind for s in median.steps] == ["prefill"] + ["decode"] * 9
-    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(6072.46, abs=0.5)
-    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(
-        (rep0.step_kinds["decode"].median_gpu_time_us + rep1.step_kinds["decode"].median_gpu_time_us) / 2
+    assert median.step_kinds["decode"].median_op_time_us == pytest.approx(6072.46, abs=0.5)
+    assert median.step_kinds["decode"].median_op_time_us == pytest.approx(
+        (rep0.step_kinds["decode"].median_op_time_us + rep1.step_kinds["decode"].median_op_time_us) / 2
     )
     # a memory op's changed placement is not an unstable kernel; its counts still combine
     assert spread.unstable_kernels == []
     dtoh = median.kernel(DTOH)
     assert dtoh.count == 20
     assert dtoh.per_step_kind["decode"].count == 13  # median of 14 and 12
-    assert 0 < spread.step_gpu_time_us["decode"] < 0.001
+    assert 0 < spread.step_op_time_us["decode"] < 0.001
     assert median.notes[-1] == "median of 2 repeats"
 
 
@@ -84,8 +84,8 @@ def test_real_batch_pair_combines_over_the_union_and_lists_unstable_kernels(batc
     decode0, decode1 = kernel_us_per_step(rep0, "decode"), kernel_us_per_step(rep1, "decode")
     decode = kernel_us_per_step(median, "decode")
     assert set(decode) == set(decode0) == set(decode1)
-    assert median.step_kinds["decode"].median_gpu_time_us == pytest.approx(
-        (rep0.step_kinds["decode"].median_gpu_time_us + rep1.step_kinds["decode"].median_gpu_time_us) / 2
+    assert median.step_kinds["decode"].median_op_time_us == pytest.approx(
+        (rep0.step_kinds["decode"].median_op_time_us + rep1.step_kinds["decode"].median_op_time_us) / 2
     )
     assert median.total_kernel_us == pytest.approx((rep0.total_kernel_us + rep1.total_kernel_us) / 2)
 
@@ -151,6 +151,6 @@ def test_compare_step_kinds_lets_repeats_differ_outside_the_compared_steps(data_
     assert spread.repeats == 3
     assert any("step structure differs" in n for n in combined.notes)
     decode_medians = sorted(
-        [batch.step_kinds["decode"].median_gpu_time_us] * 2 + [seed.step_kinds["decode"].median_gpu_time_us]
+        [batch.step_kinds["decode"].median_op_time_us] * 2 + [seed.step_kinds["decode"].median_op_time_us]
     )
-    assert combined.step_kinds["decode"].median_gpu_time_us == pytest.approx(decode_medians[1])
+    assert combined.step_kinds["decode"].median_op_time_us == pytest.approx(decode_medians[1])

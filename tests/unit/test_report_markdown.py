@@ -35,7 +35,7 @@ def test_verdict_table_has_one_row_per_test_with_step_deltas(summary: str) -> No
     fail_row = by_test[FAIL_ID.replace("<", "&lt;").replace(">", "&gt;")]
     assert "FAIL" in fail_row[1]
     base, cur = real_summaries()
-    b, c = base.step_kinds["decode"].median_gpu_time_us, cur.step_kinds["decode"].median_gpu_time_us
+    b, c = base.step_kinds["decode"].median_op_time_us, cur.step_kinds["decode"].median_op_time_us
     assert f"{c:.1f} µs ({100 * (c - b) / b:+.1f}%)" == fail_row[3]
     assert "PASS" in by_test[PASS_ID][1]
     assert "ERROR" in by_test[ERROR_ID][1] and by_test[ERROR_ID][3] == "–"

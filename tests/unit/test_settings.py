@@ -12,8 +12,8 @@ from pytest_vllm_profile.capture import ProfileCapture
 from pytest_vllm_profile.launchers.base import ServerSpec
 from pytest_vllm_profile.launchers.docker import ContainerOptions
 from pytest_vllm_profile.pool import PoolSettings
+from pytest_vllm_profile.setting_defaults import DEFAULT_IMAGE
 from pytest_vllm_profile.settings import (
-    DEFAULT_IMAGE,
     OPTIONS,
     OPTIONS_BY_NAME,
     BaselineSettings,

@@ -123,10 +123,10 @@ def _slower_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
     out = copy.deepcopy(summary)
     for step in out.steps:
         if step.kind == "decode":
-            step.gpu_time_us *= factor
+            step.op_time_us *= factor
             for layer in step.layers:
                 layer.time_us *= factor
-    out.step_kinds["decode"].median_gpu_time_us *= factor
+    out.step_kinds["decode"].median_op_time_us *= factor
     return out
 
 
@@ -138,12 +138,12 @@ def test_real_unchanged_cpu_reruns_pass_with_three_repeats_a_side(cpu_reps: list
     result = compare_summaries(base, cand, Tolerances(), base_spread, cand_spread)
     assert result.verdict == "pass", result.explain()
     # prefill: one step per repeat, 3 vs 3 samples: reported as undecided, never a silent pass or fail
-    assert result.too_few_samples == ["step.prefill.gpu_time_us", "total_kernel_us"]
-    assert "UNDECIDED (too few samples): step.prefill.gpu_time_us" in result.explain()
+    assert result.too_few_samples == ["step.prefill.op_time_us", "total_kernel_us"]
+    assert "UNDECIDED (too few samples): step.prefill.op_time_us" in result.explain()
     # a real 50 % slowdown of the candidate's decode steps is beyond that noise and fails
     slow, slow_spread = combine_repeats([_slower_decode(s, 1.5) for s in cpu_reps[3:]])
     failed = compare_summaries(base, slow, Tolerances(), base_spread, slow_spread)
-    step = next(f for f in failed.regressions if f.metric == "step.decode.gpu_time_us")
+    step = next(f for f in failed.regressions if f.metric == "step.decode.op_time_us")
     assert step.estimate_pct is not None and step.estimate_pct > 30 and step.threshold_pct > 10  # type: ignore[operator]
 
 
@@ -155,7 +155,7 @@ def test_real_h100_3_percent_decode_slowdown_fails_with_estimate_interval_and_th
     result = compare_summaries(rep0, _slower_decode(rep1, 1.03))
     assert result.verdict == "fail"
     step = result.regressions[0]
-    assert step.metric == "step.decode.gpu_time_us"
+    assert step.metric == "step.decode.op_time_us"
     assert step.estimate_pct == pytest.approx(3.0, abs=0.2)
     assert step.interval_pct is not None and step.interval_pct[0] > 2.5 and step.interval_pct[1] < 3.5
     assert step.threshold_pct == pytest.approx(1.0) and step.samples == [9, 9]
@@ -180,7 +180,7 @@ def test_real_baseline_without_samples_falls_back_to_the_tolerance_with_a_note(
     assert "step_samples_us" not in encode_json(old)  # what a 0.1.0 baseline looks like
     result = compare_summaries(median, _slower_decode(h100_seed[1], 1.03), Tolerances(), baseline_spread=old)
     assert result.verdict == "fail"
-    assert result.regressions[0].metric == "step.decode.gpu_time_us"
+    assert result.regressions[0].metric == "step.decode.op_time_us"
     assert result.regressions[0].estimate_pct is msgspec.UNSET and "allowed ±2.0%" in result.regressions[0].message
     assert any("no per-step samples" in n for n in result.notes)
 

@@ -29,7 +29,7 @@ def test_gpu_summary_top_level(base0):
     assert base0.total_kernel_us == pytest.approx(65_559, rel=1e-3)  # shared/traces/README.md: 65.56 ms
     assert [s.kind for s in base0.steps].count("decode") == 9
     assert all(len(s.layers) == 36 for s in base0.steps)
-    assert base0.step_kinds["decode"].median_gpu_time_us == pytest.approx(
+    assert base0.step_kinds["decode"].median_op_time_us == pytest.approx(
         6070, rel=0.01
     )  # shared/traces/README.md: ~6.07 ms
 
@@ -76,7 +76,7 @@ def test_no_roofline_without_model_size(data_dir):
 def test_json_round_trip(base0):
     data = json.loads(encode_json(base0))
     assert isinstance(data["token_steps"], int) and isinstance(data["total_kernel_us"], float)
-    assert {"kind", "gpu_time_us", "layers"} <= set(data["steps"][0])
+    assert {"kind", "op_time_us", "layers"} <= set(data["steps"][0])
     again = from_builtins(data, ProfileSummary)
     assert again == base0
 
@@ -117,9 +117,9 @@ def test_cpu_only_trace_summary(data_dir):
     # self times partition the top-level op time: sum of op totals == total == sum of step times
     # plus ops outside steps
     assert sum(k.total_us for k in s.kernels) == pytest.approx(s.total_kernel_us)
-    assert sum(st.gpu_time_us for st in s.steps) <= s.total_kernel_us + 1e-6
+    assert sum(st.op_time_us for st in s.steps) <= s.total_kernel_us + 1e-6
     for st in s.steps:
-        assert sum(layer.time_us for layer in st.layers) < st.gpu_time_us
+        assert sum(layer.time_us for layer in st.layers) < st.op_time_us
 
 
 def test_two_single_gpu_traces_standing_in_for_two_ranks(data_dir):
@@ -129,7 +129,7 @@ def test_two_single_gpu_traces_standing_in_for_two_ranks(data_dir):
     assert s.world_size == 2 and [r.rank for r in s.ranks] == [0, 1]
     assert s.token_steps == 10 and s.layer_count == 36
     for i, step in enumerate(s.steps):
-        assert step.gpu_time_us == max(r.steps[i].gpu_time_us for r in s.ranks)
+        assert step.op_time_us == max(r.steps[i].op_time_us for r in s.ranks)
     assert s.total_kernel_us == pytest.approx(sum(r.total_kernel_us for r in s.ranks))
     fa = s.kernel("flash::FlashAttnFwdSm90")
     assert fa.count == 720  # pooled over both ranks

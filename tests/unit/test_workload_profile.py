@@ -54,7 +54,7 @@ def test_one_line_helpers_answer_the_seed_checks(h100_summaries: list[ProfileSum
     assert profile.token_steps == 10
     assert profile.layer_count == 36
     assert len(profile.steps_of("decode")) == 9 and len(profile.steps_of("prefill")) == 1
-    assert profile.decode_step_us == profile.summary.step_kinds["decode"].median_gpu_time_us
+    assert profile.decode_step_us == profile.summary.step_kinds["decode"].median_op_time_us
     top = profile.kernels[0]
     assert profile.kernel(top.short_name) is top and profile.kernel(top.name) is top
     assert (profile.gpu, profile.vllm_version) == ("NVIDIA H100 80GB HBM3", "0.26.0")
@@ -94,10 +94,10 @@ def test_update_then_check_then_mismatch(h100_summaries: list[ProfileSummary], t
     # rel_tol=0 now (statistical rule, issue 13); a real 3 % slower decode regresses.
     slower = copy.deepcopy(h100_summaries[1])
     for step in slower.steps_of("decode"):
-        step.gpu_time_us *= 1.03
+        step.op_time_us *= 1.03
         for layer in step.layers:
             layer.time_us *= 1.03
-    slower.step_kinds["decode"].median_gpu_time_us *= 1.03
+    slower.step_kinds["decode"].median_op_time_us *= 1.03
     rep1_slow = make_profile([slower], tmp_path)
     with pytest.raises(AssertionError, match="profile regressed against the baseline"):
         rep1_slow.assert_matches_baseline()

@@ -9,7 +9,7 @@ when the model's weight bytes and the GPU's peak bandwidth are known.
 
 GPU traces: times are kernel durations; `kernels` lists kernels plus memcpy/memset
 (class "memory") with `share` relative to all of them, while `total_kernel_us` and step
-`gpu_time_us` count `kernel` events only.
+`op_time_us` count `kernel` events only.
 CPU-only traces (vLLM CPU backend): times are cpu_op times, without double counting of
 nested ops (see `cpu_ops`): step and layer times from top-level ops, per-op statistics
 from self time; `timing_domain` is "cpu".
@@ -109,7 +109,7 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
     overhead_of = {o.step: o for o in overhead.steps}
     layers: LayerDetection = LayerDetector().detect(trace, domain)
     steps_info = detection.steps
-    gpu_times, counts = _step_times(trace, domain, len(steps_info))
+    op_times, counts = _step_times(trace, domain, len(steps_info))
     per_step_layers: dict[int, list[LayerTiming]] = {}
     for row in layers.timings.itertuples(index=False):  # steps x layers rows: hundreds
         per_step_layers.setdefault(int(row.step), []).append(
@@ -122,7 +122,7 @@ def _summarize_rank(trace: Trace, model_weight_bytes: int | None) -> tuple[Profi
             name=s.name,
             start_us=s.start_us,
             wall_time_us=s.end_us - s.start_us,
-            gpu_time_us=float(gpu_times[s.index]),
+            op_time_us=float(op_times[s.index]),
             kernel_count=int(counts[s.index]),
             prefill_requests=s.prefill_requests,
             prefill_tokens=s.prefill_tokens,
@@ -193,7 +193,7 @@ def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[Step
         of_kind = [s for s in steps if s.kind == kind]
         if not of_kind:
             continue
-        times = [s.gpu_time_us for s in of_kind]
+        times = [s.op_time_us for s in of_kind]
         n_layers = max((len(s.layers) for s in of_kind), default=0)
         layer_medians = []
         for i in range(n_layers):
@@ -201,10 +201,10 @@ def _step_kind_stats(steps: list[StepSummary], table: pd.DataFrame) -> dict[Step
             layer_medians.append(_median(vals))
         out[kind] = StepKindStats(
             count=len(of_kind),
-            median_gpu_time_us=_median(times),
-            mean_gpu_time_us=float(np.mean(times)),
-            min_gpu_time_us=float(np.min(times)),
-            max_gpu_time_us=float(np.max(times)),
+            median_op_time_us=_median(times),
+            mean_op_time_us=float(np.mean(times)),
+            min_op_time_us=float(np.min(times)),
+            max_op_time_us=float(np.max(times)),
             median_layer_time_us=layer_medians,
             kernels_per_step=kernels_per_step(table, [s.index for s in of_kind]),
         )
@@ -220,12 +220,12 @@ def _add_roofline(summary: ProfileSummary, model_weight_bytes: int | None) -> No
     peak = summary.device.peak_memory_bandwidth_gbps
     if summary.timing_domain != "gpu":
         summary.notes.append("no roofline: CPU-only trace")
-    elif decode is None or decode.median_gpu_time_us <= 0:
+    elif decode is None or decode.median_op_time_us <= 0:
         summary.notes.append("no roofline: no decode steps")
     elif peak is None:
         summary.notes.append(f"no roofline: peak bandwidth of GPU {summary.device.name!r} unknown")
     else:
-        summary.roofline = decode_roofline(model_weight_bytes, peak, decode.median_gpu_time_us)
+        summary.roofline = decode_roofline(model_weight_bytes, peak, decode.median_op_time_us)
 
 
 def summarize(trace_set: TraceSet, *, model_weight_bytes: int | None = None) -> ProfileSummary:
@@ -253,10 +253,10 @@ def _combine(
     steps: list[StepSummary] = []
     if len(n_steps) == 1:
         for i, base in enumerate(first.steps):
-            slowest = max(per_rank, key=lambda s: s.steps[i].gpu_time_us).steps[i]
+            slowest = max(per_rank, key=lambda s: s.steps[i].op_time_us).steps[i]
             steps.append(
                 msgspec.structs.replace(
-                    base, gpu_time_us=slowest.gpu_time_us, kernel_count=slowest.kernel_count, layers=slowest.layers
+                    base, op_time_us=slowest.op_time_us, kernel_count=slowest.kernel_count, layers=slowest.layers
                 )
             )
     else:

@@ -65,6 +65,7 @@ def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None
     from ..baseline import entries_of, read_baseline_file
     from ..codec import ModelDecodeError, from_builtins
     from ..errors import BaselineError
+    from ..schema_v1 import upgrade_summary
     from ..schemas import SchemaValidationError, validate_summary
 
     path = Path(arg)
@@ -104,6 +105,7 @@ def load_compare_side(arg: str, gpu: str | None = None, vllm_version: str | None
             f"baseline {path} [{entry.gpu}, vLLM {entry.vllm_version}, {entry.repeats} repeat(s)]",
         )
     try:
+        data = upgrade_summary(data)  # a 0.1.0 summary (schema_version 1) is checked in the current layout
         validate_summary(data, str(path))
         summary = from_builtins(data, ProfileSummary, str(path))
     except (SchemaValidationError, ModelDecodeError) as exc:

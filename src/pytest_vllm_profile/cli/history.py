@@ -24,7 +24,7 @@ from ..history import (
     open_history,
 )
 from ..history.gate import DEFAULT_GATE_WINDOW, DEFAULT_MIN_CHANGE
-from ..settings import DEFAULT_HISTORY_FILE
+from ..setting_defaults import DEFAULT_HISTORY_FILE
 from .output import emit
 
 HISTORY_ENV = "VLLM_PROFILE_HISTORY"  # the history when --history is not given

@@ -117,7 +117,7 @@ def print_table(summary: ProfileSummary, out: TextIO, *, top: int = 10, embedded
         reqs = "-" if s.prefill_requests is None else f"{s.prefill_requests}+{s.decode_requests}"
         toks = "-" if s.prefill_tokens is None else f"{(s.prefill_tokens or 0) + (s.decode_tokens or 0)}"
         w(
-            f"  {s.index:>3}  {s.kind:<8} {reqs:>9} {toks:>7} {_ms(s.gpu_time_us):>16} {_ms(s.wall_time_us):>11} "
+            f"  {s.index:>3}  {s.kind:<8} {reqs:>9} {toks:>7} {_ms(s.op_time_us):>16} {_ms(s.wall_time_us):>11} "
             f"{len(s.layers):>6}\n"
         )
     w(f"\nTop kernels by total time ({min(top, len(summary.kernels))} of {len(summary.kernels)})\n")
@@ -127,7 +127,7 @@ def print_table(summary: ProfileSummary, out: TextIO, *, top: int = 10, embedded
         w(f"  {name:<48} {k.kernel_class:<13} {k.count:>6} {_ms(k.total_us):>11} {k.share * 100:>5.1f}%\n")
     decode = summary.step_kinds.get("decode")
     if decode is not None:
-        w(f"\nDecode steps: {decode.count}, median {clock} time {_ms(decode.median_gpu_time_us)}\n")
+        w(f"\nDecode steps: {decode.count}, median {clock} time {_ms(decode.median_op_time_us)}\n")
         if decode.median_layer_time_us:
             layers = decode.median_layer_time_us
             w("  median time per layer (us): " + " ".join(f"{i}:{t:.1f}" for i, t in enumerate(layers)) + "\n")

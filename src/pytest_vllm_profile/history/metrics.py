@@ -32,8 +32,8 @@ def _median_step_us(summary: ProfileSummary, kind: str) -> float | None:
     # (report.tables.median_step_us reads it the same way; the history does not import reports)
     stats = summary.step_kinds.get(kind)  # type: ignore[call-overload]
     if stats is not None and stats.count:
-        return float(stats.median_gpu_time_us)
-    times = [s.gpu_time_us for s in summary.steps_of(kind)]
+        return float(stats.median_op_time_us)
+    times = [s.op_time_us for s in summary.steps_of(kind)]
     return statistics.median(times) if times else None
 
 

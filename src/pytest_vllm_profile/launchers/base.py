@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import LauncherError
 from ..redact import redact_text, secret_values
-from ..settings import DEFAULT_HEALTH_TIMEOUT_S, DEFAULT_PROFILER
+from ..setting_defaults import DEFAULT_HEALTH_TIMEOUT_S, DEFAULT_PROFILER
 
 
 @dataclass

@@ -11,24 +11,34 @@ Podman's Docker-compatible socket is found automatically; GPUs are requested the
 engine understands (Docker: an nvidia device request; Podman: a CDI device request).
 Secrets (HF_TOKEN and friends) go to the engine only; they are redacted from every repr,
 log tail and error message this module produces.
+
+The engine itself (URL, client, leftovers) is `container_engine`'s; the container's options
+and secret-safe environment `container_options`'.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import tempfile
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import LauncherError
-from ..settings import DEFAULT_IMAGE
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
+from .container_engine import (
+    LABEL,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_SESSION,
+    cleanup_leftovers,
+    connect,
+    engine_of,
+    short_error,
+)
+from .container_options import ContainerOptions, SecretEnv, redact
 from .logs import cause_section
 from .readiness import ReadinessTimeout, wait_until_ready
 from .vllm_args import (
@@ -43,145 +53,7 @@ from .vllm_args import (
     profiler_settings_for,
 )
 
-# Labels every container of ours carries (leftover cleanup filters on the first one).
-LABEL = "pytest-vllm-profile"
-LABEL_SESSION = "pytest-vllm-profile.session"
-LABEL_OWNER_PID = "pytest-vllm-profile.owner-pid"
-LABEL_OWNER_HOST = "pytest-vllm-profile.owner-host"
-
-DOCKER_DEFAULT_URL = "unix:///var/run/docker.sock"
-# Host environment variables handed to the server when set (the model download needs them).
-PASSTHROUGH_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-# Names whose values never appear in anything we print or store.
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY", re.IGNORECASE)
-REDACTED = "***"
-
-
-def podman_socket_candidates(uid: int | None = None, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """Where a Podman API socket usually lives, most specific first (rootless, then rootful)."""
-    environ = os.environ if environ is None else environ
-    uid = os.getuid() if uid is None else uid
-    paths: list[Path] = []
-    if environ.get("XDG_RUNTIME_DIR"):
-        paths.append(Path(environ["XDG_RUNTIME_DIR"]) / "podman" / "podman.sock")
-    paths.append(Path("/run/podman/podman.sock"))
-    paths.append(Path(f"/run/user/{uid}/podman/podman.sock"))
-    return list(dict.fromkeys(paths))
-
-
-def resolve_engine_url(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """The engine URL: explicit option > DOCKER_HOST > a Podman socket found > Docker's default."""
-    environ = os.environ if environ is None else environ
-    if explicit:
-        return explicit
-    if environ.get("DOCKER_HOST"):
-        return environ["DOCKER_HOST"]
-    for path in podman_socket_candidates(environ=environ):
-        if path.is_socket():
-            return f"unix://{path}"
-    return DOCKER_DEFAULT_URL
-
-
-def engine_of(version: Mapping[str, Any]) -> str:
-    """'podman' or 'docker', from the engine's /version answer (Podman names itself there)."""
-    names = [str(c.get("Name", "")) for c in version.get("Components") or []]
-    names.append(str((version.get("Platform") or {}).get("Name", "")))
-    return "podman" if any("podman" in n.lower() for n in names) else "docker"
-
-
-def pid_is_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def cleanup_leftovers(client: Any, hostname: str | None = None) -> list[str]:
-    """Remove our containers whose owner process (on this host) is gone; return their names.
-
-    Containers of live owners (a parallel run) and of other hosts (a shared engine) stay.
-    """
-    hostname = hostname or socket.gethostname()
-    removed: list[str] = []
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
-        labels = container.labels or {}
-        if labels.get(LABEL_OWNER_HOST, hostname) != hostname:
-            continue
-        try:
-            pid = int(labels.get(LABEL_OWNER_PID, "0"))
-        except ValueError:
-            pid = 0
-        if pid_is_alive(pid):
-            continue
-        try:
-            container.remove(force=True)
-        except Exception as exc:  # noqa: BLE001 - the engine's NotFound/APIError; removal raced
-            if "no such container" not in str(exc).lower() and "not found" not in str(exc).lower():
-                raise LauncherError(f"could not remove leftover container {container.name}: {exc}") from None
-        removed.append(container.name)
-    return removed
-
-
-@dataclass
-class ContainerOptions:
-    """How to run the server container (the `ServerSpec` says what server to run)."""
-
-    image: str = DEFAULT_IMAGE
-    tag: str | None = None  # None: the tag in `image`, else "latest"
-    base_url: str | None = None  # engine URL; None: DOCKER_HOST, a Podman socket, Docker's default
-    allow_pull: bool = False
-    # None: the image's own entrypoint (the official image's is `vllm serve`); older images:
-    # ("python3", "-m", "vllm.entrypoints.openai.api_server") with model_as_flag=True.
-    entrypoint: tuple[str, ...] | None = None
-    model_as_flag: bool = False  # `--model M` instead of `vllm serve`'s positional M
-    container_port: int = 8000
-    container_trace_dir: str = "/vllm-traces"
-    container_model_dir: str = "/models"  # where a local model folder is mounted (read-only)
-    shm_size: str | None = "16g"  # NCCL / torch shared memory; None: engine default
-    profiler_style: str = "auto"  # "auto" (ask the image), PROFILER_CONFIG_STYLE or ENV_STYLE
-    python_in_image: str = "python3"  # interpreter used to ask the image for its vLLM
-    gpu_request: str = "auto"  # "auto" (by engine), "nvidia" (Docker), "cdi" (Podman), "none"
-    volumes: dict[str, str] = field(default_factory=dict)  # extra host path -> container path (read-only)
-    extra_env: dict[str, str] = field(default_factory=dict)
-    passthrough_env: tuple[str, ...] = PASSTHROUGH_ENV
-    session_id: str = field(default_factory=lambda: f"{os.getpid()}-{int(time.time())}")
-    stop_timeout_s: int = 20
-    name_prefix: str = "pvp-vllm"
-
-    def image_ref(self) -> str:
-        if self.tag:
-            return f"{self.image}:{self.tag}"
-        last = self.image.rsplit("/", 1)[-1]
-        return self.image if (":" in last or "@" in self.image) else f"{self.image}:latest"
-
-
-class SecretEnv(dict):
-    """Environment for the container whose secret values never show in a repr."""
-
-    def secret_values(self) -> list[str]:
-        return [v for k, v in self.items() if _SECRET_NAME.search(k) and v]
-
-    def redacted(self) -> dict[str, str]:
-        return {k: (REDACTED if _SECRET_NAME.search(k) and v else v) for k, v in self.items()}
-
-    def __repr__(self) -> str:
-        return repr(self.redacted())
-
-    __str__ = __repr__
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """`text` with every secret value replaced by ***."""
-    for value in sorted(secrets, key=len, reverse=True):
-        if len(value) >= 4:  # a 1-3 character "secret" would shred the log
-            text = text.replace(value, REDACTED)
-    return text
+__all__ = ["ContainerOptions", "DockerLauncher"]  # ContainerOptions: where the docs import it from
 
 
 class DockerLauncher(Launcher):
@@ -275,7 +147,7 @@ class DockerLauncher(Launcher):
         except Exception as exc:  # noqa: BLE001 - ContainerError/APIError
             raise LauncherError(
                 f"could not ask image {ref} for its vLLM version with {self.options.python_in_image!r}: "
-                f"{_short(exc)}; set profiler_style explicitly ({PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r})"
+                f"{short_error(exc)}; set profiler_style explicitly ({PROFILER_CONFIG_STYLE!r} or {ENV_STYLE!r})"
             ) from None
         text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
         try:
@@ -535,31 +407,8 @@ class DockerLauncher(Launcher):
                 pass
             except docker.errors.APIError as exc:
                 if "no such container" not in str(exc).lower():
-                    raise LauncherError(f"could not remove container {self.container_name}: {_short(exc)}") from None
+                    raise LauncherError(
+                        f"could not remove container {self.container_name}: {short_error(exc)}"
+                    ) from None
         untrack_live(self)
         self._save_log()
-
-
-def connect(base_url: str | None = None) -> Any:
-    """A docker SDK client for the resolved engine URL, with a clear error when unreachable."""
-    try:
-        import docker
-    except ImportError:
-        raise LauncherError(
-            "the container launcher needs the docker SDK: pip install 'pytest-vllm-profile[docker]'"
-        ) from None
-    url = resolve_engine_url(base_url)
-    try:
-        client = docker.DockerClient(base_url=url)
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - DockerException/requests errors
-        raise LauncherError(
-            f"cannot reach a container engine at {url}: {_short(exc)}; start Docker, or Podman's API "
-            f"(`podman system service --time=0 unix:///run/podman/podman.sock`), or set DOCKER_HOST"
-        ) from None
-    return client
-
-
-def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "explanation", None) or exc)
-    return text if len(text) < 2000 else text[-2000:]

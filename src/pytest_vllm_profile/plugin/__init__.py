@@ -33,7 +33,7 @@ The structural check `expected_layers=` of the marker runs first, like a test as
 
 Modules
 -------
-`options` (the option table of `settings.py` as addoption/addini, read back), `state`
+`options` (the option table of `option_table.py` as addoption/addini, read back), `state`
 (session state; per-test state in one typed stash entry), `marker` (the marker's doc,
 merging, collection checks), `fixtures`, `hooks` (the pytest hooks implemented),
 `hookspecs` (the hooks this plugin offers, docs/hooks.md) with their defaults in

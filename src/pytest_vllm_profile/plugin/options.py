@@ -1,4 +1,4 @@
-"""The command line and ini keys, made from the option table (`settings.OPTIONS`), and read back.
+"""The command line and ini keys, made from the option table (`option_table.OPTIONS`), and read back.
 
 Options with a path value: write them as `--vllm-python=PATH` (with "="). pytest guesses its
 rootdir from bare path arguments before plugin options are known, so `--vllm-python PATH`
@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from ..settings import OPTIONS, Option, SessionSettings, SettingsError, check_launcher_settings, resolve_settings
+from ..option_table import OPTIONS, Option, SettingsError
+from ..settings import SessionSettings, check_launcher_settings, resolve_settings
 
 GROUP = "vllm-profile"
 GROUP_DESCRIPTION = "vLLM profiling regression tests (pytest-vllm-profile)"

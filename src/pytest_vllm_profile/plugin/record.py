@@ -18,8 +18,8 @@ from ..configuration import (
     server_args_on_record,
     server_env_on_record,
 )
+from ..option_table import OPTIONS_BY_NAME
 from ..redact import redact_args
-from ..settings import OPTIONS_BY_NAME
 
 if TYPE_CHECKING:
     from ..pool import PooledServer

@@ -61,12 +61,12 @@ def step_time_plot(
     ax = fig.add_subplot()
     for summary, label, color in sides:
         xs = [s.index for s in summary.steps]
-        ys = [s.gpu_time_us / 1000 for s in summary.steps]
+        ys = [s.op_time_us / 1000 for s in summary.steps]
         ax.plot(
             xs, ys, color=color, linewidth=1.4, label=label, linestyle="--" if label == "baseline" else "-", zorder=2
         )
         for kind, marker in KIND_MARKERS.items():
-            pts = [(s.index, s.gpu_time_us / 1000) for s in summary.steps if s.kind == kind]
+            pts = [(s.index, s.op_time_us / 1000) for s in summary.steps if s.kind == kind]
             if pts:
                 ax.scatter(
                     [p[0] for p in pts],
@@ -81,7 +81,7 @@ def step_time_plot(
     assert ref is not None
     ax.set_xlabel("engine step (token peak)")
     ax.set_ylabel(f"{_clock(ref)} time per step (ms)")
-    ys = [s.gpu_time_us / 1000 for summary, _, _ in sides for s in summary.steps]
+    ys = [s.op_time_us / 1000 for summary, _, _ in sides for s in summary.steps]
     lo, hi = min(ys), max(ys)
     pad = max((hi - lo) * 0.15, hi * 0.005)
     ax.set_ylim(lo - pad, hi + pad)  # zoomed, not from 0: a 1 % slower step must be visible

@@ -15,6 +15,7 @@ from ..codec import ModelDecodeError, from_builtins
 from ..comparison import Comparison, StepTimeChange
 from ..errors import VllmProfileError
 from ..results import RESULTS_SCHEMA_VERSION, RunResults, TestResult
+from ..schema_v1 import upgrade_results
 from ..summary import STEP_KINDS, ProfileSummary, StepKind
 
 
@@ -130,6 +131,7 @@ def load_results(path: str | Path) -> RunResults:
             f"{path}: results schema_version {version} is newer than this "
             f"pytest-vllm-profile understands ({RESULTS_SCHEMA_VERSION}); upgrade it"
         )
+    data = upgrade_results(data)  # a 0.1.0 file (schema_version 1) in the current layout
     try:
         return from_builtins(data, RunResults, str(path))
     except ModelDecodeError as exc:
@@ -180,8 +182,8 @@ def median_step_us(summary: ProfileSummary | None, kind: StepKind) -> float | No
         return None
     stats = summary.step_kinds.get(kind)
     if stats is not None and stats.count:
-        return stats.median_gpu_time_us
-    times = [s.gpu_time_us for s in summary.steps_of(kind)]
+        return stats.median_op_time_us
+    times = [s.op_time_us for s in summary.steps_of(kind)]
     return statistics.median(times) if times else None
 
 

@@ -40,7 +40,7 @@ def step_time_lines(test: TestResult) -> list[str]:
             )
         else:
             stats = kinds[kind]
-            lines.append(f"{kind} step {stats.median_gpu_time_us:.1f} {unit} (x{stats.count})")
+            lines.append(f"{kind} step {stats.median_op_time_us:.1f} {unit} (x{stats.count})")
     return lines
 
 

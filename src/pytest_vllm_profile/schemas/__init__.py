@@ -1,7 +1,7 @@
 """The shipped JSON Schemas (draft 2020-12) and validation against them.
 
 Both are generated from the typed model (`schemas.generate`): `summary.schema.json` describes
-a `ProfileSummary`, `baseline.schema.json` a `baseline.BaselineFile` (the summary's types
+a `ProfileSummary`, `baseline.schema.json` a `baseline_file.BaselineFile` (the summary's types
 inline). Errors name the file, the JSON pointer of the
 offending value and the schema's message, so a person can fix the file by hand.
 """

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from ..baseline import BaselineFile
+from ..baseline_file import BaselineFile
 from ..summary import ProfileSummary
 from . import BASELINE_SCHEMA, SUMMARY_SCHEMA
 

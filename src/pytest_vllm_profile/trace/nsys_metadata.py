@@ -21,7 +21,7 @@ EXPORT_META_TABLES = ("META_DATA_EXPORT", "EXPORT_META_DATA")
 
 
 class ExportDb(Protocol):
-    """What this module reads through (`nsys_reader._Db`)."""
+    """What this module reads through (`nsys_tables.NsysDb`)."""
 
     tables: set[str]
 
