@@ -161,6 +161,36 @@ def test_decode(vllm_profile):
     assert not list((pytester.path / ".vllm-profile" / "sessions").glob("*/main/logs/server-*.log"))
 
 
+def test_model_folder_written_by_a_session_fixture_is_checked_after_it_ran(pytester: pytest.Pytester) -> None:
+    # tests/gpu writes its model folder in an autouse session fixture; a check at collection
+    # failed both GPU tests on a fresh H200 machine before the fixture could run.
+    pytester.makeconftest(
+        """
+import pytest
+
+@pytest.fixture(scope="session", autouse=True)
+def model_folder(request):
+    folder = request.config.rootpath / "models" / "written-by-fixture"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+"""
+    )
+    pytester.makepyfile(
+        test_workload="""
+import pytest
+
+@pytest.mark.vllm_workload(model="./models/written-by-fixture", max_tokens=4)
+def test_decode(vllm_profile):
+    pass
+"""
+    )
+    # --vllm-python=/bin/false: past the check, the boot itself fails (and says so).
+    result = pytester.runpytest("--vllm-profile", "--vllm-python=/bin/false", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    assert "does not exist" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*LauncherError: /bin/false failed while looking for vllm*"])
+
+
 def test_unwritable_trace_root_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_workload=WORKLOAD_TEST)
     blocker = pytester.path / "afile"

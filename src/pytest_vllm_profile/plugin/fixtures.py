@@ -11,6 +11,7 @@ from ..errors import VllmProfileError
 from ..pool import ServerPool
 from .marker import SKIP_REASON, item_state_for_fixture
 from .messages import cause_first
+from .preflight import model_problem
 from .progress import Progress
 from .record import configuration_of
 from .state import session_state
@@ -49,8 +50,11 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
     session = session_state(request.config)
     test = item_state_for_fixture(item)
     workload = test.workload
-    if test.preflight_problems:  # found before any server was asked for (plugin/preflight.py)
-        pytest.fail("\n".join(test.preflight_problems), pytrace=False)
+    # Before any server is asked for (plugin/preflight.py); the model folder only now, once the
+    # test's other fixtures (which may write it) have run.
+    problems = test.preflight_problems + [p for p in [model_problem(workload, session.settings)] if p]
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
     progress = Progress(request.config)
     problem = None
     try:

@@ -86,7 +86,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         test = item_state(item)
         if test is not None:
-            test.preflight_problems = item_problems(item.nodeid, test.workload, settings)
+            test.preflight_problems = item_problems(item.nodeid, settings)
 
 
 # ---- baseline after the body ----------------------------------------------------------------

@@ -2,10 +2,13 @@
 after a boot (11.6 s for a missing model folder on CPU, boot + captures for a corrupt baseline)
 or distort every timing without a word (`-n 2` on a 2-core machine).
 
-* per test, after collection (`item_problems`): the model folder exists when the model is a
-  path (process launcher: the server reads it on this machine), and the baseline file the test
-  will read is valid (the store's own validation, `BaselineStore.entries`). A problem fails
-  that test at setup, before its server is asked for (`vllm_profile` fixture);
+* per test, after collection (`item_problems`): the baseline file the test will read is valid
+  (the store's own validation, `BaselineStore.entries`); at the `vllm_profile` fixture's setup
+  (`model_problem`): the model folder exists when the model is a path (process launcher: the
+  server reads it on this machine). The folder is checked then, not at collection, because a
+  test's own fixtures may write it first: tests/gpu's session fixture writes its model folder,
+  and a collection-time check failed both GPU tests on a fresh H200 machine (2026-12-02).
+  Either problem fails that test at setup, before its server is asked for;
 * per session, on the controller (`session_problems`, `session_warnings`): the folders the
   session writes are writable (usage error, exit 4); no ini file and a rootdir that is not the
   working folder (warning: baselines would be written there); more concurrent servers than the
@@ -59,8 +62,10 @@ def baseline_problem(nodeid: str, settings: SessionSettings) -> str | None:
     return None
 
 
-def item_problems(nodeid: str, workload: Workload, settings: SessionSettings) -> list[str]:
-    return [p for p in (model_problem(workload, settings), baseline_problem(nodeid, settings)) if p]
+def item_problems(nodeid: str, settings: SessionSettings) -> list[str]:
+    """What can be known about a test right after collection (the model folder: `model_problem`, later)."""
+    problem = baseline_problem(nodeid, settings)
+    return [problem] if problem else []
 
 
 def _nearest_existing(path: Path) -> Path:
