@@ -7,6 +7,12 @@ foreign server, its own vLLM child having exited with "Address already in use". 
 therefore requires the listening socket to be held by a process of the launcher's own
 process group: `/proc/net/tcp{,6}` maps the port to socket inodes, `/proc/<pid>/fd` of the
 group's members holds `socket:[inode]` links.
+
+A server that nsys starts is outside that group: `nsys launch` (2022.4) starts it from nsys's
+daemon, and under `nsys profile` (2025.3 on an H200) the API server answering on the port was
+in no process of the group either, so the launcher waited for its whole health timeout on a
+healthy server. Such a server is recognised by a mark in its environment instead
+(`port_owned_by_marked`), which nsys passes on to the application it starts.
 """
 
 from __future__ import annotations
@@ -65,3 +71,37 @@ def port_owned_by(port: int, pids: Iterable[int], proc: Path = Path("/proc")) ->
     if not listening:
         return False
     return any(socket_inodes_of(pid, proc) & listening for pid in pids)
+
+
+def listening_pids(port: int, proc: Path = Path("/proc")) -> list[int] | None:
+    """Processes holding a socket that listens on `port`; None when /proc cannot tell."""
+    listening = listening_inodes(port, proc)
+    if listening is None:
+        return None
+    if not listening:
+        return []
+    pids = (int(entry.name) for entry in proc.iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if socket_inodes_of(pid, proc) & listening]
+
+
+def environ_has(pid: int, key: str, value: str, proc: Path = Path("/proc")) -> bool | None:
+    """Whether process `pid` was started with `key=value` in its environment; None when unreadable."""
+    try:
+        data = (proc / str(pid) / "environ").read_bytes()
+    except OSError:
+        return None
+    return f"{key}={value}".encode() in data.split(b"\0")
+
+
+def port_owned_by_marked(port: int, key: str, value: str, proc: Path = Path("/proc")) -> bool | None:
+    """True when a process started with `key=value` in its environment listens on `port`, False when
+    the listeners' environments show no such mark, None when /proc cannot tell."""
+    pids = listening_pids(port, proc)
+    if pids is None:
+        return None
+    if not pids:
+        return False
+    marks = [environ_has(pid, key, value, proc) for pid in pids]
+    if any(marks):
+        return True
+    return None if all(m is None for m in marks) else False

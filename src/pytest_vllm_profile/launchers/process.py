@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from ..errors import LauncherError
 from ..redact import redact_args
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
-from .proc_sockets import port_owned_by
+from .proc_sockets import port_owned_by, port_owned_by_marked
 from .readiness import NotReady, ReadinessTimeout, served_models, wait_until_ready
 from .vllm_args import (
     BASE_SERVER_ENV,
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
     from .nsys_capture import NsysServerControl
 
 LOG_TAIL_LINES = 40
+# Set in the environment of a server nsys starts (value: unique per launcher), so the readiness
+# check can tell it is this launcher's server though nsys starts it outside the process group.
+SERVER_MARK_ENV = "PYTEST_VLLM_PROFILE_SERVER"
 _API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 
 
@@ -139,6 +143,7 @@ class ProcessLauncher(Launcher):
         self._stopped = False
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._port: int | None = None
+        self._server_mark: str | None = None  # SERVER_MARK_ENV's value, for servers nsys starts
         self._watched_pids: list[int] = []  # the leader and its children once healthy (check_alive)
 
     # ---- command --------------------------------------------------------------------------
@@ -203,6 +208,8 @@ class ProcessLauncher(Launcher):
         path, mode, timeout_s = self.nsys_options
         self.nsys_control = NsysServerControl(path, mode, timeout_s)
         port = cmd[cmd.index("--port") + 1] if "--port" in cmd else "0"
+        self._server_mark = f"{os.getpid()}-{port}-{uuid.uuid4().hex[:12]}"
+        env = {**env, SERVER_MARK_ENV: self._server_mark}
         return self.nsys_control.wrap(
             cmd,
             env,
@@ -291,12 +298,11 @@ class ProcessLauncher(Launcher):
         """`served_models`, then the proof that the answer came from this launcher's own server."""
         models = served_models(client, base_url)
         assert self.pgid is not None and self._port is not None
-        if self.nsys_control is not None and self.nsys_control.mode == "session":
-            # `nsys launch` starts the server from nsys's own daemon, outside this process group
-            # (seen with nsys 2022.4: the answering server's socket is in no process of the group),
-            # so the group cannot prove it; the child still being alive is checked as always.
-            return models
         owned = port_owned_by(self._port, process_group_members(self.pgid))
+        if owned is False and self._server_mark is not None:
+            # nsys starts the server outside this process group (launchers/proc_sockets.py):
+            # the mark in the server's environment proves it is this launcher's.
+            owned = port_owned_by_marked(self._port, SERVER_MARK_ENV, self._server_mark)
         if owned is False:
             raise NotReady(
                 f"port {self._port} answers, but its listening socket belongs to no process of this "
