@@ -436,7 +436,7 @@ def test_foreign_listener_on_the_port_is_not_proof_of_health_stand_in_server(
 ) -> None:
     # The own child is alive and booting but not listening yet (stand-in: told to bind another port);
     # the port answers from another server: readiness must not accept it.
-    from pytest_vllm_profile.launchers import proc_sockets
+    from pytest_vllm_profile.launchers import procfs
 
     port, other = _other_server_on_a_free_port(stand_in_python, tmp_path)
     try:
@@ -452,7 +452,7 @@ def test_foreign_listener_on_the_port_is_not_proof_of_health_stand_in_server(
             mine.start()
     finally:
         other.stop()
-    assert proc_sockets.port_owned_by(port, []) is not None  # /proc/net/tcp readable here
+    assert procfs.port_owned_by(port, []) is not None  # /proc/net/tcp readable here
 
 
 # ---- secrets of a server that fails to boot -------------------------------------------------------

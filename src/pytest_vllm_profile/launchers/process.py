@@ -26,7 +26,7 @@ from ..errors import LauncherError
 from ..redact import redact_args
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
-from .proc_sockets import port_owned_by, port_owned_by_marked
+from .procfs import parent_of, port_owned_by, port_owned_by_marked, process_group_members
 from .readiness import NotReady, ReadinessTimeout, served_models, wait_until_ready
 from .vllm_args import (
     BASE_SERVER_ENV,
@@ -59,38 +59,6 @@ def read_log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
         fh.seek(max(0, size - 256 * 1024))
         text = fh.read().decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
-
-
-def process_group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group `pgid`, from /proc (Linux)."""
-    proc_root = Path("/proc")
-    if not proc_root.is_dir():  # not Linux: ask the kernel whether the group exists at all
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return []
-        return [pgid]
-    members = []
-    for entry in proc_root.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name (which may hold spaces): state ppid pgrp ...
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2 :].split()[1])
 
 
 def _interpreter_of_script(script: str) -> str | None:
@@ -252,7 +220,7 @@ class ProcessLauncher(Launcher):
         except BaseException:  # includes KeyboardInterrupt: Ctrl-C during boot leaves nothing
             self.stop()
             raise
-        self._watched_pids = [pgid] + [pid for pid in process_group_members(pgid) if _parent_of(pid) == pgid]
+        self._watched_pids = [pgid] + [pid for pid in process_group_members(pgid) if parent_of(pid) == pgid]
         self.server = RunningServer(
             base_url=base_url,
             trace_dir=trace_dir,
@@ -300,7 +268,7 @@ class ProcessLauncher(Launcher):
         assert self.pgid is not None and self._port is not None
         owned = port_owned_by(self._port, process_group_members(self.pgid))
         if owned is False and self._server_mark is not None:
-            # nsys starts the server outside this process group (launchers/proc_sockets.py):
+            # nsys starts the server outside this process group (launchers/procfs.py):
             # the mark in the server's environment proves it is this launcher's.
             owned = port_owned_by_marked(self._port, SERVER_MARK_ENV, self._server_mark)
         if owned is False:

@@ -1,5 +1,6 @@
-"""Which process listens on a TCP port, from /proc (Linux): the proof that the server answering
-on a launcher's port is the launcher's own.
+"""What /proc (Linux) says about a launcher's processes: the members of its process group (what
+teardown must reach), a process's parent, and which process listens on a TCP port — the proof
+that the server answering on a launcher's port is the launcher's own.
 
 A port can be taken by another server between picking it and binding it (another session,
 a leftover server): the issue saw a launcher report "healthy" after 0.35 s while talking to a
@@ -105,3 +106,36 @@ def port_owned_by_marked(port: int, key: str, value: str, proc: Path = Path("/pr
     if any(marks):
         return True
     return None if all(m is None for m in marks) else False
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`, from /proc (Linux)."""
+    proc_root = Path("/proc")
+    if not proc_root.is_dir():  # not Linux: ask the kernel whether the group exists at all
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the command name (which may hold spaces): state ppid pgrp ...
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent process of `pid`, from /proc/<pid>/stat; None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2 :].split()[1])

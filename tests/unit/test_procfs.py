@@ -1,4 +1,4 @@
-"""The readiness proof that a port's listener is the launcher's own server (launchers/proc_sockets.py),
+"""The readiness proof that a port's listener is the launcher's own server (launchers/procfs.py),
 on real processes and this machine's /proc."""
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_vllm_profile.launchers.base import free_port
-from pytest_vllm_profile.launchers.process import SERVER_MARK_ENV, process_group_members
-from pytest_vllm_profile.launchers.proc_sockets import listening_pids, port_owned_by, port_owned_by_marked
+from pytest_vllm_profile.launchers.process import SERVER_MARK_ENV
+from pytest_vllm_profile.launchers.procfs import (
+    listening_pids,
+    port_owned_by,
+    port_owned_by_marked,
+    process_group_members,
+)
 
 LISTENER = """
 import socket, sys, time
