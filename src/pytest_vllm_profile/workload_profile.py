@@ -223,7 +223,7 @@ def check_baseline(profile: VllmProfile, settings: BaselineSettings) -> Baseline
         baseline_timed=lookup.entry.timed,
         candidate_timed=profile.timed_pass,
     )
-    changed = baseline_made_differently(lookup.entry.workload, lookup.entry.configuration, profile)
+    changed = baseline_made_differently(lookup.entry.workload, lookup.entry.configuration, profile, base_summary)
     _, noted = configuration_differences(lookup.entry.configuration, profile.configuration)
     comparison.notes.extend(f"baseline recorded with another {n}" for n in noted)
     verdict: TestVerdict
@@ -294,15 +294,24 @@ def _check_across_versions(
 
 
 def baseline_made_differently(
-    base_workload: dict[str, Any], base_configuration: RunConfiguration | None, profile: VllmProfile
+    base_workload: dict[str, Any],
+    base_configuration: RunConfiguration | None,
+    profile: VllmProfile,
+    base_summary: ProfileSummary | None = None,
 ) -> str | None:
     """Why the baseline is not a measurement of this workload and configuration (failing), or None.
 
     Differences that do not fail (versions, hardware, environment) are added to the profile's
-    comparison notes by the caller's comparison; here: the marker and the session's server args.
+    comparison notes by the caller's comparison; here: the marker, the session's server args and
+    the profiler (the torch profiler and nsys find steps and attribute kernels differently).
     """
     today = workload_on_record(profile.workload)  # redacted, as the baseline stored it
     reasons = [f"vllm_workload {change}" for change in workload_differences(base_workload, today)]
+    if base_summary is not None and base_summary.runtime.profiler != profile.summary.runtime.profiler:
+        reasons.append(
+            f"profiler {base_summary.runtime.profiler} -> {profile.summary.runtime.profiler} (keep each "
+            "profiler's baselines apart: --baseline-dir)"
+        )
     failing, _ = configuration_differences(base_configuration, profile.configuration)
     reasons += failing
     if not reasons:

@@ -110,6 +110,23 @@ def test_a_marker_changed_since_the_baseline_fails_naming_the_argument(
     assert "vllm_workload prompts: ['What is the capital of France?'] -> ['Why is the sky blue?']" in test.message
 
 
+def test_a_baseline_from_the_other_profiler_fails_naming_both(
+    pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
+) -> None:
+    # The GPU suite's nsys runs had to use their own baseline folder: a torch-profiler baseline
+    # compared with an nsys capture compares two ways of finding steps and kernels.
+    record_baseline(pytester, recorded_trace_double)
+    path = baseline_file(pytester)
+    document = json.loads(path.read_text())
+    document["entries"][H100]["0.26.0"]["summary"]["runtime"]["profiler"] = "nsys"  # as an nsys run records it
+    path.write_text(json.dumps(document))
+    result = run(pytester, recorded_trace_double)
+    result.assert_outcomes(failed=1)
+    (test,) = load_results(pytester).tests
+    assert test.message.startswith("the baseline was recorded with a different workload or configuration")
+    assert "profiler nsys -> torch (keep each profiler's baselines apart: --baseline-dir)" in test.message
+
+
 def test_a_0_1_0_baseline_without_new_fields_is_not_different(
     pytester: pytest.Pytester, recorded_trace_double: RecordedTraceDouble
 ) -> None:
