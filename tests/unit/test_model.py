@@ -24,9 +24,12 @@ from pytest_vllm_profile.results import RequestResult, RunResults, TestResult
 from pytest_vllm_profile.schemas import BASELINE_SCHEMA, SUMMARY_SCHEMA, load_schema
 from pytest_vllm_profile.schemas.generate import generate, schema_text
 from pytest_vllm_profile.summary import STEP_KINDS, ProfileSummary
-from support.paths import REPO
+from support.paths import DATA, REPO
 from support.summaries import built_summary
 
+# The GPU suite's H100 baselines as 0.1.0 wrote them (schema_version 1; copied from baselines/
+# before the H200 entries were added, which rewrote those files as version 2).
+V1_BASELINES = sorted((DATA / "baselines-v1").glob("*.json"))
 COMMITTED_BASELINES = sorted((REPO / "baselines").rglob("*.json"))
 V1_SUMMARY = "cpu-eager-tiny4.summary-v1.json"
 V1_RESULTS = "results-v1.json"
@@ -121,8 +124,8 @@ def test_history_entry_round_trips() -> None:
     assert decode_json(encode_json(entry, indent=None), HistoryEntry) == entry
 
 
-@pytest.mark.parametrize("path", COMMITTED_BASELINES, ids=[p.name for p in COMMITTED_BASELINES])
-def test_committed_v1_baselines_load_migrated_and_are_left_as_they_are(path: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", V1_BASELINES, ids=[p.name for p in V1_BASELINES])
+def test_v1_baselines_load_migrated_and_are_left_as_they_are(path: Path, tmp_path: Path) -> None:
     document = read_baseline_file(path)
     assert document.schema_version == 2 and document.entries
     text = path.read_text()
@@ -292,8 +295,20 @@ def test_comparison_names_lists_follow_the_details(drifted_comparison: Compariso
     assert copy.deepcopy(drifted_comparison) == drifted_comparison
 
 
+@pytest.mark.parametrize("path", COMMITTED_BASELINES, ids=[p.name for p in COMMITTED_BASELINES])
+def test_committed_baselines_are_version_2_with_the_h100_and_h200_entries(path: Path) -> None:
+    document = read_baseline_file(path)
+    assert json.loads(path.read_text())["schema_version"] == 2
+    assert sorted(document.entries) == ["NVIDIA H100 80GB HBM3", "NVIDIA H200"]
+    # The H100 entries are the 0.1.0 ones, unchanged but for the v2 layout.
+    (v1,) = [p for p in V1_BASELINES if p.name == path.name]
+    assert to_builtins(document.entries["NVIDIA H100 80GB HBM3"]) == to_builtins(read_baseline_file(v1).entries["NVIDIA H100 80GB HBM3"])
+    h200 = document.entries["NVIDIA H200"]["0.26.0"]
+    assert h200.repeats == 3 and h200.timed is not None and h200.summary.layer_count == 36
+
+
 def test_v1_baseline_with_a_bad_step_time_names_the_v1_field(tmp_path: Path) -> None:
-    document = json.loads(COMMITTED_BASELINES[0].read_text())
+    document = json.loads(V1_BASELINES[0].read_text())
     assert document["schema_version"] == 1
     gpu, versions = next(iter(document["entries"].items()))
     version, record = next(iter(versions.items()))
