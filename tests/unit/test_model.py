@@ -302,7 +302,9 @@ def test_committed_baselines_are_version_2_with_the_h100_and_h200_entries(path: 
     assert sorted(document.entries) == ["NVIDIA H100 80GB HBM3", "NVIDIA H200"]
     # The H100 entries are the 0.1.0 ones, unchanged but for the v2 layout.
     (v1,) = [p for p in V1_BASELINES if p.name == path.name]
-    assert to_builtins(document.entries["NVIDIA H100 80GB HBM3"]) == to_builtins(read_baseline_file(v1).entries["NVIDIA H100 80GB HBM3"])
+    assert to_builtins(document.entries["NVIDIA H100 80GB HBM3"]) == to_builtins(
+        read_baseline_file(v1).entries["NVIDIA H100 80GB HBM3"]
+    )
     h200 = document.entries["NVIDIA H200"]["0.26.0"]
     assert h200.repeats == 3 and h200.timed is not None and h200.summary.layer_count == 36
 

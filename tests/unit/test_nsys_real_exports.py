@@ -9,6 +9,7 @@ activity of a real vLLM torch trace, as tests/unit/test_nsys_reader.py does for 
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -64,11 +65,25 @@ def test_real_2022_4_session_capture_holds_only_its_window(data_dir: Path):
 
 
 def test_real_cpu_export_without_kernels_is_an_error_unless_asked_for(data_dir: Path):
+    # Captures of CPU programs: the error says the capture saw no GPU and what to use instead,
+    # not to check a cuda profiler a CPU build cannot have.
+    cpu_only = "the capture holds no CUDA kernels and saw no GPU .*profile a CPU build with the torch profiler"
     # exported with --lazy=false: the kernel table is there, but empty
-    with pytest.raises(TraceError, match="has an empty CUPTI_ACTIVITY_KIND_KERNEL table: the capture holds no CUDA"):
+    with pytest.raises(TraceError, match=f"has an empty CUPTI_ACTIVITY_KIND_KERNEL table: {cpu_only}"):
         read_nsys_sqlite(data_dir / PROFILE_2022_4)
-    with pytest.raises(TraceError, match="has no CUPTI_ACTIVITY_KIND_KERNEL table: the capture holds no CUDA"):
+    with pytest.raises(TraceError, match=f"has no CUPTI_ACTIVITY_KIND_KERNEL table: {cpu_only}"):
         read_nsys_sqlite(data_dir / SESSION_2022_4)
+
+
+def test_real_gpu_export_without_kernels_asks_about_the_capture_range(data_dir: Path, tmp_path: Path):
+    # A GPU capture (real H200 export) whose kernel rows are gone: the GPU was there, so the
+    # question is whether the range opened.
+    export = tmp_path / "no-kernels.sqlite"
+    shutil.copy(data_dir / "nsys-gpu-2025.3-session-rep1.sqlite", export)
+    with sqlite3.connect(export) as con:
+        con.execute("DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL")
+    with pytest.raises(TraceError, match="an empty CUPTI_ACTIVITY_KIND_KERNEL table: .*did the capture range open"):
+        read_nsys_sqlite(export)
 
 
 def _ddl_of(export: Path, tables: list[str]) -> dict[str, str]:

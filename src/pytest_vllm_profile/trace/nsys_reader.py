@@ -140,12 +140,20 @@ def _open(path: str | Path, require_kernels: bool = True) -> NsysDb:
         missing = KERNEL_TABLE not in db.tables
         # A non-lazy export (`nsys export --lazy=false`) of a capture without CUDA work has the table, empty.
         if missing or not db.scalar_rows(f'SELECT 1 FROM "{KERNEL_TABLE}" LIMIT 1'):
+            saw_gpu = "TARGET_INFO_GPU" in db.tables and bool(db.scalar_rows('SELECT 1 FROM "TARGET_INFO_GPU" LIMIT 1'))
             db.con.close()
+            what = f"has {'no' if missing else 'an empty'} {KERNEL_TABLE} table: the capture holds no CUDA kernels"
+            if not saw_gpu:  # the real vLLM CPU server under nsys 2022.4: no GPU, nothing to time
+                raise TraceError(
+                    path,
+                    f"{what} and saw no GPU (no TARGET_INFO_GPU rows): the profiled server ran on the CPU only; "
+                    "nsys times a server's GPU kernels, so profile a CPU build with the torch profiler "
+                    "(--vllm-profiler torch)",
+                )
             raise TraceError(
                 path,
-                f"has {'no' if missing else 'an empty'} {KERNEL_TABLE} table: the capture holds no CUDA kernels (was "
-                "nsys run with --trace=cuda, and did the capture range open, i.e. did the server get /start_profile "
-                "with the cuda profiler on?)",
+                f"{what} (was nsys run with --trace=cuda, and did the capture range open, i.e. did the server get "
+                "/start_profile with the cuda profiler on?)",
             )
     return db
 
