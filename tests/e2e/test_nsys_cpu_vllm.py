@@ -18,7 +18,8 @@ import pytest
 from pytest_vllm_profile.capture import CaptureResult, NsysSessionCapture, make_capture
 from pytest_vllm_profile.launchers import nsys_tool
 from pytest_vllm_profile.launchers.base import RunningServer
-from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
+from pytest_vllm_profile.launchers.process import SERVER_MARK_ENV, ProcessLauncher, process_group_members
+from pytest_vllm_profile.launchers.procfs import marked_pids
 from pytest_vllm_profile.trace.nsys_reader import read_nsys_sqlite
 from pytest_vllm_profile.workload import Workload
 from support.cpu_vllm import tiny_server_spec
@@ -68,6 +69,9 @@ def nsys_cpu_server(
         assert not left, f"processes {left} of the nsys-wrapped server survived stop() (pgid {launcher.pgid})"
         alive = sorted(p for p in below if Path(f"/proc/{p}").is_dir() and "Z" not in _state(p))
         assert not alive, f"processes {alive} started below nsys launch survived stop()"
+        assert launcher.server_mark is not None  # what readiness and stop() know nsys's processes by
+        marked = marked_pids(SERVER_MARK_ENV, launcher.server_mark)
+        assert not marked, f"processes {marked} carrying this server's mark survived stop()"
 
 
 def _state(pid: int) -> str:

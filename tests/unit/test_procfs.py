@@ -14,6 +14,7 @@ from pytest_vllm_profile.launchers.base import free_port
 from pytest_vllm_profile.launchers.process import SERVER_MARK_ENV
 from pytest_vllm_profile.launchers.procfs import (
     listening_pids,
+    marked_pids,
     port_owned_by,
     port_owned_by_marked,
     process_group_members,
@@ -59,6 +60,12 @@ def test_a_listener_outside_the_group_is_proved_by_its_environment_mark(
     assert port_owned_by_marked(port, SERVER_MARK_ENV, "mark-1") is True
     assert port_owned_by_marked(port, SERVER_MARK_ENV, "mark-2") is False
     assert port_owned_by_marked(port, "SOME_OTHER_KEY", "mark-1") is False
+    # How stop() finds what nsys started outside the group.
+    assert marked_pids(SERVER_MARK_ENV, "mark-1") == [proc.pid]
+    assert marked_pids(SERVER_MARK_ENV, "mark-2") == []
+    proc.kill()
+    proc.wait()
+    assert marked_pids(SERVER_MARK_ENV, "mark-1") == []
 
 
 def test_no_listener_is_no_proof() -> None:

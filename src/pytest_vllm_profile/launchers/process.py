@@ -26,7 +26,7 @@ from ..errors import LauncherError
 from ..redact import redact_args
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
 from .logs import cause_section, read_log_for_causes
-from .procfs import parent_of, port_owned_by, port_owned_by_marked, process_group_members
+from .procfs import marked_pids, parent_of, port_owned_by, port_owned_by_marked, process_group_members
 from .readiness import NotReady, ReadinessTimeout, served_models, wait_until_ready
 from .vllm_args import (
     BASE_SERVER_ENV,
@@ -398,7 +398,12 @@ class ProcessLauncher(Launcher):
             try:
                 os.killpg(self.pgid, sig)
             except ProcessLookupError:
-                return
+                pass  # the group is gone; marked processes outside it may not be
+            for pid in self._marked_outside_group():
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
             if self._wait_group_gone(wait_s):
                 return
         if self._group_alive():
@@ -409,7 +414,20 @@ class ProcessLauncher(Launcher):
     def _group_alive(self) -> bool:
         assert self.process is not None and self.pgid is not None
         self.process.poll()  # reap the leader, so its zombie does not count as alive
-        return bool(process_group_members(self.pgid))
+        return bool(process_group_members(self.pgid)) or bool(self._marked_outside_group())
+
+    @property
+    def server_mark(self) -> str | None:
+        """SERVER_MARK_ENV's value in the environment of a server nsys starts (None: not under nsys)."""
+        return self._server_mark
+
+    def _marked_outside_group(self) -> list[int]:
+        """Processes nsys started outside the group (they carry SERVER_MARK_ENV): stopped with it."""
+        if self._server_mark is None:
+            return []
+        assert self.pgid is not None
+        in_group = set(process_group_members(self.pgid))
+        return [pid for pid in marked_pids(SERVER_MARK_ENV, self._server_mark) if pid not in in_group]
 
     def _wait_group_gone(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

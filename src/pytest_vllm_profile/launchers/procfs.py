@@ -94,6 +94,25 @@ def environ_has(pid: int, key: str, value: str, proc: Path = Path("/proc")) -> b
     return f"{key}={value}".encode() in data.split(b"\0")
 
 
+def marked_pids(key: str, value: str, proc: Path = Path("/proc")) -> list[int]:
+    """Live processes started with `key=value` in their environment (readable ones only)."""
+    if not proc.is_dir():
+        return []
+    found = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and environ_has(int(entry.name), key, value, proc) and not _is_zombie(entry):
+            found.append(int(entry.name))
+    return found
+
+
+def _is_zombie(entry: Path) -> bool:
+    try:
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return True  # gone
+    return stat[stat.rfind(")") + 2 :].split()[:1] == ["Z"]
+
+
 def port_owned_by_marked(port: int, key: str, value: str, proc: Path = Path("/proc")) -> bool | None:
     """True when a process started with `key=value` in its environment listens on `port`, False when
     the listeners' environments show no such mark, None when /proc cannot tell."""
