@@ -1,4 +1,4 @@
-"""Find the likely root cause of a failed vLLM boot anywhere in its log.
+"""A server log's tail, and the likely root cause of a failed vLLM boot anywhere in the log.
 
 A vLLM server that dies at startup usually ends its log with the API server's generic
 wrapper ("RuntimeError: Engine core initialization failed. See root cause above. Failed core
@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+LOG_TAIL_LINES = 40  # what a launcher error quotes of the log's end
 MAX_CAUSE_LINES = 8
 # Boot logs of big models run to megabytes; on failure we read at most this much of it
 # (its start and its end, where causes are).
@@ -100,3 +101,16 @@ def cause_section(text: str) -> str:
     if not lines:
         return ""
     return "likely cause (from the whole log):\n" + "\n".join(f"  {line}" for line in lines) + "\n"
+
+
+def read_log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of the log at `path` ("" when there is none)."""
+    if path is None or not Path(path).is_file():
+        return ""
+    with open(path, "rb") as fh:
+        # Read only the end: boot logs of big models can be megabytes long.
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 256 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])

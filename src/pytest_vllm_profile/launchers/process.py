@@ -25,7 +25,7 @@ import httpx
 from ..errors import LauncherError
 from ..redact import redact_args
 from .base import Launcher, RunningServer, ServerDied, ServerSpec, free_port, track_live, untrack_live, url_host
-from .logs import cause_section, read_log_for_causes
+from .logs import LOG_TAIL_LINES, cause_section, read_log_for_causes, read_log_tail
 from .procfs import marked_pids, parent_of, port_owned_by, port_owned_by_marked, process_group_members
 from .readiness import NotReady, ReadinessTimeout, served_models, wait_until_ready
 from .vllm_args import (
@@ -42,23 +42,10 @@ from .watchdog import KILL_GRACE_S, start_watchdog, stop_watchdog, xdist_control
 if TYPE_CHECKING:
     from .nsys_capture import NsysServerControl
 
-LOG_TAIL_LINES = 40
 # Set in the environment of a server nsys starts (value: unique per launcher), so the readiness
 # check can tell it is this launcher's server though nsys starts it outside the process group.
 SERVER_MARK_ENV = "PYTEST_VLLM_PROFILE_SERVER"
 _API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-
-
-def read_log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
-    if path is None or not Path(path).is_file():
-        return ""
-    with open(path, "rb") as fh:
-        # Read only the end: boot logs of big models can be megabytes long.
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 256 * 1024))
-        text = fh.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _interpreter_of_script(script: str) -> str | None:
