@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .comparison import Comparison, Finding, StepTimeChange, kernel_metric
+from .comparison import Comparison, StepTimeChange, kernel_metric
 from .errors import AnalysisError, VllmProfileError
 from .latency_compare import compare_latency, compare_step_overhead
 from .metric_judge import MetricJudge, clock_name, fmt_pct, num, short_names
@@ -193,24 +193,15 @@ class _Comparer(MetricJudge):
             )
         elif failing_drift:
             for d in failing_drift:
-                what = "new" if d in new_kernels else "missing"
-                verb = "appeared" if what == "new" else "disappeared"
-                self.regressions.append(
-                    Finding(
-                        metric=f"kernel[{d.short_name}].{what}",
-                        kind="drift",
-                        baseline=None if what == "new" else d.us_per_step,
-                        candidate=d.us_per_step if what == "new" else None,
-                        delta=d.us_per_step if what == "new" else -d.us_per_step,
-                        delta_pct=None,
-                        allowed=f"new/missing kernels below {fmt_pct(tol.drift_share)} of step time",
-                        contribution_us=d.us_per_step,
-                        message=(
-                            f"{what} kernel {d.short_name} ({d.kernel_class}) {verb}: {d.us_per_step:.1f} µs per "
-                            f"{d.step_kind} step, {fmt_pct(d.share_of_step)} of the step "
-                            f"(allowed < {fmt_pct(tol.drift_share)})"
-                        ),
-                    )
+                verb = "appeared" if d in new_kernels else "disappeared"
+                self.add_drift_regression(
+                    d,
+                    new=d in new_kernels,
+                    allowed=f"new/missing kernels below {fmt_pct(tol.drift_share)} of step time",
+                    where=(
+                        f"{verb}: {d.us_per_step:.1f} µs per {d.step_kind} step, {fmt_pct(d.share_of_step)} of the "
+                        f"step (allowed < {fmt_pct(tol.drift_share)})"
+                    ),
                 )
 
         self.note_without_samples()

@@ -28,7 +28,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from .comparator import IncomparableSummariesError, Tolerances, launches_per_step, validate_step_kinds
-from .comparison import ClassChange, Comparison, Finding, KernelDrift, StepTimeChange, VersionChange
+from .comparison import ClassChange, Comparison, KernelDrift, StepTimeChange, VersionChange
 from .latency_compare import compare_latency, compare_step_overhead
 from .metric_judge import MetricJudge
 from .repeats import RepeatSpread, kernel_us_per_step
@@ -184,24 +184,16 @@ class _CrossVersionComparer(MetricJudge):
         for d in new + missing:
             if not d.fails:
                 continue
-            what = "new" if d in new else "missing"
-            only_in = self.change.to_version if what == "new" else self.change.from_version
-            self.regressions.append(
-                Finding(
-                    metric=f"kernel[{d.short_name}].{what}",
-                    kind="drift",
-                    baseline=None if what == "new" else d.us_per_step,
-                    candidate=d.us_per_step if what == "new" else None,
-                    delta=d.us_per_step if what == "new" else -d.us_per_step,
-                    delta_pct=None,
-                    allowed=f"new/missing kernels below {100 * self.tol.drift_share:.1f}% of step time "
-                    "(--vllm-cross-version-drift=fail)",
-                    contribution_us=d.us_per_step,
-                    message=(
-                        f"{what} kernel {d.short_name} ({d.kernel_class}) in vLLM {only_in} only: "
-                        f"{d.us_per_step:.1f} µs per {d.step_kind} step, {100 * d.share_of_step:.1f}% of the step"
-                    ),
-                )
+            only_in = self.change.to_version if d in new else self.change.from_version
+            self.add_drift_regression(
+                d,
+                new=d in new,
+                allowed=f"new/missing kernels below {100 * self.tol.drift_share:.1f}% of step time "
+                "(--vllm-cross-version-drift=fail)",
+                where=(
+                    f"in vLLM {only_in} only: {d.us_per_step:.1f} µs per {d.step_kind} step, "
+                    f"{100 * d.share_of_step:.1f}% of the step"
+                ),
             )
 
 

@@ -383,6 +383,23 @@ class MetricJudge:
         key = lambda d: d.share_of_step  # noqa: E731
         return sorted(new, key=key, reverse=True), sorted(missing, key=key, reverse=True)
 
+    def add_drift_regression(self, d: KernelDrift, new: bool, allowed: str, where: str) -> None:
+        """A failing new/missing kernel as a regression; `where`: what the message says after its name."""
+        what = "new" if new else "missing"
+        self.regressions.append(
+            Finding(
+                metric=f"kernel[{d.short_name}].{what}",
+                kind="drift",
+                baseline=None if new else d.us_per_step,
+                candidate=d.us_per_step if new else None,
+                delta=d.us_per_step if new else -d.us_per_step,
+                delta_pct=None,
+                allowed=allowed,
+                contribution_us=d.us_per_step,
+                message=f"{what} kernel {d.short_name} ({d.kernel_class}) {where}",
+            )
+        )
+
     def drift_of(self, summary: ProfileSummary, name: str, excuse: bool = True) -> KernelDrift:
         kernel = summary.kernel(name)
         assert kernel is not None
