@@ -40,7 +40,13 @@ def main(source: Path) -> None:
             shutil.copyfile(trace, OUT / name)
             copied[name] = str(trace.relative_to(source))
         out["runs"].append(
-            {"run": f"run{n}", "step": step, "verdict": test["verdict"], "traces": copied, "timed_pass": test["timed_pass"]}
+            {
+                "run": f"run{n}",
+                "step": step,
+                "verdict": test["verdict"],
+                "traces": copied,
+                "timed_pass": test["timed_pass"],
+            }
         )
     for step in DETECT:
         test = seed_test(source / step / f"{step}-results.json")
