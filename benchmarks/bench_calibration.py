@@ -5,6 +5,10 @@ tests/data/cpu-reps as single profiles and as 3-vs-3 combined baselines, the def
 the CPU timed pass's three runs of per-request latencies). Detection: the same real data with an
 injected slowdown of the candidate's decode steps (all kernels, the GEMM class, one layer) or of
 its latency samples, at 1, 2, 3 and 5 %, over a grid of (alpha, min_effect).
+H200 (tests/data/h200-seed-reps, five fresh boots of one config): the profile verdict over the 20
+ordered run pairs (rep0 vs rep0, and the default 3 repeats combined), the latency verdict of the
+timed passes over the same pairs, and the real regressions (--enforce-eager, TRITON_ATTN) against
+each run, for the default tolerances and a sweep of `latency_host_floor_ms`.
 Usage: PYTHONPATH=src python benchmarks/bench_calibration.py [--quick]
 """
 
@@ -22,7 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from pytest_vllm_profile.analysis import summarize_path
+from pytest_vllm_profile.codec import from_builtins
 from pytest_vllm_profile.comparator import Tolerances, compare_summaries
+from pytest_vllm_profile.comparison import Comparison
+from pytest_vllm_profile.latency import TimedPassResult
 from pytest_vllm_profile.repeats import combine_repeats
 from pytest_vllm_profile.samples import step_samples
 from pytest_vllm_profile.significance import DecisionRule, RepeatSamples, compare_samples, relative_noise
@@ -103,6 +110,97 @@ def fails(
     return compare_summaries(b, c, tol, bs, cs, kinds).verdict == "fail"
 
 
+H200 = DATA / "h200-seed-reps"
+HOST_FLOORS_MS = (
+    1.0,
+    4.0,
+    6.0,
+    8.0,
+    10.0,
+    12.0,
+    14.0,
+    16.0,
+)  # 1.0: the rule before latency_host_floor_ms (= the 1 ms floor)
+LATENCY_PREFIXES = ("latency.", "throughput.")
+
+
+def latency_alarms(c: Comparison) -> list[str]:
+    return [f.metric for f in c.regressions if f.metric.startswith(LATENCY_PREFIXES)]
+
+
+def profile_alarms(c: Comparison) -> list[str]:
+    """Failing findings of the profiled pass: steps, kernels (failing drift included), layers, step overhead."""
+    return [f.metric for f in c.regressions if not f.metric.startswith(LATENCY_PREFIXES)]
+
+
+def h200_runs() -> dict:
+    """The H200 same-config runs and real regressions, judged as the plugin judges them."""
+    data = json.loads((H200 / "h200-seed-runs.json").read_text())
+    runs = [r["run"] for r in data["runs"]]
+    reps = [[summarize_path(H200 / f"{run}-rep{k}.rank0.pt.trace.json.gz") for k in range(3)] for run in runs]
+    combined = [combine_repeats(r) for r in reps]
+    timed = [from_builtins(r["timed_pass"], TimedPassResult) for r in data["runs"]]
+    regressions = {  # schema-v1 summaries as the results files hold them, upgraded on read
+        name: (from_builtins(d["summary"], ProfileSummary), from_builtins(d["timed_pass"], TimedPassResult))
+        for name, d in data["detection"].items()
+    }
+    pairs = list(itertools.permutations(range(len(runs)), 2))
+    out: dict = {"runs": {r["run"]: r["step"] for r in data["runs"]}}
+    tol = Tolerances()
+    single = [compare_summaries(reps[i][0], reps[j][0], tol) for i, j in pairs]
+    three = [compare_summaries(combined[i][0], combined[j][0], tol, combined[i][1], combined[j][1]) for i, j in pairs]
+    for label, comps in (("profile_single_rep0", single), ("profile_3v3", three)):
+        alarms = [
+            f"{runs[i]}->{runs[j]}: {profile_alarms(c)}"
+            for (i, j), c in zip(pairs, comps, strict=True)
+            if c.verdict == "fail"
+        ]
+        out[f"false_alarms_{label}"] = f"{len(alarms)}/{len(pairs)}"
+        out[f"false_alarm_names_{label}"] = alarms[:6]
+    # The levels the floor is chosen from: each run's percentiles, and the largest rise between two
+    # boots (ordered pairs) against the smallest rise of a real regression over the five boots.
+    levels: dict = {}
+    for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        for p in (50.0, 90.0):
+            values = [t.distribution(metric).percentile(p) for t in timed]  # type: ignore[union-attr]
+            rises = {
+                name: min(t.distribution(metric).percentile(p) - v for v in values)  # type: ignore[union-attr]
+                for name, (_, t) in regressions.items()
+            }
+            levels[f"{metric}.p{p:g}"] = (
+                f"runs {', '.join(f'{v:.2f}' for v in values)} ms; largest boot-to-boot rise "
+                f"{max(values[j] - values[i] for i, j in pairs):.2f} ms; smallest rise of "
+                + ", ".join(f"{name} {rise:+.2f}" for name, rise in rises.items())
+            )
+    out["latency_levels"] = levels
+    out["latency_sweep"] = []
+    for floor in HOST_FLOORS_MS:
+        tol = Tolerances(latency_host_floor_ms=floor)
+        row: dict = {"latency_host_floor_ms": floor}
+        alarms = []
+        for i, j in pairs:
+            c = compare_summaries(
+                combined[i][0], combined[j][0], tol, combined[i][1], combined[j][1], None, timed[i], timed[j]
+            )
+            if latency_alarms(c):
+                alarms.append(f"{runs[i]}->{runs[j]}: {', '.join(latency_alarms(c))}")
+        row["false_alarms_latency"] = f"{len(alarms)}/{len(pairs)}"
+        row["false_alarm_names_latency"] = alarms[:6]
+        for name, (summary, cand_timed) in regressions.items():
+            found: dict[str, int] = {}
+            for i in range(len(runs)):
+                c = compare_summaries(combined[i][0], summary, tol, combined[i][1], None, None, timed[i], cand_timed)
+                metrics = {m.split(".")[1] for m in latency_alarms(c)}
+                for key in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "output_tokens_per_s"):
+                    found[key] = found.get(key, 0) + (key in metrics)
+                found["any_latency"] = found.get("any_latency", 0) + bool(metrics)
+                found["profile"] = found.get("profile", 0) + bool(profile_alarms(c))
+            row[f"detect_{name}"] = {k: f"{v}/{len(runs)}" for k, v in found.items()}
+        out["latency_sweep"].append(row)
+        print(json.dumps(row), flush=True)
+    return out
+
+
 def main(quick: bool) -> dict:
     gpu = {name: ([summarize_path(DATA / f) for f in files], kinds) for name, (files, kinds) in GPU_PAIRS.items()}
     cpu = [ProfileSummary.load(p) for p in sorted((DATA / "cpu-reps").glob("cpu-rep*.summary.json"))]
@@ -163,15 +261,15 @@ def main(quick: bool) -> dict:
         # steps, 200 seeded trials each; within-run noise only (the real pairs above carry run-to-run).
         rng = np.random.default_rng(7)
         for x in (0.0, *SLOWDOWNS):
-            hits = total = 0
+            pseudo_hits = total = 0
             for reps, _ in gpu.values():
                 steps = [np.array([st.op_time_us for st in r.steps if st.kind == "decode"]) for r in reps]
                 for _ in range(200):
-                    b = RepeatSamples([rng.choice(steps[0], len(steps[0])) for _ in range(3)])
-                    c = RepeatSamples([rng.choice(steps[1], len(steps[1])) * (1 + x) for _ in range(3)])
-                    hits += compare_samples(b, c, rule).outcome == "regression"
+                    b = RepeatSamples([rng.choice(steps[0], len(steps[0])).tolist() for _ in range(3)])
+                    c = RepeatSamples([(rng.choice(steps[1], len(steps[1])) * (1 + x)).tolist() for _ in range(3)])
+                    pseudo_hits += compare_samples(b, c, rule).outcome == "regression"
                     total += 1
-            row[f"pseudo3v3_gpu_decode_{int(100 * x)}pct"] = f"{hits}/{total}"
+            row[f"pseudo3v3_gpu_decode_{int(100 * x)}pct"] = f"{pseudo_hits}/{total}"
         results["grid"].append(row)
         print(json.dumps(row), flush=True)
 
@@ -188,6 +286,7 @@ def main(quick: bool) -> dict:
         )
 
     results["noise"] = {"cpu": noise(cpu), **{name: noise(reps) for name, (reps, _) in gpu.items()}}
+    results["h200"] = h200_runs()
     # How far apart unchanged CPU runs' levels are, in units of their own step-to-step noise.
     results["cpu_level_shift_in_sigmas"] = round(
         max(
@@ -207,12 +306,12 @@ def main(quick: bool) -> dict:
     )
     # Speed: one comparison of the real H100 seed pair, and of 3-vs-3 combined CPU baselines.
     tol = Tolerances()
-    for label, (b, c, k) in {
+    for label, (base_side, cand_side, k) in {
         "h100-seed single": ([gpu["h100-seed"][0][0]], [gpu["h100-seed"][0][1]], None),
         "cpu 3v3": (cpu[:3], cpu[3:], None),
     }.items():
-        bb, bs = combine_repeats(b) if len(b) > 1 else (b[0], None)
-        cc, cs = combine_repeats(c) if len(c) > 1 else (c[0], None)
+        bb, bs = combine_repeats(base_side) if len(base_side) > 1 else (base_side[0], None)
+        cc, cs = combine_repeats(cand_side) if len(cand_side) > 1 else (cand_side[0], None)
         t0 = time.perf_counter()
         for _ in range(5):
             compare_summaries(bb, cc, tol, bs, cs, k)

@@ -35,6 +35,7 @@ from .summary import ProfileSummary
 if TYPE_CHECKING:
     from .comparison import Finding
     from .metric_judge import MetricJudge
+    from .tolerances import Tolerances
 
 JUDGED_PERCENTILES: tuple[float, ...] = (50.0, 90.0)
 LATENCY_LABELS: dict[str, str] = {"ttft_ms": "TTFT", "tpot_ms": "TPOT", "itl_ms": "ITL", "e2e_ms": "end-to-end latency"}
@@ -55,6 +56,19 @@ OVERHEAD_METRICS: tuple[tuple[str, str, str], ...] = (  # (StepKindOverhead fiel
 # prefill step's period was 17.5 ms in one and 27.3 ms in the other, while decode medians over 9
 # steps moved 0.2 %.
 MIN_OVERHEAD_STEPS = 3
+
+
+# Latencies that include the host's request handling before the first token (HTTP, tokenize,
+# schedule) and after the last (detokenize): they get Tolerances.latency_host_floor_ms, which
+# says why. TPOT and ITL are token-to-token gaps of the engine loop, steady across boots.
+HOST_INCLUSIVE_METRICS: frozenset[str] = frozenset({"ttft_ms", "e2e_ms"})
+
+
+def latency_floor_ms(tol: Tolerances, metric: str) -> float:
+    """The smallest move (ms) of `metric`'s percentiles that can be a regression."""
+    if metric in HOST_INCLUSIVE_METRICS:
+        return max(tol.latency_abs_floor_ms, tol.latency_host_floor_ms)
+    return tol.latency_abs_floor_ms
 
 
 def latency_metric(metric: str, p: float) -> str:
@@ -109,7 +123,7 @@ def compare_latency(comparer: MetricJudge, base: TimedPassResult | None, cand: T
                     f"{LATENCY_LABELS[metric]} p{p:g}",
                     b_dist.percentile(p),
                     c_dist.percentile(p),
-                    tol.latency_abs_floor_ms,
+                    latency_floor_ms(tol, metric),
                     spread,
                     contribution_us=0.0,
                     unit="ms",
