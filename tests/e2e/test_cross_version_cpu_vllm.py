@@ -137,6 +137,10 @@ def test_baseline_of_vllm_0_31_checked_on_vllm_0_32_says_cross_version(
     candidate = from_builtins(checked["summary"], ProfileSummary, "summary")
     assert baseline.token_steps == candidate.token_steps == MAX_TOKENS
     slower = copy.deepcopy(candidate)
+    # Every decode step made slower, not only the median: the verdict is judged from the steps' samples.
+    factor = 3 * baseline.step_kinds["decode"].median_op_time_us / candidate.step_kinds["decode"].median_op_time_us
+    for step in slower.steps_of("decode"):
+        step.op_time_us *= factor
     slower.step_kinds["decode"].median_op_time_us = 3 * baseline.step_kinds["decode"].median_op_time_us
     slowed = compare_across_versions(baseline, slower, OLD, NEW, Tolerances(rel_time=1.0, abs_floor_us=250))
     assert slowed.verdict == "fail"

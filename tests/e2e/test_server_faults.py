@@ -395,7 +395,13 @@ def test_check_alive_names_the_dead_engine_and_exit_code_stand_in_server(stand_i
     launcher.start()
     try:
         launcher.check_alive()  # alive: no error
-        os.kill(_engine_pid(tmp_path / "server.log"), signal.SIGKILL)
+        engine = _engine_pid(tmp_path / "server.log")
+        os.kill(engine, signal.SIGKILL)
+        # SIGKILL lands asynchronously: check once the engine is really gone (a check in between
+        # rightly sees it alive; the clean-clone run hit that window once).
+        deadline = time.monotonic() + 10
+        while engine in process_group_members(launcher.pgid) and time.monotonic() < deadline:  # type: ignore[arg-type]
+            time.sleep(0.02)
         with pytest.raises(ServerDied, match=r"died: exit code 3(.|\n)*last log lines"):
             launcher.check_alive()
     finally:
