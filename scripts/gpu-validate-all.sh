@@ -29,11 +29,10 @@ step() {  # step NAME [env assignments --] pytest args...
 KEEP_TRACES=1 step torch-record --update-baselines --vllm-history="$work/history.sqlite"
 KEEP_TRACES=1 step torch-rerun --vllm-history="$work/history.sqlite"
 GPU_BASELINES=$work/baselines-nsys step nsys-record "${nsys_args[@]}" --update-baselines --vllm-history=off
-mode=()
 if [ "$(cat "$work/nsys-record.rc")" != 0 ]; then  # cuda-range (the GPU default) failed: the session mode
-  mode=(--vllm-nsys-mode=session)
-  GPU_BASELINES=$work/baselines-nsys-session step nsys-record-session "${nsys_args[@]}" "${mode[@]}" --update-baselines --vllm-history=off
-  GPU_BASELINES=$work/baselines-nsys-session step nsys-rerun "${nsys_args[@]}" "${mode[@]}" --vllm-history=off
+  nsys_args+=(--vllm-nsys-mode=session)
+  GPU_BASELINES=$work/baselines-nsys-session step nsys-record-session "${nsys_args[@]}" --update-baselines --vllm-history=off
+  GPU_BASELINES=$work/baselines-nsys-session step nsys-rerun "${nsys_args[@]}" --vllm-history=off
 else
   GPU_BASELINES=$work/baselines-nsys step nsys-rerun "${nsys_args[@]}" --vllm-history=off
 fi

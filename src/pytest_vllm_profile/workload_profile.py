@@ -297,7 +297,7 @@ def baseline_made_differently(
     base_workload: dict[str, Any],
     base_configuration: RunConfiguration | None,
     profile: VllmProfile,
-    base_summary: ProfileSummary | None = None,
+    base_summary: ProfileSummary,
 ) -> str | None:
     """Why the baseline is not a measurement of this workload and configuration (failing), or None.
 
@@ -307,7 +307,7 @@ def baseline_made_differently(
     """
     today = workload_on_record(profile.workload)  # redacted, as the baseline stored it
     reasons = [f"vllm_workload {change}" for change in workload_differences(base_workload, today)]
-    if base_summary is not None and base_summary.runtime.profiler != profile.summary.runtime.profiler:
+    if base_summary.runtime.profiler != profile.summary.runtime.profiler:
         reasons.append(
             f"profiler {base_summary.runtime.profiler} -> {profile.summary.runtime.profiler} (keep each "
             "profiler's baselines apart: --baseline-dir)"

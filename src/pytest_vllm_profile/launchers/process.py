@@ -401,7 +401,10 @@ class ProcessLauncher(Launcher):
     def _group_alive(self) -> bool:
         assert self.process is not None and self.pgid is not None
         self.process.poll()  # reap the leader, so its zombie does not count as alive
-        return bool(process_group_members(self.pgid)) or bool(self._marked_outside_group())
+        if process_group_members(self.pgid):
+            return True
+        # nsys's processes outside the group carry the mark (none in the group is left here)
+        return self._server_mark is not None and bool(marked_pids(SERVER_MARK_ENV, self._server_mark))
 
     @property
     def server_mark(self) -> str | None:

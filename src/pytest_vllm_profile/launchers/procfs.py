@@ -105,12 +105,19 @@ def marked_pids(key: str, value: str, proc: Path = Path("/proc")) -> list[int]:
     return found
 
 
-def _is_zombie(entry: Path) -> bool:
+def _stat_fields(stat_file: Path) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces): state ppid
+    pgrp ...; None when the process is gone."""
     try:
-        stat = (entry / "stat").read_text()
+        stat = stat_file.read_text()
     except OSError:
-        return True  # gone
-    return stat[stat.rfind(")") + 2 :].split()[:1] == ["Z"]
+        return None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _is_zombie(entry: Path) -> bool:
+    fields = _stat_fields(entry / "stat")
+    return fields is None or fields[:1] == ["Z"]  # gone counts as dead too
 
 
 def port_owned_by_marked(port: int, key: str, value: str, proc: Path = Path("/proc")) -> bool | None:
@@ -140,21 +147,13 @@ def process_group_members(pgid: int) -> list[int]:
     for entry in proc_root.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the command name (which may hold spaces): state ppid pgrp ...
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
+        fields = _stat_fields(entry / "stat")
+        if fields is not None and len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
 
 
 def parent_of(pid: int) -> int | None:
     """The parent process of `pid`, from /proc/<pid>/stat; None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rfind(")") + 2 :].split()[1])
+    fields = _stat_fields(Path(f"/proc/{pid}/stat"))
+    return int(fields[1]) if fields is not None else None

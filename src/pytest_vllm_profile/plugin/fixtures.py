@@ -52,7 +52,9 @@ def vllm_profile(request: pytest.FixtureRequest, vllm_server_pool: ServerPool) -
     workload = test.workload
     # Before any server is asked for (plugin/preflight.py); the model folder only now, once the
     # test's other fixtures (which may write it) have run.
-    problems = test.preflight_problems + [p for p in [model_problem(workload, session.settings)] if p]
+    problems = list(test.preflight_problems)
+    if (missing_model := model_problem(workload, session.settings)) is not None:
+        problems.append(missing_model)
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
     progress = Progress(request.config)
