@@ -118,6 +118,19 @@ def built_summary(
     )
 
 
+def slower_decode_steps(summary: ProfileSummary, factor: float) -> ProfileSummary:
+    """`summary` with every decode step (and its layers) `factor` times slower and the decode median
+    with them; kernels untouched (`scaled_decode` scales those too)."""
+    out = copy.deepcopy(summary)
+    for step in out.steps:
+        if step.kind == "decode":
+            step.op_time_us *= factor
+            for layer in step.layers:
+                layer.time_us *= factor
+    out.step_kinds["decode"].median_op_time_us *= factor
+    return out
+
+
 def scaled_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
     """`summary` with every decode-step kernel time multiplied by `factor` (and the sums that include them)."""
     out = copy.deepcopy(summary)

@@ -29,6 +29,7 @@ from pytest_vllm_profile.settings import BaselineSettings
 from pytest_vllm_profile.summary import ProfileSummary
 from pytest_vllm_profile.workload import Workload
 from pytest_vllm_profile.workload_profile import VllmProfile, check_baseline, update_baseline
+from support.summaries import slower_decode_steps
 
 RENAMED_CLASSES = ("gemm", "attention")
 NODEID = "tests/test_x.py::test_seed"
@@ -266,18 +267,6 @@ def test_check_on_a_new_version_compares_across_versions_and_update_records_besi
     assert "baselines exist for vLLM 0.26.0, 0.27.0" in missing.message
 
 
-def _slower_decode_steps(summary: ProfileSummary, factor: float) -> ProfileSummary:
-    """`summary` with every decode step (and its layers) `factor` times slower."""
-    out = copy.deepcopy(summary)
-    for step in out.steps:
-        if step.kind == "decode":
-            step.op_time_us *= factor
-            for layer in step.layers:
-                layer.time_us *= factor
-    out.step_kinds["decode"].median_op_time_us *= factor
-    return out
-
-
 def _timed_pass(gap_ms: float, repeats: int = 3) -> TimedPassResult:
     """A made-up timed pass: one 10-token request per repeat, TTFT 50 ms, then `gap_ms` per token (1 % jitter)."""
     runs = []
@@ -295,7 +284,7 @@ def test_real_h100_3_percent_decode_slowdown_across_versions_is_judged_from_the_
     same, same_spread = combine_repeats([renamed_copy(r, "0.27.0") for r in reps])
     unchanged = compare_across_versions(base, same, "0.26.0", "0.27.0", None, base_spread, same_spread)
     assert unchanged.verdict == "pass", unchanged.explain()
-    slow, slow_spread = combine_repeats([renamed_copy(_slower_decode_steps(r, 1.03), "0.27.0") for r in reps])
+    slow, slow_spread = combine_repeats([renamed_copy(slower_decode_steps(r, 1.03), "0.27.0") for r in reps])
     result = compare_across_versions(base, slow, "0.26.0", "0.27.0", None, base_spread, slow_spread)
     assert result.verdict == "fail"
     step = next(f for f in result.regressions if f.metric == "step.decode.op_time_us")

@@ -6,7 +6,6 @@ six real vLLM CPU repeats in tests/data/cpu-reps) test the verdicts people get.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import msgspec
@@ -19,6 +18,7 @@ from pytest_vllm_profile.comparator import Tolerances, compare_summaries
 from pytest_vllm_profile.repeats import RepeatSpread, combine_repeats
 from pytest_vllm_profile.significance import DecisionRule, RepeatSamples, compare_samples, relative_noise
 from pytest_vllm_profile.summary import ProfileSummary
+from support.summaries import slower_decode_steps
 
 RNG_SEED = 20261202
 
@@ -119,17 +119,6 @@ def h100_seed(data_dir: Path) -> tuple[ProfileSummary, ProfileSummary]:
     )
 
 
-def _slower_decode(summary: ProfileSummary, factor: float) -> ProfileSummary:
-    out = copy.deepcopy(summary)
-    for step in out.steps:
-        if step.kind == "decode":
-            step.op_time_us *= factor
-            for layer in step.layers:
-                layer.time_us *= factor
-    out.step_kinds["decode"].median_op_time_us *= factor
-    return out
-
-
 def test_real_unchanged_cpu_reruns_pass_with_three_repeats_a_side(cpu_reps: list[ProfileSummary]) -> None:
     # The issue's CPU case: the median decode step of these six real unchanged runs spans 1248-1535 µs
     # (23 %); the samples' own noise sets the threshold, no tolerance is hand-set.
@@ -141,7 +130,7 @@ def test_real_unchanged_cpu_reruns_pass_with_three_repeats_a_side(cpu_reps: list
     assert result.too_few_samples == ["step.prefill.op_time_us", "total_kernel_us"]
     assert "UNDECIDED (too few samples): step.prefill.op_time_us" in result.explain()
     # a real 50 % slowdown of the candidate's decode steps is beyond that noise and fails
-    slow, slow_spread = combine_repeats([_slower_decode(s, 1.5) for s in cpu_reps[3:]])
+    slow, slow_spread = combine_repeats([slower_decode_steps(s, 1.5) for s in cpu_reps[3:]])
     failed = compare_summaries(base, slow, Tolerances(), base_spread, slow_spread)
     step = next(f for f in failed.regressions if f.metric == "step.decode.op_time_us")
     assert step.estimate_pct is not None and step.estimate_pct > 30 and step.threshold_pct > 10  # type: ignore[operator]
@@ -152,7 +141,7 @@ def test_real_h100_3_percent_decode_slowdown_fails_with_estimate_interval_and_th
 ) -> None:
     rep0, rep1 = h100_seed
     assert compare_summaries(rep0, rep1).verdict == "pass"
-    result = compare_summaries(rep0, _slower_decode(rep1, 1.03))
+    result = compare_summaries(rep0, slower_decode_steps(rep1, 1.03))
     assert result.verdict == "fail"
     step = result.regressions[0]
     assert step.metric == "step.decode.op_time_us"
@@ -178,7 +167,7 @@ def test_real_baseline_without_samples_falls_back_to_the_tolerance_with_a_note(
     median, spread = combine_repeats(list(h100_seed))
     old = msgspec.structs.replace(spread, step_samples_us=msgspec.UNSET, layer_samples_us=msgspec.UNSET)
     assert "step_samples_us" not in encode_json(old)  # what a 0.1.0 baseline looks like
-    result = compare_summaries(median, _slower_decode(h100_seed[1], 1.03), Tolerances(), baseline_spread=old)
+    result = compare_summaries(median, slower_decode_steps(h100_seed[1], 1.03), Tolerances(), baseline_spread=old)
     assert result.verdict == "fail"
     assert result.regressions[0].metric == "step.decode.op_time_us"
     assert result.regressions[0].estimate_pct is msgspec.UNSET and "allowed ±2.0%" in result.regressions[0].message
