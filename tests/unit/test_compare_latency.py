@@ -143,15 +143,22 @@ def test_single_step_kinds_are_not_compared_for_overhead(seed: ProfileSummary) -
     assert any(n.startswith("prefill step overhead not compared: 1 step(s)") for n in result.notes)
 
 
-def test_bunched_client_reads_skip_tpot_itl_but_not_e2e(seed: ProfileSummary) -> None:
-    # baseline tokens all read at once (gaps 0.001 ms against a 6.8 ms decode step period)
+def test_bunched_client_reads_skip_ttft_tpot_itl_but_not_e2e(seed: ProfileSummary) -> None:
+    # baseline tokens all read at once (gaps 0.001 ms against a 6.8 ms decode step period); the
+    # candidate's first token 40 ms later, which would fail TTFT if its time were a token's time
     result = compare_summaries(
-        seed, seed, Tolerances(), baseline_timed=timed(50, 0.001), candidate_timed=timed(50, 3.0)
+        seed, seed, Tolerances(), baseline_timed=timed(50, 0.001), candidate_timed=timed(90, 3.0)
     )
     failed = {f.metric for f in result.regressions}
-    assert not {m for m in failed if m.startswith(("latency.tpot", "latency.itl"))}, failed
-    assert "latency.e2e_ms.p50" in failed  # 27 ms more per request is still judged
+    assert not {m for m in failed if m.startswith(("latency.ttft", "latency.tpot", "latency.itl"))}, failed
+    assert "latency.e2e_ms.p50" in failed  # 67 ms more per request is still judged
     assert any(
-        n.startswith("per-token latency (TPOT, ITL) not compared: the baseline's median ITL 0.00 ms")
+        n.startswith("token latency (TTFT, TPOT, ITL) not compared: the baseline's median ITL 0.00 ms")
         for n in result.notes
     ), result.notes
+
+
+def test_the_same_ttft_rise_fails_when_tokens_were_read_one_by_one(seed: ProfileSummary) -> None:
+    result = compare_summaries(seed, seed, Tolerances(), baseline_timed=timed(50, 6.8), candidate_timed=timed(90, 6.8))
+    assert {"latency.ttft_ms.p50", "latency.ttft_ms.p90"} <= {f.metric for f in result.regressions}
+    assert not any("not compared" in n and "TTFT" in n for n in result.notes), result.notes
