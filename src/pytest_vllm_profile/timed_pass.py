@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from .errors import CaptureError
+from .errors import CaptureError, ServerErrorAnswer
 from .latency import LoadShape, RequestTiming, TimedPassResult, arrival_offsets, run_latency
 from .token_prompts import count_tokens, exact_length_prompts
 from .workload import Workload
@@ -130,7 +130,9 @@ async def _timed_pass(
             )
             failed = [t.error for t in timings if t.error]
             if failed:
-                raise CaptureError(
+                # a 5xx: the server may be dying, which the caller's watch then names first
+                error = ServerErrorAnswer if failed[0].startswith("HTTP 5") else CaptureError
+                raise error(
                     f"timed repeat {repeat}: {len(failed)} of {len(timings)} requests to "
                     f"{base_url} failed; first: {failed[0]}"
                 )

