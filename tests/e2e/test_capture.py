@@ -149,7 +149,7 @@ def test_http_500_of_a_dying_server_names_its_death_first_launcher_double(
         _engine_failed_capture(engine_failed_double_server, launcher, tmp_path).run()
     message = str(info.value)
     assert message.startswith("vLLM server 4242 at port 1 died: exit code 1"), message
-    assert "(the request it failed: POST http://127.0.0.1:" in message and "answered HTTP 500" in message
+    assert "(the request that failed: POST http://127.0.0.1:" in message and "answered HTTP 500" in message
     assert launcher.checks > 1  # it waited for the death rather than answering with the bare 500
 
 
