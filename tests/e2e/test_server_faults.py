@@ -638,4 +638,6 @@ def test_a_real_engine_crash_answered_as_http_500_is_named_as_the_servers_death_
     print(message[:2000])
     assert message.startswith("vLLM server "), message
     assert "died: " in message and "answered HTTP 500" in message
-    assert "died unexpectedly (exit code: -4)" in message  # the worker's SIGILL, from the log
+    # the worker's death, from the log: vLLM logs "(exit code: -4)", the SIGILL, or "(exit code:
+    # None)" when it looked before the worker was reaped (both seen on this machine)
+    assert "Worker proc VllmWorker-0 died unexpectedly (exit code: " in message
